@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || (apt-get update -q && apt-get install -y -q python3-venv)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,bench]' -e clients/python
+	$(BIN)/pip install -q --config-settings editable_mode=compat -e '.[test,bench]' -e clients/python
 	touch $@
 
 $(GEN): $(STAMP) $(wildcard proto/tidings/v1/*.proto) proto/generate.py
