@@ -26,3 +26,87 @@ def u64(value: int) -> bytes:
 
 def read_u64(data: bytes, offset: int = 0) -> int:
     return _U64.unpack_from(data, offset)[0]
+
+
+# Column families of the mail data model (the search index adds its own).
+CF_DIRECTORY = "directory"     # token | directory key            -> versioned entry
+CF_FOLDERS = "folders"         # partition | folder               -> counters
+CF_BY_FOLDER = "by_folder"     # partition | folder | inv ms | id -> summary
+CF_UNREAD = "unread"           # partition | folder | inv ms | id -> summary (unread only)
+CF_MESSAGES = "messages"       # partition | id                   -> message record
+CF_BODIES = "bodies"           # partition | id                   -> raw body (compressed or blob ref)
+CF_THREADS = "threads"         # partition | thread | ms | id     -> b""
+CF_MSGIDS = "msgids"           # partition | hash(Message-Id)     -> thread id
+MAIL_COLUMN_FAMILIES = (
+    CF_DIRECTORY, CF_FOLDERS, CF_BY_FOLDER, CF_UNREAD, CF_MESSAGES, CF_BODIES, CF_THREADS, CF_MSGIDS,
+)
+
+# System folders have fixed numbers; the number, not the name, is in the keys.
+SYSTEM_FOLDERS: dict[str, int] = {
+    "inbox": 1, "sent": 2, "drafts": 3, "spam": 4, "trash": 5, "archive": 6,
+}
+FOLDER_NAMES: dict[int, str] = {number: role for role, number in SYSTEM_FOLDERS.items()}
+
+ID_BYTES = 16
+USER_BYTES = 8
+THREAD_BYTES = 8
+PARTITION_BYTES = 8 + USER_BYTES
+
+
+def partition(user_id: str) -> bytes:
+    """Token then user: the prefix of every key of one user's partition."""
+    return u64(partition_token(user_id)) + bytes.fromhex(user_id)
+
+
+def directory(key: str) -> bytes:
+    return u64(partition_token(key)) + key.encode()
+
+
+def folder(user_id: str, folder_no: int) -> bytes:
+    return partition(user_id) + _U32.pack(folder_no)
+
+
+def folder_prefix(user_id: str) -> bytes:
+    return partition(user_id)
+
+
+def inverted_ms(received_ms: int) -> int:
+    return MAX_U64 - received_ms
+
+
+def listing(user_id: str, folder_no: int, received_ms: int, message_id: str) -> bytes:
+    """Key shared by by_folder and unread: newest first within a folder."""
+    return folder(user_id, folder_no) + u64(inverted_ms(received_ms)) + bytes.fromhex(message_id)
+
+
+def listing_id(key: bytes) -> str:
+    return key[-ID_BYTES:].hex()
+
+
+def listing_ms(key: bytes) -> int:
+    return MAX_U64 - read_u64(key, PARTITION_BYTES + 4)
+
+
+def message(user_id: str, message_id: str) -> bytes:
+    return partition(user_id) + bytes.fromhex(message_id)
+
+
+def thread(user_id: str, thread_id: str) -> bytes:
+    return partition(user_id) + bytes.fromhex(thread_id)
+
+
+def thread_entry(user_id: str, thread_id: str, received_ms: int, message_id: str) -> bytes:
+    return thread(user_id, thread_id) + u64(received_ms) + bytes.fromhex(message_id)
+
+
+def msgid(user_id: str, rfc822_msgid: str) -> bytes:
+    digest = hashlib.blake2b(rfc822_msgid.strip().strip("<>").encode(), digest_size=16).digest()
+    return partition(user_id) + digest
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The smallest key greater than every key starting with prefix."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return b"\xff" * (len(prefix) + 1)
+    return stripped[:-1] + bytes([stripped[-1] + 1])

@@ -1,0 +1,4 @@
+"""`python -m storage_node`: run one storage node."""
+from storage_node.server import main
+
+main()

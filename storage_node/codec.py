@@ -1,0 +1,92 @@
+"""Value encodings of the storage node. Every value starts with a format byte, so old
+formats stay readable when new ones are added (as Tahoe's versioned schemas)."""
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+from storage_node import keys
+from storage_node.errors import CorruptValue
+from storage_node.model import AttachmentPart, DirectoryValue, FolderCounts, MessageRecord
+
+RECORD_JSON_V1 = 1
+BODY_ZLIB_V1 = 1
+BODY_BLOB_V1 = 2
+COUNTS_V1 = 1
+DIRECTORY_V1 = 1
+
+
+def _check(value: bytes, expected: set[int], what: str) -> int:
+    if not value or value[0] not in expected:
+        raise CorruptValue(f"unknown {what} format byte {value[:1]!r}")
+    return value[0]
+
+
+def encode_record(record: MessageRecord) -> bytes:
+    body: dict[str, Any] = {
+        "id": record.id, "t": record.thread_id, "ms": record.received_ms, "sz": record.size,
+        "mid": record.rfc822_msgid, "irt": record.in_reply_to, "refs": list(record.references),
+        "f": [list(a) for a in record.from_], "to": [list(a) for a in record.to],
+        "cc": [list(a) for a in record.cc], "bcc": [list(a) for a in record.bcc],
+        "s": record.subject, "sn": record.snippet,
+        "a": [[a.id, a.filename, a.content_type, a.size] for a in record.attachments],
+        "fo": record.folder_no, "u": record.unread, "st": record.starred, "v": record.version,
+    }
+    if record.tombstone:
+        body["x"] = True
+    return bytes([RECORD_JSON_V1]) + json.dumps(body, separators=(",", ":")).encode()
+
+
+def _addresses(items: list[list[str]]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, email) for name, email in items)
+
+
+def decode_record(value: bytes) -> MessageRecord:
+    _check(value, {RECORD_JSON_V1}, "record")
+    d = json.loads(value[1:])
+    return MessageRecord(
+        id=d["id"], thread_id=d["t"], received_ms=d["ms"], size=d["sz"],
+        rfc822_msgid=d["mid"], in_reply_to=d["irt"], references=tuple(d["refs"]),
+        from_=_addresses(d["f"]), to=_addresses(d["to"]), cc=_addresses(d["cc"]),
+        bcc=_addresses(d["bcc"]), subject=d["s"], snippet=d["sn"],
+        attachments=tuple(AttachmentPart(*a) for a in d["a"]),
+        folder_no=d["fo"], unread=d["u"], starred=d["st"], version=d["v"],
+        tombstone=d.get("x", False),
+    )
+
+
+def encode_inline_body(raw: bytes) -> bytes:
+    return bytes([BODY_ZLIB_V1]) + zlib.compress(raw, 6)
+
+
+def encode_blob_body(blob_ref: str) -> bytes:
+    return bytes([BODY_BLOB_V1]) + blob_ref.encode()
+
+
+def decode_body(value: bytes) -> tuple[bytes | None, str | None]:
+    """(raw, None) for an inline body, (None, blob ref) for one in the object store."""
+    kind = _check(value, {BODY_ZLIB_V1, BODY_BLOB_V1}, "body")
+    if kind == BODY_ZLIB_V1:
+        return zlib.decompress(value[1:]), None
+    return None, value[1:].decode()
+
+
+def encode_counts(counts: FolderCounts) -> bytes:
+    return bytes([COUNTS_V1]) + keys.u64(counts.total) + keys.u64(counts.unread)
+
+
+def decode_counts(value: bytes | None) -> FolderCounts:
+    if value is None:
+        return FolderCounts()
+    _check(value, {COUNTS_V1}, "counters")
+    return FolderCounts(keys.read_u64(value, 1), keys.read_u64(value, 9))
+
+
+def encode_directory(entry: DirectoryValue) -> bytes:
+    return bytes([DIRECTORY_V1]) + keys.u64(entry.version) + entry.value
+
+
+def decode_directory(value: bytes) -> DirectoryValue:
+    _check(value, {DIRECTORY_V1}, "directory")
+    return DirectoryValue(value=value[9:], version=keys.read_u64(value, 1))

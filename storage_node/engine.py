@@ -1,0 +1,289 @@
+"""One node's RocksDB and the rules of the data model: apply mutations, read, resolve LWW.
+
+No gRPC here (service.py translates). Mutations are plain functions of a `Txn`, so the
+group committer can run many of them into one synced WriteBatch. Every mutation is
+idempotent: storing an id twice, or applying an older version, changes nothing.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Protocol
+
+from rocksdict import Options, Rdict, WriteOptions
+
+from storage_node import codec, keys
+from storage_node.batch import Txn
+from storage_node.blobs import BlobStore
+from storage_node.errors import InvalidArgument, NotFound
+from storage_node.mime import ParsedMail
+from storage_node.model import DirectoryValue, FolderCounts, MessageRecord
+
+INLINE_BODY_LIMIT = 256 * 1024  # larger raw messages go to the object store
+
+
+class MailIndex(Protocol):
+    """What the engine needs of the embedded search index (search_node.index.SearchIndex)."""
+
+    def on_store(self, txn: Txn, user_id: str, record: MessageRecord, parsed: ParsedMail) -> None: ...
+    def on_update(self, txn: Txn, user_id: str, record: MessageRecord) -> None: ...
+    def on_expunge(self, txn: Txn, user_id: str, record: MessageRecord) -> None: ...
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    user_id: str
+    id: str
+    thread_id: str
+    folder_id: str
+    unread: bool
+    starred: bool
+    received_ms: int
+    version: int
+    size: int
+    parsed: ParsedMail
+    body_value: bytes  # already encoded: inline (compressed) or a blob reference
+
+
+@dataclass(frozen=True)
+class Change:
+    user_id: str
+    id: str
+    version: int
+    unread: bool | None = None
+    starred: bool | None = None
+    folder_id: str | None = None
+    expunge: bool = False
+
+
+def folder_no(folder_id: str) -> int:
+    try:
+        return keys.SYSTEM_FOLDERS[folder_id]
+    except KeyError:
+        raise InvalidArgument(f"unknown folder {folder_id!r}") from None
+
+
+def check_user_id(user_id: str) -> None:
+    if len(user_id) != 2 * keys.USER_BYTES or not _is_hex(user_id):
+        raise InvalidArgument(f"malformed user id {user_id!r}")
+
+
+def check_message_id(message_id: str) -> None:
+    if len(message_id) != 2 * keys.ID_BYTES or not _is_hex(message_id):
+        raise NotFound(f"no message {message_id!r}")
+
+
+def _is_hex(value: str) -> bool:
+    return all(c in "0123456789abcdef" for c in value)
+
+
+class Engine:
+    def __init__(self, path: Path, blobs: BlobStore, extra_column_families: Iterable[str] = (),
+                 index: MailIndex | None = None) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.create_missing_column_families(True)
+        wanted = set(keys.MAIL_COLUMN_FAMILIES) | set(extra_column_families)
+        existing = set(Rdict.list_cf(str(path), options)) if (path / "CURRENT").exists() else set()
+        names = (wanted | existing) - {"default"}
+        self._db = Rdict(str(path), options, column_families={n: Options(raw_mode=True) for n in names})
+        self._handles = {n: self._db.get_column_family_handle(n) for n in names}
+        self._cfs = {n: self._db.get_column_family(n) for n in names}
+        self._sync = WriteOptions()
+        self._sync.sync = True
+        self._write_lock = threading.Lock()
+        self.blobs = blobs
+        self.index = index
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- raw access (also the search index's Reader protocol) --------------------------
+    def get(self, cf: str, key: bytes) -> bytes | None:
+        return self._cfs[cf].get(key)
+
+    def multi_get(self, cf: str, keys_: list[bytes]) -> list[bytes | None]:
+        return self._cfs[cf].get(keys_) if keys_ else []
+
+    def scan(self, cf: str, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
+        it = self._cfs[cf].iter()
+        it.seek(start)
+        while it.valid():
+            key = it.key()
+            if key >= end:
+                return
+            yield key, it.value()
+            it.next()
+
+    def new_txn(self) -> Txn:
+        return Txn(self.get)
+
+    def commit(self, txn: Txn) -> None:
+        """Write the batch with the WAL synced: durable when this returns."""
+        if len(txn):
+            with self._write_lock:
+                self._db.write(txn.to_write_batch(self._handles.__getitem__), self._sync)
+
+    # -- mutations ---------------------------------------------------------------------
+    def store_message(self, txn: Txn, new: NewMessage) -> tuple[bool, MessageRecord]:
+        key = keys.message(new.user_id, new.id)
+        existing = txn.get(keys.CF_MESSAGES, key)
+        if existing is not None:
+            return False, codec.decode_record(existing)
+        p = new.parsed
+        record = MessageRecord(
+            id=new.id, thread_id=new.thread_id, received_ms=new.received_ms, size=new.size,
+            rfc822_msgid=p.rfc822_msgid, in_reply_to=p.in_reply_to, references=p.references,
+            from_=p.from_, to=p.to, cc=p.cc, bcc=p.bcc, subject=p.subject, snippet=p.snippet,
+            attachments=p.attachments, folder_no=folder_no(new.folder_id), unread=new.unread,
+            starred=new.starred, version=new.version,
+        )
+        txn.put(keys.CF_BODIES, key, new.body_value)
+        txn.put(keys.CF_THREADS, keys.thread_entry(new.user_id, record.thread_id, record.received_ms, record.id), b"")
+        if p.rfc822_msgid:
+            txn.put(keys.CF_MSGIDS, keys.msgid(new.user_id, p.rfc822_msgid), bytes.fromhex(record.thread_id))
+        self._place(txn, new.user_id, None, record)
+        if self.index is not None:
+            self.index.on_store(txn, new.user_id, record, p)
+        return True, record
+
+    def update_message(self, txn: Txn, change: Change) -> MessageRecord:
+        key = keys.message(change.user_id, change.id)
+        value = txn.get(keys.CF_MESSAGES, key)
+        if value is None:
+            raise NotFound(f"no message {change.id}")
+        old = codec.decode_record(value)
+        if old.tombstone:
+            raise NotFound(f"message {change.id} was deleted")
+        if change.version <= old.version:
+            return old  # last writer wins: this change is older than what we hold
+        if change.expunge:
+            return self._expunge(txn, change.user_id, old, change.version)
+        new = replace(
+            old,
+            unread=old.unread if change.unread is None else change.unread,
+            starred=old.starred if change.starred is None else change.starred,
+            folder_no=old.folder_no if change.folder_id is None else folder_no(change.folder_id),
+            version=change.version,
+        )
+        self._place(txn, change.user_id, old, new)
+        if self.index is not None:
+            self.index.on_update(txn, change.user_id, new)
+        return new
+
+    def _expunge(self, txn: Txn, user_id: str, old: MessageRecord, version: int) -> MessageRecord:
+        tomb = replace(old, tombstone=True, version=version, unread=False, starred=False)
+        self._unplace(txn, user_id, old)
+        txn.delete(keys.CF_BODIES, keys.message(user_id, old.id))
+        txn.delete(keys.CF_THREADS, keys.thread_entry(user_id, old.thread_id, old.received_ms, old.id))
+        txn.put(keys.CF_MESSAGES, keys.message(user_id, old.id), codec.encode_record(tomb))
+        if self.index is not None:
+            self.index.on_expunge(txn, user_id, old)
+        return tomb
+
+    def _unplace(self, txn: Txn, user_id: str, old: MessageRecord) -> None:
+        listing = keys.listing(user_id, old.folder_no, old.received_ms, old.id)
+        txn.delete(keys.CF_BY_FOLDER, listing)
+        txn.delete(keys.CF_UNREAD, listing)
+        self._count(txn, user_id, old.folder_no, -1, -1 if old.unread else 0)
+
+    def _place(self, txn: Txn, user_id: str, old: MessageRecord | None, new: MessageRecord) -> None:
+        """Write the record and its listing rows, keeping unread table and counters true."""
+        if old is not None:
+            self._unplace(txn, user_id, old)
+        value = codec.encode_record(new)
+        listing = keys.listing(user_id, new.folder_no, new.received_ms, new.id)
+        txn.put(keys.CF_MESSAGES, keys.message(user_id, new.id), value)
+        txn.put(keys.CF_BY_FOLDER, listing, value)
+        if new.unread:
+            txn.put(keys.CF_UNREAD, listing, value)
+        self._count(txn, user_id, new.folder_no, 1, 1 if new.unread else 0)
+
+    def _count(self, txn: Txn, user_id: str, folder: int, total: int, unread: int) -> None:
+        key = keys.folder(user_id, folder)
+        counts = codec.decode_counts(txn.get(keys.CF_FOLDERS, key)).plus(total, unread)
+        txn.put(keys.CF_FOLDERS, key, codec.encode_counts(counts))
+
+    def put_directory(self, txn: Txn, key: str, entry: DirectoryValue) -> DirectoryValue:
+        dkey = keys.directory(key)
+        current = txn.get(keys.CF_DIRECTORY, dkey)
+        if current is not None:
+            held = codec.decode_directory(current)
+            if held.version >= entry.version:
+                return held
+        txn.put(keys.CF_DIRECTORY, dkey, codec.encode_directory(entry))
+        return entry
+
+    # -- reads -------------------------------------------------------------------------
+    def record(self, user_id: str, message_id: str) -> MessageRecord | None:
+        check_message_id(message_id)
+        value = self.get(keys.CF_MESSAGES, keys.message(user_id, message_id))
+        return None if value is None else codec.decode_record(value)
+
+    def records(self, user_id: str, message_ids: list[str]) -> list[MessageRecord]:
+        ids = [i for i in message_ids if len(i) == 2 * keys.ID_BYTES and _is_hex(i)]
+        values = self.multi_get(keys.CF_MESSAGES, [keys.message(user_id, i) for i in ids])
+        return [codec.decode_record(v) for v in values if v is not None]
+
+    def raw(self, user_id: str, message_id: str) -> bytes:
+        value = self.get(keys.CF_BODIES, keys.message(user_id, message_id))
+        if value is None:
+            raise NotFound(f"no message {message_id}")
+        raw, ref = codec.decode_body(value)
+        return raw if raw is not None else self.blobs.get(ref or "")
+
+    def list_folder(self, user_id: str, folder_id: str, unread_only: bool, limit: int,
+                    after: tuple[int, str] | None) -> list[MessageRecord]:
+        number = folder_no(folder_id)
+        prefix = keys.folder(user_id, number)
+        start = prefix if after is None else keys.prefix_end(keys.listing(user_id, number, *after))
+        cf = keys.CF_UNREAD if unread_only else keys.CF_BY_FOLDER
+        out: list[MessageRecord] = []
+        for _, value in self.scan(cf, start, keys.prefix_end(prefix)):
+            out.append(codec.decode_record(value))
+            if len(out) >= limit:
+                break
+        return out
+
+    def folder_counts(self, user_id: str) -> dict[str, FolderCounts]:
+        return {
+            role: codec.decode_counts(self.get(keys.CF_FOLDERS, keys.folder(user_id, number)))
+            for role, number in keys.SYSTEM_FOLDERS.items()
+        }
+
+    def thread(self, user_id: str, thread_id: str) -> list[MessageRecord]:
+        prefix = keys.thread(user_id, thread_id)
+        ids = [key[-keys.ID_BYTES:].hex() for key, _ in self.scan(keys.CF_THREADS, prefix, keys.prefix_end(prefix))]
+        return [r for r in self.records(user_id, ids) if not r.tombstone]
+
+    def lookup_thread(self, user_id: str, rfc822_msgids: list[str]) -> str:
+        for mid in rfc822_msgids:
+            value = self.get(keys.CF_MSGIDS, keys.msgid(user_id, mid))
+            if value is not None:
+                return value.hex()
+        return ""
+
+    def directory(self, key: str) -> DirectoryValue | None:
+        value = self.get(keys.CF_DIRECTORY, keys.directory(key))
+        return None if value is None else codec.decode_directory(value)
+
+
+def run_group(engine: Engine, mutations: list[Callable[[Txn], object]]) -> list[object]:
+    """Apply mutations into one batch, each isolated in a child txn; one synced write.
+
+    Returns each mutation's result, or the exception it raised (its writes dropped).
+    """
+    group = engine.new_txn()
+    results: list[object] = []
+    for mutate in mutations:
+        child = group.child()
+        try:
+            results.append(mutate(child))
+        except Exception as exc:  # the mutation's own error: reported to its caller only
+            results.append(exc)
+            continue
+        child.fold_into(group)
+    engine.commit(group)
+    return results

@@ -1,0 +1,63 @@
+"""Running a grpc.aio server the way every Tidings gRPC process does: health checking,
+server reflection, Prometheus /metrics on its own port, a clean stop on SIGINT/SIGTERM.
+
+Shared by the storage node and the router (the router may import storage_node; the
+reverse never happens).
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import start_http_server
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+
+
+@dataclass(frozen=True)
+class Mounted:
+    add_to_server: Callable[[Any, grpc.aio.Server], None]
+    servicer: Any
+    service_name: str
+
+
+async def serve(mounted: list[Mounted], listen: str, metrics_port: int | None, banner: str,
+                on_start: Callable[[], Awaitable[None]] | None = None,
+                on_stop: Callable[[], Awaitable[None]] | None = None) -> None:
+    server = grpc.aio.server(options=CHANNEL_OPTIONS)
+    for m in mounted:
+        m.add_to_server(m.servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [m.service_name for m in mounted]
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    if server.add_insecure_port(listen) == 0:
+        raise SystemExit(f"cannot listen on {listen}")
+    if metrics_port:
+        start_http_server(metrics_port, addr="127.0.0.1")
+    if on_start is not None:
+        await on_start()
+    await server.start()
+    for name in ["", *names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    print(f"{banner} listening on {listen}" + (f", metrics :{metrics_port}" if metrics_port else ""), flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    for name in ["", *names]:
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await server.stop(grace=2)
+    if on_stop is not None:
+        await on_stop()

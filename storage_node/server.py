@@ -1,0 +1,47 @@
+"""Start and stop one storage node: open RocksDB and the object store, serve StorageNode."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+from pathlib import Path
+
+from storage_node.blobs import blob_store_from_env
+from storage_node.commit import GroupCommitter
+from storage_node.engine import Engine
+from storage_node.grpc_runtime import Mounted, serve
+from storage_node.service import StorageService
+from tidings.v1 import storage_pb2, storage_pb2_grpc
+
+
+def open_engine(data_dir: Path, blob_dir: Path) -> Engine:
+    return Engine(data_dir, blob_store_from_env(blob_dir))
+
+
+async def run(node_id: str, listen: str, data_dir: Path, blob_dir: Path, metrics_port: int | None) -> None:
+    engine = open_engine(data_dir, blob_dir)
+    committer = GroupCommitter(engine)
+    service = StorageService(engine, committer)
+    name = storage_pb2.DESCRIPTOR.services_by_name["StorageNode"].full_name
+
+    async def start() -> None:
+        committer.start()
+
+    async def stop() -> None:
+        await committer.stop()
+        engine.close()
+
+    await serve([Mounted(storage_pb2_grpc.add_StorageNodeServicer_to_server, service, name)],
+                listen, metrics_port, f"storage_node {node_id}", on_start=start, on_stop=stop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="storage_node", description="Run one Tidings storage node.")
+    parser.add_argument("--node-id", default=env("TIDINGS_NODE_ID", "1"))
+    parser.add_argument("--listen", default=env("TIDINGS_STORAGE_LISTEN", "127.0.0.1:7101"))
+    parser.add_argument("--data-dir", type=Path, default=Path(env("TIDINGS_DATA_DIR", "var/node1")))
+    parser.add_argument("--blob-dir", type=Path, default=Path(env("TIDINGS_BLOB_DIR", "var/blobs")))
+    parser.add_argument("--metrics-port", type=int, default=int(env("TIDINGS_METRICS_PORT", "0")) or None)
+    args = parser.parse_args(argv)
+    asyncio.run(run(args.node_id, args.listen, args.data_dir, args.blob_dir, args.metrics_port))
