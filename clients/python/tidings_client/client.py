@@ -1,0 +1,286 @@
+"""An asyncio wrapper over the router's `tidings.v1.Mail` and `tidings.v1.Admin` services.
+
+    async with MailClient("127.0.0.1:7000") as mail:
+        account = await mail.authenticate("ann@example.test", "pw")
+        async for summary in mail.iter_messages(account.user_id, "inbox"):
+            print(summary.subject)
+
+The generated stubs stay untouched (`tidings.v1.*_pb2_grpc`). This module adds:
+- one `grpc.aio` channel per client, with retries for UNAVAILABLE in the
+  channel's service config for the idempotent calls (the reads, and `Deliver`,
+  which is idempotent by its `entry_id`);
+- a default deadline per call;
+- typed errors (`tidings_client.errors`), translated in `_call` and only there;
+- pagers (`tidings_client.paging`) for ListMessages and Search.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import grpc
+from google.protobuf.message import Message
+
+from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
+
+from .errors import from_rpc_error
+from .paging import MessagePager
+
+_MAIL = "tidings.v1.Mail"
+_ADMIN = "tidings.v1.Admin"
+
+# Calls that may be repeated without changing the outcome.
+_IDEMPOTENT_MAIL = (
+    "Authenticate",
+    "CheckRecipient",
+    "Deliver",  # the entry_id names every stored copy: a retry rewrites the same rows
+    "ListFolders",
+    "ListMessages",
+    "GetMessage",
+    "GetRawMessage",
+    "GetAttachment",
+    "GetThread",
+    "Search",
+)
+_IDEMPOTENT_ADMIN = ("AddDomain",)
+
+DEFAULT_TIMEOUT = 10.0
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a 25 MiB mail plus protobuf overhead fits
+
+
+def _service_config(methods: Sequence[tuple[str, str]]) -> str:
+    return json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": [{"service": service, "method": method} for service, method in methods],
+                    "retryPolicy": {
+                        "maxAttempts": 4,
+                        "initialBackoff": "0.1s",
+                        "maxBackoff": "1s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ]
+        }
+    )
+
+
+def channel_options(methods: Sequence[tuple[str, str]]) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", _service_config(methods)),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+    ]
+
+
+class _BaseClient:
+    _retry_methods: Sequence[tuple[str, str]] = ()
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        credentials: grpc.ChannelCredentials | None = None,
+        channel: grpc.aio.Channel | None = None,
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        if channel is not None:
+            self._channel = channel
+            self._owns_channel = False
+        else:
+            options = channel_options(self._retry_methods)
+            self._channel = (
+                grpc.aio.secure_channel(target, credentials, options=options)
+                if credentials is not None
+                else grpc.aio.insecure_channel(target, options=options)
+            )
+            self._owns_channel = True
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        return self._channel
+
+    async def _call(self, method: Any, request: Message, timeout: float | None) -> Any:
+        try:
+            return await method(request, timeout=self.timeout if timeout is None else timeout)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+
+    async def close(self) -> None:
+        if self._owns_channel:
+            await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class MailClient(_BaseClient):
+    """The mail API: what the edges and webmail call, `user_id` given by the caller."""
+
+    _retry_methods = tuple((_MAIL, m) for m in _IDEMPOTENT_MAIL)
+
+    def __init__(self, target: str, **kwargs: Any) -> None:
+        super().__init__(target, **kwargs)
+        self._stub = mail_pb2_grpc.MailStub(self._channel)
+
+    async def authenticate(self, email: str, password: str, *, timeout: float | None = None) -> types_pb2.Account:
+        return await self._call(
+            self._stub.Authenticate, mail_pb2.AuthenticateRequest(email=email, password=password), timeout
+        )
+
+    async def check_recipient(
+        self, address: str, *, timeout: float | None = None
+    ) -> mail_pb2.CheckRecipientResponse:
+        return await self._call(self._stub.CheckRecipient, mail_pb2.CheckRecipientRequest(address=address), timeout)
+
+    async def deliver(
+        self,
+        entry_id: str,
+        raw: bytes,
+        recipients: Sequence[str],
+        *,
+        folder_id: str = "",
+        sender_user_id: str = "",
+        timeout: float | None = None,
+    ) -> mail_pb2.DeliverResponse:
+        request = mail_pb2.DeliverRequest(
+            entry_id=entry_id,
+            raw=raw,
+            recipients=list(recipients),
+            folder_id=folder_id,
+            sender_user_id=sender_user_id,
+        )
+        return await self._call(self._stub.Deliver, request, timeout)
+
+    async def list_folders(self, user_id: str, *, timeout: float | None = None) -> list[types_pb2.Folder]:
+        result = await self._call(self._stub.ListFolders, mail_pb2.UserRef(user_id=user_id), timeout)
+        return list(result.folders)
+
+    async def list_messages(
+        self,
+        user_id: str,
+        folder_id: str,
+        *,
+        unread_only: bool = False,
+        limit: int = 50,
+        cursor: str = "",
+        timeout: float | None = None,
+    ) -> mail_pb2.MessagePage:
+        request = mail_pb2.ListMessagesRequest(
+            user_id=user_id, folder_id=folder_id, unread_only=unread_only, limit=limit, cursor=cursor
+        )
+        return await self._call(self._stub.ListMessages, request, timeout)
+
+    def iter_messages(
+        self,
+        user_id: str,
+        folder_id: str,
+        *,
+        unread_only: bool = False,
+        page_size: int = 50,
+        max_items: int | None = None,
+    ) -> MessagePager:
+        async def fetch(cursor: str) -> mail_pb2.MessagePage:
+            return await self.list_messages(
+                user_id, folder_id, unread_only=unread_only, limit=page_size, cursor=cursor
+            )
+
+        return MessagePager(fetch, max_items=max_items)
+
+    async def get_message(self, user_id: str, id: str, *, timeout: float | None = None) -> types_pb2.MessageDetail:
+        return await self._call(self._stub.GetMessage, mail_pb2.MessageRef(user_id=user_id, id=id), timeout)
+
+    async def get_raw_message(self, user_id: str, id: str, *, timeout: float | None = None) -> bytes:
+        result = await self._call(self._stub.GetRawMessage, mail_pb2.MessageRef(user_id=user_id, id=id), timeout)
+        return bytes(result.raw)
+
+    async def get_attachment(
+        self, user_id: str, id: str, attachment_id: str, *, timeout: float | None = None
+    ) -> mail_pb2.AttachmentContent:
+        request = mail_pb2.AttachmentRef(user_id=user_id, id=id, attachment_id=attachment_id)
+        return await self._call(self._stub.GetAttachment, request, timeout)
+
+    async def update_message(
+        self,
+        user_id: str,
+        id: str,
+        *,
+        unread: bool | None = None,
+        starred: bool | None = None,
+        folder_id: str | None = None,
+        timeout: float | None = None,
+    ) -> types_pb2.MessageSummary:
+        request = mail_pb2.UpdateRequest(user_id=user_id, id=id)
+        if unread is not None:
+            request.unread = unread
+        if starred is not None:
+            request.starred = starred
+        if folder_id is not None:
+            request.folder_id = folder_id
+        return await self._call(self._stub.UpdateMessage, request, timeout)
+
+    async def delete_message(self, user_id: str, id: str, *, timeout: float | None = None) -> bool:
+        """Move to Trash, or expunge when already in Trash; True when gone for good."""
+        result = await self._call(self._stub.DeleteMessage, mail_pb2.MessageRef(user_id=user_id, id=id), timeout)
+        return bool(result.expunged)
+
+    async def get_thread(self, user_id: str, thread_id: str, *, timeout: float | None = None) -> mail_pb2.Thread:
+        return await self._call(
+            self._stub.GetThread, mail_pb2.ThreadRef(user_id=user_id, thread_id=thread_id), timeout
+        )
+
+    async def search(
+        self,
+        user_id: str,
+        query: str,
+        *,
+        limit: int = 50,
+        cursor: str = "",
+        timeout: float | None = None,
+    ) -> mail_pb2.MessagePage:
+        request = mail_pb2.SearchRequest(user_id=user_id, query=query, limit=limit, cursor=cursor)
+        return await self._call(self._stub.Search, request, timeout)
+
+    def iter_search(
+        self, user_id: str, query: str, *, page_size: int = 50, max_items: int | None = None
+    ) -> MessagePager:
+        async def fetch(cursor: str) -> mail_pb2.MessagePage:
+            return await self.search(user_id, query, limit=page_size, cursor=cursor)
+
+        return MessagePager(fetch, max_items=max_items)
+
+
+class AdminClient(_BaseClient):
+    """The admin API (hosted domains, users): what the CLI calls."""
+
+    _retry_methods = tuple((_ADMIN, m) for m in _IDEMPOTENT_ADMIN)
+
+    def __init__(self, target: str, **kwargs: Any) -> None:
+        super().__init__(target, **kwargs)
+        self._stub = mail_pb2_grpc.AdminStub(self._channel)
+
+    async def add_domain(self, domain: str, *, timeout: float | None = None) -> mail_pb2.AddDomainResponse:
+        return await self._call(self._stub.AddDomain, mail_pb2.AddDomainRequest(domain=domain), timeout)
+
+    async def add_user(self, email: str, password: str, *, timeout: float | None = None) -> types_pb2.Account:
+        return await self._call(self._stub.AddUser, mail_pb2.AddUserRequest(email=email, password=password), timeout)
+
+
+__all__ = ["MailClient", "AdminClient", "channel_options", "DEFAULT_TIMEOUT"]
