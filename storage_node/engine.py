@@ -98,7 +98,11 @@ class Engine:
         self.index = index
 
     def close(self) -> None:
+        # Column family views hold the database open: drop them so the LOCK is released.
+        self._cfs.clear()
+        self._handles.clear()
         self._db.close()
+        del self._db
 
     # -- raw access (also the search index's Reader protocol) --------------------------
     def get(self, cf: str, key: bytes) -> bytes | None:
@@ -116,6 +120,12 @@ class Engine:
                 return
             yield key, it.value()
             it.next()
+
+    def encode_body(self, raw: bytes) -> bytes:
+        """Inline and compressed, or (large) in the object store first: never a dangling ref."""
+        if len(raw) > INLINE_BODY_LIMIT:
+            return codec.encode_blob_body(self.blobs.put(raw))
+        return codec.encode_inline_body(raw)
 
     def new_txn(self) -> Txn:
         return Txn(self.get)

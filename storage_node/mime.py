@@ -6,6 +6,7 @@ text or left empty, so a malformed message is still stored byte for byte.
 from __future__ import annotations
 
 import email
+import email.parser
 import html as html_lib
 import re
 from email.message import EmailMessage, Message
@@ -127,8 +128,13 @@ def parse_mail(raw: bytes) -> ParsedMail:
     )
 
 
-def thread_root(parsed: ParsedMail) -> str:
-    """The Message-Id that names this message's thread when no stored message claims it."""
-    if parsed.references:
-        return parsed.references[0]
-    return parsed.in_reply_to or parsed.rfc822_msgid
+def thread_candidates(raw: bytes) -> tuple[list[str], str]:
+    """From the headers only: the Message-Ids that may name a known thread (nearest
+    ancestor first), and the root Message-Id that names a new thread."""
+    headers = email.parser.BytesHeaderParser(policy=default_policy).parsebytes(raw)
+    own = message_ids(_header(headers, "Message-Id"))
+    parent = message_ids(_header(headers, "In-Reply-To"))
+    references = message_ids(_header(headers, "References"))
+    candidates = list(dict.fromkeys([*parent, *reversed(references)]))
+    root = references[0] if references else (parent[0] if parent else (own[0] if own else ""))
+    return candidates, root

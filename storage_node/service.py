@@ -8,9 +8,9 @@ from typing import Any, Awaitable, Callable, TypeVar
 import grpc
 from prometheus_client import Counter
 
-from storage_node import codec, keys
+from storage_node import keys
 from storage_node.commit import GroupCommitter
-from storage_node.engine import INLINE_BODY_LIMIT, Change, Engine, NewMessage, check_user_id
+from storage_node.engine import Change, Engine, NewMessage, check_user_id
 from storage_node.errors import BlobMissing, CorruptValue, InvalidArgument, NotFound, StorageError
 from storage_node.mime import parse_mail
 from storage_node.model import DirectoryValue, MessageRecord
@@ -75,13 +75,11 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         if len(request.id) != 32:
             raise InvalidArgument(f"malformed message id {request.id!r}")
         raw = bytes(request.raw)
-        body = (codec.encode_blob_body(self.engine.blobs.put(raw)) if len(raw) > INLINE_BODY_LIMIT
-                else codec.encode_inline_body(raw))
         return NewMessage(
             user_id=request.user_id, id=request.id, thread_id=request.thread_id or request.id[:16],
             folder_id=request.folder_id or "inbox", unread=request.unread, starred=request.starred,
             received_ms=request.received_ms, version=request.version, size=len(raw),
-            parsed=parse_mail(raw), body_value=body,
+            parsed=parse_mail(raw), body_value=self.engine.encode_body(raw),
         )
 
     @maps_errors

@@ -1,0 +1,4 @@
+"""`python -m router`: run a router."""
+from router.server import main
+
+main()

@@ -1,0 +1,197 @@
+"""The mail operations as the coordinator runs them over replicas: delivery with
+threading, listings merged from R replicas, flag changes and deletes with HLC versions.
+
+Reads merge replicas by version (last writer wins) and check items only some replicas
+listed against the others, so a replica that missed a change cannot resurface it.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+
+from router import cursor
+from router.directory import Directory
+from router.errors import InvalidArgument, NotFound
+from router.hlc import HybridLogicalClock
+from router.replicas import Replicas, newest
+from storage_node.keys import SYSTEM_FOLDERS
+from storage_node.mime import thread_candidates
+from tidings.v1 import storage_pb2, types_pb2
+from tidings_client.ids import entry_id_ms, is_entry_id
+
+MAX_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class Delivered:
+    recipient: str
+    user_id: str
+    id: str
+    thread_id: str
+
+
+def sent_copy_id(entry_id: str) -> str:
+    """The id of the sender's Sent copy: derived, so a retried send stores it once."""
+    return hashlib.blake2b(f"{entry_id}:sent".encode(), digest_size=16).hexdigest()
+
+
+def thread_id_for(root_msgid: str, fallback: str) -> str:
+    seed = root_msgid or fallback
+    return hashlib.blake2b(seed.encode(), digest_size=8).hexdigest()
+
+
+def check_folder(folder_id: str) -> str:
+    if folder_id not in SYSTEM_FOLDERS:
+        raise NotFound(f"no folder {folder_id!r}")
+    return folder_id
+
+
+def check_limit(limit: int) -> int:
+    if limit == 0:
+        return 50
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidArgument(f"limit must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def _merge(answers: list[storage_pb2.NodeSummaries]) -> tuple[dict[str, types_pb2.MessageSummary], set[str]]:
+    """Newest version of each id across replicas, and the ids some replica holds as deleted."""
+    best: dict[str, types_pb2.MessageSummary] = {}
+    for answer in answers:
+        for summary in answer.messages:
+            held = best.get(summary.id)
+            if held is None or summary.version > held.version:
+                best[summary.id] = summary
+    dead = {i for answer in answers for i in answer.tombstones}
+    return best, dead
+
+
+class Coordinator:
+    def __init__(self, replicas: Replicas, directory: Directory, clock: HybridLogicalClock) -> None:
+        self.replicas = replicas
+        self.directory = directory
+        self.clock = clock
+
+    # -- delivery ------------------------------------------------------------------------
+    async def deliver(self, entry_id: str, raw: bytes, recipients: list[str], folder_id: str,
+                      sender_user_id: str) -> tuple[list[Delivered], Delivered | None]:
+        if not is_entry_id(entry_id):
+            raise InvalidArgument(f"malformed entry id {entry_id!r}")
+        if not raw:
+            raise InvalidArgument("empty message")
+        folder_id = check_folder(folder_id or "inbox")
+        accounts = [await self.directory.local_account(r) for r in recipients]
+        if not accounts and not sender_user_id:
+            raise InvalidArgument("no recipients")
+        candidates, root = await asyncio.to_thread(thread_candidates, raw)
+        received_ms = entry_id_ms(entry_id)
+        jobs = [self._store(a.user_id, entry_id, raw, folder_id, True, received_ms, candidates, root)
+                for a in accounts]
+        if sender_user_id:
+            jobs.append(self._store(sender_user_id, sent_copy_id(entry_id), raw, "sent", False,
+                                    received_ms, candidates, root))
+        results = await asyncio.gather(*jobs)
+        delivered = [Delivered(a.email, a.user_id, i, t) for a, (i, t) in zip(accounts, results)]
+        sent = Delivered("", sender_user_id, *results[-1]) if sender_user_id else None
+        return delivered, sent
+
+    async def _store(self, user_id: str, message_id: str, raw: bytes, folder_id: str, unread: bool,
+                     received_ms: int, candidates: list[str], root: str) -> tuple[str, str]:
+        thread_id = await self._thread_of(user_id, candidates) or thread_id_for(root, message_id)
+        request = storage_pb2.StoreMessageRequest(
+            user_id=user_id, id=message_id, raw=raw, folder_id=folder_id, unread=unread,
+            received_ms=received_ms, thread_id=thread_id, version=self.clock.now())
+        outcome = await self.replicas.write(user_id, lambda stub: stub.StoreMessage(request))
+        # An earlier attempt may have stored it already: report what is stored.
+        stored = newest([a.summary for _, a in outcome.answers], lambda s: s.version)
+        return message_id, stored.thread_id if stored is not None else thread_id
+
+    async def _thread_of(self, user_id: str, candidates: list[str]) -> str:
+        if not candidates:
+            return ""
+        request = storage_pb2.LookupThreadsRequest(user_id=user_id, message_ids=candidates)
+        outcome = await self.replicas.read(user_id, lambda stub: stub.LookupThreads(request))
+        found = sorted(a.thread_id for _, a in outcome.answers if a.thread_id)
+        return found[0] if found else ""
+
+    # -- reads ---------------------------------------------------------------------------
+    async def folders(self, user_id: str) -> list[types_pb2.Folder]:
+        outcome = await self.replicas.read(user_id, lambda stub: stub.ListFolders(storage_pb2.NodeUserRef(user_id=user_id)))
+        return list(outcome.answers[0][1].folders) if outcome.answers else []
+
+    async def list_messages(self, user_id: str, folder_id: str, unread_only: bool, limit: int,
+                            page_cursor: str) -> tuple[list[types_pb2.MessageSummary], str]:
+        folder_id = check_folder(folder_id)
+        limit = check_limit(limit)
+        after = cursor.decode(page_cursor)
+        request = storage_pb2.NodeListFolderRequest(
+            user_id=user_id, folder_id=folder_id, unread_only=unread_only, limit=limit + 1,
+            after_received_ms=after[0] if after else 0, after_id=after[1] if after else "")
+        outcome = await self.replicas.read(user_id, lambda stub: stub.ListFolder(request))
+        answers = [a for _, a in outcome.answers]
+        best = await self._reconciled(user_id, answers)
+        keep = [s for s in best.values()
+                if s.folder_id == folder_id and (s.unread or not unread_only)]
+        keep.sort(key=lambda s: (s.received_ms, s.id), reverse=True)
+        page = keep[:limit]
+        more = len(keep) > limit or any(len(a.messages) > limit for a in answers)
+        next_cursor = cursor.encode(page[-1].received_ms, page[-1].id) if page and more else ""
+        return page, next_cursor
+
+    async def _reconciled(self, user_id: str, answers: list[storage_pb2.NodeSummaries]) -> dict[str, types_pb2.MessageSummary]:
+        """Merge listings; ids missing from some replica's answer are checked against it."""
+        best, dead = _merge(answers)
+        listed_by_all = set.intersection(*({s.id for s in a.messages} for a in answers)) if answers else set()
+        doubtful = sorted(set(best) - listed_by_all)
+        if doubtful:
+            request = storage_pb2.NodeMessageRefs(user_id=user_id, ids=doubtful)
+            outcome = await self.replicas.read(user_id, lambda stub: stub.GetSummaries(request))
+            checked, checked_dead = _merge([best_of for _, best_of in outcome.answers])
+            dead |= checked_dead
+            for message_id, summary in checked.items():
+                if summary.version > best[message_id].version:
+                    best[message_id] = summary
+        return {i: s for i, s in best.items() if i not in dead}
+
+    async def stored(self, user_id: str, message_id: str) -> storage_pb2.StoredMessage:
+        request = storage_pb2.NodeMessageRef(user_id=user_id, id=message_id)
+        outcome = await self.replicas.read(user_id, lambda stub: stub.GetMessage(request))
+        held = newest([a for _, a in outcome.answers], lambda m: m.summary.version)
+        if held is None or held.tombstone:
+            raise NotFound(f"no message {message_id}")
+        return held
+
+    async def thread(self, user_id: str, thread_id: str) -> list[types_pb2.MessageSummary]:
+        request = storage_pb2.NodeThreadRequest(user_id=user_id, thread_id=thread_id)
+        outcome = await self.replicas.read(user_id, lambda stub: stub.GetThread(request))
+        best = await self._reconciled(user_id, [a for _, a in outcome.answers])
+        if not best:
+            raise NotFound(f"no thread {thread_id}")
+        return sorted(best.values(), key=lambda s: (s.received_ms, s.id))
+
+    # -- changes -------------------------------------------------------------------------
+    async def update(self, user_id: str, message_id: str, *, unread: bool | None = None,
+                     starred: bool | None = None, folder_id: str | None = None,
+                     expunge: bool = False) -> types_pb2.MessageSummary:
+        if folder_id is not None:
+            check_folder(folder_id)
+        request = storage_pb2.UpdateMessageRequest(user_id=user_id, id=message_id, expunge=expunge,
+                                                   version=self.clock.now())
+        if unread is not None:
+            request.unread = unread
+        if starred is not None:
+            request.starred = starred
+        if folder_id is not None:
+            request.folder_id = folder_id
+        outcome = await self.replicas.write(user_id, lambda stub: stub.UpdateMessage(request))
+        summary = newest([s for _, s in outcome.answers], lambda s: s.version)
+        assert summary is not None  # a write outcome has at least W answers
+        return summary
+
+    async def delete(self, user_id: str, message_id: str) -> bool:
+        """Move to Trash; from Trash, delete for good. Returns True when expunged."""
+        held = await self.stored(user_id, message_id)
+        expunge = held.summary.folder_id == "trash"
+        await self.update(user_id, message_id, folder_id=None if expunge else "trash", expunge=expunge)
+        return expunge

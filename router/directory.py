@@ -1,0 +1,117 @@
+"""Accounts and hosted domains: the directory, replicated like any partition (keyed by
+"account:EMAIL" / "domain:NAME"), with argon2 password hashes."""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError, InvalidHashError
+
+from router.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
+from router.hlc import HybridLogicalClock
+from router.replicas import Replicas, newest
+from tidings.v1 import storage_pb2
+
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
+_LOCAL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
+_hasher = PasswordHasher()
+
+
+@dataclass(frozen=True)
+class Account:
+    user_id: str
+    email: str
+    password_hash: str
+
+
+def normalise_address(address: str) -> str:
+    """Lower-cased `local@domain`; raises InvalidArgument when it is not one."""
+    address = address.strip().strip("<>").lower()
+    local, _, domain = address.rpartition("@")
+    if not local or not _LOCAL.match(local) or not _DOMAIN.match(domain):
+        raise InvalidArgument(f"malformed address {address!r}")
+    return address
+
+
+def normalise_domain(domain: str) -> str:
+    domain = domain.strip().lower().rstrip(".")
+    if not _DOMAIN.match(domain):
+        raise InvalidArgument(f"malformed domain {domain!r}")
+    return domain
+
+
+class Directory:
+    def __init__(self, replicas: Replicas, clock: HybridLogicalClock) -> None:
+        self.replicas = replicas
+        self.clock = clock
+
+    async def _get(self, key: str) -> bytes | None:
+        outcome = await self.replicas.read(key, lambda stub: stub.GetDirectory(storage_pb2.DirectoryKey(key=key)))
+        found = [entry for _, entry in outcome.answers if entry.found]
+        best = newest(found, lambda e: e.version)
+        return None if best is None else bytes(best.value)
+
+    async def _put(self, key: str, value: bytes) -> None:
+        entry = storage_pb2.DirectoryEntry(key=key, value=value, version=self.clock.now())
+        await self.replicas.write(key, lambda stub: stub.PutDirectory(entry))
+
+    async def is_hosted(self, domain: str) -> bool:
+        return await self._get(f"domain:{domain}") is not None
+
+    async def add_domain(self, domain: str) -> bool:
+        domain = normalise_domain(domain)
+        if await self.is_hosted(domain):
+            return False
+        await self._put(f"domain:{domain}", json.dumps({"domain": domain}).encode())
+        return True
+
+    async def account(self, email: str) -> Account | None:
+        value = await self._get(f"account:{email}")
+        if value is None:
+            return None
+        d = json.loads(value)
+        return Account(user_id=d["user_id"], email=d["email"], password_hash=d["password_hash"])
+
+    async def add_user(self, email: str, password: str) -> Account:
+        email = normalise_address(email)
+        if len(password) < 8:
+            raise InvalidArgument("password must have at least 8 characters")
+        if not await self.is_hosted(email.rpartition("@")[2]):
+            raise InvalidArgument(f"domain of {email} is not hosted")
+        if await self.account(email) is not None:
+            raise AlreadyExists(f"{email} exists")
+        password_hash = await asyncio.to_thread(_hasher.hash, password)
+        account = Account(user_id=secrets.token_hex(8), email=email, password_hash=password_hash)
+        await self._put(f"account:{email}", json.dumps(account.__dict__).encode())
+        return account
+
+    async def authenticate(self, email: str, password: str) -> Account:
+        try:
+            email = normalise_address(email)
+        except InvalidArgument:
+            raise Unauthenticated("wrong email or password") from None
+        account = await self.account(email)
+        if account is None or not await asyncio.to_thread(_verify, account.password_hash, password):
+            raise Unauthenticated("wrong email or password")
+        return account
+
+    async def local_account(self, address: str) -> Account:
+        """The account of a hosted user; NotFound for an unknown user, InvalidArgument if not hosted."""
+        email = normalise_address(address)
+        account = await self.account(email)
+        if account is not None:
+            return account
+        if await self.is_hosted(email.rpartition("@")[2]):
+            raise NotFound(f"no user {email}")
+        raise InvalidArgument(f"domain of {email} is not hosted")
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False

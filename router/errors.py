@@ -1,0 +1,34 @@
+"""Typed errors of the router; service.py maps each to one gRPC status, once."""
+from __future__ import annotations
+
+
+class RouterError(Exception):
+    """Base of every error the router raises on purpose."""
+
+
+class Unavailable(RouterError):
+    """Too few live replicas to reach the consistency level: nothing was acknowledged."""
+
+
+class QuorumTimeout(Unavailable):
+    """Replicas were contacted but too few answered before the deadline."""
+
+
+class NotFound(RouterError):
+    pass
+
+
+class InvalidArgument(RouterError):
+    pass
+
+
+class Unauthenticated(RouterError):
+    pass
+
+
+class AlreadyExists(RouterError):
+    pass
+
+
+class FailedPrecondition(RouterError):
+    pass

@@ -1,0 +1,28 @@
+"""One gRPC channel and StorageNode stub per storage node, opened lazily, closed at stop."""
+from __future__ import annotations
+
+import grpc
+
+from router.ring import NodeInfo
+from storage_node.grpc_runtime import CHANNEL_OPTIONS
+from tidings.v1 import storage_pb2_grpc
+
+
+class NodePool:
+    def __init__(self) -> None:
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._stubs: dict[str, storage_pb2_grpc.StorageNodeStub] = {}
+
+    def stub(self, node: NodeInfo) -> storage_pb2_grpc.StorageNodeStub:
+        stub = self._stubs.get(node.address)
+        if stub is None:
+            channel = grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS)
+            self._channels[node.address] = channel
+            stub = self._stubs[node.address] = storage_pb2_grpc.StorageNodeStub(channel)
+        return stub
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+        self._stubs.clear()

@@ -1,0 +1,87 @@
+"""Start and stop the router: build the ring from the node list, serve Mail and Admin."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+
+from router.coordinator import Coordinator
+from router.directory import Directory
+from router.errors import RouterError
+from router.hlc import HybridLogicalClock
+from router.nodes import NodePool
+from router.replicas import Consistency, Replicas
+from router.ring import NodeInfo, Ring
+from router.service import AdminService, MailService
+from storage_node.grpc_runtime import Mounted, serve
+from tidings.v1 import mail_pb2, mail_pb2_grpc
+
+log = logging.getLogger("router")
+
+
+def parse_nodes(spec: str) -> list[NodeInfo]:
+    """`1=127.0.0.1:7101@zone-a,2=...`: node id, address, optional zone."""
+    nodes = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        node_id, _, rest = item.partition("=")
+        address, _, zone = rest.partition("@")
+        nodes.append(NodeInfo(node_id=node_id, address=address, zone=zone or f"zone-{node_id}"))
+    return nodes
+
+
+async def ensure_domains(directory: Directory, domains: list[str]) -> None:
+    """Host the default domains once enough storage nodes answer (retried until then)."""
+    for domain in domains:
+        while True:
+            try:
+                await directory.add_domain(domain)
+                break
+            except RouterError as exc:
+                log.info("default domain %s not yet written: %s", domain, exc)
+                await asyncio.sleep(0.5)
+
+
+async def run(listen: str, nodes: list[NodeInfo], consistency: Consistency, metrics_port: int | None,
+              domains: list[str]) -> None:
+    clock = HybridLogicalClock()
+    pool = NodePool()
+    replicas = Replicas(Ring(nodes), pool, consistency)
+    directory = Directory(replicas, clock)
+    coordinator = Coordinator(replicas, directory, clock)
+    background: list[asyncio.Task[None]] = []
+    services = [
+        Mounted(mail_pb2_grpc.add_MailServicer_to_server, MailService(coordinator, directory),
+                mail_pb2.DESCRIPTOR.services_by_name["Mail"].full_name),
+        Mounted(mail_pb2_grpc.add_AdminServicer_to_server, AdminService(directory),
+                mail_pb2.DESCRIPTOR.services_by_name["Admin"].full_name),
+    ]
+
+    async def start() -> None:
+        background.append(asyncio.create_task(ensure_domains(directory, domains)))
+
+    async def stop() -> None:
+        for task in background:
+            task.cancel()
+        await pool.close()
+
+    await serve(services, listen, metrics_port, "router", on_start=start, on_stop=stop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="router", description="Run a Tidings router.")
+    parser.add_argument("--listen", default=env("TIDINGS_ROUTER_LISTEN", "127.0.0.1:7000"))
+    parser.add_argument("--nodes", default=env("TIDINGS_NODES", "1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103"))
+    parser.add_argument("-n", type=int, default=int(env("TIDINGS_N", "3")))
+    parser.add_argument("-w", type=int, default=int(env("TIDINGS_W", "2")))
+    parser.add_argument("-r", type=int, default=int(env("TIDINGS_R", "2")))
+    parser.add_argument("--timeout", type=float, default=float(env("TIDINGS_QUORUM_TIMEOUT", "5")))
+    parser.add_argument("--metrics-port", type=int, default=int(env("TIDINGS_METRICS_PORT", "0")) or None)
+    parser.add_argument("--domain", action="append", default=None,
+                        help="a domain hosted from the start (repeatable; default example.test)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s router %(levelname)s %(message)s")
+    consistency = Consistency(n=args.n, w=args.w, r=args.r, timeout=args.timeout)
+    asyncio.run(run(args.listen, parse_nodes(args.nodes), consistency, args.metrics_port,
+                    args.domain or env("TIDINGS_DOMAINS", "example.test").split(",")))

@@ -1,0 +1,174 @@
+"""The router's gRPC servicers (tidings.v1.Mail and Admin): protobuf in and out, one
+error mapping; the work is the coordinator's and the directory's."""
+from __future__ import annotations
+
+import asyncio
+import functools
+from typing import Any, Awaitable, Callable, TypeVar
+
+import grpc
+from prometheus_client import Counter, Histogram
+
+from router.coordinator import Coordinator
+from router.directory import Directory, normalise_address
+from router.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, RouterError,
+                           Unauthenticated, Unavailable)
+from storage_node.mime import find_attachment, parse_mail
+from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+RPCS = Counter("tidings_router_rpcs_total", "Router RPCs by method and status", ["method", "code"])
+LATENCY = Histogram("tidings_router_rpc_seconds", "Router RPC latency", ["method"])
+
+_STATUS: dict[type[RouterError], grpc.StatusCode] = {
+    Unavailable: grpc.StatusCode.UNAVAILABLE,
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+}
+
+
+def _status_of(exc: RouterError) -> grpc.StatusCode:
+    for cls in type(exc).__mro__:
+        if cls in _STATUS:
+            return _STATUS[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+def rpc(method: F) -> F:
+    """Count, time, and translate the router's typed errors to gRPC statuses."""
+
+    @functools.wraps(method)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        with LATENCY.labels(method.__name__).time():
+            try:
+                response = await method(self, request, context)
+            except RouterError as exc:
+                code = _status_of(exc)
+                RPCS.labels(method.__name__, code.name).inc()
+                await context.abort(code, str(exc))
+            RPCS.labels(method.__name__, "OK").inc()
+            return response
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _account(account: Any) -> types_pb2.Account:
+    return types_pb2.Account(user_id=account.user_id, email=account.email)
+
+
+def _addresses(pairs: tuple[tuple[str, str], ...]) -> list[types_pb2.Address]:
+    return [types_pb2.Address(name=n, email=e) for n, e in pairs]
+
+
+def _delivery(d: Any) -> mail_pb2.DeliverResponse.Delivery:
+    return mail_pb2.DeliverResponse.Delivery(recipient=d.recipient, user_id=d.user_id, id=d.id, thread_id=d.thread_id)
+
+
+class MailService(mail_pb2_grpc.MailServicer):
+    def __init__(self, coordinator: Coordinator, directory: Directory) -> None:
+        self.coordinator = coordinator
+        self.directory = directory
+
+    @rpc
+    async def Authenticate(self, request: mail_pb2.AuthenticateRequest, context: Any) -> types_pb2.Account:
+        return _account(await self.directory.authenticate(request.email, request.password))
+
+    @rpc
+    async def CheckRecipient(self, request: mail_pb2.CheckRecipientRequest, context: Any) -> mail_pb2.CheckRecipientResponse:
+        Status = mail_pb2.CheckRecipientResponse.Status
+        email = normalise_address(request.address)
+        account = await self.directory.account(email)
+        if account is not None:
+            return mail_pb2.CheckRecipientResponse(status=Status.LOCAL_USER, account=_account(account))
+        hosted = await self.directory.is_hosted(email.rpartition("@")[2])
+        return mail_pb2.CheckRecipientResponse(status=Status.UNKNOWN_USER if hosted else Status.NOT_HOSTED)
+
+    @rpc
+    async def Deliver(self, request: mail_pb2.DeliverRequest, context: Any) -> mail_pb2.DeliverResponse:
+        try:
+            delivered, sent = await self.coordinator.deliver(
+                request.entry_id, bytes(request.raw), list(request.recipients), request.folder_id,
+                request.sender_user_id)
+        except NotFound as exc:  # an unknown recipient is the caller's mistake here
+            raise FailedPrecondition(str(exc)) from exc
+        response = mail_pb2.DeliverResponse(deliveries=[_delivery(d) for d in delivered])
+        if sent is not None:
+            response.sent_copy.CopyFrom(_delivery(sent))
+        return response
+
+    @rpc
+    async def ListFolders(self, request: mail_pb2.UserRef, context: Any) -> mail_pb2.FolderList:
+        return mail_pb2.FolderList(folders=await self.coordinator.folders(request.user_id))
+
+    @rpc
+    async def ListMessages(self, request: mail_pb2.ListMessagesRequest, context: Any) -> mail_pb2.MessagePage:
+        page, next_cursor = await self.coordinator.list_messages(
+            request.user_id, request.folder_id, request.unread_only, request.limit, request.cursor)
+        return mail_pb2.MessagePage(messages=page, next_cursor=next_cursor)
+
+    @rpc
+    async def GetMessage(self, request: mail_pb2.MessageRef, context: Any) -> types_pb2.MessageDetail:
+        held = await self.coordinator.stored(request.user_id, request.id)
+        parsed = await asyncio.to_thread(parse_mail, bytes(held.raw))
+        return types_pb2.MessageDetail(
+            summary=held.summary, message_id=parsed.rfc822_msgid, in_reply_to=parsed.in_reply_to,
+            references=list(parsed.references), text=parsed.text, html=parsed.html,
+            bcc=_addresses(parsed.bcc),
+            attachments=[types_pb2.AttachmentInfo(id=a.id, filename=a.filename, content_type=a.content_type,
+                                                  size=a.size) for a in parsed.attachments],
+        )
+
+    @rpc
+    async def GetRawMessage(self, request: mail_pb2.MessageRef, context: Any) -> mail_pb2.RawMessage:
+        held = await self.coordinator.stored(request.user_id, request.id)
+        return mail_pb2.RawMessage(raw=held.raw)
+
+    @rpc
+    async def GetAttachment(self, request: mail_pb2.AttachmentRef, context: Any) -> mail_pb2.AttachmentContent:
+        held = await self.coordinator.stored(request.user_id, request.id)
+        found = await asyncio.to_thread(find_attachment, bytes(held.raw), request.attachment_id)
+        if found is None:
+            raise NotFound(f"no attachment {request.attachment_id!r} in message {request.id}")
+        part, data = found
+        info = types_pb2.AttachmentInfo(id=part.id, filename=part.filename, content_type=part.content_type, size=part.size)
+        return mail_pb2.AttachmentContent(info=info, content=data)
+
+    @rpc
+    async def UpdateMessage(self, request: mail_pb2.UpdateRequest, context: Any) -> types_pb2.MessageSummary:
+        return await self.coordinator.update(
+            request.user_id, request.id,
+            unread=request.unread if request.HasField("unread") else None,
+            starred=request.starred if request.HasField("starred") else None,
+            folder_id=request.folder_id if request.HasField("folder_id") else None)
+
+    @rpc
+    async def DeleteMessage(self, request: mail_pb2.MessageRef, context: Any) -> mail_pb2.DeleteResponse:
+        return mail_pb2.DeleteResponse(expunged=await self.coordinator.delete(request.user_id, request.id))
+
+    @rpc
+    async def GetThread(self, request: mail_pb2.ThreadRef, context: Any) -> mail_pb2.Thread:
+        messages = await self.coordinator.thread(request.user_id, request.thread_id)
+        return mail_pb2.Thread(id=request.thread_id, messages=messages)
+
+    @rpc
+    async def Search(self, request: mail_pb2.SearchRequest, context: Any) -> mail_pb2.MessagePage:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "search is not served yet")
+        raise AssertionError("unreachable")
+
+
+class AdminService(mail_pb2_grpc.AdminServicer):
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+
+    @rpc
+    async def AddDomain(self, request: mail_pb2.AddDomainRequest, context: Any) -> mail_pb2.AddDomainResponse:
+        created = await self.directory.add_domain(request.domain)
+        return mail_pb2.AddDomainResponse(domain=request.domain.strip().lower(), created=created)
+
+    @rpc
+    async def AddUser(self, request: mail_pb2.AddUserRequest, context: Any) -> types_pb2.Account:
+        return _account(await self.directory.add_user(request.email, request.password))

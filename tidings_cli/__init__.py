@@ -1,0 +1,1 @@
+"""The `tidings` command: admin calls (user, domain), and the local cluster launcher."""

@@ -1,0 +1,254 @@
+"""The local cluster: every part in its own process on loopback, started in order,
+checked ready, stopped cleanly. `make run` and the test grid both use it.
+
+Layout: data under one base directory (`var/` by default): node<i>/ (RocksDB),
+blobs/ (object store), smtp/ (dev certificate), logs/<process>.log, pids/<process>.pid.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tidings.v1 import mail_pb2, mail_pb2_grpc
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Layout:
+    base_dir: Path
+    router_port: int = 7000
+    storage_ports: tuple[int, ...] = (7101, 7102, 7103)
+    smtp_port: int = 2525
+    submission_port: int = 2587
+    http_port: int = 8080
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    zones: tuple[str, ...] = ("zone-a", "zone-b", "zone-c")
+
+    @classmethod
+    def default(cls, base_dir: Path) -> "Layout":
+        names = ["router", *(f"storage-{i}" for i in (1, 2, 3)), "smtp", "http"]
+        return cls(base_dir, metrics_ports={n: 9100 + i for i, n in enumerate(names)})
+
+    @classmethod
+    def on_free_ports(cls, base_dir: Path, storage_nodes: int = 3) -> "Layout":
+        names = ["router", *(f"storage-{i}" for i in range(1, storage_nodes + 1)), "smtp", "http"]
+        return cls(base_dir, router_port=free_port(),
+                   storage_ports=tuple(free_port() for _ in range(storage_nodes)),
+                   smtp_port=free_port(), submission_port=free_port(), http_port=free_port(),
+                   metrics_ports={n: free_port() for n in names})
+
+    @property
+    def router_address(self) -> str:
+        return f"{HOST}:{self.router_port}"
+
+    def storage_address(self, index: int) -> str:
+        return f"{HOST}:{self.storage_ports[index - 1]}"
+
+    @property
+    def nodes_spec(self) -> str:
+        return ",".join(f"{i}={self.storage_address(i)}@{self.zones[(i - 1) % len(self.zones)]}"
+                        for i in range(1, len(self.storage_ports) + 1))
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{HOST}:{self.http_port}"
+
+
+class Process:
+    """One child process with its log file and pid file."""
+
+    def __init__(self, name: str, argv: list[str], layout: Layout) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = layout.base_dir / "logs" / f"{name}.log"
+        self.pid_path = layout.base_dir / "pids" / f"{name}.pid"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.pid_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      start_new_session=True)
+        log.close()
+        self.pid_path.write_text(str(self.popen.pid))
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.running:
+            assert self.popen is not None
+            os.kill(self.popen.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no clean shutdown, no flush."""
+        self.signal(signal.SIGKILL)
+        self.wait(10)
+
+    def stop(self, timeout: float = 10) -> None:
+        self.signal(signal.SIGTERM)
+        if not self.wait(timeout):
+            self.kill()
+
+    def wait(self, timeout: float) -> bool:
+        if self.popen is None:
+            return True
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        self.pid_path.unlink(missing_ok=True)
+        return True
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+def wait_healthy(address: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{address} not healthy after {timeout}s")
+            time.sleep(0.1)
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((HOST, port), timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {HOST}:{port} after {timeout}s")
+            time.sleep(0.1)
+
+
+def wait_domain_hosted(router_address: str, domain: str = "example.test", timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    Status = mail_pb2.CheckRecipientResponse.Status
+    with grpc.insecure_channel(router_address) as channel:
+        stub = mail_pb2_grpc.MailStub(channel)
+        while True:
+            try:
+                answer = stub.CheckRecipient(mail_pb2.CheckRecipientRequest(address=f"postmaster@{domain}"), timeout=2)
+                if answer.status != Status.NOT_HOSTED:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{domain} not hosted after {timeout}s")
+            time.sleep(0.2)
+
+
+class LocalCluster:
+    def __init__(self, layout: Layout, python: str = sys.executable) -> None:
+        self.layout = layout
+        self.python = python
+        self.storage: dict[int, Process] = {}
+        self.processes: dict[str, Process] = {}
+
+    def _metrics(self, name: str) -> list[str]:
+        port = self.layout.metrics_ports.get(name)
+        return ["--metrics-port", str(port)] if port else []
+
+    def storage_process(self, index: int) -> Process:
+        base = self.layout.base_dir
+        name = f"storage-{index}"
+        return Process(name, [self.python, "-m", "storage_node", "--node-id", str(index),
+                              "--listen", self.layout.storage_address(index),
+                              "--data-dir", str(base / f"node{index}"), "--blob-dir", str(base / "blobs"),
+                              *self._metrics(name)], self.layout)
+
+    def start(self, edges: bool = True) -> None:
+        lay = self.layout
+        lay.base_dir.mkdir(parents=True, exist_ok=True)
+        for index in range(1, len(lay.storage_ports) + 1):
+            self.start_storage(index, wait=False)
+        for index in self.storage:
+            wait_healthy(lay.storage_address(index))
+        self._start(Process("router", [self.python, "-m", "router", "--listen", lay.router_address,
+                                       "--nodes", lay.nodes_spec, *self._metrics("router")], lay))
+        wait_healthy(lay.router_address)
+        wait_domain_hosted(lay.router_address)
+        if edges:
+            self.start_edges()
+
+    def start_edges(self) -> None:
+        lay = self.layout
+        self._start(Process("smtp", [self.python, "-m", "smtp_edge", "--router", lay.router_address,
+                                     "--host", HOST, "--port", str(lay.smtp_port),
+                                     "--submission-port", str(lay.submission_port),
+                                     "--data-dir", str(lay.base_dir / "smtp"), *self._metrics("smtp")], lay))
+        self._start(Process("http", [self.python, "-m", "http_edge", "--router", lay.router_address,
+                                     "--host", HOST, "--port", str(lay.http_port),
+                                     "--token-secret-file", str(lay.base_dir / "token.secret"),
+                                     *self._metrics("http")], lay))
+        for port in (lay.smtp_port, lay.http_port):
+            wait_port(port)
+
+    def _start(self, process: Process) -> None:
+        process.start()
+        self.processes[process.name] = process
+
+    def start_storage(self, index: int, wait: bool = True) -> None:
+        process = self.storage_process(index)
+        self.storage[index] = process
+        self._start(process)
+        if wait:
+            wait_healthy(self.layout.storage_address(index))
+
+    def kill_storage(self, index: int) -> None:
+        self.storage[index].kill()
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+        stop_strays(self.layout.base_dir)
+
+    def describe(self) -> list[str]:
+        lay = self.layout
+        lines = [f"storage-{i}: gRPC {lay.storage_address(i)}" for i in self.storage]
+        lines += [f"router: gRPC {lay.router_address} (tidings.v1.Mail, tidings.v1.Admin)",
+                  f"smtp: SMTP {HOST}:{lay.smtp_port}, submission {HOST}:{lay.submission_port}",
+                  f"http: {lay.http_url} (/v1, /openapi.json)"]
+        lines += [f"metrics {name}: http://{HOST}:{port}/metrics" for name, port in lay.metrics_ports.items()]
+        return lines
+
+
+def stop_strays(base_dir: Path) -> None:
+    """Stop processes started outside this launcher (`tidings node start`) for this base dir."""
+    for pid_file in (base_dir / "pids").glob("*.pid"):
+        try:
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        except (ValueError, ProcessLookupError, PermissionError):
+            pass
+        pid_file.unlink(missing_ok=True)

@@ -1,0 +1,127 @@
+"""`tidings`: admin commands against a running cluster and the local cluster launcher."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from dataclasses import asdict
+from pathlib import Path
+
+import grpc
+
+from tidings.v1 import mail_pb2, mail_pb2_grpc
+from tidings_cli.cluster import Layout, LocalCluster
+
+DEFAULT_ROUTER = os.environ.get("TIDINGS_ROUTER", "127.0.0.1:7000")
+DEFAULT_BASE = Path(os.environ.get("TIDINGS_VAR", "var"))
+
+
+def _admin(router: str) -> tuple[grpc.Channel, mail_pb2_grpc.AdminStub]:
+    channel = grpc.insecure_channel(router)
+    return channel, mail_pb2_grpc.AdminStub(channel)
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    channel, admin = _admin(args.router)
+    with channel:
+        account = admin.AddUser(mail_pb2.AddUserRequest(email=args.email, password=args.password), timeout=30)
+    print(f"user {account.email} added (id {account.user_id})")
+    return 0
+
+
+def cmd_domain_add(args: argparse.Namespace) -> int:
+    channel, admin = _admin(args.router)
+    with channel:
+        answer = admin.AddDomain(mail_pb2.AddDomainRequest(domain=args.domain), timeout=30)
+    print(f"domain {answer.domain} {'added' if answer.created else 'already hosted'}")
+    return 0
+
+
+def _layout_file(base: Path) -> Path:
+    return base / "cluster.json"
+
+
+def _load_layout(base: Path) -> Layout:
+    path = _layout_file(base)
+    if not path.exists():
+        return Layout.default(base)
+    data = json.loads(path.read_text())
+    return Layout(base_dir=base, router_port=data["router_port"], storage_ports=tuple(data["storage_ports"]),
+                  smtp_port=data["smtp_port"], submission_port=data["submission_port"],
+                  http_port=data["http_port"], metrics_ports=data["metrics_ports"], zones=tuple(data["zones"]))
+
+
+def cmd_cluster_run(args: argparse.Namespace) -> int:
+    layout = Layout.default(args.base_dir)
+    cluster = LocalCluster(layout)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        cluster.start()
+        record = {k: v for k, v in asdict(layout).items() if k != "base_dir"}
+        _layout_file(layout.base_dir).write_text(json.dumps(record))
+        print("Tidings local cluster is up (N=3, W=2, R=2); data in", layout.base_dir, flush=True)
+        for line in cluster.describe():
+            print("  " + line, flush=True)
+        print(f"  logs: {layout.base_dir / 'logs'}/ ; Ctrl-C stops everything", flush=True)
+        while not stop.wait(1):
+            for name, process in cluster.processes.items():
+                if not process.running and name.startswith(("router", "smtp", "http")):
+                    print(f"{name} exited; see {process.log_path}:\n{process.tail()}", flush=True)
+                    stop.set()
+    finally:
+        print("stopping...", flush=True)
+        cluster.stop()
+        _layout_file(layout.base_dir).unlink(missing_ok=True)
+    return 0
+
+
+def cmd_node_start(args: argparse.Namespace) -> int:
+    layout = _load_layout(args.base_dir)
+    if not 1 <= args.id <= len(layout.storage_ports):
+        print(f"no storage node {args.id} in this cluster", file=sys.stderr)
+        return 2
+    cluster = LocalCluster(layout)
+    cluster.start_storage(args.id)
+    print(f"storage node {args.id} started on {layout.storage_address(args.id)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tidings", description=__doc__)
+    parser.add_argument("--router", default=DEFAULT_ROUTER, help="router gRPC address")
+    parser.add_argument("--base-dir", type=Path, default=DEFAULT_BASE, help="local cluster data directory")
+    sub = parser.add_subparsers(dest="area", required=True)
+
+    user = sub.add_parser("user").add_subparsers(dest="action", required=True)
+    add_user = user.add_parser("add", help="create a user (its domain must be hosted)")
+    add_user.add_argument("email")
+    add_user.add_argument("--password", required=True)
+    add_user.set_defaults(func=cmd_user_add)
+
+    domain = sub.add_parser("domain").add_subparsers(dest="action", required=True)
+    add_domain = domain.add_parser("add", help="host a domain")
+    add_domain.add_argument("domain")
+    add_domain.set_defaults(func=cmd_domain_add)
+
+    cluster = sub.add_parser("cluster").add_subparsers(dest="action", required=True)
+    cluster.add_parser("run", help="run the local cluster in the foreground").set_defaults(func=cmd_cluster_run)
+
+    node = sub.add_parser("node").add_subparsers(dest="action", required=True)
+    start = node.add_parser("start", help="(re)start a storage node of the running local cluster")
+    start.add_argument("id", type=int)
+    start.set_defaults(func=cmd_node_start)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        sys.exit(args.func(args))
+    except grpc.RpcError as exc:
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        sys.exit(1)
