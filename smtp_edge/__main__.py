@@ -1,0 +1,41 @@
+"""``python -m smtp_edge``: run the SMTP edge until SIGTERM or SIGINT.
+
+Prints one line when both listeners are up, e.g.
+``smtp_edge listening on 127.0.0.1:2525 (submission 2587), metrics :9104``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from smtp_edge.config import parse_settings
+from smtp_edge.server import SmtpEdge
+
+
+async def serve(argv: Sequence[str] | None = None) -> None:
+    edge = SmtpEdge(parse_settings(argv))
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        await edge.start()
+        print(edge.banner(), flush=True)
+        await stopping.wait()
+    finally:
+        await edge.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)   # aiosmtpd: one line per command
+    asyncio.run(serve(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The router's ``tidings.v1.Mail`` API as the SMTP edge uses it.
+
+One ``grpc.aio`` channel, opened by :meth:`MailApi.open` and closed by
+:meth:`MailApi.close`. Three calls, each with a deadline, returning plain
+values. This is the one place where gRPC status codes become this package's
+errors (:mod:`smtp_edge.errors`); nothing outside imports ``grpc``.
+
+Retries on ``UNAVAILABLE`` live in the channel's service config; they are
+safe because ``Deliver`` is idempotent per entry id.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import grpc
+from tidings.v1 import mail_pb2, mail_pb2_grpc
+
+from smtp_edge.errors import EdgeError, InvalidCredentials, TemporaryFailure
+from smtp_edge.model import Account, Recipient
+
+_SERVICE_CONFIG = json.dumps({
+    "methodConfig": [{
+        "name": [{"service": "tidings.v1.Mail"}],
+        "retryPolicy": {
+            "maxAttempts": 3,
+            "initialBackoff": "0.1s",
+            "maxBackoff": "1s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
+        },
+    }],
+})
+
+# Why a call failed, as told to the SMTP client (after "451 4.3.0 ").
+_REASONS: dict[grpc.StatusCode, str] = {
+    grpc.StatusCode.UNAVAILABLE: "mail store unavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "mail store timed out",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "mail store busy",
+}
+_BAD_CREDENTIALS = {
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+_RECIPIENT = {
+    mail_pb2.CheckRecipientResponse.LOCAL_USER: Recipient.LOCAL_USER,
+    mail_pb2.CheckRecipientResponse.UNKNOWN_USER: Recipient.UNKNOWN_USER,
+    mail_pb2.CheckRecipientResponse.NOT_HOSTED: Recipient.NOT_HOSTED,
+}
+
+
+def translate(error: grpc.RpcError, *, credentials: bool = False) -> EdgeError:
+    """Map a failed call to :class:`TemporaryFailure` or :class:`InvalidCredentials`.
+
+    Only ``Authenticate`` (``credentials=True``) can be refused for good; any
+    other failure is temporary, so the SMTP client keeps the message and retries.
+    """
+    code = error.code() if callable(getattr(error, "code", None)) else None
+    if credentials and code in _BAD_CREDENTIALS:
+        return InvalidCredentials(str(code))
+    reason = _REASONS.get(code, "mail store failed") if code else "mail store failed"
+    return TemporaryFailure(reason)
+
+
+class MailApi:
+    """Client of ``tidings.v1.Mail`` for the edge; create, :meth:`open`, use, :meth:`close`."""
+
+    def __init__(self, target: str, *, rpc_timeout: float, deliver_timeout: float,
+                 max_message_bytes: int) -> None:
+        self._target = target
+        self._rpc_timeout = rpc_timeout
+        self._deliver_timeout = deliver_timeout
+        self._max_message_bytes = max_message_bytes
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: mail_pb2_grpc.MailStub | None = None
+
+    async def open(self) -> None:
+        """Open the channel; it connects lazily and reconnects on its own."""
+        # Room for the raw message plus the request's other fields.
+        limit = self._max_message_bytes + 1024 * 1024
+        self._channel = grpc.aio.insecure_channel(self._target, options=[
+            ("grpc.service_config", _SERVICE_CONFIG),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.max_receive_message_length", limit),
+        ])
+        self._stub = mail_pb2_grpc.MailStub(self._channel)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = self._stub = None
+
+    @property
+    def stub(self) -> mail_pb2_grpc.MailStub:
+        if self._stub is None:
+            raise RuntimeError("MailApi used before open()")
+        return self._stub
+
+    async def check_recipient(self, address: str) -> Recipient:
+        """Whether ``address`` is a user here, an unknown user of ours, or not ours at all."""
+        try:
+            response = await self.stub.CheckRecipient(
+                mail_pb2.CheckRecipientRequest(address=address), timeout=self._rpc_timeout)
+        except grpc.RpcError as error:
+            raise translate(error) from error
+        status = _RECIPIENT.get(response.status)
+        if status is None:
+            raise TemporaryFailure("recipient check gave no answer")
+        return status
+
+    async def deliver(self, entry_id: str, raw: bytes, recipients: Sequence[str],
+                      sender_user_id: str = "") -> None:
+        """Return only once the router says the message is durable (W replicas)."""
+        request = mail_pb2.DeliverRequest(entry_id=entry_id, raw=raw, recipients=list(recipients),
+                                          sender_user_id=sender_user_id)
+        try:
+            await self.stub.Deliver(request, timeout=self._deliver_timeout)
+        except grpc.RpcError as error:
+            raise translate(error) from error
+
+    async def authenticate(self, email: str, password: str) -> Account:
+        try:
+            account = await self.stub.Authenticate(
+                mail_pb2.AuthenticateRequest(email=email, password=password),
+                timeout=self._rpc_timeout)
+        except grpc.RpcError as error:
+            raise translate(error, credentials=True) from error
+        if not account.user_id:
+            raise InvalidCredentials("no account")
+        return Account(user_id=account.user_id, email=account.email or email)

@@ -1,0 +1,92 @@
+"""The reply catalogue: every line this edge sends to an SMTP client.
+
+Codes follow RFC 5321 (basic) and RFC 3463 (enhanced status codes). Nothing
+else in the package writes reply text; handlers pick a constant or call one
+of the small builders below. :data:`BUILTIN` maps the few reply lines that
+aiosmtpd hard-codes onto our wording, so clients see one vocabulary.
+"""
+from __future__ import annotations
+
+# 2xx
+SENDER_OK = "250 2.1.0 OK"
+RECIPIENT_OK = "250 2.1.5 OK"
+
+
+def accepted(entry_id: str) -> str:
+    """DATA accepted: the message is durable on W replicas under ``entry_id``."""
+    return f"250 2.0.0 OK {entry_id}"
+
+
+# 4xx: temporary, the client keeps the message and retries
+TOO_MANY_RECIPIENTS = "452 4.5.3 too many recipients"
+AUTH_TEMPORARY_FAILURE = "454 4.7.0 temporary authentication failure, try again later"
+LOCAL_ERROR = "451 4.3.0 local error in processing, try again later"
+
+
+def temporary_failure(reason: str) -> str:
+    """The router could not be reached or did not confirm durability."""
+    return f"451 4.3.0 {reason}, try again later"
+
+
+# 5xx: permanent
+MESSAGE_TOO_BIG = "552 5.3.4 message too big"
+AUTH_REQUIRED = "530 5.7.0 Authentication required"
+STARTTLS_REQUIRED = "530 5.7.0 Must issue a STARTTLS command first"
+AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
+MALFORMED_ADDRESS = "553 5.1.3 malformed address"
+LINE_TOO_LONG = "500 5.5.2 line too long (RFC 5321 4.5.3.1.6)"
+
+
+def no_such_user(address: str) -> str:
+    return f"550 5.1.1 <{address}>: no such user here"
+
+
+def relay_denied(address: str) -> str:
+    return f"550 5.7.1 <{address}>: relay access denied"
+
+
+def outbound_unavailable(address: str) -> str:
+    """Submission to a domain we do not host: no outbound queue exists yet."""
+    return f"554 5.3.3 <{address}>: outbound delivery not available yet"
+
+
+def bad_recipient_address(address: str, reason: str) -> str:
+    return f"553 5.1.3 <{address}>: {reason}"
+
+
+def bad_sender_address(address: str, reason: str) -> str:
+    return f"553 5.1.7 <{address}>: {reason}"
+
+
+def sender_not_owned(address: str) -> str:
+    return f"553 5.7.1 <{address}>: sender address not owned by authenticated user"
+
+
+def malformed_message(reason: str) -> str:
+    return f"554 5.6.0 {reason}"
+
+
+# aiosmtpd's own reply lines (aiosmtpd/smtp.py 1.4.x) -> ours
+BUILTIN: dict[str, str] = {
+    "552 Error: message size exceeds fixed maximum message size": MESSAGE_TOO_BIG,
+    "552 Error: Too much mail data": MESSAGE_TOO_BIG,
+    "530 Must issue a STARTTLS command first": STARTTLS_REQUIRED,
+    "553 5.1.3 Error: malformed address": MALFORMED_ADDRESS,
+    "500 Line too long (see RFC5321 4.5.3.1.6)": LINE_TOO_LONG,
+    "500 Error: bad syntax": "500 5.5.2 bad syntax",
+    "503 Error: send HELO first": "503 5.5.1 send HELO first",
+    "503 Error: send EHLO first": "503 5.5.1 send EHLO first",
+    "503 Error: need MAIL command": "503 5.5.1 need MAIL command",
+    "503 Error: nested MAIL command": "503 5.5.1 nested MAIL command",
+    "503 Error: need RCPT command": "503 5.5.1 need RCPT command",
+    "221 Bye": "221 2.0.0 Bye",
+}
+
+
+def reply_code(line: str) -> tuple[str, str]:
+    """``("550", "5.1.1")`` for ``"550 5.1.1 ..."``; the enhanced part may be ``""``."""
+    code, _, rest = line.partition(" ")
+    enhanced = rest.partition(" ")[0]
+    if not (enhanced.count(".") == 2 and enhanced.replace(".", "").isdigit()):
+        enhanced = ""
+    return code[:3], enhanced

@@ -1,0 +1,113 @@
+"""Start and stop the SMTP edge: both listeners, the router channel, metrics.
+
+:class:`SmtpEdge` runs inside the caller's asyncio loop (no aiosmtpd
+Controller thread), so the handlers and the ``grpc.aio`` channel share it.
+Stopping closes the listeners, lets deliveries in flight finish (a client
+that was about to get ``250`` gets it), closes the remaining sessions and
+then the channel.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Any
+
+from prometheus_client import start_http_server
+
+from smtp_edge.config import Settings
+from smtp_edge.handler import EdgeHandler, MxHandler, SubmissionHandler
+from smtp_edge.mail_api import MailApi
+from smtp_edge.metrics import SESSIONS
+from smtp_edge.protocol import EdgeSMTP
+from smtp_edge.tls import server_context
+
+log = logging.getLogger(__name__)
+
+IDENT = "Tidings ESMTP"
+
+
+class _QuietDeprecations(logging.Filter):
+    """aiosmtpd warns on every successful AUTH about its own deprecated field."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Session.login_data is deprecated")
+
+
+class SmtpEdge:
+    """Both SMTP listeners of one process; :meth:`start`, then :meth:`stop`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.api = MailApi(settings.router, rpc_timeout=settings.rpc_timeout,
+                           deliver_timeout=settings.deliver_timeout,
+                           max_message_bytes=settings.max_size)
+        common = dict(hostname=settings.hostname, max_size=settings.max_size,
+                      max_recipients=settings.max_recipients)
+        self.mx_handler = MxHandler(self.api, **common)
+        self.submission_handler = SubmissionHandler(self.api, **common)
+        self._servers: list[asyncio.Server] = []
+        self._sessions: weakref.WeakSet[EdgeSMTP] = weakref.WeakSet()
+        self._metrics: Any = None
+        self.mx_port = 0
+        self.submission_port = 0
+        self.metrics_port = 0
+
+    async def start(self) -> None:
+        settings = self.settings
+        logging.getLogger("mail.log").addFilter(_QuietDeprecations())
+        await self.api.open()
+        tls = server_context(settings.data_dir, settings.hostname)
+        mx = await self._listen(self.mx_handler, settings.port)
+        submission = await self._listen(
+            self.submission_handler, settings.submission_port, tls_context=tls,
+            require_starttls=True, auth_required=True, auth_require_tls=True,
+            authenticator=SubmissionHandler.capture_credentials)
+        self.mx_port, self.submission_port = _port(mx), _port(submission)
+        if settings.metrics_port:
+            self._metrics, _ = start_http_server(settings.metrics_port, addr=settings.host)
+            self.metrics_port = self._metrics.server_port
+
+    async def stop(self, grace: float = 10.0) -> None:
+        for server in self._servers:
+            server.close()
+        for handler in (self.mx_handler, self.submission_handler):
+            if not await handler.drain(grace):
+                log.warning("%s: deliveries still in flight at shutdown", handler.listener)
+        for session in list(self._sessions):
+            if session.transport is not None:
+                session.transport.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        await self.api.close()
+        if self._metrics is not None:
+            self._metrics.shutdown()
+            self._metrics.server_close()
+            self._metrics = None
+
+    def banner(self) -> str:
+        metrics = f":{self.metrics_port}" if self.metrics_port else " off"
+        return (f"smtp_edge listening on {self.settings.host}:{self.mx_port} "
+                f"(submission {self.submission_port}), metrics{metrics}")
+
+    async def _listen(self, handler: EdgeHandler, port: int, **options: Any) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        settings = self.settings
+
+        def session() -> EdgeSMTP:
+            protocol = EdgeSMTP(handler, listener=handler.listener, loop=loop,
+                                hostname=settings.hostname, ident=IDENT,
+                                data_size_limit=settings.max_size, decode_data=False,
+                                timeout=settings.session_timeout, **options)
+            SESSIONS.labels(handler.listener).inc()
+            self._sessions.add(protocol)
+            return protocol
+
+        server = await loop.create_server(session, settings.host, port)
+        self._servers.append(server)
+        return server
+
+
+def _port(server: asyncio.Server) -> int:
+    return int(server.sockets[0].getsockname()[1])
