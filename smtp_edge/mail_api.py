@@ -36,7 +36,7 @@ _SERVICE_CONFIG = json.dumps({
 _REASONS: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.UNAVAILABLE: "mail store unavailable",
     grpc.StatusCode.DEADLINE_EXCEEDED: "mail store timed out",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "mail store busy",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "mail store out of resources",
 }
 _BAD_CREDENTIALS = {
     grpc.StatusCode.UNAUTHENTICATED,

@@ -87,7 +87,7 @@ class SmtpEdge:
             self._metrics = None
 
     def banner(self) -> str:
-        metrics = f":{self.metrics_port}" if self.metrics_port else " off"
+        metrics = f" :{self.metrics_port}" if self.metrics_port else " off"
         return (f"smtp_edge listening on {self.settings.host}:{self.mx_port} "
                 f"(submission {self.submission_port}), metrics{metrics}")
 

@@ -1,0 +1,61 @@
+"""``python -m smtp_edge`` as a process: flags and environment, ready line, clean stop.
+
+The router is the ``fake_router`` test double of the ``tidings.v1.Mail``
+contract (see conftest.py).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from smtp_edge.config import DEFAULT_MAX_SIZE, parse_settings
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_flags_win_over_environment_which_wins_over_defaults() -> None:
+    assert parse_settings([], {}).max_size == DEFAULT_MAX_SIZE
+    env = {"TIDINGS_ROUTER": "10.0.0.1:7000", "TIDINGS_SMTP_PORT": "25",
+           "TIDINGS_SMTP_DATA_DIR": "/srv/smtp"}
+    settings = parse_settings(["--port", "2526", "--max-size", "1000"], env)
+    assert (settings.router, settings.port, settings.max_size) == ("10.0.0.1:7000", 2526, 1000)
+    assert settings.data_dir == Path("/srv/smtp")
+    assert settings.submission_port == 2587
+
+
+def test_process_serves_until_sigterm(fake_router, tmp_path: Path) -> None:
+    port, submission, metrics = free_port(), free_port(), free_port()
+    env = {**os.environ, "TIDINGS_SMTP_HOSTNAME": "mx.example.test"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "smtp_edge", "--router", fake_router.address,
+         "--host", "127.0.0.1", "--port", str(port), "--submission-port", str(submission),
+         "--metrics-port", str(metrics), "--data-dir", str(tmp_path / "smtp")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line == (f"smtp_edge listening on 127.0.0.1:{port} "
+                        f"(submission {submission}), metrics :{metrics}")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            assert client.ehlo()[1].startswith(b"mx.example.test")
+            client.sendmail("carol@example.org", ["alice@example.test"],
+                            b"Subject: hi\r\n\r\nbody\r\n")
+        assert len(fake_router.delivered) == 1
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as page:
+            assert b'tidings_smtp_messages_accepted_total{listener="mx"} 1.0' in page.read()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
