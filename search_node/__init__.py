@@ -1,0 +1,1 @@
+"""Tidings search engine: analyzer, roaring-bitmap postings, Gmail-style queries; a library with no wire."""

@@ -1,0 +1,76 @@
+"""Consistency check: compare a user's stored index with the one a list of IndexDocs implies."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pyroaring import BitMap
+
+from search_node import fields as F
+from search_node.postings import (ALL, DISPLACED, DOCS_CF, POSTINGS_CF, DocMeta, UserState, bitmap_key, doc_bitmaps,
+                                  meta_of, split_posting_key, state_key, unpack_docnum)
+from search_node.store import Reader
+
+MAX_PROBLEMS = 50
+
+
+def _docs_range(user: bytes, tag: bytes) -> tuple[bytes, bytes]:
+    return user + tag, user + bytes([tag[0] + 1])
+
+
+def check_user(reader: Reader, user: bytes, docs: Sequence[Any]) -> list[str]:
+    problems: list[str] = []
+    wanted = {doc.id: doc for doc in docs}
+    numbers = {k[len(user) + 1:].hex(): unpack_docnum(v) for k, v in reader.scan(DOCS_CF, *_docs_range(user, b"i"))}
+    metas = {unpack_docnum(k[-4:]): DocMeta.decode(v) for k, v in reader.scan(DOCS_CF, *_docs_range(user, b"d"))}
+    forwards = {unpack_docnum(k[-4:]): v for k, v in reader.scan(DOCS_CF, *_docs_range(user, b"f"))}
+    problems += [f"not indexed: {i}" for i in sorted(wanted.keys() - numbers.keys())]
+    problems += [f"indexed but absent: {i}" for i in sorted(numbers.keys() - wanted.keys())]
+    if set(metas) != set(numbers.values()) or set(forwards) != set(metas):
+        problems.append("doc records, forward records and the id map disagree")
+
+    expected_postings: dict[bytes, set[int]] = {}
+    expected_bitmaps: dict[bytes, set[int]] = {ALL: set()}
+    for doc_id, docnum in numbers.items():
+        doc = wanted.get(doc_id)
+        if doc is None or docnum not in metas:
+            continue
+        meta = meta_of(doc)
+        if metas[docnum] != meta:
+            problems.append(f"record differs for {doc_id}: {metas[docnum]} != {meta}")
+        fw = F.analyze(doc)
+        if forwards.get(docnum) != F.encode_forward(fw):
+            problems.append(f"forward record differs for {doc_id}")
+        for kind, term, code in F.posting_terms(fw):
+            expected_postings.setdefault(bytes([kind]) + term.encode() + b"\x00" + bytes([code]), set()).add(docnum)
+        for name in (ALL, *doc_bitmaps(meta)):
+            expected_bitmaps.setdefault(name, set()).add(docnum)
+
+    stored_postings = {k[len(user):]: set(BitMap.deserialize(v))
+                       for k, v in reader.scan(POSTINGS_CF, user, user + b"\xff")}
+    for key in sorted(expected_postings.keys() | stored_postings.keys()):
+        if expected_postings.get(key, set()) != stored_postings.get(key, set()):
+            kind, term, code = split_posting_key(user + key)
+            problems.append(f"posting {F.BY_CODE[code].name}:{term!r} (kind {kind}) differs")
+
+    prefix = bitmap_key(user, b"")
+    stored_bitmaps = {k[len(prefix):]: set(BitMap.deserialize(v))
+                      for k, v in reader.scan(DOCS_CF, prefix, user + b"c")}
+    displaced = stored_bitmaps.pop(DISPLACED, set())
+    for name in sorted(expected_bitmaps.keys() | stored_bitmaps.keys()):
+        if expected_bitmaps.get(name, set()) != stored_bitmaps.get(name, set()):
+            problems.append(f"doc bitmap {name.decode()} differs")
+    problems += _check_order(reader, user, metas, displaced)
+    return problems[:MAX_PROBLEMS]
+
+
+def _check_order(reader: Reader, user: bytes, metas: dict[int, DocMeta], displaced: set[int]) -> list[str]:
+    """Doc numbers of docs not marked displaced must follow (received_ms, id) order."""
+    problems = [f"displaced doc {d} has no record" for d in sorted(displaced - metas.keys())]
+    keys = [metas[d].sort_key for d in sorted(metas.keys() - displaced)]
+    if any(a >= b for a, b in zip(keys, keys[1:])):
+        problems.append("doc numbers of in-order docs are not in time order")
+    state = UserState.decode(reader.get(DOCS_CF, state_key(user)))
+    if metas and (state.next_docnum <= max(metas) or (keys and (state.high_ms, state.high_id.hex()) < keys[-1])):
+        problems.append(f"user state {state} is behind the docs")
+    return problems

@@ -1,0 +1,270 @@
+"""Run a plan against committed state: bitmap algebra, cheapest first, then newest-first paging.
+
+Doc numbers follow arrival. A doc that arrived after a newer one is "displaced"; every other
+doc's number order is its (received_ms, id) order, so time ranges and cursors resolve by binary
+search over doc numbers, and only displaced docs need their records read.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pyroaring import BitMap
+
+from search_node import fields as F
+from search_node.plan import EVERYTHING, Bitmap, Phrase, PAnd, Plan, PNot, POr, Received, Size, Terms
+from search_node.fields import PAIR, TERM
+from search_node.postings import (ALL, DISPLACED, DOCS_CF, POSTINGS_CF, SIZE_BITS, DocMeta, bitmap_key,
+                                  forward_key, load_bitmap, meta_key, posting_key, prefix_range, scan_postings,
+                                  size_slice, term_range)
+from search_node.store import Reader
+
+SortKey = tuple[int, str]
+_VERIFY_CHUNK = 256
+
+
+class InvalidCursor(ValueError):
+    """A cursor this index did not produce."""
+
+
+def encode_cursor(key: SortKey) -> str:
+    return f"{key[0]:x}.{key[1]}"
+
+
+def decode_cursor(cursor: str) -> SortKey:
+    try:
+        ms, doc_id = cursor.split(".")
+        if len(doc_id) != 32 or int(doc_id, 16) < 0:
+            raise ValueError
+        return int(ms, 16), doc_id
+    except ValueError:
+        raise InvalidCursor(f"bad cursor {cursor!r}") from None
+
+
+def union(parts: list[BitMap]) -> BitMap:
+    return BitMap.union(*parts) if len(parts) > 1 else parts[0].copy() if parts else BitMap()
+
+
+def _rank(plan: Plan) -> int:
+    """Evaluation order inside an AND: plain loads, then compound, then range and verified nodes."""
+    if isinstance(plan, (Terms, Bitmap)):
+        return 0
+    if isinstance(plan, (PAnd, POr)):
+        return 1
+    if isinstance(plan, (Received, Size)):
+        return 2
+    return 3 if isinstance(plan, Phrase) else 4
+
+
+class Execution:
+    """One query over one reader; caches what it loads. Not shared between threads."""
+
+    def __init__(self, reader: Reader, user: bytes) -> None:
+        self.reader = reader
+        self.user = user
+        self._bitmaps: dict[bytes, BitMap] = {}
+        self._terms: dict[tuple[int, str], dict[int, BitMap]] = {}
+        self._metas: dict[int, DocMeta] = {}
+        self._in_order: BitMap | None = None
+
+    # --- loads --------------------------------------------------------------------------
+    def bitmap(self, name: bytes) -> BitMap:
+        bm = self._bitmaps.get(name)
+        if bm is None:
+            bm = self._bitmaps[name] = load_bitmap(self.reader.get(DOCS_CF, bitmap_key(self.user, name)))
+        return bm
+
+    def term_fields(self, kind: int, term: str) -> dict[int, BitMap]:
+        """The postings of one term, per field, in one scan."""
+        hit = self._terms.get((kind, term))
+        if hit is None:
+            start, end = term_range(self.user, kind, term)
+            hit = self._terms[(kind, term)] = {f: bm for _k, _t, f, bm in scan_postings(self.reader, start, end)}
+        return hit
+
+    def _term(self, kind: int, term: str, fields: frozenset[int]) -> BitMap:
+        if len(fields) == 1 and (kind, term) not in self._terms:
+            (field,) = fields
+            return load_bitmap(self.reader.get(POSTINGS_CF, posting_key(self.user, kind, term, field)))
+        per_field = self.term_fields(kind, term)
+        return union([bm for f, bm in per_field.items() if f in fields])
+
+    def _prefix(self, prefix: str, fields: frozenset[int]) -> BitMap:
+        start, end = prefix_range(self.user, TERM, prefix)
+        parts = [bm for _k, _t, f, bm in scan_postings(self.reader, start, end) if f in fields]
+        return union(parts)
+
+    def metas(self, docnums: Iterable[int]) -> list[DocMeta]:
+        nums = list(docnums)
+        missing = [d for d in nums if d not in self._metas]
+        if missing:
+            raw = self.reader.multi_get(DOCS_CF, [meta_key(self.user, d) for d in missing])
+            for d, data in zip(missing, raw):
+                if data is None:
+                    raise RuntimeError(f"search index: doc {d} has no record")
+                self._metas[d] = DocMeta.decode(data)
+        return [self._metas[d] for d in nums]
+
+    # --- time order ---------------------------------------------------------------------
+    def in_order(self) -> BitMap:
+        if self._in_order is None:
+            self._in_order = self.bitmap(ALL) - self.bitmap(DISPLACED)
+        return self._in_order
+
+    def lower_bound(self, key: SortKey) -> int:
+        """The first index into in_order() whose doc sorts at or after `key`."""
+        docs, lo, hi = self.in_order(), 0, len(self.in_order())
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.metas([docs[mid]])[0].sort_key < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def _before(self, key: SortKey) -> BitMap:
+        """In-order docs sorting strictly before `key`: a doc-number range."""
+        docs, idx = self.in_order(), self.lower_bound(key)
+        if idx == len(docs):
+            return docs
+        return docs & BitMap(range(0, docs[idx])) if idx else BitMap()
+
+    # --- evaluation ---------------------------------------------------------------------
+    def evaluate(self, plan: Plan, within: BitMap | None = None) -> BitMap:
+        """Docs matching `plan`; when `within` is given, only docs inside it are guaranteed (and returned)."""
+        return _HANDLERS[type(plan)](self, plan, within)
+
+    def _eval_terms(self, plan: Terms, within: BitMap | None) -> BitMap:
+        if plan.prefix:
+            return self._prefix(plan.term, plan.fields)
+        return self._term(TERM, plan.term, plan.fields)
+
+    def _eval_bitmap(self, plan: Bitmap, within: BitMap | None) -> BitMap:
+        return self.bitmap(plan.name)
+
+    def _eval_and(self, plan: PAnd, within: BitMap | None) -> BitMap:
+        kids = sorted(plan.children, key=_rank)
+        loads = [self.evaluate(k) for k in kids if _rank(k) == 0]
+        loads.sort(key=len)
+        result = within
+        for bm in loads:
+            result = bm if result is None else result & bm
+            if not result:
+                return BitMap()
+        for kid in kids[len(loads):]:
+            if isinstance(kid, PNot):
+                base = self.bitmap(ALL) if result is None else result
+                result = base - self.evaluate(kid.child, base)
+            else:
+                part = self.evaluate(kid, result)
+                result = part if result is None else result & part
+            if not result:
+                return BitMap()
+        return result if result is not None else self.bitmap(ALL)
+
+    def _eval_or(self, plan: POr, within: BitMap | None) -> BitMap:
+        return union([self.evaluate(k, within) for k in plan.children])
+
+    def _eval_not(self, plan: PNot, within: BitMap | None) -> BitMap:
+        base = self.bitmap(ALL) if within is None else within & self.bitmap(ALL)
+        return base - self.evaluate(plan.child, base)
+
+    def _eval_received(self, plan: Received, within: BitMap | None) -> BitMap:
+        docs = self.in_order()
+        lo = self.lower_bound((plan.lo, "")) if plan.lo is not None else 0
+        hi = self.lower_bound((plan.hi, "")) if plan.hi is not None else len(docs)
+        ordered = BitMap()
+        if lo < hi:
+            last = docs[hi] if hi < len(docs) else docs.max() + 1
+            ordered = docs & BitMap(range(docs[lo], last))
+        displaced = self.bitmap(DISPLACED) if within is None else self.bitmap(DISPLACED) & within
+        lo_ms = plan.lo if plan.lo is not None else -(1 << 63)
+        hi_ms = plan.hi if plan.hi is not None else 1 << 63
+        late = [d for d, m in zip(displaced, self.metas(displaced)) if lo_ms <= m.received_ms < hi_ms]
+        return ordered | BitMap(late) if late else ordered
+
+    def _eval_size(self, plan: Size, within: BitMap | None) -> BitMap:
+        """Range over the bit-sliced size index (O'Neil): one pass over the slices, high bit first."""
+        eq = self.bitmap(ALL) if within is None else self.bitmap(ALL) & within
+        hit = BitMap()
+        if plan.bytes >= 1 << SIZE_BITS:
+            return eq if not plan.above else hit
+        for bit in reversed(range(SIZE_BITS)):
+            slice_ = self.bitmap(size_slice(bit))
+            if (plan.bytes >> bit) & 1:
+                if not plan.above:
+                    hit |= eq - slice_
+                eq = eq & slice_
+            else:
+                if plan.above:
+                    hit |= eq & slice_
+                eq = eq - slice_
+            if not eq:
+                break
+        return hit
+
+    def _eval_phrase(self, plan: Phrase, within: BitMap | None) -> BitMap:
+        match = plan.match
+        exact_terms = match.terms[:-1] if match.prefix else match.terms
+        exact: list[BitMap] = []
+        loose: list[BitMap] = []
+        if len(plan.fields) > 1:  # one scan per term serves every field
+            for t in exact_terms:
+                self.term_fields(TERM, t)
+            for a, b in zip(exact_terms, exact_terms[1:]):
+                self.term_fields(PAIR, f"{a} {b}")
+        for code in plan.fields:
+            field = F.BY_CODE[code]
+            only = frozenset((code,))
+            if field.pairs and len(exact_terms) >= 2:
+                parts = [self._term(PAIR, f"{a} {b}", only) for a, b in zip(exact_terms, exact_terms[1:])]
+            else:
+                parts = [self._term(TERM, t, only) for t in exact_terms]
+            if match.prefix:
+                parts.append(self._prefix(match.terms[-1], only))
+            parts.sort(key=len)
+            candidates = BitMap.intersection(*parts) if len(parts) > 1 else parts[0]
+            is_exact = field.pairs and len(match.terms) == 2 and not match.prefix
+            (exact if is_exact else loose).append(candidates)
+        sure = union(exact)
+        unsure = union(loose) - sure
+        if within is not None:
+            sure &= within
+            unsure &= within
+        return sure | self._verify(unsure, plan)
+
+    def _verify(self, candidates: BitMap, plan: Phrase) -> BitMap:
+        hits = BitMap()
+        docs = list(candidates)
+        for i in range(0, len(docs), _VERIFY_CHUNK):
+            chunk = docs[i:i + _VERIFY_CHUNK]
+            raw = self.reader.multi_get(DOCS_CF, [forward_key(self.user, d) for d in chunk])
+            hits.update(d for d, data in zip(chunk, raw)
+                        if data is not None and F.forward_matches(F.decode_forward(data), plan.fields, plan.match))
+        return hits
+
+    # --- paging -------------------------------------------------------------------------
+    def page(self, result: BitMap, limit: int, after: SortKey | None) -> tuple[list[DocMeta], bool]:
+        """The `limit` newest docs of `result` sorting before `after`, and whether more follow."""
+        displaced = result & self.bitmap(DISPLACED)
+        ordered = result - displaced
+        if after is not None:
+            ordered &= self._before(after)
+        late = [m for m in self.metas(displaced) if after is None or m.sort_key < after]
+        n = len(ordered)
+        newest = [ordered[i] for i in range(n - 1, max(n - limit, 0) - 1, -1)]
+        merged = sorted(self.metas(newest) + late, key=lambda m: m.sort_key, reverse=True)
+        return merged[:limit], n + len(late) > limit
+
+
+_HANDLERS = {
+    Terms: Execution._eval_terms,
+    Bitmap: Execution._eval_bitmap,
+    PAnd: Execution._eval_and,
+    POr: Execution._eval_or,
+    PNot: Execution._eval_not,
+    Received: Execution._eval_received,
+    Size: Execution._eval_size,
+    Phrase: Execution._eval_phrase,
+}
+
+__all__ = ["EVERYTHING", "Execution", "InvalidCursor", "decode_cursor", "encode_cursor"]

@@ -1,0 +1,171 @@
+"""The search index facade the storage node embeds: writes go into the caller's batch, reads into a snapshot.
+
+Writes to one user must be serialized by the caller (they read-modify-write that user's
+bitmaps); any number of threads may search at once: a SearchIndex holds no mutable state.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from search_node import fields as F
+from search_node.check import check_user
+from search_node.executor import Execution, InvalidCursor, decode_cursor, encode_cursor
+from search_node.grammar import QuerySyntaxError, parse
+from search_node.plan import plan
+from search_node.postings import (ALL, ATTACHMENT, COLUMN_FAMILIES, DISPLACED, DOCS_CF, POSTINGS_CF, BitmapChanges,
+                                  DocMeta, UserState, bitmap_key, doc_bitmaps, doc_id_bytes, flags_of, forward_key,
+                                  id_key, meta_key, meta_of, pack_docnum, posting_key, state_key, unpack_docnum,
+                                  user_prefix)
+from search_node.store import Reader, Txn
+
+__all__ = ["COLUMN_FAMILIES", "IndexDoc", "InvalidCursor", "QuerySyntaxError", "SearchIndex", "SearchResult"]
+
+MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class IndexDoc:
+    id: str  # message id, 32 lowercase hex digits; unique per user
+    received_ms: int
+    size: int
+    folder_id: str
+    unread: bool
+    starred: bool
+    has_attachments: bool
+    rfc822msgid: str
+    from_: tuple[tuple[str, str], ...]
+    to: tuple[tuple[str, str], ...]
+    cc: tuple[tuple[str, str], ...]
+    bcc: tuple[tuple[str, str], ...]
+    subject: str
+    text: str
+    html: str
+    attachments: tuple[tuple[str, str, str | None], ...]  # (filename, content type, text or None)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    ids: list[str]
+    total: int
+    next_cursor: str | None
+
+
+class SearchIndex:
+    """Stateless and thread-safe; every method works on the store handed to it."""
+
+    # --- writes -------------------------------------------------------------------------
+    def add(self, txn: Txn, user_id: str, doc: IndexDoc) -> None:
+        """Index a message; adding an id that is already indexed only applies its flags and folder."""
+        user = user_prefix(user_id)
+        if txn.get(DOCS_CF, id_key(user, doc.id)) is not None:
+            self.update(txn, user_id, doc.id, folder_id=doc.folder_id, unread=doc.unread, starred=doc.starred)
+            return
+        changes = BitmapChanges()
+        state = UserState.decode(txn.get(DOCS_CF, state_key(user)))
+        txn.put(DOCS_CF, state_key(user), self._write_doc(txn, user, doc, state, changes).encode())
+        changes.apply(txn)
+
+    def _write_doc(self, txn: Txn, user: bytes, doc: IndexDoc, state: UserState, changes: BitmapChanges) -> UserState:
+        meta, docnum, raw_id = meta_of(doc), state.next_docnum, doc_id_bytes(doc.id)
+        fw = F.analyze(doc)
+        for kind, term, code in F.posting_terms(fw):
+            changes.add(POSTINGS_CF, posting_key(user, kind, term, code), docnum)
+        for name in (ALL, *doc_bitmaps(meta)):
+            changes.add(DOCS_CF, bitmap_key(user, name), docnum)
+        in_order = (doc.received_ms, raw_id) > (state.high_ms, state.high_id)
+        if not in_order:
+            changes.add(DOCS_CF, bitmap_key(user, DISPLACED), docnum)
+        txn.put(DOCS_CF, meta_key(user, docnum), meta.encode())
+        txn.put(DOCS_CF, forward_key(user, docnum), F.encode_forward(fw))
+        txn.put(DOCS_CF, id_key(user, doc.id), pack_docnum(docnum))
+        if in_order:
+            return UserState(docnum + 1, doc.received_ms, raw_id)
+        return UserState(docnum + 1, state.high_ms, state.high_id)
+
+    def update(self, txn: Txn, user_id: str, doc_id: str, *, folder_id: str, unread: bool, starred: bool) -> None:
+        """Set a message's folder and flags; an id that is not indexed is ignored."""
+        user = user_prefix(user_id)
+        found = self._locate(txn, user, doc_id)
+        if found is None:
+            return
+        docnum, old = found
+        new = DocMeta(old.doc_id, old.received_ms, old.size,
+                      flags_of(unread, starred, bool(old.flags & ATTACHMENT)), folder_id)
+        if new == old:
+            return
+        changes = BitmapChanges()
+        before, after = set(doc_bitmaps(old)), set(doc_bitmaps(new))
+        for name in before - after:
+            changes.discard(DOCS_CF, bitmap_key(user, name), docnum)
+        for name in after - before:
+            changes.add(DOCS_CF, bitmap_key(user, name), docnum)
+        changes.apply(txn)
+        txn.put(DOCS_CF, meta_key(user, docnum), new.encode())
+
+    def remove(self, txn: Txn, user_id: str, doc_id: str) -> None:
+        """Drop a message from every posting and doc bitmap; an id that is not indexed is ignored."""
+        user = user_prefix(user_id)
+        found = self._locate(txn, user, doc_id)
+        if found is None:
+            return
+        docnum, meta = found
+        changes = BitmapChanges()
+        data = txn.get(DOCS_CF, forward_key(user, docnum))
+        for kind, term, code in F.posting_terms(F.decode_forward(data) if data else {}):
+            changes.discard(POSTINGS_CF, posting_key(user, kind, term, code), docnum)
+        for name in (ALL, DISPLACED, *doc_bitmaps(meta)):
+            changes.discard(DOCS_CF, bitmap_key(user, name), docnum)
+        changes.apply(txn)
+        for key in (meta_key(user, docnum), forward_key(user, docnum), id_key(user, doc_id)):
+            txn.delete(DOCS_CF, key)
+
+    def _locate(self, txn: Txn, user: bytes, doc_id: str) -> tuple[int, DocMeta] | None:
+        raw = txn.get(DOCS_CF, id_key(user, doc_id))
+        if raw is None:
+            return None
+        docnum = unpack_docnum(raw)
+        data = txn.get(DOCS_CF, meta_key(user, docnum))
+        if data is None:
+            raise RuntimeError(f"search index: {doc_id} maps to doc {docnum}, which has no record")
+        return docnum, DocMeta.decode(data)
+
+    def rebuild(self, txn: Txn, reader: Reader, user_id: str, docs: Iterable[IndexDoc]) -> int:
+        """Replace a user's index by one built from `docs`, numbered in time order (no displaced docs).
+
+        Every bitmap is built in memory and written once. Returns the number of docs indexed.
+        """
+        user = user_prefix(user_id)
+        for cf in COLUMN_FAMILIES:
+            for key, _ in reader.scan(cf, user, user + b"\xff"):
+                txn.delete(cf, key)
+        unique = {doc.id: doc for doc in docs}
+        changes, state = BitmapChanges(), UserState()
+        for doc in sorted(unique.values(), key=lambda d: (d.received_ms, d.id)):
+            state = self._write_doc(txn, user, doc, state, changes)
+        changes.apply(txn)
+        txn.put(DOCS_CF, state_key(user), state.encode())
+        return len(unique)
+
+    # --- reads --------------------------------------------------------------------------
+    def search(self, reader: Reader, user_id: str, query: str, limit: int = 50, cursor: str | None = None,
+               now_ms: int | None = None) -> SearchResult:
+        """Matches newest first (received_ms, then id, descending); `total` counts all of them.
+
+        Raises QuerySyntaxError for bad query text and InvalidCursor for a foreign cursor.
+        """
+        if not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be 1..{MAX_LIMIT}")
+        user = user_prefix(user_id)
+        after = decode_cursor(cursor) if cursor else None
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        run = Execution(reader, user)
+        result = run.evaluate(plan(parse(query), now))
+        metas, more = run.page(result, limit, after)
+        next_cursor = encode_cursor(metas[-1].sort_key) if more and metas else None
+        return SearchResult([m.doc_id for m in metas], len(result), next_cursor)
+
+    def check(self, reader: Reader, user_id: str, docs: Iterable[IndexDoc]) -> list[str]:
+        """Compare the stored index with the one `docs` imply; returns the problems (empty: they match)."""
+        return check_user(reader, user_prefix(user_id), list(docs))

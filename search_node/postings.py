@@ -1,0 +1,217 @@
+"""Index keys and values: posting bitmaps per (user, term, field), per-user doc numbers and doc bitmaps.
+
+Two column families. `search_postings`: user(8) | kind(1) | term utf-8 | 0x00 | field(1) -> roaring
+bitmap of doc numbers; one term's lists for every field are adjacent, and so are all terms
+sharing a prefix. `search_docs`: per-user state, doc records, forward records (analyzed text),
+the message-id -> doc number map and the doc bitmaps (all, displaced, flags, folders, size slices).
+"""
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pyroaring import BitMap
+
+from search_node.store import Reader, Txn
+
+POSTINGS_CF = "search_postings"
+DOCS_CF = "search_docs"
+COLUMN_FAMILIES: tuple[str, ...] = (POSTINGS_CF, DOCS_CF)
+
+_DOCNUM = struct.Struct(">I")
+_STATE = struct.Struct(">BIq16s")  # version, next doc number, high-water received_ms, high-water id
+_META = struct.Struct(">BqQB16s")  # version, received_ms, size, flags, id; folder id follows
+_VERSION = 1
+UNREAD, STARRED, ATTACHMENT = 1, 2, 4
+SIZE_BITS = 48
+
+ALL = b"all"  # every live doc number of the user
+DISPLACED = b"displaced"  # docs that arrived after a newer one: doc-number order is not time order for them
+FLAG_BITMAPS = {UNREAD: b"unread", STARRED: b"starred", ATTACHMENT: b"attachment"}
+
+
+def user_prefix(user_id: str) -> bytes:
+    if len(user_id) != 16 or user_id.lower() != user_id:
+        raise ValueError(f"user id must be 16 lowercase hex digits: {user_id!r}")
+    return bytes.fromhex(user_id)
+
+
+def doc_id_bytes(doc_id: str) -> bytes:
+    if len(doc_id) != 32 or doc_id.lower() != doc_id:
+        raise ValueError(f"message id must be 32 lowercase hex digits: {doc_id!r}")
+    return bytes.fromhex(doc_id)
+
+
+# --- posting keys -----------------------------------------------------------------------
+
+def posting_key(user: bytes, kind: int, term: str, field: int) -> bytes:
+    return b"%s%c%s\x00%c" % (user, kind, term.encode(), field)
+
+
+def term_range(user: bytes, kind: int, term: str) -> tuple[bytes, bytes]:
+    """Keys of one term in every field."""
+    base = b"%s%c%s" % (user, kind, term.encode())
+    return base + b"\x00", base + b"\x01"
+
+
+def prefix_range(user: bytes, kind: int, prefix: str) -> tuple[bytes, bytes]:
+    """Keys of every term starting with `prefix` (0xff never occurs in UTF-8)."""
+    base = b"%s%c%s" % (user, kind, prefix.encode())
+    return base, base + b"\xff"
+
+
+def split_posting_key(key: bytes) -> tuple[int, str, int]:
+    """(kind, term, field) of a posting key (user prefix included)."""
+    return key[8], key[9:-2].decode(), key[-1]
+
+
+def user_range(user: bytes) -> tuple[bytes, bytes]:
+    """Every key of one user in either column family (no key byte after the user prefix is 0xff)."""
+    return user, user + b"\xff"
+
+
+# --- doc keys -----------------------------------------------------------------------------
+
+def state_key(user: bytes) -> bytes:
+    return user + b"s"
+
+
+def meta_key(user: bytes, docnum: int) -> bytes:
+    return user + b"d" + _DOCNUM.pack(docnum)
+
+
+def forward_key(user: bytes, docnum: int) -> bytes:
+    return user + b"f" + _DOCNUM.pack(docnum)
+
+
+def id_key(user: bytes, doc_id: str) -> bytes:
+    return user + b"i" + doc_id_bytes(doc_id)
+
+
+def bitmap_key(user: bytes, name: bytes) -> bytes:
+    return user + b"b" + name
+
+
+def folder_bitmap(folder_id: str) -> bytes:
+    return b"folder:" + folder_id.encode()
+
+
+def size_slice(bit: int) -> bytes:
+    return b"size:%02d" % bit
+
+
+def pack_docnum(docnum: int) -> bytes:
+    return _DOCNUM.pack(docnum)
+
+
+def unpack_docnum(data: bytes) -> int:
+    return _DOCNUM.unpack(data)[0]
+
+
+# --- values -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UserState:
+    """Next doc number, and the newest (received_ms, id) numbered so far: the time-order high-water mark."""
+
+    next_docnum: int = 0
+    high_ms: int = -(1 << 62)
+    high_id: bytes = b""
+
+    def encode(self) -> bytes:
+        return _STATE.pack(_VERSION, self.next_docnum, self.high_ms, self.high_id.ljust(16, b"\x00"))
+
+    @classmethod
+    def decode(cls, data: bytes | None) -> UserState:
+        if data is None:
+            return cls()
+        _v, nxt, ms, hid = _STATE.unpack(data)
+        return cls(nxt, ms, hid if ms > -(1 << 62) else b"")
+
+
+@dataclass(frozen=True)
+class DocMeta:
+    """What ordering, filters and updates need of a doc without reading its text."""
+
+    doc_id: str
+    received_ms: int
+    size: int
+    flags: int
+    folder_id: str
+
+    @property
+    def sort_key(self) -> tuple[int, str]:
+        return self.received_ms, self.doc_id
+
+    def encode(self) -> bytes:
+        head = _META.pack(_VERSION, self.received_ms, self.size, self.flags, bytes.fromhex(self.doc_id))
+        return head + self.folder_id.encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> DocMeta:
+        _v, ms, size, flags, raw_id = _META.unpack_from(data)
+        return cls(raw_id.hex(), ms, size, flags, data[_META.size:].decode())
+
+
+def flags_of(unread: bool, starred: bool, has_attachments: bool) -> int:
+    return (UNREAD if unread else 0) | (STARRED if starred else 0) | (ATTACHMENT if has_attachments else 0)
+
+
+def meta_of(doc: Any) -> DocMeta:
+    """The record of an IndexDoc."""
+    if not 0 <= doc.size < 1 << SIZE_BITS:
+        raise ValueError(f"message size out of range: {doc.size}")
+    return DocMeta(doc.id, doc.received_ms, doc.size, flags_of(doc.unread, doc.starred, doc.has_attachments),
+                   doc.folder_id)
+
+
+def doc_bitmaps(meta: DocMeta) -> list[bytes]:
+    """Names of the doc bitmaps besides `all` and `displaced` a doc belongs to."""
+    names = [name for flag, name in FLAG_BITMAPS.items() if meta.flags & flag]
+    names.append(folder_bitmap(meta.folder_id))
+    names.extend(size_slice(bit) for bit in range(SIZE_BITS) if meta.size >> bit & 1)
+    return names
+
+
+# --- bitmaps ----------------------------------------------------------------------------
+
+def load_bitmap(data: bytes | None) -> BitMap:
+    return BitMap.deserialize(data) if data else BitMap()
+
+
+def scan_postings(reader: Reader, start: bytes, end: bytes) -> Iterator[tuple[int, str, int, BitMap]]:
+    for key, value in reader.scan(POSTINGS_CF, start, end):
+        kind, term, field = split_posting_key(key)
+        yield kind, term, field, BitMap.deserialize(value)
+
+
+class BitmapChanges:
+    """Bitmap edits gathered over one operation (or a whole rebuild), applied once per key."""
+
+    def __init__(self) -> None:
+        self._adds: dict[tuple[str, bytes], list[int]] = {}
+        self._discards: dict[tuple[str, bytes], list[int]] = {}
+
+    def add(self, cf: str, key: bytes, docnum: int) -> None:
+        self._adds.setdefault((cf, key), []).append(docnum)
+
+    def discard(self, cf: str, key: bytes, docnum: int) -> None:
+        self._discards.setdefault((cf, key), []).append(docnum)
+
+    def apply(self, txn: Txn) -> None:
+        """Read-modify-write each touched bitmap in the caller's batch; empty bitmaps are deleted."""
+        for cf, key in self._adds.keys() | self._discards.keys():
+            bm = load_bitmap(txn.get(cf, key))
+            for docnum in self._adds.get((cf, key), ()):
+                bm.add(docnum)
+            for docnum in self._discards.get((cf, key), ()):
+                bm.discard(docnum)
+            if bm:
+                bm.run_optimize()
+                txn.put(cf, key, bm.serialize())
+            else:
+                txn.delete(cf, key)
+        self._adds.clear()
+        self._discards.clear()

@@ -1,0 +1,109 @@
+"""The storage interfaces the index writes through, and a RocksDB-backed implementation.
+
+The storage node owns the real database and hands the index a `Txn` (its pending write
+batch) or a `Reader` (a snapshot or the live db). `RdictStore` implements both over a
+`rocksdict.Rdict` for the index's own tests and benchmark.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+
+
+class Txn(Protocol):
+    """One pending write batch; reads see the batch's own earlier writes."""
+
+    def get(self, cf: str, key: bytes) -> bytes | None: ...
+    def put(self, cf: str, key: bytes, value: bytes) -> None: ...
+    def delete(self, cf: str, key: bytes) -> None: ...
+
+
+class Reader(Protocol):
+    """Committed state (a RocksDB snapshot or the live db)."""
+
+    def get(self, cf: str, key: bytes) -> bytes | None: ...
+    def multi_get(self, cf: str, keys: list[bytes]) -> list[bytes | None]: ...
+    def scan(self, cf: str, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class RdictStore:
+    """A raw-mode Rdict with named column families; a `Reader` of its live state."""
+
+    def __init__(self, path: str, column_families: Iterable[str], *, sync: bool = False) -> None:
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.create_missing_column_families(True)
+        wanted = list(column_families)
+        existing = Rdict.list_cf(path) if os.path.exists(os.path.join(path, "CURRENT")) else []
+        names = [n for n in dict.fromkeys([*existing, *wanted]) if n != "default"]
+        self._db = Rdict(path, options, column_families={n: Options(raw_mode=True) for n in names})
+        self._cfs = {n: self._db.get_column_family(n) for n in names}
+        self._handles = {n: self._db.get_column_family_handle(n) for n in names}
+        self._write_options = WriteOptions()
+        self._write_options.sync = sync
+
+    def close(self) -> None:
+        self._cfs.clear()
+        self._db.close()
+
+    def get(self, cf: str, key: bytes) -> bytes | None:
+        return self._cfs[cf].get(key)
+
+    def multi_get(self, cf: str, keys: list[bytes]) -> list[bytes | None]:
+        # rocksdict's list form of get is slower than a loop for the small batches we use.
+        column = self._cfs[cf]
+        return [column.get(key) for key in keys]
+
+    def scan(self, cf: str, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
+        it = self._cfs[cf].iter()
+        it.seek(start)
+        while it.valid():
+            key = it.key()
+            if key >= end:
+                return
+            yield key, it.value()
+            it.next()
+
+    def txn(self) -> RdictTxn:
+        return RdictTxn(self)
+
+    def write(self, batch: WriteBatch) -> None:
+        self._db.write(batch, self._write_options)
+
+
+class RdictTxn:
+    """A WriteBatch plus a dict overlay so reads see the batch's own writes."""
+
+    def __init__(self, store: RdictStore) -> None:
+        self._store = store
+        self._batch = WriteBatch(raw_mode=True)
+        self._overlay: dict[tuple[str, bytes], bytes | None] = {}
+
+    def get(self, cf: str, key: bytes) -> bytes | None:
+        hit = self._overlay.get((cf, key), self)
+        if hit is not self:
+            return hit  # type: ignore[return-value]
+        return self._store.get(cf, key)
+
+    def put(self, cf: str, key: bytes, value: bytes) -> None:
+        self._overlay[(cf, key)] = value
+        self._batch.put(key, value, self._store._handles[cf])
+
+    def delete(self, cf: str, key: bytes) -> None:
+        self._overlay[(cf, key)] = None
+        self._batch.delete(key, self._store._handles[cf])
+
+    def commit(self) -> None:
+        self._store.write(self._batch)
+        self._batch = WriteBatch(raw_mode=True)
+        self._overlay.clear()
+
+    def __enter__(self) -> RdictTxn:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.commit()
