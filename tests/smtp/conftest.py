@@ -64,6 +64,7 @@ class FakeRouter(mail_pb2_grpc.MailServicer):
     fail_deliver: grpc.StatusCode | None = None
     fail_authenticate: grpc.StatusCode | None = None
     deliver_delay: float = 0.0
+    deliver_started: threading.Event = field(default_factory=threading.Event)
     address: str = ""
     server: Any = None
 
@@ -84,6 +85,7 @@ class FakeRouter(mail_pb2_grpc.MailServicer):
 
     async def Deliver(self, request: mail_pb2.DeliverRequest,
                       context: grpc.aio.ServicerContext) -> mail_pb2.DeliverResponse:
+        self.deliver_started.set()
         if self.deliver_delay:
             await asyncio.sleep(self.deliver_delay)
         if self.fail_deliver is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import smtplib
+from concurrent.futures import ThreadPoolExecutor
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 
@@ -209,6 +210,22 @@ def test_slow_delivery_past_deadline_is_451(start_edge, fake_router) -> None:
     with connect(edge) as client:
         assert send(client, [ALICE], simple_message()) == (
             451, b"4.3.0 mail store timed out, try again later")
+
+
+def test_stop_lets_a_delivery_in_flight_finish_with_250(edge: SmtpEdge, fake_router,
+                                                        loop_thread) -> None:
+    fake_router.deliver_delay = 0.5
+    with connect(edge) as client:
+        client.mail("carol@example.org")
+        client.rcpt(ALICE)
+        with ThreadPoolExecutor(1) as pool:
+            reply = pool.submit(client.data, simple_message())
+            assert fake_router.deliver_started.wait(5)
+            loop_thread.run(edge.stop(grace=5))
+            assert reply.result(5)[0] == 250
+    assert len(fake_router.delivered) == 1
+    with pytest.raises(OSError):
+        connect(edge)
 
 
 def test_metrics_count_sessions_accepts_and_rejections(edge: SmtpEdge) -> None:
