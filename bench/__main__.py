@@ -1,0 +1,23 @@
+"""`python -m bench`: run every benchmark in turn (pass names to run only some)."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = ["ring_sim", "search_bench"]
+
+
+def main(argv: list[str]) -> None:
+    chosen = [name for name in BENCHMARKS if not argv or name in argv]
+    for name in chosen:
+        print(f"==> bench.{name}", flush=True)
+        module = importlib.import_module(f"bench.{name}")
+        saved, sys.argv = sys.argv, [f"bench.{name}"]
+        try:
+            module.main()
+        finally:
+            sys.argv = saved
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
