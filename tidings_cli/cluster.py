@@ -188,7 +188,7 @@ class LocalCluster:
                               "--data-dir", str(base / f"node{index}"), "--blob-dir", str(base / "blobs"),
                               *self._metrics(name)], self.layout)
 
-    def start(self, edges: bool = True) -> None:
+    def start(self, edges: tuple[str, ...] = ("smtp", "http")) -> None:
         lay = self.layout
         lay.base_dir.mkdir(parents=True, exist_ok=True)
         for index in range(1, len(lay.storage_ports) + 1):
@@ -199,21 +199,33 @@ class LocalCluster:
                                        "--nodes", lay.nodes_spec, *self._metrics("router")], lay))
         wait_healthy(lay.router_address)
         wait_domain_hosted(lay.router_address)
-        if edges:
-            self.start_edges()
+        self.start_edges(edges)
 
-    def start_edges(self) -> None:
+    def start_edges(self, edges: tuple[str, ...]) -> None:
+        lay = self.layout
+        if "smtp" in edges:
+            self._start_smtp()
+        if "http" in edges:
+            self._start_http()
+        if "smtp" in edges:
+            wait_port(lay.smtp_port)
+            wait_port(lay.submission_port)
+        if "http" in edges:
+            wait_port(lay.http_port)
+
+    def _start_smtp(self) -> None:
         lay = self.layout
         self._start(Process("smtp", [self.python, "-m", "smtp_edge", "--router", lay.router_address,
                                      "--host", HOST, "--port", str(lay.smtp_port),
                                      "--submission-port", str(lay.submission_port),
                                      "--data-dir", str(lay.base_dir / "smtp"), *self._metrics("smtp")], lay))
+
+    def _start_http(self) -> None:
+        lay = self.layout
         self._start(Process("http", [self.python, "-m", "http_edge", "--router", lay.router_address,
                                      "--host", HOST, "--port", str(lay.http_port),
                                      "--token-secret-file", str(lay.base_dir / "token.secret"),
                                      *self._metrics("http")], lay))
-        for port in (lay.smtp_port, lay.http_port):
-            wait_port(port)
 
     def _start(self, process: Process) -> None:
         process.start()

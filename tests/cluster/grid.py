@@ -11,7 +11,7 @@ from tidings_cli.cluster import Layout, LocalCluster
 
 
 class Grid:
-    def __init__(self, base_dir: Path, edges: bool = True) -> None:
+    def __init__(self, base_dir: Path, edges: tuple[str, ...] = ("smtp", "http")) -> None:
         self.layout = Layout.on_free_ports(base_dir)
         self.cluster = LocalCluster(self.layout)
         self.edges = edges
