@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 from tidings_client.ids import new_entry_id
 
 from smtp_edge import addresses, pipeline, replies
@@ -31,7 +31,7 @@ from smtp_edge.pipeline.trace import Trace, stamp
 
 log = logging.getLogger(__name__)
 
-RecipientPolicy = dict[Recipient, Callable[[str], str] | None]
+RecipientPolicy = Mapping[Recipient, Callable[[str], str] | None]
 
 
 class EdgeHandler:
@@ -120,7 +120,10 @@ class EdgeHandler:
                                    author.user_id if author else "")
 
     async def handle_exception(self, error: Exception) -> str:
-        log.exception("%s: unexpected error in SMTP session", self.listener, exc_info=error)
+        if isinstance(error, TLSSetupException):      # aiosmtpd closes the connection
+            log.info("%s: TLS handshake failed: %s", self.listener, error.__cause__)
+        else:
+            log.exception("%s: unexpected error in SMTP session", self.listener, exc_info=error)
         return replies.LOCAL_ERROR
 
     # -- delivery -------------------------------------------------------------

@@ -204,6 +204,18 @@ def test_delivery_failure_is_451_never_250(edge: SmtpEdge, fake_router, status, 
     assert fake_router.delivered == []
 
 
+def test_unexpected_error_is_451_and_the_session_goes_on(edge: SmtpEdge, monkeypatch) -> None:
+    async def broken(address: str) -> None:
+        raise RuntimeError("bug")
+
+    with connect(edge) as client:
+        client.mail("carol@example.org")
+        monkeypatch.setattr(edge.api, "check_recipient", broken)
+        assert client.rcpt(ALICE) == (451, b"4.3.0 local error in processing, try again later")
+        monkeypatch.undo()
+        assert client.rcpt(ALICE)[0] == 250
+
+
 def test_slow_delivery_past_deadline_is_451(start_edge, fake_router) -> None:
     edge = start_edge(deliver_timeout=0.3)
     fake_router.deliver_delay = 1.0
