@@ -8,6 +8,7 @@ Modules, one concept each:
 - ``config``     typed settings from the command line and ``TIDINGS_*`` env.
 - ``replies``    the catalogue: every reply line this edge sends.
 - ``errors``     typed errors of this edge (temporary failure, bad credentials).
+- ``model``      plain values: recipient status, authenticated account.
 - ``addresses``  envelope address validation (``user@domain``).
 - ``mail_api``   the router client: three calls, and the one place where gRPC
                  status codes become our errors.
