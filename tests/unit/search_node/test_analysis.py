@@ -1,0 +1,58 @@
+"""Analyzer and field analysis: folding, tokenizing, addresses, HTML, query-side matches."""
+from __future__ import annotations
+
+from search_node import analysis as A
+from search_node import fields as F
+from search_node.index import IndexDoc
+
+
+def test_folding_and_tokens() -> None:
+    assert A.TEXT.tokens("Café ÉCOLE Straße ＦＵＬＬ naïve Ørsted") == ["cafe", "ecole", "strasse", "full", "naive", "orsted"]
+    assert A.TEXT.tokens("v3.14, 1,000 items; don't") == ["v3", "14", "1", "000", "items", "don", "t"]
+
+
+def test_any_script() -> None:
+    assert A.TEXT.tokens("東京タワー") == ["東", "京", "タ", "ワ", "ー"]
+    assert A.TEXT.tokens("Привет, Мир! नमस्ते दुनिया 한국어") == ["привет", "мир", "नमस्ते", "दुनिया", "한국어"]
+
+
+def test_html_to_text() -> None:
+    html = "<html><head><title>t</title><style>p{}</style></head><p>Hello&nbsp;&amp;<b>wo</b>rld</p><div>next</div>"
+    assert A.HTML.tokens(html) == ["hello", "world", "next"]
+
+
+def test_address_keywords() -> None:
+    assert A.ADDRESS.keyword_terms("John.Smith@Mail.Example.CO.uk") == [
+        "john.smith@mail.example.co.uk", "john.smith", "mail.example.co.uk", "example.co.uk", "co.uk"]
+    assert A.ADDRESS.keyword_terms("not an address") == []
+
+
+def _doc(**kw: object) -> IndexDoc:
+    base: dict[str, object] = dict(id="0" * 32, received_ms=0, size=1, folder_id="inbox", unread=False, starred=False,
+                                   has_attachments=False, rfc822msgid="<A1@X.org>", from_=(("Ann Lee", "ann@x.org"),),
+                                   to=(), cc=(), bcc=(), subject="Hi there", text="", html="", attachments=())
+    base.update(kw)
+    return IndexDoc(**base)  # type: ignore[arg-type]
+
+
+def test_analyze_fields_and_round_trip() -> None:
+    doc = _doc(text="one two", html="<p>three</p>", attachments=(("Q3 Report.PDF", "application/pdf", None),
+                                                                ("notes.txt", "text/plain", "alpha beta")))
+    fw = F.analyze(doc)
+    assert fw[F.FROM.code] == [F.Value(("ann", "lee", "ann", "x", "org"), ("ann@x.org", "ann", "x.org"))]
+    assert [v.tokens for v in fw[F.BODY.code]] == [("one", "two"), ("three",)]
+    assert fw[F.FILENAME_FIELD.code][1] == F.Value(("notes", "txt"), ("notes.txt",))
+    assert fw[F.MSGID.code] == [F.Value((), ("a1@x.org",))]
+    assert F.decode_forward(F.encode_forward(fw)) == fw
+    terms = F.posting_terms(fw)
+    assert (F.PAIR, "one two", F.BODY.code) in terms and (F.PAIR, "two three", F.BODY.code) not in terms
+
+
+def test_query_side_matches() -> None:
+    assert F.match_for(F.FROM, "Ann@X.org") == F.Match(("ann@x.org",))
+    assert F.match_for(F.BODY, "ann@x.org") == F.Match(("ann", "x", "org"))
+    assert F.match_for(F.BODY, "Café", prefix=True) == F.Match(("cafe",), True)
+    assert F.match_for(F.BODY, "!!!") is None
+    value = F.Value(("the", "quick", "brown", "fox"))
+    assert F.value_matches(value, F.Match(("quick", "bro"), True))
+    assert not F.value_matches(value, F.Match(("quick", "fox")))
