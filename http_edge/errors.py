@@ -1,0 +1,213 @@
+"""The one place where exceptions become HTTP responses.
+
+Every error leaves the edge as `{"error": {"code": ..., "message": ...}}`
+(plus, for some codes, extra fields inside `error`). Sources:
+- `ApiError`, raised by edge code (auth, validation beyond pydantic, sending);
+- `compose.ComposeError` (a message that cannot be built: 400; too large: 413);
+- `tidings_client.errors.TidingsError`, raised by the router client: mapped by
+  `_BY_CLIENT_ERROR` below;
+- FastAPI's `RequestValidationError` (malformed JSON, wrong types, bad query
+  parameters) → 400 `invalid_request`;
+- Starlette's `HTTPException` (unknown route 404, wrong method 405, body too
+  large 413);
+- anything else → 500 `internal`, logged, with no details leaked.
+Routes never catch exceptions themselves.
+"""
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tidings_client import errors as client_errors
+
+from .compose import ComposeError, MessageTooLarge
+
+log = logging.getLogger("http_edge")
+
+RETRY_AFTER_SECONDS = "1"
+
+
+class ApiError(Exception):
+    """An error answered to the client as is."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+
+def invalid_request(message: str) -> ApiError:
+    return ApiError(400, "invalid_request", message)
+
+
+def unauthenticated(message: str) -> ApiError:
+    return ApiError(401, "unauthenticated", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if extra:
+        body.update(extra)
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+# gRPC status (as typed client errors) → (HTTP status, error code). Anything
+# not listed (INTERNAL, UNKNOWN, DATA_LOSS, ...) is a 500 `internal`.
+_BY_CLIENT_ERROR: dict[type[client_errors.TidingsError], tuple[int, str]] = {
+    client_errors.InvalidArgument: (400, "invalid_request"),
+    client_errors.OutOfRange: (400, "invalid_request"),
+    client_errors.Unauthenticated: (401, "unauthenticated"),
+    client_errors.PermissionDenied: (403, "forbidden"),
+    client_errors.NotFound: (404, "not_found"),
+    client_errors.AlreadyExists: (409, "conflict"),
+    client_errors.Aborted: (409, "conflict"),
+    client_errors.FailedPrecondition: (409, "failed_precondition"),
+    client_errors.ResourceExhausted: (429, "rate_limited"),
+    client_errors.Unimplemented: (501, "not_implemented"),
+    client_errors.Unavailable: (503, "unavailable"),
+    client_errors.DeadlineExceeded: (503, "unavailable"),
+    client_errors.Cancelled: (503, "unavailable"),
+}
+
+# Statuses whose router message is safe and useful to pass on.
+_PASS_MESSAGE = {400, 401, 403, 404, 409, 429, 501}
+
+
+def client_error_response(exc: client_errors.TidingsError) -> JSONResponse:
+    status, code = _BY_CLIENT_ERROR.get(type(exc), (500, "internal"))
+    if status == 503:
+        return error_response(
+            503,
+            code,
+            "the mail store is temporarily unavailable; retry shortly",
+            headers={"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    if status == 501:
+        return error_response(501, code, exc.message or "not implemented yet")
+    if status in _PASS_MESSAGE:
+        return error_response(status, code, exc.message or HTTPStatus(status).phrase)
+    log.error("router answered %s: %s", exc.code.name, exc.message)
+    return error_response(500, "internal", "internal error")
+
+
+def _describe_location(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in {"body", "query", "path", "header"}:
+        where, rest = parts[0], parts[1:]
+        return ".".join(rest) if rest else where
+    return ".".join(parts)
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    messages: list[str] = []
+    for err in exc.errors():
+        kind = err.get("type", "")
+        loc = tuple(err.get("loc", ()))
+        if kind == "json_invalid":
+            detail = (err.get("ctx") or {}).get("error", "invalid JSON")
+            pos = loc[1] if len(loc) > 1 else "?"
+            messages.append(f"malformed JSON body: {detail} (at position {pos})")
+            continue
+        if loc == ("body",) and kind == "missing":
+            messages.append("a JSON request body is required")
+            continue
+        if loc == ("body",) and kind in {"model_attributes_type", "dict_type", "model_type"}:
+            messages.append("the request body must be a JSON object sent with Content-Type: application/json")
+            continue
+        msg = str(err.get("msg", "invalid value"))
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        messages.append(f"{_describe_location(loc)}: {msg}")
+    if not messages:
+        return "invalid request"
+    shown = "; ".join(messages[:3])
+    if len(messages) > 3:
+        shown += f" (and {len(messages) - 3} more)"
+    return shown
+
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message, headers=exc.headers, extra=exc.extra)
+
+
+async def _client_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, client_errors.TidingsError)
+    return client_error_response(exc)
+
+
+async def _compose_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ComposeError)
+    if isinstance(exc, MessageTooLarge):
+        return error_response(413, "message_too_large", str(exc))
+    return error_response(400, "invalid_request", str(exc))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(400, "invalid_request", validation_message(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    code = _HTTP_CODES.get(status) or HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    if status == 404:
+        message = "no such resource"
+    elif status == 405:
+        message = f"method {request.method} not allowed here"
+    elif status == 413:
+        message = "request body too large"
+    else:
+        message = str(exc.detail) if exc.detail else HTTPStatus(status).phrase
+    return error_response(status, code, message, headers=dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal", "internal error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(client_errors.TidingsError, _client_error)
+    app.add_exception_handler(ComposeError, _compose_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,18 @@
+"""`GET /v1/threads/{thread_id}`: a conversation, oldest first."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from ..deps import Client, CurrentUser
+from ..schemas import ThreadOut
+
+router = APIRouter(prefix="/v1/threads", tags=["threads"])
+
+
+@router.get("/{thread_id}")
+async def get_thread(
+    thread_id: Annotated[str, Path(min_length=1, max_length=256)], user: CurrentUser, client: Client
+) -> ThreadOut:
+    return ThreadOut.from_pb(await client.get_thread(user.user_id, thread_id))

@@ -1,0 +1,287 @@
+"""Request and response models of the REST API, and protobuf → JSON views.
+
+Field names follow CONTRACT.md exactly (`from` is spelled `from_` in Python
+and serialised by alias). Request bodies forbid unknown fields, so a typo
+(`"too": [...]`) is a 400 rather than a silently dropped recipient.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+
+from tidings.v1 import mail_pb2, types_pb2
+
+from .compose import ComposeError, check_display_name, parse_addr_spec, parse_mailbox
+
+MAX_RECIPIENTS = 100
+MAX_ATTACHMENTS = 100
+
+
+def rfc3339_ms(ms: int) -> str:
+    """RFC 3339 UTC with millisecond precision, e.g. `2026-11-24T10:26:00.123Z`."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def rfc3339_s(seconds: int) -> str:
+    dt = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return dt.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- auth ----------------------------------------------------------------
+
+
+class TokenRequest(_Request):
+    email: Annotated[str, Field(min_length=1, max_length=320)]
+    password: Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+class TokenResponse(BaseModel):
+    token: str
+    expires_at: str = Field(description="RFC 3339, UTC")
+
+
+# ---- addresses and summaries ----------------------------------------------
+
+
+class AddressOut(BaseModel):
+    name: str
+    email: str
+
+    @classmethod
+    def from_pb(cls, a: types_pb2.Address) -> AddressOut:
+        return cls(name=a.name, email=a.email)
+
+
+class Summary(BaseModel):
+    """CONTRACT.md SUMMARY."""
+
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True)
+
+    id: str
+    thread_id: str
+    folder_id: str
+    from_: AddressOut | None = Field(alias="from")
+    to: list[AddressOut]
+    cc: list[AddressOut]
+    subject: str
+    snippet: str
+    received_at: str = Field(description="RFC 3339, UTC")
+    size: int
+    unread: bool
+    starred: bool
+    has_attachments: bool
+
+    @classmethod
+    def fields_from_pb(cls, s: types_pb2.MessageSummary) -> dict[str, Any]:
+        return {
+            "id": s.id,
+            "thread_id": s.thread_id,
+            "folder_id": s.folder_id,
+            "from_": AddressOut.from_pb(getattr(s, "from")) if s.HasField("from") else None,
+            "to": [AddressOut.from_pb(a) for a in s.to],
+            "cc": [AddressOut.from_pb(a) for a in s.cc],
+            "subject": s.subject,
+            "snippet": s.snippet,
+            "received_at": rfc3339_ms(s.received_ms),
+            "size": s.size,
+            "unread": s.unread,
+            "starred": s.starred,
+            "has_attachments": s.has_attachments,
+        }
+
+    @classmethod
+    def from_pb(cls, s: types_pb2.MessageSummary) -> Summary:
+        return cls(**cls.fields_from_pb(s))
+
+
+class AttachmentOut(BaseModel):
+    id: str
+    filename: str
+    content_type: str
+    size: int
+
+
+class MessageDetailOut(Summary):
+    message_id: str
+    in_reply_to: str | None
+    references: list[str]
+    text: str
+    html: str | None = Field(description="sanitised with nh3")
+    attachments: list[AttachmentOut]
+    bcc: list[AddressOut] = Field(default_factory=list, description="only on the sender's own copy")
+
+    @classmethod
+    def from_pb_detail(cls, d: types_pb2.MessageDetail, sanitized_html: str | None) -> MessageDetailOut:
+        return cls(
+            **Summary.fields_from_pb(d.summary),
+            message_id=d.message_id,
+            in_reply_to=d.in_reply_to or None,
+            references=list(d.references),
+            text=d.text,
+            html=sanitized_html,
+            attachments=[
+                AttachmentOut(id=a.id, filename=a.filename, content_type=a.content_type, size=a.size)
+                for a in d.attachments
+            ],
+            bcc=[AddressOut.from_pb(a) for a in d.bcc],
+        )
+
+
+class MessagePageOut(BaseModel):
+    messages: list[Summary]
+    next_cursor: str | None
+
+    @classmethod
+    def from_pb(cls, page: mail_pb2.MessagePage) -> MessagePageOut:
+        return cls(messages=[Summary.from_pb(s) for s in page.messages], next_cursor=page.next_cursor or None)
+
+
+class SearchPageOut(MessagePageOut):
+    total: int
+
+    @classmethod
+    def from_pb(cls, page: mail_pb2.MessagePage) -> SearchPageOut:
+        return cls(
+            messages=[Summary.from_pb(s) for s in page.messages],
+            next_cursor=page.next_cursor or None,
+            total=page.total,
+        )
+
+
+class ThreadOut(BaseModel):
+    id: str
+    messages: list[Summary] = Field(description="oldest first")
+
+    @classmethod
+    def from_pb(cls, t: mail_pb2.Thread) -> ThreadOut:
+        return cls(id=t.id, messages=[Summary.from_pb(s) for s in t.messages])
+
+
+class FolderOut(BaseModel):
+    id: str
+    name: str
+    role: str
+    total: int
+    unread: int
+
+
+class FolderListOut(BaseModel):
+    folders: list[FolderOut]
+
+    @classmethod
+    def from_pb(cls, folders: list[types_pb2.Folder]) -> FolderListOut:
+        return cls(
+            folders=[FolderOut(id=f.id, name=f.name, role=f.role, total=f.total, unread=f.unread) for f in folders]
+        )
+
+
+# ---- changing a message ----------------------------------------------------
+
+
+class MessagePatch(_Request):
+    unread: StrictBool | None = None
+    starred: StrictBool | None = None
+    folder_id: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+
+    @property
+    def is_empty(self) -> bool:
+        return self.unread is None and self.starred is None and self.folder_id is None
+
+
+# ---- sending ------------------------------------------------------------------
+
+
+class AddressIn(_Request):
+    name: Annotated[str, Field(max_length=200)] = ""
+    email: str
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str) -> str:
+        try:
+            return parse_addr_spec(v)
+        except ComposeError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        try:
+            return check_display_name(v)
+        except ComposeError as exc:
+            raise ValueError(str(exc)) from None
+
+
+Recipient = Annotated[
+    str | AddressIn,
+    Field(description='`"ann@example.test"`, `"Ann <ann@example.test>"` or `{"name", "email"}`'),
+]
+
+
+class AttachmentIn(_Request):
+    filename: Annotated[str, Field(min_length=1, max_length=255)]
+    content_type: Annotated[str, Field(max_length=255)] = "application/octet-stream"
+    content_base64: str
+
+    @field_validator("filename")
+    @classmethod
+    def _filename(cls, v: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in v):
+            raise ValueError("filename must not contain control characters")
+        return v
+
+
+class SendRequest(_Request):
+    to: Annotated[list[Recipient], Field(max_length=MAX_RECIPIENTS)] = []
+    cc: Annotated[list[Recipient], Field(max_length=MAX_RECIPIENTS)] = []
+    bcc: Annotated[list[Recipient], Field(max_length=MAX_RECIPIENTS)] = []
+    subject: Annotated[str, Field(max_length=2000)] = ""
+    text: str = ""
+    html: str | None = None
+    in_reply_to: Annotated[str | None, Field(max_length=998)] = Field(
+        default=None, description="the id of one of your messages (or an RFC 5322 Message-ID)"
+    )
+    attachments: Annotated[list[AttachmentIn], Field(max_length=MAX_ATTACHMENTS)] = []
+
+    @field_validator("to", "cc", "bcc", mode="after")
+    @classmethod
+    def _recipients(cls, v: list[str | AddressIn]) -> list[AddressIn]:
+        out: list[AddressIn] = []
+        for item in v:
+            if isinstance(item, AddressIn):
+                out.append(item)
+                continue
+            try:
+                mailbox = parse_mailbox(item)
+            except ComposeError as exc:
+                raise ValueError(str(exc)) from None
+            out.append(AddressIn(name=mailbox.name, email=mailbox.email))
+        return out
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, v: str) -> str:
+        if "\r" in v or "\n" in v or "\x00" in v:
+            raise ValueError("subject must not contain line breaks")
+        return v
+
+    @model_validator(mode="after")
+    def _some_recipient(self) -> SendRequest:
+        if not (self.to or self.cc or self.bcc):
+            raise ValueError("at least one recipient (to, cc or bcc) is required")
+        if len(self.to) + len(self.cc) + len(self.bcc) > MAX_RECIPIENTS:
+            raise ValueError(f"at most {MAX_RECIPIENTS} recipients in all")
+        return self
+
+
+class SendResponse(BaseModel):
+    id: str = Field(description="the id of the sender's copy in Sent")
+    message_id: str = Field(description="the RFC 5322 Message-ID")
+    thread_id: str

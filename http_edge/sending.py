@@ -1,0 +1,116 @@
+"""The send flow of `POST /v1/messages`: decide, then do.
+
+1. Reply headers: when `in_reply_to` names one of the user's messages, fetch it
+   for its Message-ID and References.
+2. Compose the MIME message (worker thread; raises ComposeError → 400/413).
+3. Check every envelope recipient with `Mail.CheckRecipient`. Only users of
+   hosted domains can be reached for now (there is no outbound queue yet):
+   anything else is a 422 naming the rejected addresses, before any write.
+4. `Mail.Deliver` once, with an entry id assigned here (the router writes each
+   recipient's copy and the sender's Sent copy under it, so a retry of the
+   call is harmless).
+"""
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+from tidings.v1 import mail_pb2
+from tidings_client import MailClient, NotFound, new_entry_id
+
+from .compose import AttachmentData, ComposeError, Draft, Mailbox, compose, normalize_message_id
+from .errors import ApiError, invalid_request
+from .schemas import SendRequest, SendResponse
+from .settings import Settings
+from .tokens import Principal
+
+DELIVER_TIMEOUT = 30.0
+
+_REJECT_REASONS = {
+    mail_pb2.CheckRecipientResponse.UNKNOWN_USER: ("unknown_user", "no such user"),
+    mail_pb2.CheckRecipientResponse.NOT_HOSTED: (
+        "not_hosted",
+        "not a domain hosted here (sending to other domains is not supported yet)",
+    ),
+}
+
+
+async def reply_headers(client: MailClient, user: Principal, in_reply_to: str | None) -> tuple[str | None, list[str]]:
+    """(In-Reply-To, References) for a reply, or (None, []) for a new conversation."""
+    if not in_reply_to:
+        return None, []
+    value = in_reply_to.strip()
+    if "@" in value:  # an RFC 5322 Message-ID rather than one of our ids
+        try:
+            return normalize_message_id(value), []
+        except ComposeError as exc:
+            raise invalid_request(f"in_reply_to: {exc}") from None
+    try:
+        parent = await client.get_message(user.user_id, value)
+    except NotFound:
+        raise invalid_request("in_reply_to: no such message in your mailbox") from None
+    references: list[str] = []
+    for ref in parent.references:
+        try:
+            references.append(normalize_message_id(ref))
+        except ComposeError:
+            continue
+    if not parent.message_id:
+        return None, references
+    try:
+        parent_id = normalize_message_id(parent.message_id)
+    except ComposeError:
+        return None, references
+    return parent_id, references
+
+
+async def check_recipients(client: MailClient, recipients: list[str]) -> None:
+    answers = await asyncio.gather(*(client.check_recipient(r) for r in recipients))
+    rejected = []
+    for address, answer in zip(recipients, answers):
+        if answer.status == mail_pb2.CheckRecipientResponse.LOCAL_USER:
+            continue
+        reason, text = _REJECT_REASONS.get(answer.status, ("rejected", "cannot be delivered"))
+        rejected.append({"email": address, "reason": reason, "text": text})
+    if rejected:
+        names = "; ".join(f"{r['email']}: {r['text']}" for r in rejected)
+        raise ApiError(
+            422,
+            "recipients_rejected",
+            f"cannot deliver to {names}",
+            extra={"recipients": [{"email": r["email"], "reason": r["reason"]} for r in rejected]},
+        )
+
+
+def _mailboxes(items: list) -> list[Mailbox]:
+    return [Mailbox(email=a.email, name=a.name) for a in items]
+
+
+async def send(client: MailClient, user: Principal, request: SendRequest, settings: Settings) -> SendResponse:
+    in_reply_to, references = await reply_headers(client, user, request.in_reply_to)
+    draft = Draft(
+        sender=Mailbox(email=user.email),
+        to=_mailboxes(request.to),
+        cc=_mailboxes(request.cc),
+        bcc=_mailboxes(request.bcc),
+        subject=request.subject,
+        text=request.text,
+        html=request.html,
+        attachments=[
+            AttachmentData(filename=a.filename, content_type=a.content_type, content_base64=a.content_base64)
+            for a in request.attachments
+        ],
+        in_reply_to=in_reply_to,
+        references=references,
+        date=datetime.now(timezone.utc),
+    )
+    composed = await asyncio.to_thread(compose, draft, max_bytes=settings.max_message_bytes)
+    await check_recipients(client, composed.envelope_recipients)
+    result = await client.deliver(
+        new_entry_id(),
+        composed.raw,
+        composed.envelope_recipients,
+        sender_user_id=user.user_id,
+        timeout=max(settings.rpc_timeout, DELIVER_TIMEOUT),
+    )
+    return SendResponse(id=result.sent_copy.id, message_id=composed.message_id, thread_id=result.sent_copy.thread_id)
