@@ -55,6 +55,11 @@ def check_limit(limit: int) -> int:
     return limit
 
 
+def listing_order(summary: types_pb2.MessageSummary) -> tuple[int, str]:
+    """The order of the storage listing keys: newest first, then id ascending."""
+    return -summary.received_ms, summary.id
+
+
 def _merge(answers: list[storage_pb2.NodeSummaries]) -> tuple[dict[str, types_pb2.MessageSummary], set[str]]:
     """Newest version of each id across replicas, and the ids some replica holds as deleted."""
     best: dict[str, types_pb2.MessageSummary] = {}
@@ -133,7 +138,7 @@ class Coordinator:
         best = await self._reconciled(user_id, answers)
         keep = [s for s in best.values()
                 if s.folder_id == folder_id and (s.unread or not unread_only)]
-        keep.sort(key=lambda s: (s.received_ms, s.id), reverse=True)
+        keep.sort(key=listing_order)
         page = keep[:limit]
         more = len(keep) > limit or any(len(a.messages) > limit for a in answers)
         next_cursor = cursor.encode(page[-1].received_ms, page[-1].id) if page and more else ""

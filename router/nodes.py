@@ -7,6 +7,15 @@ from router.ring import NodeInfo
 from storage_node.grpc_runtime import CHANNEL_OPTIONS
 from tidings.v1 import storage_pb2_grpc
 
+# A storage node that comes back must be used again within a second, not after gRPC's
+# default exponential backoff (up to two minutes) has run out.
+NODE_CHANNEL_OPTIONS = [
+    *CHANNEL_OPTIONS,
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+
 
 class NodePool:
     def __init__(self) -> None:
@@ -16,7 +25,7 @@ class NodePool:
     def stub(self, node: NodeInfo) -> storage_pb2_grpc.StorageNodeStub:
         stub = self._stubs.get(node.address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(node.address, options=CHANNEL_OPTIONS)
+            channel = grpc.aio.insecure_channel(node.address, options=NODE_CHANNEL_OPTIONS)
             self._channels[node.address] = channel
             stub = self._stubs[node.address] = storage_pb2_grpc.StorageNodeStub(channel)
         return stub

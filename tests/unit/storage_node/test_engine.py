@@ -134,3 +134,10 @@ def test_raw_survives_reopen_byte_identical(tmp_path: Path) -> None:
         assert e.get(keys.CF_BODIES, keys.message(USER, mid(7)))[0] == codec.BODY_BLOB_V1
     finally:
         e.close()
+
+
+def test_same_millisecond_rows_page_without_overlap(engine: Engine) -> None:
+    run_group(engine, [lambda t, i=i: engine.store_message(t, new(mid(i), 1000)) for i in range(1, 6)])
+    first = engine.list_folder(USER, "inbox", False, 2, None)
+    rest = engine.list_folder(USER, "inbox", False, 10, (first[-1].received_ms, first[-1].id))
+    assert [r.id for r in first + rest] == [mid(i) for i in range(1, 6)]
