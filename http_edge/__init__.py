@@ -8,6 +8,7 @@ Modules, one concept each:
 - `compose.py`: building the MIME message of `POST /v1/messages` (stdlib `email`).
 - `sending.py`: the send flow: validate and compose, check recipients, deliver.
 - `deps.py`: shared dependencies: settings, router client, the authenticated user.
+- `limits.py`: request body size limit (413 as a JSON error).
 - `metrics.py`: Prometheus counters/latency by route and status.
 - `routes/`: one APIRouter per resource (auth, folders, messages, threads, search, health).
 - `push.py`: the seam for `/v1/events` (live push, a later issue).

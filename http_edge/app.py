@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from tidings_client import MailClient
 
 from . import errors, push
+from .limits import BodyLimitMiddleware
 from .metrics import MetricsMiddleware
 from .routes import ROUTERS
 from .settings import Settings
@@ -34,12 +35,12 @@ def create_app(settings: Settings, *, client: MailClient | None = None) -> FastA
         summary="The Tidings mail API",
         version="1",
         lifespan=lifespan,
-        max_body_size=settings.max_request_bytes,
     )
     app.state.settings = settings
     app.state.signer = TokenSigner(settings.token_secret, settings.token_ttl)
     errors.install(app)
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(BodyLimitMiddleware, max_body_size=settings.max_request_bytes)
+    app.add_middleware(MetricsMiddleware)  # outermost: counts every answer, 413s included
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(push.router)

@@ -193,7 +193,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     elif status == 405:
         message = f"method {request.method} not allowed here"
     elif status == 413:
-        message = "request body too large"
+        message = str(exc.detail) if exc.detail and exc.detail != HTTPStatus(413).phrase else "request body too large"
     else:
         message = str(exc.detail) if exc.detail else HTTPStatus(status).phrase
     return error_response(status, code, message, headers=dict(exc.headers or {}))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from tidings.v1 import mail_pb2, types_pb2
 
@@ -219,8 +219,22 @@ class AddressIn(_Request):
             raise ValueError(str(exc)) from None
 
 
+def _recipient_input(value: Any) -> Any:
+    """A string recipient becomes `{"name", "email"}`; objects pass to AddressIn."""
+    if isinstance(value, str):
+        try:
+            mailbox = parse_mailbox(value)
+        except ComposeError as exc:
+            raise ValueError(str(exc)) from None
+        return {"name": mailbox.name, "email": mailbox.email}
+    if isinstance(value, (dict, AddressIn)):
+        return value
+    raise ValueError('a recipient is "user@domain", "Name <user@domain>" or {"name", "email"}')
+
+
 Recipient = Annotated[
-    str | AddressIn,
+    AddressIn,
+    BeforeValidator(_recipient_input, json_schema_input_type=str | AddressIn),
     Field(description='`"ann@example.test"`, `"Ann <ann@example.test>"` or `{"name", "email"}`'),
 ]
 
@@ -249,21 +263,6 @@ class SendRequest(_Request):
         default=None, description="the id of one of your messages (or an RFC 5322 Message-ID)"
     )
     attachments: Annotated[list[AttachmentIn], Field(max_length=MAX_ATTACHMENTS)] = []
-
-    @field_validator("to", "cc", "bcc", mode="after")
-    @classmethod
-    def _recipients(cls, v: list[str | AddressIn]) -> list[AddressIn]:
-        out: list[AddressIn] = []
-        for item in v:
-            if isinstance(item, AddressIn):
-                out.append(item)
-                continue
-            try:
-                mailbox = parse_mailbox(item)
-            except ComposeError as exc:
-                raise ValueError(str(exc)) from None
-            out.append(AddressIn(name=mailbox.name, email=mailbox.email))
-        return out
 
     @field_validator("subject")
     @classmethod
