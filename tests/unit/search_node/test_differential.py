@@ -110,6 +110,7 @@ class Reference:
         self.docs = docs
         self.forwards = {i: F.analyze(d) for i, d in docs.items()}
         self.all = frozenset(docs)
+        self.cache: dict[tuple[str | None, str, bool], frozenset[str] | None] = {}
 
     def text(self, value: str, fields: tuple[F.Field, ...], prefix: bool) -> frozenset[str] | None:
         matches = [(f.code, m) for f in fields if (m := F.match_for(f, value, prefix=prefix)) is not None]
@@ -119,6 +120,12 @@ class Reference:
                          if any(F.forward_matches(fw, (code,), m) for code, m in matches))
 
     def clause(self, c: Clause) -> frozenset[str] | None:
+        key = (c.op, c.value, c.prefix)
+        if key not in self.cache:
+            self.cache[key] = self._clause(c)
+        return self.cache[key]
+
+    def _clause(self, c: Clause) -> frozenset[str] | None:
         if c.op is None:
             return self.text(c.value, F.PLAIN_FIELDS, c.prefix)
         if c.op in F.BY_NAME and c.op not in ("body", "attachment"):
