@@ -282,5 +282,5 @@ class SendRequest(_Request):
 
 class SendResponse(BaseModel):
     id: str = Field(description="the id of the sender's copy in Sent")
-    message_id: str = Field(description="the RFC 5322 Message-ID")
+    message_id: str = Field(description="the RFC 5322 Message-ID, without angle brackets")
     thread_id: str

@@ -113,4 +113,8 @@ async def send(client: MailClient, user: Principal, request: SendRequest, settin
         sender_user_id=user.user_id,
         timeout=max(settings.rpc_timeout, DELIVER_TIMEOUT),
     )
-    return SendResponse(id=result.sent_copy.id, message_id=composed.message_id, thread_id=result.sent_copy.thread_id)
+    return SendResponse(
+        id=result.sent_copy.id,
+        message_id=composed.message_id.strip("<>"),  # as the router reports Message-IDs: no angle brackets
+        thread_id=result.sent_copy.thread_id,
+    )
