@@ -175,6 +175,23 @@ class Coordinator:
             raise NotFound(f"no thread {thread_id}")
         return sorted(best.values(), key=lambda s: (s.received_ms, s.id))
 
+    async def search(self, user_id: str, query: str, limit: int, page_cursor: str
+                     ) -> tuple[list[types_pb2.MessageSummary], str, int]:
+        """Search R replicas and merge: with R + W > N one of them holds every acknowledged
+        message, so a message is findable as soon as its delivery was acknowledged."""
+        if not query.strip():
+            raise InvalidArgument("empty query")
+        limit = check_limit(limit)
+        request = storage_pb2.NodeSearchRequest(user_id=user_id, query=query, limit=limit, cursor=page_cursor)
+        outcome = await self.replicas.read(user_id, lambda stub: stub.Search(request))
+        best, _ = _merge([storage_pb2.NodeSummaries(messages=a.messages) for _, a in outcome.answers])
+        ranked = sorted(best.values(), key=lambda s: (s.received_ms, s.id), reverse=True)
+        page = ranked[:limit]
+        more = len(ranked) > limit or any(a.next_cursor for _, a in outcome.answers)
+        next_cursor = f"{page[-1].received_ms:x}.{page[-1].id}" if page and more else ""
+        total = max((a.total for _, a in outcome.answers), default=0)
+        return page, next_cursor, total
+
     # -- changes -------------------------------------------------------------------------
     async def update(self, user_id: str, message_id: str, *, unread: bool | None = None,
                      starred: bool | None = None, folder_id: str | None = None,

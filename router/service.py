@@ -156,8 +156,9 @@ class MailService(mail_pb2_grpc.MailServicer):
 
     @rpc
     async def Search(self, request: mail_pb2.SearchRequest, context: Any) -> mail_pb2.MessagePage:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "search is not served yet")
-        raise AssertionError("unreachable")
+        page, next_cursor, total = await self.coordinator.search(
+            request.user_id, request.query, request.limit, request.cursor)
+        return mail_pb2.MessagePage(messages=page, next_cursor=next_cursor, total=total)
 
 
 class AdminService(mail_pb2_grpc.AdminServicer):

@@ -10,12 +10,15 @@ from storage_node.blobs import blob_store_from_env
 from storage_node.commit import GroupCommitter
 from storage_node.engine import Engine
 from storage_node.grpc_runtime import Mounted, serve
+from storage_node.indexing import EmbeddedIndex
+from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES
 from storage_node.service import StorageService
 from tidings.v1 import storage_pb2, storage_pb2_grpc
 
 
 def open_engine(data_dir: Path, blob_dir: Path) -> Engine:
-    return Engine(data_dir, blob_store_from_env(blob_dir))
+    return Engine(data_dir, blob_store_from_env(blob_dir), extra_column_families=SEARCH_COLUMN_FAMILIES,
+                  index=EmbeddedIndex())
 
 
 async def run(node_id: str, listen: str, data_dir: Path, blob_dir: Path, metrics_port: int | None) -> None:

@@ -1,0 +1,37 @@
+"""The embedded search index as the engine sees it: every message change becomes the
+matching index change in the same Txn, so index and mail share one WriteBatch."""
+from __future__ import annotations
+
+from storage_node import keys
+from storage_node.batch import Txn
+from storage_node.model import MessageRecord, ParsedMail
+from search_node.index import IndexDoc, SearchIndex
+
+
+def index_doc(record: MessageRecord, parsed: ParsedMail) -> IndexDoc:
+    texts = parsed.attachment_texts or (None,) * len(parsed.attachments)
+    return IndexDoc(
+        id=record.id, received_ms=record.received_ms, size=record.size,
+        folder_id=keys.FOLDER_NAMES[record.folder_no], unread=record.unread, starred=record.starred,
+        has_attachments=record.has_attachments, rfc822msgid=record.rfc822_msgid,
+        from_=record.from_, to=record.to, cc=record.cc, bcc=record.bcc, subject=record.subject,
+        text=parsed.text, html=parsed.html,
+        attachments=tuple((a.filename, a.content_type, text) for a, text in zip(parsed.attachments, texts)),
+    )
+
+
+class EmbeddedIndex:
+    """Implements engine.MailIndex over search_node's SearchIndex."""
+
+    def __init__(self, index: SearchIndex | None = None) -> None:
+        self.index = index or SearchIndex()
+
+    def on_store(self, txn: Txn, user_id: str, record: MessageRecord, parsed: ParsedMail) -> None:
+        self.index.add(txn, user_id, index_doc(record, parsed))
+
+    def on_update(self, txn: Txn, user_id: str, record: MessageRecord) -> None:
+        self.index.update(txn, user_id, record.id, folder_id=keys.FOLDER_NAMES[record.folder_no],
+                          unread=record.unread, starred=record.starred)
+
+    def on_expunge(self, txn: Txn, user_id: str, record: MessageRecord) -> None:
+        self.index.remove(txn, user_id, record.id)
