@@ -53,7 +53,7 @@ async def run(listen: str, nodes: list[NodeInfo], consistency: Consistency, metr
     services = [
         Mounted(mail_pb2_grpc.add_MailServicer_to_server, MailService(coordinator, directory),
                 mail_pb2.DESCRIPTOR.services_by_name["Mail"].full_name),
-        Mounted(mail_pb2_grpc.add_AdminServicer_to_server, AdminService(directory),
+        Mounted(mail_pb2_grpc.add_AdminServicer_to_server, AdminService(directory, replicas),
                 mail_pb2.DESCRIPTOR.services_by_name["Admin"].full_name),
     ]
 

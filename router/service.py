@@ -14,10 +14,13 @@ from router.directory import Directory, normalise_address
 from router.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, RouterError,
                            Unauthenticated, Unavailable)
 from storage_node.mime import find_attachment, parse_mail
-from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
+from router.replicas import Replicas
+from router.ring import NodeInfo
+from tidings.v1 import mail_pb2, mail_pb2_grpc, storage_pb2, types_pb2
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
+INDEX_TIMEOUT = 3600.0  # a rebuild of every user on a node is long; it is an operator's command
 RPCS = Counter("tidings_router_rpcs_total", "Router RPCs by method and status", ["method", "code"])
 LATENCY = Histogram("tidings_router_rpc_seconds", "Router RPC latency", ["method"])
 
@@ -162,8 +165,34 @@ class MailService(mail_pb2_grpc.MailServicer):
 
 
 class AdminService(mail_pb2_grpc.AdminServicer):
-    def __init__(self, directory: Directory) -> None:
+    def __init__(self, directory: Directory, replicas: Replicas) -> None:
         self.directory = directory
+        self.replicas = replicas
+
+    async def _on_nodes(self, command: mail_pb2.IndexCommand, method: str) -> mail_pb2.IndexReports:
+        """Run an index command on every replica of the user, or on every node."""
+        if command.all:
+            nodes, request = list(self.replicas.ring.nodes), storage_pb2.IndexRequest(all=True)
+        else:
+            account = await self.directory.local_account(command.email)
+            nodes = self.replicas.plan(account.user_id)
+            request = storage_pb2.IndexRequest(user_id=account.user_id)
+
+        async def one(node: NodeInfo) -> storage_pb2.IndexReport:
+            try:
+                return await getattr(self.replicas.pool.stub(node), method)(request, timeout=INDEX_TIMEOUT)
+            except grpc.aio.AioRpcError as exc:
+                return storage_pb2.IndexReport(node_id=node.node_id, problems=[f"{exc.code().name}: {exc.details()}"])
+
+        return mail_pb2.IndexReports(reports=await asyncio.gather(*(one(n) for n in nodes)))
+
+    @rpc
+    async def RebuildIndex(self, request: mail_pb2.IndexCommand, context: Any) -> mail_pb2.IndexReports:
+        return await self._on_nodes(request, "RebuildIndex")
+
+    @rpc
+    async def CheckIndex(self, request: mail_pb2.IndexCommand, context: Any) -> mail_pb2.IndexReports:
+        return await self._on_nodes(request, "CheckIndex")
 
     @rpc
     async def AddDomain(self, request: mail_pb2.AddDomainRequest, context: Any) -> mail_pb2.AddDomainResponse:

@@ -25,7 +25,7 @@ COMMIT_SECONDS = Histogram("tidings_storage_commit_seconds", "Time to build and 
 class GroupCommitter:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._pending: list[tuple[Callable[[Txn], object], asyncio.Future[object]]] = []
+        self._pending: list[tuple[Callable[[Txn], object], asyncio.Future[object], bool]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -37,9 +37,11 @@ class GroupCommitter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
-    async def submit(self, mutate: Callable[[Txn], T]) -> T:
+    async def submit(self, mutate: Callable[[Txn], T], alone: bool = False) -> T:
+        """Apply `mutate` durably; `alone` gives it a batch of its own (for mutations that
+        read committed state beyond their Txn, such as an index rebuild)."""
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
-        self._pending.append((mutate, future))
+        self._pending.append((mutate, future, alone))
         self._wakeup.set()
         return await future  # type: ignore[return-value]
 
@@ -48,17 +50,27 @@ class GroupCommitter:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending:
-                group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+                size = _group_size(self._pending)
+                group, self._pending = self._pending[:size], self._pending[size:]
                 GROUP_SIZE.observe(len(group))
                 try:
                     with COMMIT_SECONDS.time():
-                        results = await asyncio.to_thread(run_group, self._engine, [m for m, _ in group])
+                        results = await asyncio.to_thread(run_group, self._engine, [m for m, _, _ in group])
                 except Exception as exc:  # the batch itself failed: nothing of it is durable
                     results = [exc] * len(group)
-                for (_, future), result in zip(group, results):
+                for (_, future, _), result in zip(group, results):
                     if future.done():
                         continue
                     if isinstance(result, Exception):
                         future.set_exception(result)
                     else:
                         future.set_result(result)
+
+
+def _group_size(pending: list[tuple[object, object, bool]]) -> int:
+    """How many queued mutations go into the next batch: up to MAX_GROUP, stopping
+    before a mutation that must run alone (or taking just that one)."""
+    for i, (_, _, alone) in enumerate(pending[:MAX_GROUP]):
+        if alone:
+            return max(i, 1)
+    return min(len(pending), MAX_GROUP)

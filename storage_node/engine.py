@@ -257,6 +257,25 @@ class Engine:
                 break
         return out
 
+    def user_records(self, user_id: str) -> Iterator[MessageRecord]:
+        """Every live message of one user, in id order."""
+        prefix = keys.partition(user_id)
+        for _, value in self.scan(keys.CF_MESSAGES, prefix, keys.prefix_end(prefix)):
+            record = codec.decode_record(value)
+            if not record.tombstone:
+                yield record
+
+    def user_ids(self) -> Iterator[str]:
+        """Every user with a message on this node: one seek per partition, not a full scan."""
+        start = b""
+        while True:
+            first = next(self.scan(keys.CF_MESSAGES, start, b"\xff" * (keys.PARTITION_BYTES + 1)), None)
+            if first is None:
+                return
+            prefix = first[0][:keys.PARTITION_BYTES]
+            yield prefix[8:].hex()
+            start = keys.prefix_end(prefix)
+
     def folder_counts(self, user_id: str) -> dict[str, FolderCounts]:
         return {
             role: codec.decode_counts(self.get(keys.CF_FOLDERS, keys.folder(user_id, number)))

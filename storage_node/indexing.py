@@ -2,8 +2,12 @@
 matching index change in the same Txn, so index and mail share one WriteBatch."""
 from __future__ import annotations
 
+from typing import Iterator
+
 from storage_node import keys
 from storage_node.batch import Txn
+from storage_node.engine import Engine
+from storage_node.mime import parse_mail
 from storage_node.model import MessageRecord, ParsedMail
 from search_node.index import IndexDoc, SearchIndex
 
@@ -35,3 +39,19 @@ class EmbeddedIndex:
 
     def on_expunge(self, txn: Txn, user_id: str, record: MessageRecord) -> None:
         self.index.remove(txn, user_id, record.id)
+
+
+def stored_docs(engine: Engine, user_id: str) -> Iterator[IndexDoc]:
+    """The index documents the stored messages of a user imply (bodies parsed again)."""
+    for record in engine.user_records(user_id):
+        yield index_doc(record, parse_mail(engine.raw(user_id, record.id)))
+
+
+def rebuild_user(engine: Engine, index: SearchIndex, txn: Txn, user_id: str) -> int:
+    """Replace a user's index by one built from the stored messages; returns the count."""
+    return index.rebuild(txn, engine, user_id, stored_docs(engine, user_id))
+
+
+def check_user(engine: Engine, index: SearchIndex, user_id: str) -> tuple[int, list[str]]:
+    docs = list(stored_docs(engine, user_id))
+    return len(docs), index.check(engine, user_id, docs)

@@ -24,7 +24,7 @@ def open_engine(data_dir: Path, blob_dir: Path) -> Engine:
 async def run(node_id: str, listen: str, data_dir: Path, blob_dir: Path, metrics_port: int | None) -> None:
     engine = open_engine(data_dir, blob_dir)
     committer = GroupCommitter(engine)
-    service = StorageService(engine, committer)
+    service = StorageService(engine, committer, node_id=node_id)
     name = storage_pb2.DESCRIPTOR.services_by_name["StorageNode"].full_name
 
     async def start() -> None:

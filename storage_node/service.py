@@ -12,6 +12,7 @@ from storage_node import keys
 from storage_node.commit import GroupCommitter
 from storage_node.engine import Change, Engine, NewMessage, check_user_id
 from storage_node.errors import BlobMissing, CorruptValue, InvalidArgument, NotFound, StorageError
+from storage_node.indexing import check_user, rebuild_user
 from storage_node.mime import parse_mail
 from storage_node.model import DirectoryValue, MessageRecord
 from search_node.index import InvalidCursor, QuerySyntaxError, SearchIndex
@@ -66,7 +67,9 @@ def _summaries(records: list[MessageRecord]) -> storage_pb2.NodeSummaries:
 
 
 class StorageService(storage_pb2_grpc.StorageNodeServicer):
-    def __init__(self, engine: Engine, committer: GroupCommitter, search_index: SearchIndex | None = None) -> None:
+    def __init__(self, engine: Engine, committer: GroupCommitter, search_index: SearchIndex | None = None,
+                 node_id: str = "") -> None:
+        self.node_id = node_id
         self.engine = engine
         self.committer = committer
         self.search_index = search_index or SearchIndex()
@@ -203,3 +206,28 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
     async def Search(self, request: storage_pb2.NodeSearchRequest, context: Any) -> storage_pb2.NodeSearchResponse:
         check_user_id(request.user_id)
         return await asyncio.to_thread(self._search, request)
+
+    def _users(self, request: storage_pb2.IndexRequest) -> list[str]:
+        if request.all:
+            return list(self.engine.user_ids())
+        check_user_id(request.user_id)
+        return [request.user_id]
+
+    @maps_errors
+    async def RebuildIndex(self, request: storage_pb2.IndexRequest, context: Any) -> storage_pb2.IndexReport:
+        users = await asyncio.to_thread(self._users, request)
+        documents = 0
+        for user_id in users:
+            documents += await self.committer.submit(
+                lambda txn, u=user_id: rebuild_user(self.engine, self.search_index, txn, u), alone=True)
+        return storage_pb2.IndexReport(node_id=self.node_id, users=len(users), documents=documents)
+
+    @maps_errors
+    async def CheckIndex(self, request: storage_pb2.IndexRequest, context: Any) -> storage_pb2.IndexReport:
+        users = await asyncio.to_thread(self._users, request)
+        report = storage_pb2.IndexReport(node_id=self.node_id, users=len(users))
+        for user_id in users:
+            count, problems = await asyncio.to_thread(check_user, self.engine, self.search_index, user_id)
+            report.documents += count
+            report.problems.extend(f"user {user_id}: {p}" for p in problems)
+        return report

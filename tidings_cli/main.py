@@ -40,6 +40,25 @@ def cmd_domain_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    if bool(args.user) == args.all:
+        print("name one user, or --all", file=sys.stderr)
+        return 2
+    channel, admin = _admin(args.router)
+    command = mail_pb2.IndexCommand(email=args.user or "", all=args.all)
+    with channel:
+        method = admin.RebuildIndex if args.action == "rebuild" else admin.CheckIndex
+        answer = method(command, timeout=3600)
+    problems = 0
+    for report in answer.reports:
+        verb = "rebuilt" if args.action == "rebuild" else "checked"
+        print(f"node {report.node_id}: {verb} {report.documents} messages of {report.users} users")
+        for problem in report.problems:
+            print(f"  {problem}")
+        problems += len(report.problems)
+    return 1 if problems else 0
+
+
 def _layout_file(base: Path) -> Path:
     return base / "cluster.json"
 
@@ -110,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     cluster = sub.add_parser("cluster").add_subparsers(dest="action", required=True)
     cluster.add_parser("run", help="run the local cluster in the foreground").set_defaults(func=cmd_cluster_run)
+
+    index = sub.add_parser("index").add_subparsers(dest="action", required=True)
+    for action, text in (("rebuild", "rebuild the search index from the stored messages"),
+                         ("check", "check that the search index matches the stored messages")):
+        command = index.add_parser(action, help=text)
+        command.add_argument("user", nargs="?", help="the user's address")
+        command.add_argument("--all", action="store_true", help="every user on every node")
+        command.set_defaults(func=cmd_index)
 
     node = sub.add_parser("node").add_subparsers(dest="action", required=True)
     start = node.add_parser("start", help="(re)start a storage node of the running local cluster")
