@@ -100,7 +100,13 @@ def main(argv: list[str] | None = None) -> None:
         hi, lo = spread(ring.ownership(n))
         ok = hi <= BALANCE_TARGET
         results.append(ok)
-        print(f"  {label:<24} max {hi:.3f}x  min {lo:.3f}x   target max <= {BALANCE_TARGET:.2f}x  {verdict(ok)}")
+        print(f"  {label:<35} max {hi:.3f}x  min {lo:.3f}x   target max <= {BALANCE_TARGET:.2f}x  {verdict(ok)}")
+
+    random_ring = Ring(listed, vnodes=vnodes, tokens={
+        x.node_id: [partition_token(f"{x.node_id}#{i}") for i in range(vnodes)] for x in listed})
+    for n, label in ((1, "baseline: random tokens, primary"), (3, "baseline: random tokens, replicas")):
+        hi, lo = spread(random_ring.ownership(n))
+        print(f"  {label:<35} max {hi:.3f}x  min {lo:.3f}x   (for comparison)")
 
     newcomer = make_nodes(1, zones, first=n_nodes + 1)[0]
     started = time.perf_counter()
