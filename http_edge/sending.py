@@ -20,7 +20,7 @@ from tidings_client import MailClient, NotFound, new_entry_id
 
 from .compose import AttachmentData, ComposeError, Draft, Mailbox, compose, normalize_message_id
 from .errors import ApiError, invalid_request
-from .schemas import SendRequest, SendResponse
+from .schemas import AddressIn, SendRequest, SendResponse
 from .settings import Settings
 from .tokens import Principal
 
@@ -82,7 +82,7 @@ async def check_recipients(client: MailClient, recipients: list[str]) -> None:
         )
 
 
-def _mailboxes(items: list) -> list[Mailbox]:
+def _mailboxes(items: list[AddressIn]) -> list[Mailbox]:
     return [Mailbox(email=a.email, name=a.name) for a in items]
 
 
