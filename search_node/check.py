@@ -4,11 +4,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pyroaring import BitMap
-
 from search_node import fields as F
 from search_node.postings import (ALL, DISPLACED, DOCS_CF, POSTINGS_CF, DocMeta, UserState, bitmap_key, doc_bitmaps,
-                                  meta_of, split_posting_key, state_key, unpack_docnum)
+                                  meta_of, scan_bitmaps, split_posting_key, state_key,
+                                  unpack_docnum)
 from search_node.store import Reader
 
 MAX_PROBLEMS = 50
@@ -46,16 +45,14 @@ def check_user(reader: Reader, user: bytes, docs: Sequence[Any]) -> list[str]:
         for name in (ALL, *doc_bitmaps(meta)):
             expected_bitmaps.setdefault(name, set()).add(docnum)
 
-    stored_postings = {k[len(user):]: set(BitMap.deserialize(v))
-                       for k, v in reader.scan(POSTINGS_CF, user, user + b"\xff")}
+    stored_postings = {k[len(user):]: set(bm) for k, bm in scan_bitmaps(reader, POSTINGS_CF, user, user + b"\xff")}
     for key in sorted(expected_postings.keys() | stored_postings.keys()):
         if expected_postings.get(key, set()) != stored_postings.get(key, set()):
-            kind, term, code = split_posting_key(user + key)
+            kind, term, code = split_posting_key(user + key + b"\x00")
             problems.append(f"posting {F.BY_CODE[code].name}:{term!r} (kind {kind}) differs")
 
     prefix = bitmap_key(user, b"")
-    stored_bitmaps = {k[len(prefix):]: set(BitMap.deserialize(v))
-                      for k, v in reader.scan(DOCS_CF, prefix, user + b"c")}
+    stored_bitmaps = {k[len(prefix):]: set(bm) for k, bm in scan_bitmaps(reader, DOCS_CF, prefix, user + b"c")}
     displaced = stored_bitmaps.pop(DISPLACED, set())
     for name in sorted(expected_bitmaps.keys() | stored_bitmaps.keys()):
         if expected_bitmaps.get(name, set()) != stored_bitmaps.get(name, set()):

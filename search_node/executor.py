@@ -14,7 +14,7 @@ from search_node import fields as F
 from search_node.plan import EVERYTHING, Bitmap, Phrase, PAnd, Plan, PNot, POr, Received, Size, Terms
 from search_node.fields import PAIR, TERM
 from search_node.postings import (ALL, DISPLACED, DOCS_CF, POSTINGS_CF, SIZE_BITS, DocMeta, bitmap_key,
-                                  forward_key, load_bitmap, meta_key, posting_key, prefix_range, scan_postings,
+                                  forward_key, meta_key, posting_key, prefix_range, read_bitmap, scan_postings,
                                   size_slice, term_range)
 from search_node.store import Reader
 
@@ -70,7 +70,7 @@ class Execution:
     def bitmap(self, name: bytes) -> BitMap:
         bm = self._bitmaps.get(name)
         if bm is None:
-            bm = self._bitmaps[name] = load_bitmap(self.reader.get(DOCS_CF, bitmap_key(self.user, name)))
+            bm = self._bitmaps[name] = read_bitmap(self.reader, DOCS_CF, bitmap_key(self.user, name))
         return bm
 
     def term_fields(self, kind: int, term: str) -> dict[int, BitMap]:
@@ -84,7 +84,7 @@ class Execution:
     def _term(self, kind: int, term: str, fields: frozenset[int]) -> BitMap:
         if len(fields) == 1 and (kind, term) not in self._terms:
             (field,) = fields
-            return load_bitmap(self.reader.get(POSTINGS_CF, posting_key(self.user, kind, term, field)))
+            return read_bitmap(self.reader, POSTINGS_CF, posting_key(self.user, kind, term, field))
         per_field = self.term_fields(kind, term)
         return union([bm for f, bm in per_field.items() if f in fields])
 

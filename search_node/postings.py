@@ -1,5 +1,9 @@
 """Index keys and values: posting bitmaps per (user, term, field), per-user doc numbers and doc bitmaps.
 
+Every bitmap is stored in two tiers under its logical key: a base (+0x00) rewritten rarely, and
+a small tail (+0x01) that takes new doc numbers and folds into the base once it holds TAIL_MAX
+of them, so adding a doc rewrites a few hundred small values, not every large bitmap it touches.
+
 Two column families. `search_postings`: user(8) | kind(1) | term utf-8 | 0x00 | field(1) -> roaring
 bitmap of doc numbers; one term's lists for every field are adjacent, and so are all terms
 sharing a prefix. `search_docs`: per-user state, doc records, forward records (analyzed text),
@@ -63,8 +67,8 @@ def prefix_range(user: bytes, kind: int, prefix: str) -> tuple[bytes, bytes]:
 
 
 def split_posting_key(key: bytes) -> tuple[int, str, int]:
-    """(kind, term, field) of a posting key (user prefix included)."""
-    return key[8], key[9:-2].decode(), key[-1]
+    """(kind, term, field) of a stored posting key (user prefix and tier byte included)."""
+    return key[8], key[9:-3].decode(), key[-2]
 
 
 def user_range(user: bytes) -> tuple[bytes, bytes]:
@@ -177,14 +181,50 @@ def doc_bitmaps(meta: DocMeta) -> list[bytes]:
 
 # --- bitmaps ----------------------------------------------------------------------------
 
+BASE, TAIL = b"\x00", b"\x01"
+TAIL_MAX = 64
+
+
 def load_bitmap(data: bytes | None) -> BitMap:
     return BitMap.deserialize(data) if data else BitMap()
 
 
+def read_bitmap(reader: Reader | Txn, cf: str, key: bytes) -> BitMap:
+    """Both tiers of one logical bitmap."""
+    base, tail = reader.get(cf, key + BASE), reader.get(cf, key + TAIL)
+    bm = load_bitmap(base)
+    if tail:
+        bm |= BitMap.deserialize(tail)
+    return bm
+
+
+def scan_bitmaps(reader: Reader, cf: str, start: bytes, end: bytes) -> Iterator[tuple[bytes, BitMap]]:
+    """(logical key, bitmap) of every bitmap in a key range, tiers merged."""
+    last, acc = None, None
+    for key, value in reader.scan(cf, start, end):
+        logical = key[:-1]
+        if logical != last:
+            if last is not None:
+                yield last, acc  # type: ignore[misc]
+            last, acc = logical, BitMap.deserialize(value)
+        else:
+            acc |= BitMap.deserialize(value)  # type: ignore[operator]
+    if last is not None:
+        yield last, acc  # type: ignore[misc]
+
+
 def scan_postings(reader: Reader, start: bytes, end: bytes) -> Iterator[tuple[int, str, int, BitMap]]:
-    for key, value in reader.scan(POSTINGS_CF, start, end):
-        kind, term, field = split_posting_key(key)
-        yield kind, term, field, BitMap.deserialize(value)
+    for key, bm in scan_bitmaps(reader, POSTINGS_CF, start, end):
+        kind, term, field = split_posting_key(key + BASE)
+        yield kind, term, field, bm
+
+
+def _store(txn: Txn, cf: str, key: bytes, bm: BitMap) -> None:
+    if bm:
+        bm.run_optimize()
+        txn.put(cf, key, bm.serialize())
+    else:
+        txn.delete(cf, key)
 
 
 class BitmapChanges:
@@ -201,17 +241,16 @@ class BitmapChanges:
         self._discards.setdefault((cf, key), []).append(docnum)
 
     def apply(self, txn: Txn) -> None:
-        """Read-modify-write each touched bitmap in the caller's batch; empty bitmaps are deleted."""
+        """Apply to both tiers in the caller's batch: adds go to the tail, which folds into the base when full."""
         for cf, key in self._adds.keys() | self._discards.keys():
-            bm = load_bitmap(txn.get(cf, key))
-            for docnum in self._adds.get((cf, key), ()):
-                bm.add(docnum)
-            for docnum in self._discards.get((cf, key), ()):
-                bm.discard(docnum)
-            if bm:
-                bm.run_optimize()
-                txn.put(cf, key, bm.serialize())
-            else:
-                txn.delete(cf, key)
+            tail = load_bitmap(txn.get(cf, key + TAIL))
+            tail.update(BitMap(self._adds.get((cf, key), ())))
+            discards = BitMap(self._discards.get((cf, key), ()))
+            if discards or len(tail) > TAIL_MAX:
+                base = load_bitmap(txn.get(cf, key + BASE))
+                base |= tail
+                _store(txn, cf, key + BASE, base - discards)
+                tail = BitMap()
+            _store(txn, cf, key + TAIL, tail)
         self._adds.clear()
         self._discards.clear()

@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
 
 
 class Txn(Protocol):
@@ -29,17 +29,26 @@ class Reader(Protocol):
     def scan(self, cf: str, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]: ...
 
 
+def _options() -> Options:
+    """Raw mode with bloom filters: most index writes probe keys that do not exist yet."""
+    options = Options(raw_mode=True)
+    table = BlockBasedOptions()
+    table.set_bloom_filter(10, False)
+    options.set_block_based_table_factory(table)
+    return options
+
+
 class RdictStore:
     """A raw-mode Rdict with named column families; a `Reader` of its live state."""
 
     def __init__(self, path: str, column_families: Iterable[str], *, sync: bool = False) -> None:
-        options = Options(raw_mode=True)
+        options = _options()
         options.create_if_missing(True)
         options.create_missing_column_families(True)
         wanted = list(column_families)
         existing = Rdict.list_cf(path) if os.path.exists(os.path.join(path, "CURRENT")) else []
         names = [n for n in dict.fromkeys([*existing, *wanted]) if n != "default"]
-        self._db = Rdict(path, options, column_families={n: Options(raw_mode=True) for n in names})
+        self._db = Rdict(path, options, column_families={n: _options() for n in names})
         self._cfs = {n: self._db.get_column_family(n) for n in names}
         self._handles = {n: self._db.get_column_family_handle(n) for n in names}
         self._write_options = WriteOptions()
