@@ -6,6 +6,7 @@ blobs/ (object store), smtp/ (dev certificate), logs/<process>.log, pids/<proces
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -70,12 +71,21 @@ class Layout:
         return f"http://{HOST}:{self.http_port}"
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the launcher dies, even by SIGKILL."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 class Process:
     """One child process with its log file and pid file."""
 
-    def __init__(self, name: str, argv: list[str], layout: Layout) -> None:
+    def __init__(self, name: str, argv: list[str], layout: Layout, tied_to_parent: bool = True) -> None:
         self.name = name
         self.argv = argv
+        self.tied_to_parent = tied_to_parent
         self.log_path = layout.base_dir / "logs" / f"{name}.log"
         self.pid_path = layout.base_dir / "pids" / f"{name}.pid"
         self.popen: subprocess.Popen[bytes] | None = None
@@ -85,7 +95,8 @@ class Process:
         self.pid_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      start_new_session=True)
+                                      start_new_session=True,
+                                      preexec_fn=_die_with_parent if self.tied_to_parent else None)
         log.close()
         self.pid_path.write_text(str(self.popen.pid))
 
@@ -180,13 +191,13 @@ class LocalCluster:
         port = self.layout.metrics_ports.get(name)
         return ["--metrics-port", str(port)] if port else []
 
-    def storage_process(self, index: int) -> Process:
+    def storage_process(self, index: int, tied_to_parent: bool = True) -> Process:
         base = self.layout.base_dir
         name = f"storage-{index}"
         return Process(name, [self.python, "-m", "storage_node", "--node-id", str(index),
                               "--listen", self.layout.storage_address(index),
                               "--data-dir", str(base / f"node{index}"), "--blob-dir", str(base / "blobs"),
-                              *self._metrics(name)], self.layout)
+                              *self._metrics(name)], self.layout, tied_to_parent)
 
     def start(self, edges: tuple[str, ...] = ("smtp", "http")) -> None:
         lay = self.layout
@@ -231,8 +242,8 @@ class LocalCluster:
         process.start()
         self.processes[process.name] = process
 
-    def start_storage(self, index: int, wait: bool = True) -> None:
-        process = self.storage_process(index)
+    def start_storage(self, index: int, wait: bool = True, tied_to_parent: bool = True) -> None:
+        process = self.storage_process(index, tied_to_parent)
         self.storage[index] = process
         self._start(process)
         if wait:

@@ -105,7 +105,7 @@ def cmd_node_start(args: argparse.Namespace) -> int:
         print(f"no storage node {args.id} in this cluster", file=sys.stderr)
         return 2
     cluster = LocalCluster(layout)
-    cluster.start_storage(args.id)
+    cluster.start_storage(args.id, tied_to_parent=False)  # outlives this command
     print(f"storage node {args.id} started on {layout.storage_address(args.id)}")
     return 0
 
