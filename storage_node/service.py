@@ -160,26 +160,6 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         held = await self.committer.submit(lambda txn: self.engine.put_directory(txn, request.key, entry))
         return storage_pb2.DirectoryEntry(key=request.key, value=held.value, version=held.version, found=True)
 
-    def _search(self, request: storage_pb2.NodeSearchRequest) -> storage_pb2.NodeSearchResponse:
-        limit = request.limit or 50
-        try:
-            found = self.search_index.search(self.engine, request.user_id, request.query, limit, request.cursor or None)
-        except QuerySyntaxError as exc:
-            raise InvalidArgument(f"query: {exc}") from None
-        except InvalidCursor:
-            raise InvalidArgument(f"malformed cursor {request.cursor!r}") from None
-        except ValueError as exc:
-            raise InvalidArgument(str(exc)) from None
-        by_id = {r.id: r for r in self.engine.records(request.user_id, found.ids)}
-        return storage_pb2.NodeSearchResponse(
-            messages=[to_summary(by_id[i]) for i in found.ids if i in by_id and not by_id[i].tombstone],
-            next_cursor=found.next_cursor or "", total=found.total)
-
-    @maps_errors
-    async def Search(self, request: storage_pb2.NodeSearchRequest, context: Any) -> storage_pb2.NodeSearchResponse:
-        check_user_id(request.user_id)
-        return await asyncio.to_thread(self._search, request)
-
     @maps_errors
     async def GetDirectory(self, request: storage_pb2.DirectoryKey, context: Any) -> storage_pb2.DirectoryEntry:
         held = await asyncio.to_thread(self.engine.directory, request.key)
