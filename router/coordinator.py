@@ -198,14 +198,10 @@ class Coordinator:
                      expunge: bool = False) -> types_pb2.MessageSummary:
         if folder_id is not None:
             check_folder(folder_id)
+        # None leaves an optional field unset: that cell is not changed.
         request = storage_pb2.UpdateMessageRequest(user_id=user_id, id=message_id, expunge=expunge,
-                                                   version=self.clock.now())
-        if unread is not None:
-            request.unread = unread
-        if starred is not None:
-            request.starred = starred
-        if folder_id is not None:
-            request.folder_id = folder_id
+                                                   version=self.clock.now(), unread=unread, starred=starred,
+                                                   folder_id=folder_id)
         outcome = await self.replicas.write(user_id, lambda stub: stub.UpdateMessage(request))
         summary = newest([s for _, s in outcome.answers], lambda s: s.version)
         assert summary is not None  # a write outcome has at least W answers

@@ -227,13 +227,8 @@ class MailClient(_BaseClient):
         folder_id: str | None = None,
         timeout: float | None = None,
     ) -> types_pb2.MessageSummary:
-        request = mail_pb2.UpdateRequest(user_id=user_id, id=id)
-        if unread is not None:
-            request.unread = unread
-        if starred is not None:
-            request.starred = starred
-        if folder_id is not None:
-            request.folder_id = folder_id
+        # None leaves an optional field unset: that cell is not changed.
+        request = mail_pb2.UpdateRequest(user_id=user_id, id=id, unread=unread, starred=starred, folder_id=folder_id)
         return await self._call(self._stub.UpdateMessage, request, timeout)
 
     async def delete_message(self, user_id: str, id: str, *, timeout: float | None = None) -> bool:
