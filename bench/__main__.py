@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["ring_sim", "search_bench"]
+BENCHMARKS = ["ring_sim", "search_bench", "mail_flow"]
 
 
 def main(argv: list[str]) -> None:
