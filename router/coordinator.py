@@ -10,11 +10,12 @@ import asyncio
 import hashlib
 from dataclasses import dataclass
 
-from router import cursor
+from router import cursor, read_repair
 from router.directory import Directory
 from router.errors import InvalidArgument, NotFound
 from router.hlc import HybridLogicalClock
 from router.replicas import Replicas, newest
+from router.ring import NodeInfo
 from storage_node.keys import SYSTEM_FOLDERS
 from storage_node.mime import thread_candidates
 from tidings.v1 import storage_pb2, types_pb2
@@ -77,6 +78,7 @@ class Coordinator:
         self.replicas = replicas
         self.directory = directory
         self.clock = clock
+        self.read_repair = read_repair.ReadRepair(replicas.pool.stub, replicas.consistency.timeout)
 
     # -- delivery ------------------------------------------------------------------------
     async def deliver(self, entry_id: str, raw: bytes, recipients: list[str], folder_id: str,
@@ -135,7 +137,7 @@ class Coordinator:
             after_received_ms=after[0] if after else 0, after_id=after[1] if after else "")
         outcome = await self.replicas.read(user_id, lambda stub: stub.ListFolder(request))
         answers = [a for _, a in outcome.answers]
-        best = await self._reconciled(user_id, answers)
+        best = await self._reconciled(user_id, outcome.answers)
         keep = [s for s in best.values()
                 if s.folder_id == folder_id and (s.unread or not unread_only)]
         keep.sort(key=listing_order)
@@ -144,25 +146,32 @@ class Coordinator:
         next_cursor = cursor.encode(page[-1].received_ms, page[-1].id) if page and more else ""
         return page, next_cursor
 
-    async def _reconciled(self, user_id: str, answers: list[storage_pb2.NodeSummaries]) -> dict[str, types_pb2.MessageSummary]:
-        """Merge listings; ids missing from some replica's answer are checked against it."""
+    async def _reconciled(self, user_id: str, listed: list[tuple[NodeInfo, storage_pb2.NodeSummaries]]
+                          ) -> dict[str, types_pb2.MessageSummary]:
+        """Merge listings; ids missing from some replica's answer are checked against it.
+        Replicas seen stale are repaired in the background."""
+        answers = [a for _, a in listed]
+        checked: list[tuple[NodeInfo, storage_pb2.NodeSummaries]] = []
         best, dead = _merge(answers)
         listed_by_all = set.intersection(*({s.id for s in a.messages} for a in answers)) if answers else set()
         doubtful = sorted(set(best) - listed_by_all)
         if doubtful:
             request = storage_pb2.NodeMessageRefs(user_id=user_id, ids=doubtful)
             outcome = await self.replicas.read(user_id, lambda stub: stub.GetSummaries(request))
-            checked, checked_dead = _merge([best_of for _, best_of in outcome.answers])
+            checked = outcome.answers
+            checked_best, checked_dead = _merge([best_of for _, best_of in checked])
             dead |= checked_dead
-            for message_id, summary in checked.items():
+            for message_id, summary in checked_best.items():
                 if summary.version > best[message_id].version:
                     best[message_id] = summary
+        self.read_repair.submit(user_id, read_repair.for_listing(listed, checked, doubtful))
         return {i: s for i, s in best.items() if i not in dead}
 
     async def stored(self, user_id: str, message_id: str) -> storage_pb2.StoredMessage:
         request = storage_pb2.NodeMessageRef(user_id=user_id, id=message_id)
         outcome = await self.replicas.read(user_id, lambda stub: stub.GetMessage(request))
         held = newest([a for _, a in outcome.answers], lambda m: m.summary.version)
+        self.read_repair.submit(user_id, read_repair.for_message(message_id, outcome.answers, outcome.missing))
         if held is None or held.tombstone:
             raise NotFound(f"no message {message_id}")
         return held
@@ -170,7 +179,7 @@ class Coordinator:
     async def thread(self, user_id: str, thread_id: str) -> list[types_pb2.MessageSummary]:
         request = storage_pb2.NodeThreadRequest(user_id=user_id, thread_id=thread_id)
         outcome = await self.replicas.read(user_id, lambda stub: stub.GetThread(request))
-        best = await self._reconciled(user_id, [a for _, a in outcome.answers])
+        best = await self._reconciled(user_id, outcome.answers)
         if not best:
             raise NotFound(f"no thread {thread_id}")
         return sorted(best.values(), key=lambda s: (s.received_ms, s.id))
