@@ -151,9 +151,10 @@ def build_fts5(corpus: Corpus, path: Path) -> tuple[Runner, float]:
     rate = len(ordered) / (time.perf_counter() - started)
 
     def run(q: dict[str, str]) -> int:
-        if "lo" in q:
-            where = "WHERE m MATCH ? AND rowid IN (SELECT rowid FROM meta WHERE ts >= ? AND ts < ?)"
-            args: tuple = (q["fts"], int(q["lo"]), int(q["hi"]))
+        if "lo" in q:  # rowid follows time: the date range is a rowid range
+            lo, hi = db.execute("SELECT min(rowid), max(rowid) FROM meta WHERE ts >= ? AND ts < ?",
+                                (int(q["lo"]), int(q["hi"]))).fetchone()
+            where, args = "WHERE m MATCH ? AND rowid BETWEEN ? AND ?", (q["fts"], lo or 0, hi or -1)
         else:
             where, args = "WHERE m MATCH ?", (q["fts"],)
         db.execute(f"SELECT rowid FROM m {where} ORDER BY rowid DESC LIMIT 50", args).fetchall()
