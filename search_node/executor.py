@@ -177,6 +177,8 @@ class Execution:
             last = docs[hi] if hi < len(docs) else docs.max() + 1
             ordered = docs & BitMap(range(docs[lo], last))
         displaced = self.bitmap(DISPLACED) if within is None else self.bitmap(DISPLACED) & within
+        if plan.lo is not None and lo > 0:  # a displaced doc sorts before the in-order doc numbered below it
+            displaced = BitMap(displaced.iter_equal_or_larger(docs[lo - 1]))
         lo_ms = plan.lo if plan.lo is not None else -(1 << 63)
         hi_ms = plan.hi if plan.hi is not None else 1 << 63
         late = [d for d, m in zip(displaced, self.metas(displaced)) if lo_ms <= m.received_ms < hi_ms]
@@ -244,16 +246,24 @@ class Execution:
 
     # --- paging -------------------------------------------------------------------------
     def page(self, result: BitMap, limit: int, after: SortKey | None) -> tuple[list[DocMeta], bool]:
-        """The `limit` newest docs of `result` sorting before `after`, and whether more follow."""
+        """The `limit` newest docs of `result` sorting before `after`, and whether more follow.
+
+        A displaced doc sorts before the in-order doc numbered just below it, so displaced hits
+        numbered below the page's oldest in-order doc cannot enter the page: only the few above
+        it have their records read.
+        """
         displaced = result & self.bitmap(DISPLACED)
         ordered = result - displaced
         if after is not None:
             ordered &= self._before(after)
-        late = [m for m in self.metas(displaced) if after is None or m.sort_key < after]
         n = len(ordered)
         newest = [ordered[i] for i in range(n - 1, max(n - limit, 0) - 1, -1)]
+        floor = newest[-1] if len(newest) == limit else 0
+        below = displaced.range_cardinality(0, floor) if floor else 0
+        late = [m for m in self.metas(displaced.iter_equal_or_larger(floor))
+                if after is None or m.sort_key < after]
         merged = sorted(self.metas(newest) + late, key=lambda m: m.sort_key, reverse=True)
-        return merged[:limit], n + len(late) > limit
+        return merged[:limit], n + len(late) + below > limit
 
 
 _HANDLERS = {
