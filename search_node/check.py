@@ -6,7 +6,7 @@ from typing import Any
 
 from search_node import fields as F
 from search_node.postings import (ALL, DISPLACED, DOCS_CF, POSTINGS_CF, DocMeta, UserState, bitmap_key, doc_bitmaps,
-                                  meta_of, scan_bitmaps, split_posting_key, state_key,
+                                  late_docnum, late_range, meta_of, scan_bitmaps, split_posting_key, state_key,
                                   unpack_docnum)
 from search_node.store import Reader
 
@@ -58,6 +58,9 @@ def check_user(reader: Reader, user: bytes, docs: Sequence[Any]) -> list[str]:
         if expected_bitmaps.get(name, set()) != stored_bitmaps.get(name, set()):
             problems.append(f"doc bitmap {name.decode()} differs")
     problems += _check_order(reader, user, metas, displaced)
+    late = {late_docnum(k) for k, _ in reader.scan(DOCS_CF, *late_range(user, None, None))}
+    if late != displaced:
+        problems.append("time keys of displaced docs differ from the displaced bitmap")
     return problems[:MAX_PROBLEMS]
 
 

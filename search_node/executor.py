@@ -14,7 +14,7 @@ from search_node import fields as F
 from search_node.plan import EVERYTHING, Bitmap, Phrase, PAnd, Plan, PNot, POr, Received, Size, Terms
 from search_node.fields import PAIR, TERM
 from search_node.postings import (ALL, DISPLACED, DOCS_CF, POSTINGS_CF, SIZE_BITS, DocMeta, bitmap_key,
-                                  forward_key, meta_key, posting_key, prefix_range, read_bitmap, scan_postings,
+                                  forward_key, late_docnum, late_range, meta_key, posting_key, prefix_range, read_bitmap, scan_postings,
                                   size_slice, term_range)
 from search_node.store import Reader
 
@@ -176,13 +176,8 @@ class Execution:
         if lo < hi:
             last = docs[hi] if hi < len(docs) else docs.max() + 1
             ordered = docs & BitMap(range(docs[lo], last))
-        displaced = self.bitmap(DISPLACED) if within is None else self.bitmap(DISPLACED) & within
-        if plan.lo is not None and lo > 0:  # a displaced doc sorts before the in-order doc numbered below it
-            displaced = BitMap(displaced.iter_equal_or_larger(docs[lo - 1]))
-        lo_ms = plan.lo if plan.lo is not None else -(1 << 63)
-        hi_ms = plan.hi if plan.hi is not None else 1 << 63
-        late = [d for d, m in zip(displaced, self.metas(displaced)) if lo_ms <= m.received_ms < hi_ms]
-        return ordered | BitMap(late) if late else ordered
+        late = BitMap(late_docnum(k) for k, _ in self.reader.scan(DOCS_CF, *late_range(self.user, plan.lo, plan.hi)))
+        return ordered | late if within is None else ordered | (late & within)
 
     def _eval_size(self, plan: Size, within: BitMap | None) -> BitMap:
         """Range over the bit-sliced size index (O'Neil): one pass over the slices, high bit first."""

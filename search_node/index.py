@@ -16,7 +16,7 @@ from search_node.grammar import QuerySyntaxError, parse
 from search_node.plan import plan
 from search_node.postings import (ALL, ATTACHMENT, COLUMN_FAMILIES, DISPLACED, DOCS_CF, POSTINGS_CF, BitmapChanges,
                                   DocMeta, UserState, bitmap_key, doc_bitmaps, doc_id_bytes, flags_of, forward_key,
-                                  id_key, meta_key, meta_of, pack_docnum, posting_key, state_key, unpack_docnum,
+                                  id_key, late_key, meta_key, meta_of, pack_docnum, posting_key, state_key, unpack_docnum,
                                   user_prefix)
 from search_node.store import Reader, Txn
 
@@ -77,6 +77,7 @@ class SearchIndex:
         in_order = (doc.received_ms, raw_id) > (state.high_ms, state.high_id)
         if not in_order:
             changes.add(DOCS_CF, bitmap_key(user, DISPLACED), docnum)
+            txn.put(DOCS_CF, late_key(user, doc.received_ms, docnum), b"")
         txn.put(DOCS_CF, meta_key(user, docnum), meta.encode())
         txn.put(DOCS_CF, forward_key(user, docnum), F.encode_forward(fw))
         txn.put(DOCS_CF, id_key(user, doc.id), pack_docnum(docnum))
@@ -118,7 +119,8 @@ class SearchIndex:
         for name in (ALL, DISPLACED, *doc_bitmaps(meta)):
             changes.discard(DOCS_CF, bitmap_key(user, name), docnum)
         changes.apply(txn)
-        for key in (meta_key(user, docnum), forward_key(user, docnum), id_key(user, doc_id)):
+        late = late_key(user, meta.received_ms, docnum)
+        for key in (meta_key(user, docnum), forward_key(user, docnum), id_key(user, doc_id), late):
             txn.delete(DOCS_CF, key)
 
     def _locate(self, txn: Txn, user: bytes, doc_id: str) -> tuple[int, DocMeta] | None:

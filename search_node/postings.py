@@ -90,6 +90,24 @@ def forward_key(user: bytes, docnum: int) -> bytes:
     return user + b"f" + _DOCNUM.pack(docnum)
 
 
+_TIME = struct.Struct(">QI")
+
+
+def late_key(user: bytes, received_ms: int, docnum: int) -> bytes:
+    """A displaced doc by receive time, so a time range finds its displaced docs by one scan."""
+    return user + b"t" + _TIME.pack(received_ms + (1 << 63), docnum)
+
+
+def late_range(user: bytes, lo_ms: int | None, hi_ms: int | None) -> tuple[bytes, bytes]:
+    lo = user + b"t" + _TIME.pack(lo_ms + (1 << 63), 0) if lo_ms is not None else user + b"t"
+    hi = user + b"t" + _TIME.pack(hi_ms + (1 << 63), 0) if hi_ms is not None else user + b"u"
+    return lo, hi
+
+
+def late_docnum(key: bytes) -> int:
+    return _TIME.unpack_from(key, len(key) - _TIME.size)[1]
+
+
 def id_key(user: bytes, doc_id: str) -> bytes:
     return user + b"i" + doc_id_bytes(doc_id)
 
