@@ -29,7 +29,7 @@ class Reader(Protocol):
     def scan(self, cf: str, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]: ...
 
 
-def _options() -> Options:
+def column_options() -> Options:
     """Raw mode with bloom filters: most index writes probe keys that do not exist yet."""
     options = Options(raw_mode=True)
     table = BlockBasedOptions()
@@ -42,13 +42,13 @@ class RdictStore:
     """A raw-mode Rdict with named column families; a `Reader` of its live state."""
 
     def __init__(self, path: str, column_families: Iterable[str], *, sync: bool = False) -> None:
-        options = _options()
+        options = column_options()
         options.create_if_missing(True)
         options.create_missing_column_families(True)
         wanted = list(column_families)
         existing = Rdict.list_cf(path) if os.path.exists(os.path.join(path, "CURRENT")) else []
         names = [n for n in dict.fromkeys([*existing, *wanted]) if n != "default"]
-        self._db = Rdict(path, options, column_families={n: _options() for n in names})
+        self._db = Rdict(path, options, column_families={n: column_options() for n in names})
         self._cfs = {n: self._db.get_column_family(n) for n in names}
         self._handles = {n: self._db.get_column_family_handle(n) for n in names}
         self._write_options = WriteOptions()

@@ -11,7 +11,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol
 
-from rocksdict import Options, Rdict, WriteOptions
+from rocksdict import Rdict, WriteOptions
+
+from search_node.store import column_options
 
 from storage_node import codec, keys
 from storage_node.batch import Txn
@@ -82,13 +84,13 @@ class Engine:
     def __init__(self, path: Path, blobs: BlobStore, extra_column_families: Iterable[str] = (),
                  index: MailIndex | None = None) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        options = Options(raw_mode=True)
+        options = column_options()  # raw mode, bloom filters: most writes probe absent keys
         options.create_if_missing(True)
         options.create_missing_column_families(True)
         wanted = set(keys.MAIL_COLUMN_FAMILIES) | set(extra_column_families)
         existing = set(Rdict.list_cf(str(path), options)) if (path / "CURRENT").exists() else set()
         names = (wanted | existing) - {"default"}
-        self._db = Rdict(str(path), options, column_families={n: Options(raw_mode=True) for n in names})
+        self._db = Rdict(str(path), options, column_families={n: column_options() for n in names})
         self._handles = {n: self._db.get_column_family_handle(n) for n in names}
         self._cfs = {n: self._db.get_column_family(n) for n in names}
         self._sync = WriteOptions()
