@@ -55,8 +55,14 @@ class RdictStore:
         self._write_options.sync = sync
 
     def close(self) -> None:
+        # Column family views and handles hold the database open: drop them so the LOCK is released.
         self._cfs.clear()
+        self._handles.clear()
         self._db.close()
+
+    def handle(self, cf: str) -> object:
+        """The column family handle that WriteBatch operations name."""
+        return self._handles[cf]
 
     def get(self, cf: str, key: bytes) -> bytes | None:
         return self._cfs[cf].get(key)

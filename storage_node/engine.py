@@ -11,9 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol
 
-from rocksdict import Rdict, WriteOptions
-
-from search_node.store import column_options
+from search_node.store import RdictStore
 
 from storage_node import codec, keys
 from storage_node.batch import Txn
@@ -80,48 +78,17 @@ def _is_hex(value: str) -> bool:
     return all(c in "0123456789abcdef" for c in value)
 
 
-class Engine:
+class Engine(RdictStore):
+    """The node's RocksDB (get, multi_get, scan from RdictStore: the search index's Reader)
+    and the data model's rules."""
+
     def __init__(self, path: Path, blobs: BlobStore, extra_column_families: Iterable[str] = (),
                  index: MailIndex | None = None) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        options = column_options()  # raw mode, bloom filters: most writes probe absent keys
-        options.create_if_missing(True)
-        options.create_missing_column_families(True)
-        wanted = set(keys.MAIL_COLUMN_FAMILIES) | set(extra_column_families)
-        existing = set(Rdict.list_cf(str(path), options)) if (path / "CURRENT").exists() else set()
-        names = (wanted | existing) - {"default"}
-        self._db = Rdict(str(path), options, column_families={n: column_options() for n in names})
-        self._handles = {n: self._db.get_column_family_handle(n) for n in names}
-        self._cfs = {n: self._db.get_column_family(n) for n in names}
-        self._sync = WriteOptions()
-        self._sync.sync = True
+        super().__init__(str(path), [*keys.MAIL_COLUMN_FAMILIES, *extra_column_families], sync=True)
         self._write_lock = threading.Lock()
         self.blobs = blobs
         self.index = index
-
-    def close(self) -> None:
-        # Column family views hold the database open: drop them so the LOCK is released.
-        self._cfs.clear()
-        self._handles.clear()
-        self._db.close()
-        del self._db
-
-    # -- raw access (also the search index's Reader protocol) --------------------------
-    def get(self, cf: str, key: bytes) -> bytes | None:
-        return self._cfs[cf].get(key)
-
-    def multi_get(self, cf: str, keys_: list[bytes]) -> list[bytes | None]:
-        return self._cfs[cf].get(keys_) if keys_ else []
-
-    def scan(self, cf: str, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
-        it = self._cfs[cf].iter()
-        it.seek(start)
-        while it.valid():
-            key = it.key()
-            if key >= end:
-                return
-            yield key, it.value()
-            it.next()
 
     def encode_body(self, raw: bytes) -> bytes:
         """Inline and compressed, or (large) in the object store first: never a dangling ref."""
@@ -136,7 +103,7 @@ class Engine:
         """Write the batch with the WAL synced: durable when this returns."""
         if len(txn):
             with self._write_lock:
-                self._db.write(txn.to_write_batch(self._handles.__getitem__), self._sync)
+                self.write(txn.to_write_batch(self.handle))
 
     # -- mutations ---------------------------------------------------------------------
     def store_message(self, txn: Txn, new: NewMessage) -> tuple[bool, MessageRecord]:
