@@ -6,7 +6,6 @@ blobs/ (object store), smtp/ (dev certificate), logs/<process>.log, pids/<proces
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
@@ -71,14 +70,6 @@ class Layout:
         return f"http://{HOST}:{self.http_port}"
 
 
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it when the launcher dies, even by SIGKILL."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 class Process:
     """One child process with its log file and pid file."""
 
@@ -94,9 +85,11 @@ class Process:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.pid_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      start_new_session=True,
-                                      preexec_fn=_die_with_parent if self.tied_to_parent else None)
+        argv = self.argv
+        if self.tied_to_parent:
+            argv = [sys.executable, "-m", "tidings_cli.tether", str(os.getpid()), *argv]
+        self.popen = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      start_new_session=True)
         log.close()
         self.pid_path.write_text(str(self.popen.pid))
 
