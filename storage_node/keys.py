@@ -66,10 +66,6 @@ def folder(user_id: str, folder_no: int) -> bytes:
     return partition(user_id) + _U32.pack(folder_no)
 
 
-def folder_prefix(user_id: str) -> bytes:
-    return partition(user_id)
-
-
 def inverted_ms(received_ms: int) -> int:
     return MAX_U64 - received_ms
 
@@ -77,14 +73,6 @@ def inverted_ms(received_ms: int) -> int:
 def listing(user_id: str, folder_no: int, received_ms: int, message_id: str) -> bytes:
     """Key shared by by_folder and unread: newest first within a folder."""
     return folder(user_id, folder_no) + u64(inverted_ms(received_ms)) + bytes.fromhex(message_id)
-
-
-def listing_id(key: bytes) -> str:
-    return key[-ID_BYTES:].hex()
-
-
-def listing_ms(key: bytes) -> int:
-    return MAX_U64 - read_u64(key, PARTITION_BYTES + 4)
 
 
 def message(user_id: str, message_id: str) -> bytes:

@@ -1,7 +1,7 @@
 """The stored shapes of one storage node: frozen dataclasses, no encoding, no I/O."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 Address = tuple[str, str]  # (display name, email)
 
@@ -78,8 +78,3 @@ class FolderCounts:
 class DirectoryValue:
     value: bytes
     version: int
-
-
-@dataclass(frozen=True)
-class Page:
-    records: list[MessageRecord] = field(default_factory=list)
