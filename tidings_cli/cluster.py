@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -129,48 +130,43 @@ class Process:
             return ""
 
 
-def wait_healthy(address: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{address} not healthy after {timeout}s")
-            time.sleep(0.1)
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
+def poll_until(ready: Callable[[], bool], what: str, timeout: float = 30, interval: float = 0.1) -> None:
+    """Call `ready` until it is true; a check that raises counts as not ready yet."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection((HOST, port), timeout=1):
+            if ready():
                 return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"nothing listens on {HOST}:{port} after {timeout}s")
-            time.sleep(0.1)
+        except (grpc.RpcError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} after {timeout}s")
+        time.sleep(interval)
+
+
+def wait_healthy(address: str, timeout: float = 30) -> None:
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        poll_until(lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == serving,
+                   f"{address} not healthy", timeout)
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    def listening() -> bool:
+        with socket.create_connection((HOST, port), timeout=1):
+            return True
+
+    poll_until(listening, f"nothing listens on {HOST}:{port}", timeout)
 
 
 def wait_domain_hosted(router_address: str, domain: str = "example.test", timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    Status = mail_pb2.CheckRecipientResponse.Status
+    not_hosted = mail_pb2.CheckRecipientResponse.Status.NOT_HOSTED
+    request = mail_pb2.CheckRecipientRequest(address=f"postmaster@{domain}")
     with grpc.insecure_channel(router_address) as channel:
         stub = mail_pb2_grpc.MailStub(channel)
-        while True:
-            try:
-                answer = stub.CheckRecipient(mail_pb2.CheckRecipientRequest(address=f"postmaster@{domain}"), timeout=2)
-                if answer.status != Status.NOT_HOSTED:
-                    return
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{domain} not hosted after {timeout}s")
-            time.sleep(0.2)
+        poll_until(lambda: stub.CheckRecipient(request, timeout=2).status != not_hosted,
+                   f"{domain} not hosted", timeout, interval=0.2)
 
 
 class LocalCluster:
