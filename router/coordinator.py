@@ -15,6 +15,7 @@ from router.directory import Directory
 from router.errors import InvalidArgument, NotFound
 from router.hlc import HybridLogicalClock
 from router.replicas import Replicas, newest
+from search_node.executor import encode_cursor
 from router.ring import NodeInfo
 from storage_node.keys import SYSTEM_FOLDERS
 from storage_node.mime import thread_candidates
@@ -88,7 +89,7 @@ class Coordinator:
         if not raw:
             raise InvalidArgument("empty message")
         folder_id = check_folder(folder_id or "inbox")
-        accounts = [await self.directory.local_account(r) for r in recipients]
+        accounts = list(await asyncio.gather(*(self.directory.local_account(r) for r in recipients)))
         if not accounts and not sender_user_id:
             raise InvalidArgument("no recipients")
         candidates, root = await asyncio.to_thread(thread_candidates, raw)
@@ -197,7 +198,7 @@ class Coordinator:
         ranked = sorted(best.values(), key=lambda s: (s.received_ms, s.id), reverse=True)
         page = ranked[:limit]
         more = len(ranked) > limit or any(a.next_cursor for _, a in outcome.answers)
-        next_cursor = f"{page[-1].received_ms:x}.{page[-1].id}" if page and more else ""
+        next_cursor = encode_cursor((page[-1].received_ms, page[-1].id)) if page and more else ""
         total = max((a.total for _, a in outcome.answers), default=0)
         return page, next_cursor, total
 
