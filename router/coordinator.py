@@ -14,6 +14,7 @@ from router import cursor, read_repair
 from router.directory import Directory
 from router.errors import InvalidArgument, NotFound
 from router.hlc import HybridLogicalClock
+from router.mutations import Mutation
 from router.replicas import Replicas, newest
 from search_node.executor import encode_cursor
 from router.ring import NodeInfo
@@ -110,7 +111,7 @@ class Coordinator:
         request = storage_pb2.StoreMessageRequest(
             user_id=user_id, id=message_id, raw=raw, folder_id=folder_id, unread=unread,
             received_ms=received_ms, thread_id=thread_id, version=self.clock.now())
-        outcome = await self.replicas.write(user_id, lambda stub: stub.StoreMessage(request))
+        outcome = await self.replicas.write(user_id, Mutation(request))
         # An earlier attempt may have stored it already: report what is stored.
         stored = newest([a.summary for _, a in outcome.answers], lambda s: s.version)
         return message_id, stored.thread_id if stored is not None else thread_id
@@ -212,7 +213,7 @@ class Coordinator:
         request = storage_pb2.UpdateMessageRequest(user_id=user_id, id=message_id, expunge=expunge,
                                                    version=self.clock.now(), unread=unread, starred=starred,
                                                    folder_id=folder_id)
-        outcome = await self.replicas.write(user_id, lambda stub: stub.UpdateMessage(request))
+        outcome = await self.replicas.write(user_id, Mutation(request))
         summary = newest([s for _, s in outcome.answers], lambda s: s.version)
         assert summary is not None  # a write outcome has at least W answers
         return summary

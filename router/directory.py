@@ -13,6 +13,7 @@ from argon2.exceptions import VerificationError, InvalidHashError
 
 from router.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
 from router.hlc import HybridLogicalClock
+from router.mutations import Mutation
 from router.replicas import Replicas, newest
 from tidings.v1 import storage_pb2
 
@@ -57,7 +58,7 @@ class Directory:
 
     async def _put(self, key: str, value: bytes) -> None:
         entry = storage_pb2.DirectoryEntry(key=key, value=value, version=self.clock.now())
-        await self.replicas.write(key, lambda stub: stub.PutDirectory(entry))
+        await self.replicas.write(key, Mutation(entry))
 
     async def is_hosted(self, domain: str) -> bool:
         return await self._get(f"domain:{domain}") is not None

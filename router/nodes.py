@@ -22,12 +22,17 @@ class NodePool:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._stubs: dict[str, storage_pb2_grpc.StorageNodeStub] = {}
 
+    def channel(self, node: NodeInfo) -> grpc.aio.Channel:
+        channel = self._channels.get(node.address)
+        if channel is None:
+            channel = self._channels[node.address] = grpc.aio.insecure_channel(
+                node.address, options=NODE_CHANNEL_OPTIONS)
+        return channel
+
     def stub(self, node: NodeInfo) -> storage_pb2_grpc.StorageNodeStub:
         stub = self._stubs.get(node.address)
         if stub is None:
-            channel = grpc.aio.insecure_channel(node.address, options=NODE_CHANNEL_OPTIONS)
-            self._channels[node.address] = channel
-            stub = self._stubs[node.address] = storage_pb2_grpc.StorageNodeStub(channel)
+            stub = self._stubs[node.address] = storage_pb2_grpc.StorageNodeStub(self.channel(node))
         return stub
 
     async def close(self) -> None:

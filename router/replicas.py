@@ -1,10 +1,18 @@
 """The replica layer every router operation goes through: plan (preference list of the
-partition), quorum call with the cluster's N, W, R and deadline, and version merges."""
+partition, plus the pending owners while the ring changes), quorum call with the
+cluster's N, W, R and deadline, failure detection, hints for replicas that miss a write,
+and version merges."""
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
 
+import grpc
+
+from router.hints import HintWriter
+from router.liveness import NODE_FAILURES, FailureDetector
+from router.mutations import Mutation
 from router.nodes import NodePool
 from router.quorum import Outcome, quorum
 from router.ring import NodeInfo, Ring
@@ -22,24 +30,77 @@ class Consistency:
     timeout: float = 5.0
 
 
+class NodeDown(Exception):
+    """Not sent: the failure detector sees the replica as down (the write became a hint)."""
+
+
 class Replicas:
-    def __init__(self, ring: Ring, pool: NodePool, consistency: Consistency) -> None:
+    def __init__(self, ring: Ring, pool: NodePool, consistency: Consistency,
+                 detector: FailureDetector | None = None) -> None:
         self.ring = ring
+        # While membership changes, the ring being moved to: its new owners get every write too.
+        self.pending: Ring | None = None
         self.pool = pool
         self.consistency = consistency
+        self.detector = detector or FailureDetector(pool.channel)
+        self.hints = HintWriter(lambda: self.ring, pool, self.detector, consistency.n, consistency.timeout)
 
     def plan(self, partition_key: str) -> list[NodeInfo]:
         return self.ring.preference_list(partition_key, self.consistency.n)
 
-    async def write(self, partition_key: str, call: Callable[[Stub], Awaitable[T]]) -> Outcome[T]:
-        c = self.consistency
-        return await quorum(self.plan(partition_key), lambda node: call(self.pool.stub(node)),
-                            c.w, c.timeout, is_write=True)
+    def write_plan(self, partition_key: str) -> tuple[list[NodeInfo], int]:
+        """Targets and how many must take the write. With a pending ring, the new owners
+        are added and W grows by their number (Cassandra's pending ranges), so W of the
+        replicas hold it under either ring, whichever serves when the change completes."""
+        targets = self.plan(partition_key)
+        if self.pending is None:
+            return targets, self.consistency.w
+        extra = [n for n in self.pending.preference_list(partition_key, self.consistency.n) if n not in targets]
+        return targets + extra, self.consistency.w + len(extra)
+
+    async def write(self, partition_key: str, mutation: Mutation) -> Outcome[object]:
+        targets, block_for = self.write_plan(partition_key)
+        trust_detector = len(self.detector.live(targets)) >= block_for
+        timeout = self.consistency.timeout
+
+        async def attempt(node: NodeInfo) -> object:
+            if trust_detector and not self.detector.is_up(node):
+                self.hints.hold(partition_key, node, mutation)
+                raise NodeDown(f"node {node.node_id} is down; hinted")
+            try:
+                answer = await mutation.send(self.pool.stub(node), timeout)
+            except grpc.aio.AioRpcError as exc:
+                self.detector.failed(node, exc.code())
+                if exc.code() in NODE_FAILURES:
+                    self.hints.hold(partition_key, node, mutation)
+                raise
+            self.detector.answered(node)
+            return answer
+
+        return await quorum(targets, attempt, block_for, timeout, is_write=True)
 
     async def read(self, partition_key: str, call: Callable[[Stub], Awaitable[T]]) -> Outcome[T]:
+        """R answers from the replicas; those seen down are skipped while enough others are up."""
         c = self.consistency
-        return await quorum(self.plan(partition_key), lambda node: call(self.pool.stub(node)),
+        nodes = self.plan(partition_key)
+        live = self.detector.live(nodes)
+        return await quorum(live if len(live) >= c.r else nodes, lambda node: self.call(node, call),
                             c.r, c.timeout, is_write=False)
+
+    async def call(self, node: NodeInfo, call: Callable[[Stub], Awaitable[T]]) -> T:
+        """One call to one node, telling the failure detector what happened."""
+        try:
+            answer = await call(self.pool.stub(node))
+        except grpc.aio.AioRpcError as exc:
+            self.detector.failed(node, exc.code())
+            raise
+        self.detector.answered(node)
+        return answer
+
+    async def drain(self) -> None:
+        """Wait for background hint writes (tests and shutdown)."""
+        await self.hints.drain()
+        await asyncio.sleep(0)
 
 
 def newest(answers: list[T], version: Callable[[T], int]) -> T | None:

@@ -6,12 +6,15 @@ import asyncio
 import logging
 import os
 
+from router.anti_entropy import AntiEntropy
 from router.coordinator import Coordinator
 from router.directory import Directory
 from router.errors import RouterError
 from router.hlc import HybridLogicalClock
 from router.nodes import NodePool
+from router.membership import Membership
 from router.replicas import Consistency, Replicas
+from router.ring_keeper import RingKeeper
 from router.ring import NodeInfo, Ring
 from router.service import AdminService, MailService
 from storage_node.grpc_runtime import Mounted, serve
@@ -42,23 +45,36 @@ async def ensure_domains(directory: Directory, domains: list[str]) -> None:
                 await asyncio.sleep(0.5)
 
 
+def serving_nodes(replicas: Replicas) -> list[NodeInfo]:
+    """The nodes of the ring served, and of the ring being moved to."""
+    pending = replicas.pending.nodes if replicas.pending is not None else ()
+    return list(dict.fromkeys([*replicas.ring.nodes, *pending]))
+
+
 async def run(listen: str, nodes: list[NodeInfo], consistency: Consistency, metrics_port: int | None,
-              domains: list[str]) -> None:
+              domains: list[str], anti_entropy_interval: float) -> None:
     clock = HybridLogicalClock()
     pool = NodePool()
     replicas = Replicas(Ring(nodes), pool, consistency)
+    keeper = RingKeeper(replicas)
+    anti_entropy = AntiEntropy(replicas, anti_entropy_interval)
+    replicas.detector.on_up(lambda node: anti_entropy.soon())
+    membership = Membership(replicas, keeper, anti_entropy)
     directory = Directory(replicas, clock)
     coordinator = Coordinator(replicas, directory, clock)
     background: list[asyncio.Task[None]] = []
     services = [
         Mounted(mail_pb2_grpc.add_MailServicer_to_server, MailService(coordinator, directory),
                 mail_pb2.DESCRIPTOR.services_by_name["Mail"].full_name),
-        Mounted(mail_pb2_grpc.add_AdminServicer_to_server, AdminService(directory, replicas),
+        Mounted(mail_pb2_grpc.add_AdminServicer_to_server, AdminService(directory, replicas, anti_entropy, membership),
                 mail_pb2.DESCRIPTOR.services_by_name["Admin"].full_name),
     ]
 
     async def start() -> None:
-        background.append(asyncio.create_task(ensure_domains(directory, domains)))
+        await keeper.sync()  # serve the newest ring map the nodes hold (a node may have joined)
+        for job in (ensure_domains(directory, domains), keeper.follow(), anti_entropy.scheduled(),
+                    replicas.detector.heartbeat(lambda: serving_nodes(replicas))):
+            background.append(asyncio.create_task(job))
 
     async def stop() -> None:
         for task in background:
@@ -77,6 +93,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-w", type=int, default=int(env("TIDINGS_W", "2")))
     parser.add_argument("-r", type=int, default=int(env("TIDINGS_R", "2")))
     parser.add_argument("--timeout", type=float, default=float(env("TIDINGS_QUORUM_TIMEOUT", "5")))
+    parser.add_argument("--anti-entropy-interval", type=float,
+                        default=float(env("TIDINGS_ANTI_ENTROPY_INTERVAL_S", "600")),
+                        help="seconds between scheduled anti-entropy passes (a node coming back starts one)")
     parser.add_argument("--metrics-port", type=int, default=int(env("TIDINGS_METRICS_PORT", "0")) or None)
     parser.add_argument("--domain", action="append", default=None,
                         help="a domain hosted from the start (repeatable; default example.test)")
@@ -84,4 +103,4 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s router %(levelname)s %(message)s")
     consistency = Consistency(n=args.n, w=args.w, r=args.r, timeout=args.timeout)
     asyncio.run(run(args.listen, parse_nodes(args.nodes), consistency, args.metrics_port,
-                    args.domain or env("TIDINGS_DOMAINS", "example.test").split(",")))
+                    args.domain or env("TIDINGS_DOMAINS", "example.test").split(","), args.anti_entropy_interval))

@@ -9,11 +9,13 @@ from typing import Any, Awaitable, Callable, TypeVar
 import grpc
 from prometheus_client import Counter, Histogram
 
+from router.anti_entropy import AntiEntropy
 from router.coordinator import Coordinator
 from router.directory import Directory, normalise_address
 from router.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, RouterError,
                            Unauthenticated, Unavailable)
 from storage_node.mime import find_attachment, parse_mail
+from router.membership import Membership
 from router.replicas import Replicas
 from router.ring import NodeInfo
 from tidings.v1 import mail_pb2, mail_pb2_grpc, storage_pb2, types_pb2
@@ -165,9 +167,12 @@ class MailService(mail_pb2_grpc.MailServicer):
 
 
 class AdminService(mail_pb2_grpc.AdminServicer):
-    def __init__(self, directory: Directory, replicas: Replicas) -> None:
+    def __init__(self, directory: Directory, replicas: Replicas, anti_entropy: AntiEntropy,
+                 membership: Membership) -> None:
         self.directory = directory
         self.replicas = replicas
+        self.anti_entropy = anti_entropy
+        self.membership = membership
 
     async def _on_nodes(self, command: mail_pb2.IndexCommand, method: str) -> mail_pb2.IndexReports:
         """Run an index command on every replica of the user, or on every node."""
@@ -193,6 +198,24 @@ class AdminService(mail_pb2_grpc.AdminServicer):
     @rpc
     async def CheckIndex(self, request: mail_pb2.IndexCommand, context: Any) -> mail_pb2.IndexReports:
         return await self._on_nodes(request, "CheckIndex")
+
+    @rpc
+    async def Repair(self, request: mail_pb2.RepairRequest, context: Any) -> mail_pb2.RepairReport:
+        return (await self.anti_entropy.repair(request.check_only)).to_proto()
+
+    @rpc
+    async def AddNode(self, request: mail_pb2.NodeChange, context: Any) -> mail_pb2.RingReport:
+        if not request.node_id or not request.address:
+            raise InvalidArgument("a node to add needs an id and an address")
+        return await self.membership.add(NodeInfo(request.node_id, request.address, request.zone or "zone-a"))
+
+    @rpc
+    async def RemoveNode(self, request: mail_pb2.NodeChange, context: Any) -> mail_pb2.RingReport:
+        return await self.membership.remove(request.node_id)
+
+    @rpc
+    async def DescribeRing(self, request: mail_pb2.DescribeRingRequest, context: Any) -> mail_pb2.RingReport:
+        return self.membership.describe()
 
     @rpc
     async def AddDomain(self, request: mail_pb2.AddDomainRequest, context: Any) -> mail_pb2.AddDomainResponse:

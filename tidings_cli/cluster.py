@@ -34,23 +34,27 @@ def free_port() -> int:
 class Layout:
     base_dir: Path
     router_port: int = 7000
-    storage_ports: tuple[int, ...] = (7101, 7102, 7103)
+    # Ports of storage nodes 1, 2, ...: the first `members` form the initial ring; the rest
+    # are spares, started by `tidings node start ID` and joined by `tidings node add ID`.
+    storage_ports: tuple[int, ...] = (7101, 7102, 7103, 7104, 7105)
     smtp_port: int = 2525
     submission_port: int = 2587
     http_port: int = 8080
     metrics_ports: dict[str, int] = field(default_factory=dict)
     zones: tuple[str, ...] = ("zone-a", "zone-b", "zone-c")
+    members: int = 3
 
     @classmethod
     def default(cls, base_dir: Path) -> "Layout":
-        names = ["router", *(f"storage-{i}" for i in (1, 2, 3)), "smtp", "http"]
+        names = ["router", *(f"storage-{i}" for i in (1, 2, 3)), "smtp", "http", "storage-4", "storage-5"]
         return cls(base_dir, metrics_ports={n: 9100 + i for i, n in enumerate(names)})
 
     @classmethod
-    def on_free_ports(cls, base_dir: Path, storage_nodes: int = 3) -> "Layout":
-        names = ["router", *(f"storage-{i}" for i in range(1, storage_nodes + 1)), "smtp", "http"]
-        return cls(base_dir, router_port=free_port(),
-                   storage_ports=tuple(free_port() for _ in range(storage_nodes)),
+    def on_free_ports(cls, base_dir: Path, storage_nodes: int = 3, spares: int = 1) -> "Layout":
+        count = storage_nodes + spares
+        names = ["router", *(f"storage-{i}" for i in range(1, count + 1)), "smtp", "http"]
+        return cls(base_dir, router_port=free_port(), members=storage_nodes,
+                   storage_ports=tuple(free_port() for _ in range(count)),
                    smtp_port=free_port(), submission_port=free_port(), http_port=free_port(),
                    metrics_ports={n: free_port() for n in names})
 
@@ -61,10 +65,13 @@ class Layout:
     def storage_address(self, index: int) -> str:
         return f"{HOST}:{self.storage_ports[index - 1]}"
 
+    def zone(self, index: int) -> str:
+        return self.zones[(index - 1) % len(self.zones)] if index <= self.members else f"zone-{index}"
+
     @property
     def nodes_spec(self) -> str:
-        return ",".join(f"{i}={self.storage_address(i)}@{self.zones[(i - 1) % len(self.zones)]}"
-                        for i in range(1, len(self.storage_ports) + 1))
+        """The initial ring's members, as the router's --nodes."""
+        return ",".join(f"{i}={self.storage_address(i)}@{self.zone(i)}" for i in range(1, self.members + 1))
 
     @property
     def http_url(self) -> str:
@@ -191,7 +198,7 @@ class LocalCluster:
     def start(self, edges: tuple[str, ...] = ("smtp", "http")) -> None:
         lay = self.layout
         lay.base_dir.mkdir(parents=True, exist_ok=True)
-        for index in range(1, len(lay.storage_ports) + 1):
+        for index in range(1, lay.members + 1):
             self.start_storage(index, wait=False)
         for index in self.storage:
             wait_healthy(lay.storage_address(index))

@@ -70,7 +70,8 @@ def _load_layout(base: Path) -> Layout:
     data = json.loads(path.read_text())
     return Layout(base_dir=base, router_port=data["router_port"], storage_ports=tuple(data["storage_ports"]),
                   smtp_port=data["smtp_port"], submission_port=data["submission_port"],
-                  http_port=data["http_port"], metrics_ports=data["metrics_ports"], zones=tuple(data["zones"]))
+                  http_port=data["http_port"], metrics_ports=data["metrics_ports"], zones=tuple(data["zones"]),
+                  members=data.get("members", 3))
 
 
 def cmd_cluster_run(args: argparse.Namespace) -> int:
@@ -96,6 +97,44 @@ def cmd_cluster_run(args: argparse.Namespace) -> int:
         print("stopping...", flush=True)
         cluster.stop()
         _layout_file(layout.base_dir).unlink(missing_ok=True)
+    return 0
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    channel, admin = _admin(args.router)
+    with channel:
+        report = admin.Repair(mail_pb2.RepairRequest(check_only=args.check), timeout=3600)
+    print(f"{report.ranges} ranges compared, {report.ranges_differing} differed, "
+          f"{report.items_repaired} items repaired")
+    if report.unreachable_nodes:
+        print(f"unreachable: nodes {', '.join(report.unreachable_nodes)}")
+    print("replicas converged" if report.converged else "replicas were not converged")
+    return 0 if report.converged or not args.check else 1
+
+
+def _print_ring(report: mail_pb2.RingReport) -> None:
+    print(f"ring version {report.version}")
+    for node in report.nodes:
+        print(f"  node {node.node_id} {node.address} {node.zone}: owns {node.ownership:.1%}")
+    if report.items_streamed or report.items_dropped:
+        print(f"streamed {report.items_streamed} items ({report.bytes_streamed} bytes), "
+              f"dropped {report.items_dropped}")
+
+
+def cmd_node_change(args: argparse.Namespace) -> int:
+    channel, admin = _admin(args.router)
+    node_id = str(args.id)
+    with channel:
+        if args.action == "add":
+            layout = _load_layout(args.base_dir)
+            address = args.address or layout.storage_address(args.id)
+            zone = args.zone or layout.zone(args.id)
+            report = admin.AddNode(mail_pb2.NodeChange(node_id=node_id, address=address, zone=zone), timeout=3600)
+        elif args.action == "remove":
+            report = admin.RemoveNode(mail_pb2.NodeChange(node_id=node_id), timeout=3600)
+        else:
+            report = admin.DescribeRing(mail_pb2.DescribeRingRequest(), timeout=30)
+    _print_ring(report)
     return 0
 
 
@@ -142,6 +181,19 @@ def build_parser() -> argparse.ArgumentParser:
     start = node.add_parser("start", help="(re)start a storage node of the running local cluster")
     start.add_argument("id", type=int)
     start.set_defaults(func=cmd_node_start)
+    add = node.add_parser("add", help="join a running storage node to the ring: stream its ranges, then switch")
+    add.add_argument("id", type=int)
+    add.add_argument("--address", help="its gRPC address (default: from the local cluster layout)")
+    add.add_argument("--zone", help="its zone (default: from the local cluster layout)")
+    add.set_defaults(func=cmd_node_change)
+    remove = node.add_parser("remove", help="hand a node's ranges to the others, then take it out of the ring")
+    remove.add_argument("id", type=int)
+    remove.set_defaults(func=cmd_node_change)
+    node.add_parser("list", help="the ring: nodes, zones, ownership").set_defaults(func=cmd_node_change)
+
+    repair = sub.add_parser("repair", help="anti-entropy now: compare replica digests, stream differences")
+    repair.add_argument("--check", action="store_true", help="only compare; exit 1 when replicas differ")
+    repair.set_defaults(func=cmd_repair)
     return parser
 
 

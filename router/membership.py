@@ -1,0 +1,176 @@
+"""Adding and removing storage nodes while traffic flows (`tidings node add|remove`).
+
+A change runs in four steps, under one lock:
+1. pending: the replica layer sends every write to the owners under both rings, with
+   W raised by the number of new owners (replicas.write_plan);
+2. stream: each new owner of a moved range pulls it from a current owner, node to node
+   (PullRanges), then anti-entropy reconciles every moved range across old and new
+   owners, catching writes that raced the stream;
+3. switch: the new ring map goes to every node and the router serves it;
+4. clean up: owners that lost a range drop it (DropRanges).
+If a step fails before the switch, the old ring keeps serving and the change can be run
+again; what a new owner had pulled is dropped by the next attempt's clean-up or stays
+unread (reads follow the ring).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable
+
+import grpc
+from prometheus_client import Counter
+
+from router.anti_entropy import AntiEntropy, Range, RangeGroup
+from router.errors import AlreadyExists, FailedPrecondition, NotFound, Unavailable
+from router.replicas import Replicas
+from router.ring import NodeInfo, RangeChange, Ring
+from router.ring_keeper import RingKeeper
+from tidings.v1 import mail_pb2, storage_pb2
+
+log = logging.getLogger(__name__)
+
+STREAM_TIMEOUT = 3600.0
+STREAMED_BYTES = Counter("tidings_membership_streamed_bytes_total", "Bytes new owners pulled in ring changes")
+STREAMED_ITEMS = Counter("tidings_membership_streamed_items_total", "Items new owners pulled in ring changes")
+DROPPED_ITEMS = Counter("tidings_membership_dropped_items_total", "Items old owners dropped after ring changes")
+
+
+@dataclass
+class Moved:
+    items: int = 0
+    bytes: int = 0
+    dropped: int = 0
+
+
+def pulls(changes: list[RangeChange], is_up: Callable[[str], bool]) -> dict[tuple[str, str], list[Range]]:
+    """(new owner, source) -> ranges: each gained range from an owner that keeps it, if
+    one is up, else from any current owner that is up."""
+    plan: dict[tuple[str, str], list[Range]] = defaultdict(list)
+    for change in changes:
+        staying = [n for n in change.before if n in change.after and is_up(n)]
+        leaving = [n for n in change.before if n not in change.after and is_up(n)]
+        sources = staying + leaving
+        for gainer in change.after:
+            if gainer in change.before:
+                continue
+            if not sources:
+                raise Unavailable(f"no live owner of range ({change.start}, {change.end}] to stream from")
+            plan[(gainer, sources[0])].append((change.start, change.end))
+    return dict(plan)
+
+
+def drops(changes: list[RangeChange]) -> dict[str, list[Range]]:
+    """Old owner -> ranges it no longer replicates."""
+    plan: dict[str, list[Range]] = defaultdict(list)
+    for change in changes:
+        for loser in change.before:
+            if loser not in change.after:
+                plan[loser].append((change.start, change.end))
+    return dict(plan)
+
+
+def moved_groups(changes: list[RangeChange], nodes: dict[str, NodeInfo]) -> list[RangeGroup]:
+    """The moved ranges grouped by the union of their old and new owners."""
+    grouped: dict[tuple[str, ...], list[Range]] = defaultdict(list)
+    for change in changes:
+        grouped[tuple(sorted({*change.before, *change.after}))].append((change.start, change.end))
+    return [RangeGroup(tuple(nodes[i] for i in ids), tuple(r)) for ids, r in grouped.items()]
+
+
+def _ranges(ranges: list[Range]) -> list[storage_pb2.TokenRange]:
+    return [storage_pb2.TokenRange(start=s, end=e) for s, e in ranges]
+
+
+class Membership:
+    def __init__(self, replicas: Replicas, keeper: RingKeeper, anti_entropy: AntiEntropy) -> None:
+        self.replicas = replicas
+        self.keeper = keeper
+        self.anti_entropy = anti_entropy
+        self._lock = asyncio.Lock()
+
+    async def add(self, node: NodeInfo) -> mail_pb2.RingReport:
+        async with self._lock:
+            old = self.replicas.ring
+            if node.node_id in old:
+                raise AlreadyExists(f"node {node.node_id} is in ring version {old.version}")
+            if any(n.address == node.address for n in old.nodes):
+                raise AlreadyExists(f"address {node.address} belongs to another node")
+            if not await self.replicas.detector.probe(node):
+                raise Unavailable(f"node {node.node_id} at {node.address} does not answer")
+            return await self._move(old, old.with_node(node))
+
+    async def remove(self, node_id: str) -> mail_pb2.RingReport:
+        async with self._lock:
+            old = self.replicas.ring
+            if node_id not in old:
+                raise NotFound(f"node {node_id} is not in ring version {old.version}")
+            if len(old) - 1 < self.replicas.consistency.n:
+                raise FailedPrecondition(f"removing node {node_id} would leave fewer than "
+                                         f"N={self.replicas.consistency.n} nodes")
+            return await self._move(old, old.without_node(node_id))
+
+    async def _move(self, old: Ring, new: Ring) -> mail_pb2.RingReport:
+        n = self.replicas.consistency.n
+        changes = old.diff(new, n)
+        nodes = {x.node_id: x for x in (*old.nodes, *new.nodes)}
+        moved = Moved()
+        log.info("ring %d -> %d: %d ranges move", old.version, new.version, len(changes))
+        self.replicas.pending = new
+        try:
+            await self._stream(changes, nodes, moved)
+            report = await self.anti_entropy.sync(moved_groups(changes, nodes))
+            if report.unreachable:
+                raise Unavailable(f"could not reconcile moved ranges: nodes {sorted(report.unreachable)} "
+                                  "did not answer")
+            if await self.keeper.publish(new, nodes.values()) < len(new) // 2 + 1:
+                raise Unavailable("too few nodes took the new ring map")
+            self.keeper.adopt(new)
+        finally:
+            self.replicas.pending = None
+        await self._drop(changes, nodes, moved)
+        return self.describe(moved)
+
+    async def _stream(self, changes: list[RangeChange], nodes: dict[str, NodeInfo], moved: Moved) -> None:
+        is_up = lambda node_id: self.replicas.detector.is_up(nodes[node_id])  # noqa: E731
+
+        async def pull(gainer: str, source: str, ranges: list[Range]) -> None:
+            request = storage_pb2.PullRangesRequest(source_address=nodes[source].address, ranges=_ranges(ranges))
+            try:
+                answer = await self.replicas.call(
+                    nodes[gainer], lambda stub: stub.PullRanges(request, timeout=STREAM_TIMEOUT))
+            except grpc.aio.AioRpcError as exc:
+                raise Unavailable(f"node {gainer} could not pull from node {source}: "
+                                  f"{exc.code().name} {exc.details()}") from None
+            moved.items += answer.items
+            moved.bytes += answer.bytes
+            STREAMED_ITEMS.inc(answer.items)
+            STREAMED_BYTES.inc(answer.bytes)
+
+        await asyncio.gather(*(pull(g, s, r) for (g, s), r in pulls(changes, is_up).items()))
+
+    async def _drop(self, changes: list[RangeChange], nodes: dict[str, NodeInfo], moved: Moved) -> None:
+        async def drop(loser: str, ranges: list[Range]) -> None:
+            request = storage_pb2.DropRangesRequest(ranges=_ranges(ranges))
+            try:
+                answer = await self.replicas.call(
+                    nodes[loser], lambda stub: stub.DropRanges(request, timeout=STREAM_TIMEOUT))
+            except grpc.aio.AioRpcError as exc:  # the ring has switched: stale data is unread, not wrong
+                log.warning("node %s kept ranges it no longer owns: %s", loser, exc.code().name)
+                return
+            moved.dropped += answer.items
+            DROPPED_ITEMS.inc(answer.items)
+
+        await asyncio.gather(*(drop(loser, r) for loser, r in drops(changes).items()))
+
+    def describe(self, moved: Moved | None = None) -> mail_pb2.RingReport:
+        ring = self.replicas.ring
+        share = ring.ownership(self.replicas.consistency.n)
+        moved = moved or Moved()
+        return mail_pb2.RingReport(
+            version=ring.version,
+            nodes=[mail_pb2.RingReport.Node(node_id=x.node_id, address=x.address, zone=x.zone,
+                                            ownership=share.get(x.node_id, 0.0)) for x in ring.nodes],
+            items_streamed=moved.items, bytes_streamed=moved.bytes, items_dropped=moved.dropped)
