@@ -172,7 +172,7 @@ class Coordinator:
     async def stored(self, user_id: str, message_id: str) -> storage_pb2.StoredMessage:
         request = storage_pb2.NodeMessageRef(user_id=user_id, id=message_id)
         outcome = await self.replicas.read(user_id, lambda stub: stub.GetMessage(request))
-        held = newest([a for _, a in outcome.answers], lambda m: m.summary.version)
+        held = newest([a for _, a in outcome.answers], read_repair.held_order)
         self.read_repair.submit(user_id, read_repair.for_message(message_id, outcome.answers, outcome.missing))
         if held is None or held.tombstone:
             raise NotFound(f"no message {message_id}")

@@ -49,18 +49,23 @@ class Repair:
     source: NodeInfo | None = None
 
 
+def held_order(held: storage_pb2.StoredMessage) -> tuple[bool, int]:
+    """Which copy wins: a tombstone over any live copy, then the higher version."""
+    return held.tombstone, held.summary.version
+
+
 def for_message(message_id: str, answers: list[tuple[NodeInfo, storage_pb2.StoredMessage]],
                 missing: list[NodeInfo]) -> list[Repair]:
     """Repairs after GetMessage: `answers` are the replicas that hold the id (live or
     tombstone), `missing` those that answered NOT_FOUND."""
     if not answers:
         return []
-    _, best = max(answers, key=lambda a: a[1].summary.version)
+    _, best = max(answers, key=lambda a: held_order(a[1]))
     version = best.summary.version
     repairs: list[Repair] = []
-    if best.tombstone:
+    if best.tombstone:  # a tombstone wins over a live copy of any version
         for node, held in answers:
-            if not held.tombstone and held.summary.version < version:
+            if not held.tombstone:
                 repairs.append(Repair(EXPUNGE, node, message_id, version=version))
         return repairs  # a replica that never held it has nothing to resurrect
     for node in missing:

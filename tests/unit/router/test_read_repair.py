@@ -61,6 +61,12 @@ def test_newer_tombstone_expunges_live_copies() -> None:
     assert repairs[0].version == 9
 
 
+def test_a_tombstone_beats_a_live_copy_with_a_newer_version() -> None:
+    # A flag change that reached only one replica after the expunge elsewhere: deleted wins.
+    repairs = for_message(MID, [(N1, stored(12)), (N2, stored(9, tombstone=True))], [])
+    assert kinds(repairs) == [(EXPUNGE, "1")]
+
+
 def test_tombstone_is_never_stored_on_a_missing_replica() -> None:
     assert for_message(MID, [(N1, stored(9, tombstone=True))], [N2]) == []
 
