@@ -14,16 +14,24 @@ _DELETED = None
 
 
 class Txn:
-    """Implements search_node's Txn protocol over a dict overlay and a reader."""
+    """Implements search_node's Txn protocol over a dict overlay and a reader.
+
+    Range deletes (`delete_range`) come first in the written batch; a key put after a
+    range delete that covers it is kept in the overlay, so it is written after the range
+    delete and survives, as in RocksDB's own ordered WriteBatch.
+    """
 
     def __init__(self, read: Callable[[str, bytes], bytes | None]) -> None:
         self._read = read
         self._overlay: dict[tuple[str, bytes], bytes | None] = {}
+        self._ranges: list[tuple[str, bytes, bytes]] = []
 
     def get(self, cf: str, key: bytes) -> bytes | None:
         slot = (cf, key)
         if slot in self._overlay:
             return self._overlay[slot]
+        if any(c == cf and start <= key < end for c, start, end in self._ranges):
+            return _DELETED
         return self._read(cf, key)
 
     def put(self, cf: str, key: bytes, value: bytes) -> None:
@@ -32,14 +40,21 @@ class Txn:
     def delete(self, cf: str, key: bytes) -> None:
         self._overlay[(cf, key)] = _DELETED
 
+    def delete_range(self, cf: str, start: bytes, end: bytes) -> None:
+        """Delete every key in [start, end) of one column family."""
+        self._overlay = {(c, k): v for (c, k), v in self._overlay.items() if c != cf or not start <= k < end}
+        self._ranges.append((cf, start, end))
+
     def child(self) -> "Txn":
         return Txn(self.get)
 
     def fold_into(self, parent: "Txn") -> None:
+        for cf, start, end in self._ranges:
+            parent.delete_range(cf, start, end)
         parent._overlay.update(self._overlay)
 
     def __len__(self) -> int:
-        return len(self._overlay)
+        return len(self._overlay) + len(self._ranges)
 
     def items(self) -> Iterator[tuple[str, bytes, bytes | None]]:
         for (cf, key), value in self._overlay.items():
@@ -47,6 +62,8 @@ class Txn:
 
     def to_write_batch(self, handle: Callable[[str], object]) -> WriteBatch:
         batch = WriteBatch(raw_mode=True)
+        for cf, start, end in self._ranges:
+            batch.delete_range(start, end, handle(cf))
         for cf, key, value in self.items():
             if value is _DELETED:
                 batch.delete(key, handle(cf))

@@ -38,6 +38,12 @@ def encode_record(record: MessageRecord) -> bytes:
     return bytes([RECORD_JSON_V1]) + json.dumps(body, separators=(",", ":")).encode()
 
 
+def is_tombstone(value: bytes) -> bool:
+    """Whether an encoded record is a tombstone, without decoding it: the tombstone flag is
+    the last member encode_record writes (JSON string values cannot end the object)."""
+    return value[:1] == bytes([RECORD_JSON_V1]) and value.endswith(b',"x":true}')
+
+
 def _addresses(items: list[list[str]]) -> tuple[tuple[str, str], ...]:
     return tuple((name, email) for name, email in items)
 

@@ -17,7 +17,7 @@ from storage_node import codec, keys
 from storage_node.batch import Txn
 from storage_node.blobs import BlobStore
 from storage_node.errors import InvalidArgument, NotFound
-from storage_node.mime import ParsedMail
+from storage_node.mime import ParsedMail, parse_mail
 from storage_node.model import DirectoryValue, FolderCounts, MessageRecord
 
 INLINE_BODY_LIMIT = 256 * 1024  # larger raw messages go to the object store
@@ -44,6 +44,23 @@ class NewMessage:
     size: int
     parsed: ParsedMail
     body_value: bytes  # already encoded: inline (compressed) or a blob reference
+
+
+@dataclass(frozen=True)
+class MessageState:
+    """A message as one replica holds it (raw empty for a tombstone), or as StoreMessage
+    hands it over; the fields are the wire's ReplicaMessage."""
+
+    user_id: str
+    id: str
+    version: int
+    tombstone: bool
+    raw: bytes
+    folder_id: str
+    unread: bool
+    starred: bool
+    received_ms: int
+    thread_id: str
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,12 @@ def check_message_id(message_id: str) -> None:
         raise NotFound(f"no message {message_id!r}")
 
 
+def check_new_message_id(message_id: str) -> None:
+    """A message id handed in to be written: malformed is bad input (not merely absent)."""
+    if len(message_id) != 2 * keys.ID_BYTES or not _is_hex(message_id):
+        raise InvalidArgument(f"malformed message id {message_id!r}")
+
+
 def _is_hex(value: str) -> bool:
     return all(c in "0123456789abcdef" for c in value)
 
@@ -85,7 +108,8 @@ class Engine(RdictStore):
     def __init__(self, path: Path, blobs: BlobStore, extra_column_families: Iterable[str] = (),
                  index: MailIndex | None = None) -> None:
         path.mkdir(parents=True, exist_ok=True)
-        super().__init__(str(path), [*keys.MAIL_COLUMN_FAMILIES, *extra_column_families], sync=True)
+        super().__init__(str(path), [*keys.MAIL_COLUMN_FAMILIES, *keys.NODE_COLUMN_FAMILIES,
+                                     *extra_column_families], sync=True)
         self._write_lock = threading.Lock()
         self.blobs = blobs
         self.index = index
@@ -95,6 +119,15 @@ class Engine(RdictStore):
         if len(raw) > INLINE_BODY_LIMIT:
             return codec.encode_blob_body(self.blobs.put(raw))
         return codec.encode_inline_body(raw)
+
+    def prepare(self, state: MessageState) -> NewMessage:
+        """Parse and place the body (blob first, so a reference never dangles); no RocksDB writes."""
+        return NewMessage(
+            user_id=state.user_id, id=state.id, thread_id=state.thread_id or state.id[:2 * keys.THREAD_BYTES],
+            folder_id=state.folder_id, unread=state.unread, starred=state.starred,
+            received_ms=state.received_ms, version=state.version, size=len(state.raw),
+            parsed=parse_mail(state.raw), body_value=self.encode_body(state.raw),
+        )
 
     def new_txn(self) -> Txn:
         return Txn(self.get)
@@ -136,24 +169,62 @@ class Engine(RdictStore):
         old = codec.decode_record(value)
         if old.tombstone:
             raise NotFound(f"message {change.id} was deleted")
+        if change.expunge:
+            return self._expunge(txn, change.user_id, old, change.version)  # a tombstone wins over any version
         if change.version <= old.version:
             return old  # last writer wins: this change is older than what we hold
-        if change.expunge:
-            return self._expunge(txn, change.user_id, old, change.version)
-        new = replace(
+        return self._set_cells(txn, change.user_id, old, replace(
             old,
             unread=old.unread if change.unread is None else change.unread,
             starred=old.starred if change.starred is None else change.starred,
             folder_no=old.folder_no if change.folder_id is None else folder_no(change.folder_id),
             version=change.version,
-        )
-        self._place(txn, change.user_id, old, new)
+        ))
+
+    def _set_cells(self, txn: Txn, user_id: str, old: MessageRecord, new: MessageRecord) -> MessageRecord:
+        self._place(txn, user_id, old, new)
         if self.index is not None:
-            self.index.on_update(txn, change.user_id, new)
+            self.index.on_update(txn, user_id, new)
         return new
 
+    def apply_replica(self, txn: Txn, state: MessageState, prepared: NewMessage | None = None) -> bool:
+        """Merge a message as another replica holds it; True when this replica changed.
+
+        Not held: stored exactly as given (a tombstone as a bare record: no body, no rows).
+        Held live: a newer live version sets the mutable cells; a tombstone of any version
+        expunges (message ids are never reused, so a deleted message never comes back).
+        Held tombstone: stays; only its version rises to a newer tombstone's, so replicas
+        converge on one (key, version, tombstone). `prepared` is `prepare(state)` done
+        ahead, off the commit path; it is made here when missing.
+        """
+        key = keys.message(state.user_id, state.id)
+        value = txn.get(keys.CF_MESSAGES, key)
+        if value is None:
+            if state.tombstone:
+                txn.put(keys.CF_MESSAGES, key, codec.encode_record(_bare_tombstone(state)))
+            else:
+                self.store_message(txn, prepared or self.prepare(state))
+            return True
+        held = codec.decode_record(value)
+        if state.tombstone:
+            if not held.tombstone:
+                self._expunge(txn, state.user_id, held, state.version)
+            elif state.version > held.version:
+                txn.put(keys.CF_MESSAGES, key, codec.encode_record(replace(held, version=state.version)))
+            else:
+                return False
+            return True
+        if held.tombstone or state.version <= held.version:
+            return False
+        self._set_cells(txn, state.user_id, held, replace(
+            held, folder_no=folder_no(state.folder_id), unread=state.unread, starred=state.starred,
+            version=state.version))
+        return True
+
     def _expunge(self, txn: Txn, user_id: str, old: MessageRecord, version: int) -> MessageRecord:
-        tomb = replace(old, tombstone=True, version=version, unread=False, starred=False)
+        """Replace a live message by its tombstone. The tombstone keeps the higher of the
+        delete's and the live copy's versions: it is then the newest state every reader sees."""
+        tomb = replace(old, tombstone=True, version=max(version, old.version), unread=False, starred=False)
         self._unplace(txn, user_id, old)
         txn.delete(keys.CF_BODIES, keys.message(user_id, old.id))
         txn.delete(keys.CF_THREADS, keys.thread_entry(user_id, old.thread_id, old.received_ms, old.id))
@@ -195,6 +266,10 @@ class Engine(RdictStore):
         txn.put(keys.CF_DIRECTORY, dkey, codec.encode_directory(entry))
         return entry
 
+    def apply_directory(self, txn: Txn, key: str, entry: DirectoryValue) -> bool:
+        """put_directory's LWW; True when the entry was written."""
+        return self.put_directory(txn, key, entry) is entry
+
     # -- reads -------------------------------------------------------------------------
     def record(self, user_id: str, message_id: str) -> MessageRecord | None:
         check_message_id(message_id)
@@ -234,11 +309,30 @@ class Engine(RdictStore):
             if not record.tombstone:
                 yield record
 
-    def user_ids(self) -> Iterator[str]:
-        """Every user with a message on this node: one seek per partition, not a full scan."""
-        start = b""
+    def scan_range(self, cf: str, start: bytes, end: bytes | None) -> Iterator[tuple[bytes, bytes]]:
+        """scan, with end None meaning to the end of the column family."""
+        if end is not None:
+            yield from self.scan(cf, start, end)
+            return
+        it = self._cfs[cf].iter()
+        it.seek(start)
+        while it.valid():
+            yield it.key(), it.value()
+            it.next()
+
+    def last_key(self, cf: str) -> bytes | None:
+        it = self._cfs[cf].iter()
+        it.seek_to_last()
+        return it.key() if it.valid() else None
+
+    def has_column_family(self, cf: str) -> bool:
+        return cf in self._cfs
+
+    def user_ids(self, start: bytes = b"", end: bytes | None = None) -> Iterator[str]:
+        """Every user with a message on this node (whose partition key lies in [start, end)):
+        one seek per partition, not a full scan."""
         while True:
-            first = next(self.scan(keys.CF_MESSAGES, start, b"\xff" * (keys.PARTITION_BYTES + 1)), None)
+            first = next(self.scan_range(keys.CF_MESSAGES, start, end), None)
             if first is None:
                 return
             prefix = first[0][:keys.PARTITION_BYTES]
@@ -266,6 +360,16 @@ class Engine(RdictStore):
     def directory(self, key: str) -> DirectoryValue | None:
         value = self.get(keys.CF_DIRECTORY, keys.directory(key))
         return None if value is None else codec.decode_directory(value)
+
+
+def _bare_tombstone(state: MessageState) -> MessageRecord:
+    """The tombstone of a message this replica never held: no content, only what a ref needs."""
+    return MessageRecord(
+        id=state.id, thread_id=state.thread_id, received_ms=state.received_ms, size=0, rfc822_msgid="",
+        in_reply_to="", references=(), from_=(), to=(), cc=(), bcc=(), subject="", snippet="",
+        attachments=(), folder_no=keys.SYSTEM_FOLDERS.get(state.folder_id, 0), unread=False, starred=False,
+        version=state.version, tombstone=True,
+    )
 
 
 def run_group(engine: Engine, mutations: list[Callable[[Txn], object]]) -> list[object]:

@@ -40,6 +40,11 @@ CF_MSGIDS = "msgids"           # partition | hash(Message-Id)     -> thread id
 MAIL_COLUMN_FAMILIES = (
     CF_DIRECTORY, CF_FOLDERS, CF_BY_FOLDER, CF_UNREAD, CF_MESSAGES, CF_BODIES, CF_THREADS, CF_MSGIDS,
 )
+# Column families of the node itself, outside every token range.
+CF_HINTS = "hints"             # target node | 0x00 | version | seq  -> serialized Hint
+CF_META = "meta"               # name                               -> node state (the ring map)
+NODE_COLUMN_FAMILIES = (CF_HINTS, CF_META)
+RING_KEY = b"ring"
 
 # System folders have fixed numbers; the number, not the name, is in the keys.
 SYSTEM_FOLDERS: dict[str, int] = {
@@ -90,6 +95,21 @@ def thread_entry(user_id: str, thread_id: str, received_ms: int, message_id: str
 def msgid(user_id: str, rfc822_msgid: str) -> bytes:
     digest = hashlib.blake2b(rfc822_msgid.strip().strip("<>").encode(), digest_size=16).digest()
     return partition(user_id) + digest
+
+
+def hint_target(target_node_id: str) -> bytes:
+    """The prefix of every hint for one target node."""
+    return target_node_id.encode() + b"\x00"
+
+
+def hint(target_node_id: str, version: int, seq: int) -> bytes:
+    """Hints of one target sort by the mutation's version: the replay order."""
+    return hint_target(target_node_id) + u64(version) + u64(seq)
+
+
+def parse_hint(key: bytes) -> tuple[str, int]:
+    """(target node id, mutation version) of a hint key."""
+    return key[:-17].decode(), read_u64(key, len(key) - 16)
 
 
 def prefix_end(prefix: bytes) -> bytes:

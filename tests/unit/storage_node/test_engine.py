@@ -1,41 +1,15 @@
 """The storage engine over a real RocksDB: the data model's rules, idempotence, LWW."""
 from __future__ import annotations
 
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
 from storage_node import codec, keys
 from storage_node.blobs import LocalBlobStore
-from storage_node.engine import Change, Engine, NewMessage, run_group
+from storage_node.engine import Change, Engine, run_group
 from storage_node.errors import InvalidArgument, NotFound
-from storage_node.mime import parse_mail
-
-USER = "0123456789abcdef"
-OTHER = "fedcba9876543210"
-
-
-def raw_mail(subject: str = "hello", body: str = "hi there") -> bytes:
-    m = EmailMessage()
-    m["From"] = "Bob <bob@example.test>"
-    m["To"] = "alice@example.test"
-    m["Subject"] = subject
-    m["Message-ID"] = f"<{subject.replace(' ', '.')}@example.test>"
-    m.set_content(body)
-    return m.as_bytes()
-
-
-def new(mid: str, ms: int, user: str = USER, unread: bool = True, raw: bytes | None = None,
-        folder: str = "inbox", version: int = 1, body: bytes | None = None) -> NewMessage:
-    raw = raw or raw_mail(f"m{mid[-4:]}")
-    return NewMessage(user_id=user, id=mid, thread_id=mid[:16], folder_id=folder, unread=unread, starred=False,
-                      received_ms=ms, version=version, size=len(raw), parsed=parse_mail(raw),
-                      body_value=body or codec.encode_inline_body(raw))
-
-
-def mid(n: int) -> str:
-    return f"{n:032x}"
+from tests.unit.storage_node.fixtures import OTHER, USER, apply, mid, new, raw_mail
 
 
 @pytest.fixture
@@ -43,13 +17,6 @@ def engine(tmp_path: Path):
     e = Engine(tmp_path / "db", LocalBlobStore(tmp_path / "blobs"))
     yield e
     e.close()
-
-
-def apply(engine: Engine, fn):
-    [result] = run_group(engine, [fn])
-    if isinstance(result, Exception):
-        raise result
-    return result
 
 
 def test_store_is_idempotent_and_counts(engine: Engine) -> None:
