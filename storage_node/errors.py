@@ -20,3 +20,7 @@ class CorruptValue(StorageError):
 
 class BlobMissing(StorageError):
     pass
+
+
+class PeerUnavailable(StorageError):
+    """Another storage node this node called (a range pull) failed or could not be reached."""

@@ -233,7 +233,7 @@ def drop_ranges(engine: Engine, txn: Txn, bounds: list[KeyBounds]) -> int:
         last = engine.last_key(cf)
         for low, high in bounds:
             end = high if high is not None else (None if last is None else last + b"\x00")
-            if end is not None:
+            if end is not None and low < end:
                 txn.delete_range(cf, low, end)
     # search_node's layout (docs/search.md): all of a user's keys start with the 8-byte user id.
     for cf in filter(engine.has_column_family, SEARCH_COLUMN_FAMILIES):

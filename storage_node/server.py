@@ -9,10 +9,13 @@ from pathlib import Path
 from storage_node.blobs import blob_store_from_env
 from storage_node.commit import GroupCommitter
 from storage_node.engine import Engine
+from storage_node.gc import collect_garbage
 from storage_node.grpc_runtime import Mounted, serve
 from storage_node.indexing import EmbeddedIndex
 from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES
 from storage_node.service import StorageService
+from storage_node.settings import Settings
+from storage_node.tasks import Background
 from tidings.v1 import storage_pb2, storage_pb2_grpc
 
 
@@ -21,21 +24,39 @@ def open_engine(data_dir: Path, blob_dir: Path) -> Engine:
                   index=EmbeddedIndex())
 
 
+class StorageNode:
+    """One node's parts (engine, group committer, servicer, background tasks), started and
+    stopped in order around a gRPC server."""
+
+    def __init__(self, node_id: str, data_dir: Path, blob_dir: Path, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings.from_env()
+        self.engine = open_engine(data_dir, blob_dir)
+        self.committer = GroupCommitter(self.engine)
+        self.service = StorageService(self.engine, self.committer, node_id=node_id, settings=self.settings)
+        self._background = Background()
+
+    async def start(self) -> None:
+        self.committer.start()
+        self._background.start(self.settings.hint_interval_s, self.service.hints.replay, "hint-replay")
+        self._background.start(self.settings.gc_interval_s, self.collect_garbage, "garbage-collection")
+
+    async def collect_garbage(self) -> None:
+        await collect_garbage(self.engine, self.committer, self.service.hints, self.settings.grace_ms)
+
+    async def stop(self) -> None:
+        await self._background.stop()
+        await self.service.peers.close()
+        await self.committer.stop()
+        self.engine.close()
+
+
+MOUNT_NAME = storage_pb2.DESCRIPTOR.services_by_name["StorageNode"].full_name
+
+
 async def run(node_id: str, listen: str, data_dir: Path, blob_dir: Path, metrics_port: int | None) -> None:
-    engine = open_engine(data_dir, blob_dir)
-    committer = GroupCommitter(engine)
-    service = StorageService(engine, committer, node_id=node_id)
-    name = storage_pb2.DESCRIPTOR.services_by_name["StorageNode"].full_name
-
-    async def start() -> None:
-        committer.start()
-
-    async def stop() -> None:
-        await committer.stop()
-        engine.close()
-
-    await serve([Mounted(storage_pb2_grpc.add_StorageNodeServicer_to_server, service, name)],
-                listen, metrics_port, f"storage_node {node_id}", on_start=start, on_stop=stop)
+    node = StorageNode(node_id, data_dir, blob_dir)
+    await serve([Mounted(storage_pb2_grpc.add_StorageNodeServicer_to_server, node.service, MOUNT_NAME)],
+                listen, metrics_port, f"storage_node {node_id}", on_start=node.start, on_stop=node.stop)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,19 +2,26 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import grpc
 from prometheus_client import Counter
 
-from storage_node import keys
+from storage_node import keys, replication
 from storage_node.commit import GroupCommitter
-from storage_node.engine import Change, Engine, NewMessage, check_user_id
-from storage_node.errors import BlobMissing, CorruptValue, InvalidArgument, NotFound, StorageError
+from storage_node.engine import Change, Engine, MessageState, NewMessage, check_new_message_id, check_user_id
+from storage_node.errors import BlobMissing, CorruptValue, InvalidArgument, NotFound, PeerUnavailable, StorageError
+from storage_node.gc import collect_garbage
+from storage_node.hints import HintStore
 from storage_node.indexing import check_user, rebuild_user
-from storage_node.mime import parse_mail
 from storage_node.model import DirectoryValue, MessageRecord
+from storage_node.peers import PeerPool
+from storage_node.ranges import TokenRange, check_ranges, key_bounds, union_bounds
+from storage_node.replication import DirectoryItem, Item, ItemRef, ItemVersion
+from storage_node.ring_map import RingStore
+from storage_node.settings import Settings
 from search_node.index import InvalidCursor, QuerySyntaxError, SearchIndex
 from tidings.v1 import storage_pb2, storage_pb2_grpc, types_pb2
 
@@ -27,7 +34,16 @@ _STATUS: dict[type[StorageError], grpc.StatusCode] = {
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
     CorruptValue: grpc.StatusCode.DATA_LOSS,
     BlobMissing: grpc.StatusCode.DATA_LOSS,
+    PeerUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
+STREAM_BYTES = Counter("tidings_stream_bytes_total", "Bytes of range streams (serialized batches)", ["direction"])
+STREAM_ITEMS = Counter("tidings_stream_items_total", "Items of range streams", ["direction"])
+
+
+async def _abort(context: grpc.aio.ServicerContext, method: str, exc: StorageError) -> None:
+    code = _STATUS.get(type(exc), grpc.StatusCode.INTERNAL)
+    RPC_ERRORS.labels(method, code.name).inc()
+    await context.abort(code, str(exc))
 
 
 def maps_errors(method: F) -> F:
@@ -38,9 +54,7 @@ def maps_errors(method: F) -> F:
         try:
             return await method(self, request, context)
         except StorageError as exc:
-            code = _STATUS.get(type(exc), grpc.StatusCode.INTERNAL)
-            RPC_ERRORS.labels(method.__name__, code.name).inc()
-            await context.abort(code, str(exc))
+            await _abort(context, method.__name__, exc)
 
     return wrapper  # type: ignore[return-value]
 
@@ -59,6 +73,38 @@ def to_summary(record: MessageRecord) -> types_pb2.MessageSummary:
     )
 
 
+def _ranges(ranges: Any) -> list[TokenRange]:
+    return check_ranges([TokenRange(r.start, r.end) for r in ranges])
+
+
+def _to_item(item: Item) -> storage_pb2.ReplicaItem:
+    if isinstance(item, DirectoryItem):
+        return storage_pb2.ReplicaItem(directory=storage_pb2.DirectoryEntry(
+            key=item.key, value=item.value, version=item.version, found=True))
+    return storage_pb2.ReplicaItem(message=storage_pb2.ReplicaMessage(**dataclasses.asdict(item)))
+
+
+_STATE_FIELDS = [f.name for f in dataclasses.fields(MessageState)]
+
+
+def _from_item(item: storage_pb2.ReplicaItem) -> Item:
+    kind = item.WhichOneof("item")
+    if kind == "directory":
+        return DirectoryItem(item.directory.key, bytes(item.directory.value), item.directory.version)
+    if kind == "message":
+        return MessageState(**{name: getattr(item.message, name) for name in _STATE_FIELDS})
+    raise InvalidArgument("an empty replica item")
+
+
+def _to_items(items: list[Item]) -> storage_pb2.ReplicaItems:
+    return storage_pb2.ReplicaItems(items=[_to_item(i) for i in items])
+
+
+def _to_version(held: ItemVersion) -> storage_pb2.ItemVersion:
+    return storage_pb2.ItemVersion(ref=storage_pb2.ItemRef(**dataclasses.asdict(held.ref)),
+                                   version=held.version, tombstone=held.tombstone)
+
+
 def _summaries(records: list[MessageRecord]) -> storage_pb2.NodeSummaries:
     return storage_pb2.NodeSummaries(
         messages=[to_summary(r) for r in records if not r.tombstone],
@@ -68,24 +114,25 @@ def _summaries(records: list[MessageRecord]) -> storage_pb2.NodeSummaries:
 
 class StorageService(storage_pb2_grpc.StorageNodeServicer):
     def __init__(self, engine: Engine, committer: GroupCommitter, search_index: SearchIndex | None = None,
-                 node_id: str = "") -> None:
+                 node_id: str = "", hints: HintStore | None = None, peers: PeerPool | None = None,
+                 settings: Settings | None = None) -> None:
         self.node_id = node_id
         self.engine = engine
         self.committer = committer
         self.search_index = search_index or SearchIndex()
+        self.peers = peers or PeerPool()
+        self.hints = hints or HintStore(engine, committer, self.peers)
+        self.ring = RingStore(engine, committer)
+        self.settings = settings or Settings()
 
     def _prepare(self, request: storage_pb2.StoreMessageRequest) -> NewMessage:
-        """Parse and place the body (blob first, so a reference never dangles); no RocksDB writes."""
         check_user_id(request.user_id)
-        if len(request.id) != 32:
-            raise InvalidArgument(f"malformed message id {request.id!r}")
-        raw = bytes(request.raw)
-        return NewMessage(
-            user_id=request.user_id, id=request.id, thread_id=request.thread_id or request.id[:16],
-            folder_id=request.folder_id or "inbox", unread=request.unread, starred=request.starred,
-            received_ms=request.received_ms, version=request.version, size=len(raw),
-            parsed=parse_mail(raw), body_value=self.engine.encode_body(raw),
-        )
+        check_new_message_id(request.id)
+        return self.engine.prepare(MessageState(
+            user_id=request.user_id, id=request.id, version=request.version, tombstone=False,
+            raw=bytes(request.raw), folder_id=request.folder_id or "inbox", unread=request.unread,
+            starred=request.starred, received_ms=request.received_ms, thread_id=request.thread_id,
+        ))
 
     @maps_errors
     async def StoreMessage(self, request: storage_pb2.StoreMessageRequest, context: Any) -> storage_pb2.StoreMessageResponse:
@@ -211,3 +258,101 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
             report.documents += count
             report.problems.extend(f"user {user_id}: {p}" for p in problems)
         return report
+
+    # -- replication ---------------------------------------------------------------------
+    @maps_errors
+    async def RangeDigests(self, request: storage_pb2.RangeDigestsRequest, context: Any) -> storage_pb2.RangeDigestsResponse:
+        ranges = _ranges(request.ranges)
+        answer = storage_pb2.RangeDigestsResponse()
+        for token_range, wire in zip(ranges, request.ranges):
+            digest, count = await asyncio.to_thread(replication.range_digest, self.engine, token_range)
+            answer.digests.add(range=wire, digest=digest, items=count)
+        return answer
+
+    @maps_errors
+    async def RangeEntries(self, request: storage_pb2.RangeEntriesRequest, context: Any) -> storage_pb2.RangeEntriesResponse:
+        bounds = union_bounds(_ranges(request.ranges))
+        held = await asyncio.to_thread(replication.range_entries, self.engine, bounds)
+        return storage_pb2.RangeEntriesResponse(items=[_to_version(h) for h in held])
+
+    @maps_errors
+    async def ReadItems(self, request: storage_pb2.ReadItemsRequest, context: Any) -> storage_pb2.ReplicaItems:
+        refs = [ItemRef(r.user_id, r.id, r.directory_key) for r in request.refs]
+        return _to_items(await asyncio.to_thread(replication.read_items, self.engine, refs))
+
+    @maps_errors
+    async def ApplyItems(self, request: storage_pb2.ReplicaItems, context: Any) -> storage_pb2.ApplyItemsResponse:
+        items = [_from_item(i) for i in request.items]
+        return storage_pb2.ApplyItemsResponse(applied=await replication.apply_items(self.engine, self.committer, items))
+
+    async def StreamRanges(self, request: storage_pb2.StreamRangesRequest, context: Any
+                           ) -> AsyncIterator[storage_pb2.ReplicaItems]:
+        try:
+            async for batch in self._stream(request):
+                yield batch
+        except StorageError as exc:  # maps_errors' translation, for a streaming method
+            await _abort(context, "StreamRanges", exc)
+
+    async def _stream(self, request: storage_pb2.StreamRangesRequest) -> AsyncIterator[storage_pb2.ReplicaItems]:
+        bounds = union_bounds(_ranges(request.ranges))
+        batch_bytes = request.batch_bytes if request.batch_bytes > 0 else replication.DEFAULT_BATCH_BYTES
+        after: replication.Position | None = None
+        while True:
+            items, after = await asyncio.to_thread(replication.read_batch, self.engine, bounds, after, batch_bytes)
+            if items:
+                batch = _to_items(items)
+                STREAM_ITEMS.labels("out").inc(len(items))
+                STREAM_BYTES.labels("out").inc(batch.ByteSize())
+                yield batch
+            if after is None:
+                return
+
+    @maps_errors
+    async def PullRanges(self, request: storage_pb2.PullRangesRequest, context: Any) -> storage_pb2.PullRangesResponse:
+        _ranges(request.ranges)
+        if not request.source_address:
+            raise InvalidArgument("no source address to pull from")
+        stub = self.peers.stub(request.source_address)
+        answer = storage_pb2.PullRangesResponse()
+        try:
+            async for batch in stub.StreamRanges(storage_pb2.StreamRangesRequest(ranges=request.ranges)):
+                await replication.apply_items(self.engine, self.committer, [_from_item(i) for i in batch.items])
+                answer.items += len(batch.items)
+                answer.bytes += batch.ByteSize()
+                STREAM_ITEMS.labels("in").inc(len(batch.items))
+                STREAM_BYTES.labels("in").inc(batch.ByteSize())
+        except grpc.aio.AioRpcError as exc:
+            raise PeerUnavailable(f"streaming from {request.source_address}: {exc.code().name} {exc.details()}") from None
+        return answer
+
+    @maps_errors
+    async def DropRanges(self, request: storage_pb2.DropRangesRequest, context: Any) -> storage_pb2.DropRangesResponse:
+        bounds = union_bounds(_ranges(request.ranges))
+        dropped = await self.committer.submit(lambda txn: replication.drop_ranges(self.engine, txn, bounds), alone=True)
+        return storage_pb2.DropRangesResponse(items=dropped)
+
+    @maps_errors
+    async def PutHint(self, request: storage_pb2.Hint, context: Any) -> storage_pb2.HintAck:
+        await self.hints.put(request)
+        return storage_pb2.HintAck()
+
+    @maps_errors
+    async def HintStatus(self, request: storage_pb2.HintStatusRequest, context: Any) -> storage_pb2.HintStatusResponse:
+        return storage_pb2.HintStatusResponse(pending=[
+            storage_pb2.HintStatusResponse.Pending(target_node_id=t, count=n) for t, n in self.hints.status().items()])
+
+    @maps_errors
+    async def PutRing(self, request: storage_pb2.RingMap, context: Any) -> storage_pb2.RingMap:
+        return await self.ring.put(request)
+
+    @maps_errors
+    async def GetRing(self, request: storage_pb2.GetRingRequest, context: Any) -> storage_pb2.RingMap:
+        return await asyncio.to_thread(self.ring.get)
+
+    @maps_errors
+    async def CollectGarbage(self, request: storage_pb2.GcRequest, context: Any) -> storage_pb2.GcReport:
+        if request.grace_ms < 0:
+            raise InvalidArgument(f"negative grace {request.grace_ms} ms")
+        result = await collect_garbage(self.engine, self.committer, self.hints,
+                                       request.grace_ms or self.settings.grace_ms)
+        return storage_pb2.GcReport(tombstones_dropped=result.tombstones, hints_dropped=result.hints)
