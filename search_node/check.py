@@ -5,10 +5,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from search_node import fields as F
-from search_node.postings import (ALL, DISPLACED, DOCS_CF, POSTINGS_CF, DocMeta, UserState, bitmap_key, doc_bitmaps,
-                                  late_docnum, late_range, meta_of, scan_bitmaps, split_posting_key, state_key,
-                                  unpack_docnum)
+from search_node.postings import (ALL, DELETED, DISPLACED, DOCS_CF, POSTINGS_CF, DocMeta, UserState, bitmap_key,
+                                  doc_bitmaps, late_docnum, late_range, meta_of, rebuild_marker, split_posting_key,
+                                  state_key, unpack_docnum)
 from search_node.store import Reader
+from search_node.tiers import scan_bitmaps
 
 MAX_PROBLEMS = 50
 
@@ -19,6 +20,8 @@ def _docs_range(user: bytes, tag: bytes) -> tuple[bytes, bytes]:
 
 def check_user(reader: Reader, user: bytes, docs: Sequence[Any]) -> list[str]:
     problems: list[str] = []
+    if reader.get(DOCS_CF, rebuild_marker(user)) is not None:
+        problems.append("a rebuild did not complete: run it again")
     wanted = {doc.id: doc for doc in docs}
     numbers = {k[len(user) + 1:].hex(): unpack_docnum(v) for k, v in reader.scan(DOCS_CF, *_docs_range(user, b"i"))}
     metas = {unpack_docnum(k[-4:]): DocMeta.decode(v) for k, v in reader.scan(DOCS_CF, *_docs_range(user, b"d"))}
@@ -45,15 +48,18 @@ def check_user(reader: Reader, user: bytes, docs: Sequence[Any]) -> list[str]:
         for name in (ALL, *doc_bitmaps(meta)):
             expected_bitmaps.setdefault(name, set()).add(docnum)
 
-    stored_postings = {k[len(user):]: set(bm) for k, bm in scan_bitmaps(reader, POSTINGS_CF, user, user + b"\xff")}
+    prefix = bitmap_key(user, b"")
+    stored_bitmaps = {k[len(prefix):]: set(bm) for k, bm in scan_bitmaps(reader, DOCS_CF, prefix, user + b"c")}
+    displaced, deleted = stored_bitmaps.pop(DISPLACED, set()), stored_bitmaps.pop(DELETED, set())
+    if deleted & (metas.keys() | stored_bitmaps.get(ALL, set())):
+        problems.append("docs marked deleted are still live")
+    stored_postings = {k[len(user):]: set(bm) - deleted
+                       for k, bm in scan_bitmaps(reader, POSTINGS_CF, user, user + b"\xff")}
     for key in sorted(expected_postings.keys() | stored_postings.keys()):
         if expected_postings.get(key, set()) != stored_postings.get(key, set()):
             kind, term, code = split_posting_key(user + key + b"\x00")
             problems.append(f"posting {F.BY_CODE[code].name}:{term!r} (kind {kind}) differs")
 
-    prefix = bitmap_key(user, b"")
-    stored_bitmaps = {k[len(prefix):]: set(bm) for k, bm in scan_bitmaps(reader, DOCS_CF, prefix, user + b"c")}
-    displaced = stored_bitmaps.pop(DISPLACED, set())
     for name in sorted(expected_bitmaps.keys() | stored_bitmaps.keys()):
         if expected_bitmaps.get(name, set()) != stored_bitmaps.get(name, set()):
             problems.append(f"doc bitmap {name.decode()} differs")

@@ -1,22 +1,24 @@
 """Run a plan against committed state: bitmap algebra, cheapest first, then newest-first paging.
 
+Posting lists may still hold removed docs until they fold, so every result is cut to `all`.
 Doc numbers follow arrival. A doc that arrived after a newer one is "displaced"; every other
 doc's number order is its (received_ms, id) order, so time ranges and cursors resolve by binary
 search over doc numbers, and only displaced docs need their records read.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from pyroaring import BitMap
 
 from search_node import fields as F
 from search_node.plan import EVERYTHING, Bitmap, Phrase, PAnd, Plan, PNot, POr, Received, Size, Terms
 from search_node.fields import PAIR, TERM
-from search_node.postings import (ALL, DISPLACED, DOCS_CF, POSTINGS_CF, SIZE_BITS, DocMeta, bitmap_key,
-                                  forward_key, late_docnum, late_range, meta_key, posting_key, prefix_range, read_bitmap, scan_postings,
-                                  size_slice, term_range)
+from search_node.postings import (ALL, DISPLACED, DOCS_CF, POSTINGS_CF, SIZE_BITS, DocMeta, bitmap_key, forward_key,
+                                  late_docnum, late_range, meta_key, posting_key, prefix_range, size_slice,
+                                  split_posting_key, term_range)
 from search_node.store import Reader
+from search_node.tiers import BASE, read_bitmap, scan_bitmaps
 
 SortKey = tuple[int, str]
 _VERIFY_CHUNK = 256
@@ -42,6 +44,12 @@ def decode_cursor(cursor: str) -> SortKey:
 
 def union(parts: list[BitMap]) -> BitMap:
     return BitMap.union(*parts) if len(parts) > 1 else parts[0].copy() if parts else BitMap()
+
+
+def scan_postings(reader: Reader, start: bytes, end: bytes) -> Iterator[tuple[int, str, int, BitMap]]:
+    for key, bm in scan_bitmaps(reader, POSTINGS_CF, start, end):
+        kind, term, field = split_posting_key(key + BASE)
+        yield kind, term, field, bm
 
 
 def _rank(plan: Plan) -> int:
@@ -129,6 +137,10 @@ class Execution:
         return docs & BitMap(range(0, docs[idx])) if idx else BitMap()
 
     # --- evaluation ---------------------------------------------------------------------
+    def matches(self, plan: Plan) -> BitMap:
+        """The live docs matching `plan` (posting lists may still hold removed docs)."""
+        return self.evaluate(plan) & self.bitmap(ALL)
+
     def evaluate(self, plan: Plan, within: BitMap | None = None) -> BitMap:
         """Docs matching `plan`; when `within` is given, only docs inside it are guaranteed (and returned)."""
         return _HANDLERS[type(plan)](self, plan, within)

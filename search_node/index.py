@@ -14,15 +14,18 @@ from search_node.check import check_user
 from search_node.executor import Execution, InvalidCursor, decode_cursor, encode_cursor
 from search_node.grammar import QuerySyntaxError, parse
 from search_node.plan import plan
-from search_node.postings import (ALL, ATTACHMENT, COLUMN_FAMILIES, DISPLACED, DOCS_CF, POSTINGS_CF, BitmapChanges,
-                                  DocMeta, UserState, bitmap_key, doc_bitmaps, doc_id_bytes, flags_of, forward_key,
-                                  id_key, late_key, meta_key, meta_of, pack_docnum, posting_key, state_key, unpack_docnum,
-                                  user_prefix)
-from search_node.store import Reader, Txn
+from search_node.postings import (ALL, ATTACHMENT, COLUMN_FAMILIES, DELETED, DISPLACED, DOCS_CF, POSTINGS_CF, DocMeta,
+                                  UserState, bitmap_key, doc_bitmaps, doc_id_bytes, flags_of, forward_key, id_key,
+                                  late_key, meta_key, meta_of, pack_docnum, posting_keys, rebuild_marker, state_key,
+                                  unpack_docnum, user_prefix, user_range)
+from search_node.store import Committer, Reader, Txn
+from search_node.tiers import BitmapChanges, read_bitmap
 
 __all__ = ["COLUMN_FAMILIES", "IndexDoc", "InvalidCursor", "QuerySyntaxError", "SearchIndex", "SearchResult"]
 
 MAX_LIMIT = 1000
+REBUILD_CHUNK_DOCS = 1000  # docs per rebuild batch
+REBUILD_CHUNK_KEYS = 50_000  # deletes per rebuild batch
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,33 @@ class IndexDoc:
     attachments: tuple[tuple[str, str, str | None], ...]  # (filename, content type, text or None)
 
 
+def _changes(txn: Txn, user: bytes) -> BitmapChanges:
+    """Edits whose posting folds drop the user's removed docs."""
+    return BitmapChanges(POSTINGS_CF, lambda: read_bitmap(txn, DOCS_CF, bitmap_key(user, DELETED)))
+
+
+class _Chunker:
+    """A rebuild's current batch: with a Committer, each chunk is committed on its own and the
+    last writes go into the caller's txn; without, everything goes into the caller's txn."""
+
+    def __init__(self, last: Txn, chunks: Committer | None) -> None:
+        self.last = last
+        self._chunks = chunks
+        self.txn = chunks.new_txn() if chunks is not None else last
+        self._pending = 0
+
+    def count(self, writes: int) -> None:
+        self._pending += writes
+        if self._pending >= REBUILD_CHUNK_KEYS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._chunks is not None:
+            self._chunks.commit(self.txn)
+            self.txn = self._chunks.new_txn()
+        self._pending = 0
+
+
 @dataclass(frozen=True)
 class SearchResult:
     ids: list[str]
@@ -62,7 +92,7 @@ class SearchIndex:
         if txn.get(DOCS_CF, id_key(user, doc.id)) is not None:
             self.update(txn, user_id, doc.id, folder_id=doc.folder_id, unread=doc.unread, starred=doc.starred)
             return
-        changes = BitmapChanges()
+        changes = _changes(txn, user)
         state = UserState.decode(txn.get(DOCS_CF, state_key(user)))
         txn.put(DOCS_CF, state_key(user), self._write_doc(txn, user, doc, state, changes).encode())
         changes.apply(txn)
@@ -70,13 +100,11 @@ class SearchIndex:
     def _write_doc(self, txn: Txn, user: bytes, doc: IndexDoc, state: UserState, changes: BitmapChanges) -> UserState:
         meta, docnum, raw_id = meta_of(doc), state.next_docnum, doc_id_bytes(doc.id)
         fw = F.analyze(doc)
-        for kind, term, code in F.posting_terms(fw):
-            changes.add(POSTINGS_CF, posting_key(user, kind, term, code), docnum)
-        for name in (ALL, *doc_bitmaps(meta)):
-            changes.add(DOCS_CF, bitmap_key(user, name), docnum)
+        changes.add_keys(POSTINGS_CF, posting_keys(user, F.posting_terms(fw)), docnum)
         in_order = (doc.received_ms, raw_id) > (state.high_ms, state.high_id)
+        names = [ALL, *doc_bitmaps(meta)] if in_order else [ALL, DISPLACED, *doc_bitmaps(meta)]
+        changes.add_keys(DOCS_CF, [bitmap_key(user, name) for name in names], docnum)
         if not in_order:
-            changes.add(DOCS_CF, bitmap_key(user, DISPLACED), docnum)
             txn.put(DOCS_CF, late_key(user, doc.received_ms, docnum), b"")
         txn.put(DOCS_CF, meta_key(user, docnum), meta.encode())
         txn.put(DOCS_CF, forward_key(user, docnum), F.encode_forward(fw))
@@ -100,26 +128,27 @@ class SearchIndex:
         before, after = set(doc_bitmaps(old)), set(doc_bitmaps(new))
         for name in before - after:
             changes.discard(DOCS_CF, bitmap_key(user, name), docnum)
-        for name in after - before:
-            changes.add(DOCS_CF, bitmap_key(user, name), docnum)
+        changes.add_keys(DOCS_CF, [bitmap_key(user, name) for name in after - before], docnum)
         changes.apply(txn)
         txn.put(DOCS_CF, meta_key(user, docnum), new.encode())
 
     def remove(self, txn: Txn, user_id: str, doc_id: str) -> None:
-        """Drop a message from every posting and doc bitmap; an id that is not indexed is ignored."""
+        """Drop a message: its doc bitmaps and records now, its postings lazily (it joins `deleted`).
+
+        An id that is not indexed is ignored.
+        """
         user = user_prefix(user_id)
         found = self._locate(txn, user, doc_id)
         if found is None:
             return
         docnum, meta = found
-        changes = BitmapChanges()
-        data = txn.get(DOCS_CF, forward_key(user, docnum))
-        for kind, term, code in F.posting_terms(F.decode_forward(data) if data else {}):
-            changes.discard(POSTINGS_CF, posting_key(user, kind, term, code), docnum)
-        for name in (ALL, DISPLACED, *doc_bitmaps(meta)):
-            changes.discard(DOCS_CF, bitmap_key(user, name), docnum)
-        changes.apply(txn)
         late = late_key(user, meta.received_ms, docnum)
+        names = [ALL, *doc_bitmaps(meta)] if txn.get(DOCS_CF, late) is None else [ALL, DISPLACED, *doc_bitmaps(meta)]
+        changes = BitmapChanges()
+        for name in names:
+            changes.discard(DOCS_CF, bitmap_key(user, name), docnum)
+        changes.add(DOCS_CF, bitmap_key(user, DELETED), docnum)
+        changes.apply(txn)
         for key in (meta_key(user, docnum), forward_key(user, docnum), id_key(user, doc_id), late):
             txn.delete(DOCS_CF, key)
 
@@ -133,21 +162,35 @@ class SearchIndex:
             raise RuntimeError(f"search index: {doc_id} maps to doc {docnum}, which has no record")
         return docnum, DocMeta.decode(data)
 
-    def rebuild(self, txn: Txn, reader: Reader, user_id: str, docs: Iterable[IndexDoc]) -> int:
+    def rebuild(self, txn: Txn, reader: Reader, user_id: str, docs: Iterable[IndexDoc],
+                chunks: Committer | None = None) -> int:
         """Replace a user's index by one built from `docs`, numbered in time order (no displaced docs).
 
-        Every bitmap is built in memory and written once. Returns the number of docs indexed.
+        With `chunks`, the work is written in bounded batches through it and only the last one
+        goes into `txn`; an interrupted rebuild leaves a marker that `check` reports, and running
+        it again starts over. Without, everything goes into `txn`. Returns the number of docs indexed.
         """
         user = user_prefix(user_id)
+        unique = sorted({doc.id: doc for doc in docs}.values(), key=lambda d: (d.received_ms, d.id))
+        batch, marker = _Chunker(txn, chunks), rebuild_marker(user)
+        batch.txn.put(DOCS_CF, marker, b"")
+        batch.flush()
         for cf in COLUMN_FAMILIES:
-            for key, _ in reader.scan(cf, user, user + b"\xff"):
-                txn.delete(cf, key)
-        unique = {doc.id: doc for doc in docs}
-        changes, state = BitmapChanges(), UserState()
-        for doc in sorted(unique.values(), key=lambda d: (d.received_ms, d.id)):
-            state = self._write_doc(txn, user, doc, state, changes)
-        changes.apply(txn)
-        txn.put(DOCS_CF, state_key(user), state.encode())
+            for key, _ in reader.scan(cf, *user_range(user)):
+                if key != marker:
+                    batch.txn.delete(cf, key)
+                    batch.count(1)
+        batch.flush()
+        state = UserState()
+        for start in range(0, len(unique), REBUILD_CHUNK_DOCS):
+            changes = BitmapChanges()
+            for doc in unique[start:start + REBUILD_CHUNK_DOCS]:
+                state = self._write_doc(batch.txn, user, doc, state, changes)
+            changes.apply(batch.txn)
+            batch.txn.put(DOCS_CF, state_key(user), state.encode())
+            batch.flush()
+        batch.last.put(DOCS_CF, state_key(user), state.encode())
+        batch.last.delete(DOCS_CF, marker)
         return len(unique)
 
     # --- reads --------------------------------------------------------------------------
@@ -163,7 +206,7 @@ class SearchIndex:
         after = decode_cursor(cursor) if cursor else None
         now = int(time.time() * 1000) if now_ms is None else now_ms
         run = Execution(reader, user)
-        result = run.evaluate(plan(parse(query), now))
+        result = run.matches(plan(parse(query), now))
         metas, more = run.page(result, limit, after)
         next_cursor = encode_cursor(metas[-1].sort_key) if more and metas else None
         return SearchResult([m.doc_id for m in metas], len(result), next_cursor)

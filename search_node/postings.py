@@ -1,8 +1,6 @@
 """Index keys and values: posting bitmaps per (user, term, field), per-user doc numbers and doc bitmaps.
 
-Every bitmap is stored in two tiers under its logical key: a base (+0x00) rewritten rarely, and
-a small tail (+0x01) that takes new doc numbers and folds into the base once it holds TAIL_MAX
-of them, so adding a doc rewrites a few hundred small values, not every large bitmap it touches.
+Every bitmap is stored in two tiers under its logical key (see tiers.py).
 
 Two column families. `search_postings`: user(8) | kind(1) | term utf-8 | 0x00 | field(1) -> roaring
 bitmap of doc numbers; one term's lists for every field are adjacent, and so are all terms
@@ -12,13 +10,9 @@ the message-id -> doc number map and the doc bitmaps (all, displaced, flags, fol
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-
-from pyroaring import BitMap
-
-from search_node.store import Reader, Txn
 
 POSTINGS_CF = "search_postings"
 DOCS_CF = "search_docs"
@@ -33,6 +27,7 @@ SIZE_BITS = 48
 
 ALL = b"all"  # every live doc number of the user
 DISPLACED = b"displaced"  # docs that arrived after a newer one: doc-number order is not time order for them
+DELETED = b"deleted"  # removed doc numbers that posting lists may still hold (dropped when a list folds)
 FLAG_BITMAPS = {UNREAD: b"unread", STARRED: b"starred", ATTACHMENT: b"attachment"}
 
 
@@ -51,7 +46,12 @@ def doc_id_bytes(doc_id: str) -> bytes:
 # --- posting keys -----------------------------------------------------------------------
 
 def posting_key(user: bytes, kind: int, term: str, field: int) -> bytes:
-    return b"%s%c%s\x00%c" % (user, kind, term.encode(), field)
+    return posting_keys(user, ((kind, term, field),))[0]
+
+
+def posting_keys(user: bytes, terms: Iterable[tuple[int, str, int]]) -> list[bytes]:
+    """Keys of (kind, term, field) postings."""
+    return [b"%s%c%s\x00%c" % (user, kind, term.encode(), field) for kind, term, field in terms]
 
 
 def term_range(user: bytes, kind: int, term: str) -> tuple[bytes, bytes]:
@@ -80,6 +80,11 @@ def user_range(user: bytes) -> tuple[bytes, bytes]:
 
 def state_key(user: bytes) -> bytes:
     return user + b"s"
+
+
+def rebuild_marker(user: bytes) -> bytes:
+    """Present while a chunked rebuild of the user is under way (or was interrupted)."""
+    return user + b"r"
 
 
 def meta_key(user: bytes, docnum: int) -> bytes:
@@ -195,80 +200,3 @@ def doc_bitmaps(meta: DocMeta) -> list[bytes]:
     names.append(folder_bitmap(meta.folder_id))
     names.extend(size_slice(bit) for bit in range(SIZE_BITS) if meta.size >> bit & 1)
     return names
-
-
-# --- bitmaps ----------------------------------------------------------------------------
-
-BASE, TAIL = b"\x00", b"\x01"
-TAIL_MAX = 64
-
-
-def load_bitmap(data: bytes | None) -> BitMap:
-    return BitMap.deserialize(data) if data else BitMap()
-
-
-def read_bitmap(reader: Reader | Txn, cf: str, key: bytes) -> BitMap:
-    """Both tiers of one logical bitmap."""
-    base, tail = reader.get(cf, key + BASE), reader.get(cf, key + TAIL)
-    bm = load_bitmap(base)
-    if tail:
-        bm |= BitMap.deserialize(tail)
-    return bm
-
-
-def scan_bitmaps(reader: Reader, cf: str, start: bytes, end: bytes) -> Iterator[tuple[bytes, BitMap]]:
-    """(logical key, bitmap) of every bitmap in a key range, tiers merged."""
-    last, acc = None, None
-    for key, value in reader.scan(cf, start, end):
-        logical = key[:-1]
-        if logical != last:
-            if last is not None:
-                yield last, acc  # type: ignore[misc]
-            last, acc = logical, BitMap.deserialize(value)
-        else:
-            acc |= BitMap.deserialize(value)  # type: ignore[operator]
-    if last is not None:
-        yield last, acc  # type: ignore[misc]
-
-
-def scan_postings(reader: Reader, start: bytes, end: bytes) -> Iterator[tuple[int, str, int, BitMap]]:
-    for key, bm in scan_bitmaps(reader, POSTINGS_CF, start, end):
-        kind, term, field = split_posting_key(key + BASE)
-        yield kind, term, field, bm
-
-
-def _store(txn: Txn, cf: str, key: bytes, bm: BitMap) -> None:
-    if bm:
-        bm.run_optimize()
-        txn.put(cf, key, bm.serialize())
-    else:
-        txn.delete(cf, key)
-
-
-class BitmapChanges:
-    """Bitmap edits gathered over one operation (or a whole rebuild), applied once per key."""
-
-    def __init__(self) -> None:
-        self._adds: dict[tuple[str, bytes], list[int]] = {}
-        self._discards: dict[tuple[str, bytes], list[int]] = {}
-
-    def add(self, cf: str, key: bytes, docnum: int) -> None:
-        self._adds.setdefault((cf, key), []).append(docnum)
-
-    def discard(self, cf: str, key: bytes, docnum: int) -> None:
-        self._discards.setdefault((cf, key), []).append(docnum)
-
-    def apply(self, txn: Txn) -> None:
-        """Apply to both tiers in the caller's batch: adds go to the tail, which folds into the base when full."""
-        for cf, key in self._adds.keys() | self._discards.keys():
-            tail = load_bitmap(txn.get(cf, key + TAIL))
-            tail.update(BitMap(self._adds.get((cf, key), ())))
-            discards = BitMap(self._discards.get((cf, key), ()))
-            if discards or len(tail) > TAIL_MAX:
-                base = load_bitmap(txn.get(cf, key + BASE))
-                base |= tail
-                _store(txn, cf, key + BASE, base - discards)
-                tail = BitMap()
-            _store(txn, cf, key + TAIL, tail)
-        self._adds.clear()
-        self._discards.clear()

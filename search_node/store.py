@@ -17,6 +17,7 @@ class Txn(Protocol):
     """One pending write batch; reads see the batch's own earlier writes."""
 
     def get(self, cf: str, key: bytes) -> bytes | None: ...
+    def multi_get(self, cf: str, keys: list[bytes]) -> list[bytes | None]: ...
     def put(self, cf: str, key: bytes, value: bytes) -> None: ...
     def delete(self, cf: str, key: bytes) -> None: ...
 
@@ -27,6 +28,13 @@ class Reader(Protocol):
     def get(self, cf: str, key: bytes) -> bytes | None: ...
     def multi_get(self, cf: str, keys: list[bytes]) -> list[bytes | None]: ...
     def scan(self, cf: str, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class Committer(Protocol):
+    """Writes batches of its own: a chunked rebuild commits its intermediate chunks through it."""
+
+    def new_txn(self) -> Txn: ...
+    def commit(self, txn: Txn) -> None: ...
 
 
 def column_options() -> Options:
@@ -68,9 +76,7 @@ class RdictStore:
         return self._cfs[cf].get(key)
 
     def multi_get(self, cf: str, keys: list[bytes]) -> list[bytes | None]:
-        # rocksdict's list form of get is slower than a loop for the small batches we use.
-        column = self._cfs[cf]
-        return [column.get(key) for key in keys]
+        return self._cfs[cf].get(keys) if keys else []
 
     def scan(self, cf: str, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]:
         it = self._cfs[cf].iter()
@@ -103,6 +109,16 @@ class RdictTxn:
             return hit  # type: ignore[return-value]
         return self._store.get(cf, key)
 
+    def multi_get(self, cf: str, keys: list[bytes]) -> list[bytes | None]:
+        """The batch's own writes first; the rest in one read of the store."""
+        overlay, missing = self._overlay, self
+        found = [overlay.get((cf, key), missing) for key in keys]
+        wanted = [key for key, hit in zip(keys, found) if hit is missing]
+        if wanted:
+            stored = iter(self._store.multi_get(cf, wanted))
+            return [next(stored) if hit is missing else hit for hit in found]  # type: ignore[misc]
+        return found  # type: ignore[return-value]
+
     def put(self, cf: str, key: bytes, value: bytes) -> None:
         self._overlay[(cf, key)] = value
         self._batch.put(key, value, self._store._handles[cf])
@@ -122,3 +138,17 @@ class RdictTxn:
     def __exit__(self, exc_type: object, *_: object) -> None:
         if exc_type is None:
             self.commit()
+
+
+class RdictChunks:
+    """A Committer over an RdictStore."""
+
+    def __init__(self, store: RdictStore) -> None:
+        self._store = store
+
+    def new_txn(self) -> Txn:
+        return self._store.txn()
+
+    def commit(self, txn: Txn) -> None:
+        assert isinstance(txn, RdictTxn)
+        txn.commit()

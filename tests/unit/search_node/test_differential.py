@@ -16,8 +16,9 @@ import pytest
 
 from search_node import fields as F
 from search_node.grammar import All, And, Clause, Node, Not, Or, QuerySyntaxError, parse
+from search_node import index as search_index
 from search_node.index import COLUMN_FAMILIES, IndexDoc, SearchIndex
-from search_node.store import RdictStore
+from search_node.store import RdictChunks, RdictStore, Txn
 
 USER = "00000000000000aa"
 DAY = 86_400_000
@@ -285,6 +286,40 @@ def test_rebuild_renumbers_in_time_order(indexed: tuple, tmp_path: Path) -> None
     txn = other.txn()
     assert index.rebuild(txn, other, USER, live.values()) == len(live)
     txn.commit()
+    assert index.check(other, USER, live.values()) == []
+    for query in ("meeting", '"data project"', "after:2024/06/01 -is:unread", "larger:1M OR from:ann"):
+        assert index.search(other, USER, query, limit=1000, now_ms=NOW_MS) == \
+            index.search(store, USER, query, limit=1000, now_ms=NOW_MS)
+    other.close()
+
+
+class _FailingChunks(RdictChunks):
+    """Commits `allowed` chunks, then fails: an interrupted rebuild."""
+
+    def __init__(self, store: RdictStore, allowed: int) -> None:
+        super().__init__(store)
+        self.allowed = allowed
+
+    def commit(self, txn: Txn) -> None:
+        if self.allowed == 0:
+            raise RuntimeError("interrupted")
+        self.allowed -= 1
+        super().commit(txn)
+
+
+def test_chunked_rebuild_survives_interruption(indexed: tuple, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    store, index, live, _ = indexed
+    monkeypatch.setattr(search_index, "REBUILD_CHUNK_DOCS", 97)
+    monkeypatch.setattr(search_index, "REBUILD_CHUNK_KEYS", 5000)
+    other = RdictStore(str(tmp_path / "db"), COLUMN_FAMILIES)
+    with other.txn() as txn:
+        index.rebuild(txn, other, USER, live.values())
+    with pytest.raises(RuntimeError):
+        index.rebuild(other.txn(), other, USER, live.values(), chunks=_FailingChunks(other, 10))
+    assert "a rebuild did not complete: run it again" in index.check(other, USER, live.values())
+    with other.txn() as txn:
+        assert index.rebuild(txn, other, USER, live.values(), chunks=RdictChunks(other)) == len(live)
     assert index.check(other, USER, live.values()) == []
     for query in ("meeting", '"data project"', "after:2024/06/01 -is:unread", "larger:1M OR from:ann"):
         assert index.search(other, USER, query, limit=1000, now_ms=NOW_MS) == \
