@@ -222,9 +222,9 @@ class Engine(RdictStore):
         return True
 
     def _expunge(self, txn: Txn, user_id: str, old: MessageRecord, version: int) -> MessageRecord:
-        """Replace a live message by its tombstone. The tombstone keeps the higher of the
-        delete's and the live copy's versions: it is then the newest state every reader sees."""
-        tomb = replace(old, tombstone=True, version=max(version, old.version), unread=False, starred=False)
+        """Replace a live message by its tombstone, at the delete's version (lower than the live
+        copy's, possibly: a tombstone wins anyway, and every replica then holds the same one)."""
+        tomb = replace(old, tombstone=True, version=version, unread=False, starred=False)
         self._unplace(txn, user_id, old)
         txn.delete(keys.CF_BODIES, keys.message(user_id, old.id))
         txn.delete(keys.CF_THREADS, keys.thread_entry(user_id, old.thread_id, old.received_ms, old.id))
