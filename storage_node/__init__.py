@@ -2,6 +2,11 @@
 
 Modules: keys (every key byte) · model (stored shapes) · codec (value formats) ·
 mime (raw mail to fields) · batch (Txn over a WriteBatch) · engine (the data model's
-rules, LWW) · commit (group commit) · blobs (object store) · service (gRPC servicer) ·
-grpc_runtime (health, reflection, metrics, signals) · server (process entry) · errors.
+rules, LWW, the replica merge rule) · commit (group commit) · blobs (object store) ·
+ranges (token ranges as key bounds) · replication (digests, entries, item batches,
+apply, drop) · hints (hint store and replay) · peers (channels to other nodes) ·
+ring_map (the versioned ring map) · gc (tombstone and hint collection) · hlc (version
+to ms) · settings (env tunables) · tasks (periodic background work) · service (gRPC
+servicer) · grpc_runtime (health, reflection, metrics, signals) · server (process
+entry) · errors.
 """
