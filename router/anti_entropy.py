@@ -132,6 +132,10 @@ class AntiEntropy:
         self._wake.set()
 
     async def scheduled(self) -> None:
+        """Passes every `interval` seconds and when woken; interval 0 turns both off (an
+        operator who schedules `tidings repair` outside)."""
+        if self.interval <= 0:
+            return
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.interval)

@@ -48,7 +48,19 @@ class HintWriter:
 
     def hold(self, partition_key: str, target: NodeInfo, mutation: Mutation) -> None:
         """Hand the mutation to a holder in the background (the write's answer does not wait)."""
-        task = asyncio.create_task(self._store(partition_key, target, mutation))
+        self._track(asyncio.create_task(self._store(partition_key, target, mutation)))
+
+    def hold_if(self, acknowledged: asyncio.Future[bool], partition_key: str, target: NodeInfo,
+                mutation: Mutation) -> None:
+        """Hold the mutation only once its write turns out acknowledged (not for a write
+        that failed everywhere, such as an update of an id nobody has)."""
+        async def when_known() -> None:
+            if await asyncio.shield(acknowledged):
+                await self._store(partition_key, target, mutation)
+
+        self._track(asyncio.create_task(when_known()))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

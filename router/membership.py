@@ -3,10 +3,12 @@
 A change runs in four steps, under one lock:
 1. pending: the replica layer sends every write to the owners under both rings, with
    W raised by the number of new owners (replicas.write_plan);
-2. stream: each new owner of a moved range pulls it from a current owner, node to node
-   (PullRanges), then anti-entropy reconciles every moved range across old and new
-   owners, catching writes that raced the stream;
-3. switch: the new ring map goes to every node and the router serves it;
+2. stream: once no write planned without the new owners is in flight, each new owner
+   of a moved range pulls it from a current owner, node to node (PullRanges), then
+   anti-entropy reconciles every moved range across old and new owners, catching
+   writes that raced the stream;
+3. switch: the new ring map goes to every node and the router serves it; once the
+   writes planned under both rings have landed, the new owners are reconciled again;
 4. clean up: owners that lost a range drop it (DropRanges).
 If a step fails before the switch, the old ring keeps serving and the change can be run
 again; what a new owner had pulled is dropped by the next attempt's clean-up or stays
@@ -72,11 +74,13 @@ def drops(changes: list[RangeChange]) -> dict[str, list[Range]]:
     return dict(plan)
 
 
-def moved_groups(changes: list[RangeChange], nodes: dict[str, NodeInfo]) -> list[RangeGroup]:
-    """The moved ranges grouped by the union of their old and new owners."""
+def moved_groups(changes: list[RangeChange], nodes: dict[str, NodeInfo], before: bool) -> list[RangeGroup]:
+    """The moved ranges grouped by their owners: old and new ones (before the switch), or
+    the new ones only (after it)."""
     grouped: dict[tuple[str, ...], list[Range]] = defaultdict(list)
     for change in changes:
-        grouped[tuple(sorted({*change.before, *change.after}))].append((change.start, change.end))
+        owners = {*change.before, *change.after} if before else set(change.after)
+        grouped[tuple(sorted(owners))].append((change.start, change.end))
     return [RangeGroup(tuple(nodes[i] for i in ids), tuple(r)) for ids, r in grouped.items()]
 
 
@@ -120,18 +124,23 @@ class Membership:
         log.info("ring %d -> %d: %d ranges move", old.version, new.version, len(changes))
         self.replicas.pending = new
         try:
+            await self.replicas.settle()  # every write in flight now reaches the new owners too
             await self._stream(changes, nodes, moved)
-            report = await self.anti_entropy.sync(moved_groups(changes, nodes))
-            if report.unreachable:
-                raise Unavailable(f"could not reconcile moved ranges: nodes {sorted(report.unreachable)} "
-                                  "did not answer")
+            await self._reconcile(moved_groups(changes, nodes, before=True))
             if await self.keeper.publish(new, nodes.values()) < len(new) // 2 + 1:
                 raise Unavailable("too few nodes took the new ring map")
             self.keeper.adopt(new)
         finally:
             self.replicas.pending = None
+        await self.replicas.settle()  # no write planned under the pending ring is still landing
+        await self._reconcile(moved_groups(changes, nodes, before=False))
         await self._drop(changes, nodes, moved)
         return self.describe(moved)
+
+    async def _reconcile(self, groups: list[RangeGroup]) -> None:
+        report = await self.anti_entropy.sync(groups)
+        if report.unreachable:
+            raise Unavailable(f"could not reconcile moved ranges: nodes {sorted(report.unreachable)} did not answer")
 
     async def _stream(self, changes: list[RangeChange], nodes: dict[str, NodeInfo], moved: Moved) -> None:
         is_up = lambda node_id: self.replicas.detector.is_up(nodes[node_id])  # noqa: E731

@@ -5,6 +5,7 @@ and version merges."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from dataclasses import dataclass
 from typing import Awaitable, Callable, TypeVar
 
@@ -44,6 +45,18 @@ class Replicas:
         self.consistency = consistency
         self.detector = detector or FailureDetector(pool.channel)
         self.hints = HintWriter(lambda: self.ring, pool, self.detector, consistency.n, consistency.timeout)
+        # Writes in flight (stragglers included) by the plan epoch they were planned under.
+        self._epoch = 0
+        self._inflight: Counter[int] = Counter()
+
+    async def settle(self) -> None:
+        """Start a new plan epoch (after `ring` or `pending` changed) and wait until no write
+        planned under an earlier one is still in flight: from then on every write in flight
+        follows the current plan. Writes end by their deadline, so this is bounded."""
+        self._epoch += 1
+        current = self._epoch
+        while any(count for epoch, count in self._inflight.items() if epoch < current):
+            await asyncio.sleep(0.01)
 
     def plan(self, partition_key: str) -> list[NodeInfo]:
         return self.ring.preference_list(partition_key, self.consistency.n)
@@ -62,22 +75,37 @@ class Replicas:
         targets, block_for = self.write_plan(partition_key)
         trust_detector = len(self.detector.live(targets)) >= block_for
         timeout = self.consistency.timeout
+        epoch = self._epoch
+        acknowledged: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
         async def attempt(node: NodeInfo) -> object:
             if trust_detector and not self.detector.is_up(node):
                 self.hints.hold(partition_key, node, mutation)
                 raise NodeDown(f"node {node.node_id} is down; hinted")
+            self._inflight[epoch] += 1
             try:
                 answer = await mutation.send(self.pool.stub(node), timeout)
             except grpc.aio.AioRpcError as exc:
                 self.detector.failed(node, exc.code())
                 if exc.code() in NODE_FAILURES:
                     self.hints.hold(partition_key, node, mutation)
+                elif exc.code() == grpc.StatusCode.NOT_FOUND and mutation.method == "UpdateMessage":
+                    # The replica has not got the message yet (its store is still on the way,
+                    # or a hint): if the update was acknowledged, replay it there later.
+                    self.hints.hold_if(acknowledged, partition_key, node, mutation)
                 raise
+            finally:
+                self._inflight[epoch] -= 1
             self.detector.answered(node)
             return answer
 
-        return await quorum(targets, attempt, block_for, timeout, is_write=True)
+        try:
+            outcome = await quorum(targets, attempt, block_for, timeout, is_write=True)
+        except BaseException:
+            acknowledged.set_result(False)
+            raise
+        acknowledged.set_result(True)
+        return outcome
 
     async def read(self, partition_key: str, call: Callable[[Stub], Awaitable[T]]) -> Outcome[T]:
         """R answers from the replicas; those seen down are skipped while enough others are up."""

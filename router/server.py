@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=float(env("TIDINGS_QUORUM_TIMEOUT", "5")))
     parser.add_argument("--anti-entropy-interval", type=float,
                         default=float(env("TIDINGS_ANTI_ENTROPY_INTERVAL_S", "600")),
-                        help="seconds between scheduled anti-entropy passes (a node coming back starts one)")
+                        help="seconds between scheduled anti-entropy passes (a node coming back starts one); 0: none")
     parser.add_argument("--metrics-port", type=int, default=int(env("TIDINGS_METRICS_PORT", "0")) or None)
     parser.add_argument("--domain", action="append", default=None,
                         help="a domain hosted from the start (repeatable; default example.test)")

@@ -177,9 +177,10 @@ def wait_domain_hosted(router_address: str, domain: str = "example.test", timeou
 
 
 class LocalCluster:
-    def __init__(self, layout: Layout, python: str = sys.executable) -> None:
+    def __init__(self, layout: Layout, python: str = sys.executable, router_args: tuple[str, ...] = ()) -> None:
         self.layout = layout
         self.python = python
+        self.router_args = router_args
         self.storage: dict[int, Process] = {}
         self.processes: dict[str, Process] = {}
 
@@ -203,7 +204,7 @@ class LocalCluster:
         for index in self.storage:
             wait_healthy(lay.storage_address(index))
         self._start(Process("router", [self.python, "-m", "router", "--listen", lay.router_address,
-                                       "--nodes", lay.nodes_spec, *self._metrics("router")], lay))
+                                       "--nodes", lay.nodes_spec, *self._metrics("router"), *self.router_args], lay))
         wait_healthy(lay.router_address)
         wait_domain_hosted(lay.router_address)
         self.start_edges(edges)

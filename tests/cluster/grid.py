@@ -11,9 +11,10 @@ from tidings_cli.cluster import Layout, LocalCluster
 
 
 class Grid:
-    def __init__(self, base_dir: Path, edges: tuple[str, ...] = ("smtp", "http")) -> None:
+    def __init__(self, base_dir: Path, edges: tuple[str, ...] = ("smtp", "http"),
+                 router_args: tuple[str, ...] = ()) -> None:
         self.layout = Layout.on_free_ports(base_dir)
-        self.cluster = LocalCluster(self.layout)
+        self.cluster = LocalCluster(self.layout, router_args=router_args)
         self.edges = edges
         self._channel: grpc.Channel | None = None
 

@@ -2,9 +2,12 @@
 holder is a live node past the preference list first, a live replica otherwise."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from router.hints import holders
+from router.hints import HintWriter, holders
+from router.liveness import FailureDetector
 from router.mutations import Mutation
 from router.ring import NodeInfo, Ring
 from tidings.v1 import storage_pb2
@@ -42,3 +45,40 @@ def test_on_a_ring_of_n_a_live_replica_holds_the_hint() -> None:
     down = plan[1]
     found = holders(ring, "someone", 3, down, lambda n: n != plan[2])
     assert found == [plan[0]]
+
+
+class RecordingPool:
+    """Stands in for NodePool: every node's PutHint is recorded as (holder, hint)."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[str, storage_pb2.Hint]] = []
+
+    def stub(self, node: NodeInfo) -> "RecordingPool._Stub":
+        return RecordingPool._Stub(self, node)
+
+    class _Stub:
+        def __init__(self, pool: "RecordingPool", node: NodeInfo) -> None:
+            self.pool, self.node = pool, node
+
+        async def PutHint(self, hint: storage_pb2.Hint, timeout: float) -> storage_pb2.HintAck:
+            self.pool.held.append((self.node.node_id, hint))
+            return storage_pb2.HintAck()
+
+
+@pytest.mark.parametrize("acknowledged", [True, False])
+def test_an_update_a_replica_lacked_is_hinted_only_if_acknowledged(acknowledged: bool) -> None:
+    ring = Ring(NODES[:3])
+    pool = RecordingPool()
+    writer = HintWriter(lambda: ring, pool, FailureDetector(lambda node: None), n=3, timeout=1)  # type: ignore[arg-type]
+    mutation = Mutation(storage_pb2.UpdateMessageRequest(user_id="u", id="m", version=3, starred=True))
+
+    async def run() -> None:
+        outcome: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        writer.hold_if(outcome, "someone", NODES[0], mutation)
+        await asyncio.sleep(0)
+        assert pool.held == []  # nothing before the write's outcome is known
+        outcome.set_result(acknowledged)
+        await writer.drain()
+
+    asyncio.run(run())
+    assert [hint.target_node_id for _, hint in pool.held] == (["1"] if acknowledged else [])

@@ -52,10 +52,11 @@ def test_streaming_needs_a_live_source() -> None:
         pulls([change], lambda n: False)
 
 
-def test_moved_groups_name_old_and_new_owners() -> None:
+def test_moved_groups_name_old_and_new_owners_then_new_ones() -> None:
     nodes = {n.node_id: n for n in (*NODES, NEW)}
-    groups = moved_groups([RangeChange(1, 2, ("1", "2", "3"), ("1", "2", "4"))], nodes)
-    assert [[n.node_id for n in g.nodes] for g in groups] == [["1", "2", "3", "4"]]
+    change = RangeChange(1, 2, ("1", "2", "3"), ("1", "2", "4"))
+    assert [[n.node_id for n in g.nodes] for g in moved_groups([change], nodes, before=True)] == [["1", "2", "3", "4"]]
+    assert [[n.node_id for n in g.nodes] for g in moved_groups([change], nodes, before=False)] == [["1", "2", "4"]]
 
 
 def test_while_the_ring_moves_writes_also_go_to_new_owners_and_w_grows() -> None:
