@@ -123,7 +123,7 @@ def _print_ring(report: mail_pb2.RingReport) -> None:
 
 def cmd_node_change(args: argparse.Namespace) -> int:
     channel, admin = _admin(args.router)
-    node_id = str(args.id)
+    node_id = str(getattr(args, "id", ""))
     with channel:
         if args.action == "add":
             layout = _load_layout(args.base_dir)
