@@ -6,10 +6,10 @@ from typing import Any
 
 from search_node import fields as F
 from search_node.postings import (ALL, DELETED, DISPLACED, DOCS_CF, POSTINGS_CF, DocMeta, UserState, bitmap_key,
-                                  doc_bitmaps, late_docnum, late_range, meta_of, rebuild_marker, split_posting_key,
+                                  doc_bitmaps, late_docnum, late_range, meta_of, posting_keys, rebuild_marker, split_posting_key,
                                   state_key, unpack_docnum)
 from search_node.store import Reader
-from search_node.tiers import scan_bitmaps
+from search_node.tiers import TAIL, scan_bitmaps, tail_header
 
 MAX_PROBLEMS = 50
 
@@ -33,6 +33,7 @@ def check_user(reader: Reader, user: bytes, docs: Sequence[Any]) -> list[str]:
 
     expected_postings: dict[bytes, set[int]] = {}
     expected_bitmaps: dict[bytes, set[int]] = {ALL: set()}
+    pairs: dict[int, set[tuple[str, str, int]]] = {}
     for doc_id, docnum in numbers.items():
         doc = wanted.get(doc_id)
         if doc is None or docnum not in metas:
@@ -44,10 +45,12 @@ def check_user(reader: Reader, user: bytes, docs: Sequence[Any]) -> list[str]:
         if forwards.get(docnum) != F.encode_forward(fw):
             problems.append(f"forward record differs for {doc_id}")
         for kind, term, code in F.posting_terms(fw):
-            expected_postings.setdefault(bytes([kind]) + term.encode() + b"\x00" + bytes([code]), set()).add(docnum)
+            expected_postings.setdefault(posting_keys(b"", [(kind, term, code)])[0], set()).add(docnum)
+        pairs[docnum] = F.adjacent_pairs(fw)
         for name in (ALL, *doc_bitmaps(meta)):
             expected_bitmaps.setdefault(name, set()).add(docnum)
 
+    expected_postings.update(_expected_pairs(reader, user, pairs))
     prefix = bitmap_key(user, b"")
     stored_bitmaps = {k[len(prefix):]: set(bm) for k, bm in scan_bitmaps(reader, DOCS_CF, prefix, user + b"c")}
     displaced, deleted = stored_bitmaps.pop(DISPLACED, set()), stored_bitmaps.pop(DELETED, set())
@@ -68,6 +71,20 @@ def check_user(reader: Reader, user: bytes, docs: Sequence[Any]) -> list[str]:
     if late != displaced:
         problems.append("time keys of displaced docs differ from the displaced bitmap")
     return problems[:MAX_PROBLEMS]
+
+
+def _expected_pairs(reader: Reader, user: bytes, pairs: dict[int, set[tuple[str, str, int]]]) -> dict[bytes, set[int]]:
+    """Pair postings the docs imply, given when each term became common (its stored `since`)."""
+    terms = sorted({(t, code) for found in pairs.values() for a, b, code in found for t in (a, b)})
+    tails = reader.multi_get(POSTINGS_CF, [k + TAIL for k in posting_keys(user, [(F.TERM, t, c) for t, c in terms])])
+    since = {term: tail_header(tail)[1] for term, tail in zip(terms, tails)}
+    expected: dict[bytes, set[int]] = {}
+    for docnum, found in pairs.items():
+        for a, b, code in found:
+            if docnum >= max(since[(a, code)], since[(b, code)]):
+                key = posting_keys(b"", [(F.PAIR, F.pair_term(a, b), code)])[0]
+                expected.setdefault(key, set()).add(docnum)
+    return expected
 
 
 def _check_order(reader: Reader, user: bytes, metas: dict[int, DocMeta], displaced: set[int]) -> list[str]:

@@ -18,7 +18,7 @@ from search_node.postings import (ALL, DISPLACED, DOCS_CF, POSTINGS_CF, SIZE_BIT
                                   late_docnum, late_range, meta_key, posting_key, prefix_range, size_slice,
                                   split_posting_key, term_range)
 from search_node.store import Reader
-from search_node.tiers import BASE, read_bitmap, scan_bitmaps
+from search_node.tiers import BASE, NEVER, TAIL, read_bitmap, scan_bitmaps, tail_header
 
 SortKey = tuple[int, str]
 _VERIFY_CHUNK = 256
@@ -73,6 +73,7 @@ class Execution:
         self._terms: dict[tuple[int, str], dict[int, BitMap]] = {}
         self._metas: dict[int, DocMeta] = {}
         self._in_order: BitMap | None = None
+        self._sinces: dict[tuple[str, int], int] = {}
 
     # --- loads --------------------------------------------------------------------------
     def bitmap(self, name: bytes) -> BitMap:
@@ -211,31 +212,50 @@ class Execution:
                 break
         return hit
 
-    def _eval_phrase(self, plan: Phrase, within: BitMap | None) -> BitMap:
-        match = plan.match
+    def _since(self, term: str, code: int) -> int:
+        """The doc number from which `term` is common in field `code` (pairs with it are posted)."""
+        hit = self._sinces.get((term, code))
+        if hit is None:
+            data = self.reader.get(POSTINGS_CF, posting_key(self.user, TERM, term, code) + TAIL)
+            hit = self._sinces[(term, code)] = tail_header(data)[1]
+        return hit
+
+    def _phrase_in(self, match: F.Match, code: int) -> tuple[BitMap, BitMap]:
+        """(sure, unsure) docs for a phrase in one field: pair postings are exact from the doc on
+        which both terms are common; every other candidate needs verification."""
         exact_terms = match.terms[:-1] if match.prefix else match.terms
-        exact: list[BitMap] = []
-        loose: list[BitMap] = []
+        only = frozenset((code,))
+        parts = [self._term(TERM, t, only) for t in exact_terms]
+        if match.prefix:
+            parts.append(self._prefix(match.terms[-1], only))
+        parts.sort(key=len)
+        candidates = BitMap.intersection(*parts) if len(parts) > 1 else parts[0].copy()
+        if not F.BY_CODE[code].pairs:
+            return BitMap(), candidates
+        sure = None
+        for a, b in zip(exact_terms, exact_terms[1:]):
+            since = max(self._since(a, code), self._since(b, code))
+            if since == NEVER or not candidates:
+                continue
+            paired = candidates & self._term(PAIR, F.pair_term(a, b), only)
+            candidates.remove_range(since, NEVER + 1)
+            candidates |= paired
+            if len(match.terms) == 2 and not match.prefix:
+                sure = paired
+        if sure is None:
+            return BitMap(), candidates
+        return sure, candidates - sure
+
+    def _eval_phrase(self, plan: Phrase, within: BitMap | None) -> BitMap:
+        exact_terms = plan.match.terms[:-1] if plan.match.prefix else plan.match.terms
         if len(plan.fields) > 1:  # one scan per term serves every field
             for t in exact_terms:
                 self.term_fields(TERM, t)
             for a, b in zip(exact_terms, exact_terms[1:]):
-                self.term_fields(PAIR, f"{a} {b}")
-        for code in plan.fields:
-            field = F.BY_CODE[code]
-            only = frozenset((code,))
-            if field.pairs and len(exact_terms) >= 2:
-                parts = [self._term(PAIR, f"{a} {b}", only) for a, b in zip(exact_terms, exact_terms[1:])]
-            else:
-                parts = [self._term(TERM, t, only) for t in exact_terms]
-            if match.prefix:
-                parts.append(self._prefix(match.terms[-1], only))
-            parts.sort(key=len)
-            candidates = BitMap.intersection(*parts) if len(parts) > 1 else parts[0]
-            is_exact = field.pairs and len(match.terms) == 2 and not match.prefix
-            (exact if is_exact else loose).append(candidates)
-        sure = union(exact)
-        unsure = union(loose) - sure
+                self.term_fields(PAIR, F.pair_term(a, b))
+        sures, unsures = zip(*(self._phrase_in(plan.match, code) for code in plan.fields))
+        sure = union(list(sures))
+        unsure = union(list(unsures)) - sure
         if within is not None:
             sure &= within
             unsure &= within
@@ -248,7 +268,7 @@ class Execution:
             chunk = docs[i:i + _VERIFY_CHUNK]
             raw = self.reader.multi_get(DOCS_CF, [forward_key(self.user, d) for d in chunk])
             hits.update(d for d, data in zip(chunk, raw)
-                        if data is not None and F.forward_matches(F.decode_forward(data), plan.fields, plan.match))
+                        if data is not None and F.encoded_matches(data, plan.fields, plan.match))
         return hits
 
     # --- paging -------------------------------------------------------------------------

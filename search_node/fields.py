@@ -84,18 +84,28 @@ def msgid_term(msgid: str) -> str:
     return fold_accents(normalize(msgid.strip().strip("<>")))
 
 
-def posting_terms(fw: Forward) -> set[tuple[int, str, int]]:
-    """(kind, term, field code) of every posting list a message belongs to."""
+def posting_terms(fw: Forward) -> list[tuple[int, str, int]]:
+    """(TERM, term, field code) of every term posting list a message belongs to."""
     out: set[tuple[int, str, int]] = set()
     for code, values in fw.items():
-        pairs = BY_CODE[code].pairs
         for value in values:
             out.update((TERM, t, code) for t in value.tokens)
             out.update((TERM, k, code) for k in value.keywords)
-            if pairs:
-                toks = value.tokens
-                out.update((PAIR, f"{a} {b}", code) for a, b in zip(toks, toks[1:]))
+    return list(out)
+
+
+def adjacent_pairs(fw: Forward) -> set[tuple[str, str, int]]:
+    """(first, second, field code) of every two adjacent tokens in fields that keep pair postings."""
+    out: set[tuple[str, str, int]] = set()
+    for code, values in fw.items():
+        if BY_CODE[code].pairs:
+            for value in values:
+                out.update((a, b, code) for a, b in zip(value.tokens, value.tokens[1:]))
     return out
+
+
+def pair_term(first: str, second: str) -> str:
+    return f"{first} {second}"
 
 
 def encode_forward(fw: Forward) -> bytes:
@@ -151,6 +161,21 @@ def value_matches(value: Value, match: Match) -> bool:
     for i in range(len(toks) - n + 1):
         if toks[i:i + n - 1] == head and (toks[i + n - 1].startswith(last) if match.prefix else toks[i + n - 1] == last):
             return True
+    return False
+
+
+def encoded_matches(data: bytes, codes: Iterable[int], match: Match) -> bool:
+    """forward_matches for a phrase (two terms or more) on an encoded forward record, without decoding it:
+    tokens are space-joined, so the phrase is the terms space-joined between token boundaries."""
+    needle = b" " + " ".join(match.terms).encode() + (b"" if match.prefix else b" ")
+    if needle.strip() not in data:
+        return False
+    wanted = {chr(code).encode() for code in codes}
+    for part in data.split(_FIELD_SEP.encode()):
+        if part[:1] in wanted:
+            for value in part[1:].split(_VALUE_SEP.encode()):
+                if needle in b" " + value.split(_KEYWORD_SEP.encode(), 1)[0] + b" ":
+                    return True
     return False
 
 

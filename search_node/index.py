@@ -19,7 +19,7 @@ from search_node.postings import (ALL, ATTACHMENT, COLUMN_FAMILIES, DELETED, DIS
                                   late_key, meta_key, meta_of, pack_docnum, posting_keys, rebuild_marker, state_key,
                                   unpack_docnum, user_prefix, user_range)
 from search_node.store import Committer, Reader, Txn
-from search_node.tiers import BitmapChanges, read_bitmap
+from search_node.tiers import BitmapChanges, advance, read_bitmap
 
 __all__ = ["COLUMN_FAMILIES", "IndexDoc", "InvalidCursor", "QuerySyntaxError", "SearchIndex", "SearchResult"]
 
@@ -94,13 +94,36 @@ class SearchIndex:
             return
         changes = _changes(txn, user)
         state = UserState.decode(txn.get(DOCS_CF, state_key(user)))
-        txn.put(DOCS_CF, state_key(user), self._write_doc(txn, user, doc, state, changes).encode())
+        txn.put(DOCS_CF, state_key(user), self._write_docs(txn, user, [doc], state, changes).encode())
         changes.apply(txn)
 
-    def _write_doc(self, txn: Txn, user: bytes, doc: IndexDoc, state: UserState, changes: BitmapChanges) -> UserState:
+    def _write_docs(self, txn: Txn, user: bytes, docs: list[IndexDoc], state: UserState,
+                    changes: BitmapChanges) -> UserState:
+        """Number and post `docs` in order. A pair of adjacent terms is posted only from the doc on
+        which both its terms are common (their `since`): rarer pairs are verified from term postings."""
+        forwards = [F.analyze(doc) for doc in docs]
+        keyed = [dict(zip(terms, posting_keys(user, terms))) for terms in map(F.posting_terms, forwards)]
+        distinct = list(dict.fromkeys(key for keys in keyed for key in keys.values()))
+        headers = dict(zip(distinct, changes.prefetch(txn, POSTINGS_CF, distinct)))
+        for doc, fw, keys in zip(docs, forwards, keyed):
+            docnum = state.next_docnum
+            changes.add_keys(POSTINGS_CF, list(keys.values()), docnum)
+            common = set()
+            for term, key in keys.items():
+                if F.BY_CODE[term[2]].pairs:  # count every doc of a pair field's term, paired or not
+                    header = headers[key] = advance(headers[key], [docnum])
+                    if header[1] <= docnum:
+                        common.add(term)
+            adjacent = F.adjacent_pairs(fw)
+            pairs = [(F.PAIR, F.pair_term(a, b), code) for a, b, code in adjacent
+                     if (F.TERM, a, code) in common and (F.TERM, b, code) in common]
+            changes.add_keys(POSTINGS_CF, posting_keys(user, pairs), docnum)
+            state = self._write_records(txn, user, doc, fw, state, changes)
+        return state
+
+    def _write_records(self, txn: Txn, user: bytes, doc: IndexDoc, fw: F.Forward, state: UserState,
+                       changes: BitmapChanges) -> UserState:
         meta, docnum, raw_id = meta_of(doc), state.next_docnum, doc_id_bytes(doc.id)
-        fw = F.analyze(doc)
-        changes.add_keys(POSTINGS_CF, posting_keys(user, F.posting_terms(fw)), docnum)
         in_order = (doc.received_ms, raw_id) > (state.high_ms, state.high_id)
         names = [ALL, *doc_bitmaps(meta)] if in_order else [ALL, DISPLACED, *doc_bitmaps(meta)]
         changes.add_keys(DOCS_CF, [bitmap_key(user, name) for name in names], docnum)
@@ -184,8 +207,7 @@ class SearchIndex:
         state = UserState()
         for start in range(0, len(unique), REBUILD_CHUNK_DOCS):
             changes = BitmapChanges()
-            for doc in unique[start:start + REBUILD_CHUNK_DOCS]:
-                state = self._write_doc(batch.txn, user, doc, state, changes)
+            state = self._write_docs(batch.txn, user, unique[start:start + REBUILD_CHUNK_DOCS], state, changes)
             changes.apply(batch.txn)
             batch.txn.put(DOCS_CF, state_key(user), state.encode())
             batch.flush()

@@ -1,10 +1,12 @@
 """Two-tier bitmap storage: a roaring base rewritten rarely, and a packed tail that new doc numbers append to.
 
-Every logical bitmap key has a base (key + 0x00, portable roaring) and a tail (key + 0x01,
-little-endian uint32 doc numbers). Adding a doc appends 4 bytes to the tail, with no bitmap
-decoded; once the tail holds more than TAIL_MAX numbers it folds into the base. Posting
-lists may keep doc numbers of removed docs until a fold drops them (`dead`, the user's
-deleted-docs bitmap), so readers intersect with the live docs.
+Every logical bitmap key has a base (key + 0x00, portable roaring) and a tail (key + 0x01):
+a header (adds ever, `since`) and little-endian uint32 doc numbers. Adding a doc appends 4
+bytes to the tail, with no bitmap decoded; once the tail holds more than TAIL_MAX numbers it
+folds into the base (the header stays). `since` is the doc number of the COMMON-th add, or
+NEVER: from that doc on the bitmap's term counts as common (pair postings, see index.py).
+Posting lists may keep doc numbers of removed docs until a fold drops them (`dead`, the
+user's deleted-docs bitmap), so readers intersect with the live docs.
 """
 from __future__ import annotations
 
@@ -19,9 +21,26 @@ from search_node.store import Reader, Txn
 
 BASE, TAIL = b"\x00", b"\x01"
 TAIL_MAX = 64
+COMMON = 128  # adds after which a term is common (a phrase verifies about this many docs per field)
+NEVER = 0xFFFFFFFF
 _ONE = struct.Struct("<I")
-_TAIL_BYTES = TAIL_MAX * _ONE.size
+_HEADER = struct.Struct("<II")  # adds ever (saturating), since
+_TAIL_BYTES = _HEADER.size + TAIL_MAX * _ONE.size
 _SWAP = sys.byteorder != "little"
+Header = tuple[int, int]
+EMPTY: Header = (0, NEVER)
+
+
+def tail_header(data: bytes | None) -> Header:
+    return _HEADER.unpack_from(data) if data else EMPTY  # type: ignore[return-value]
+
+
+def advance(header: Header, docnums: list[int]) -> Header:
+    """The header after adding `docnums` (in order)."""
+    count, since = header
+    if since == NEVER and count + len(docnums) >= COMMON:
+        since = docnums[COMMON - count - 1]
+    return min(count + len(docnums), NEVER), since
 
 
 def pack_tail(docnums: list[int]) -> bytes:
@@ -36,7 +55,7 @@ def pack_tail(docnums: list[int]) -> bytes:
 def tail_bitmap(data: bytes | None) -> BitMap:
     if not data:
         return BitMap()
-    numbers = array("I", data)
+    numbers = array("I", data[_HEADER.size:])
     if _SWAP:
         numbers.byteswap()
     return BitMap(numbers)
@@ -97,6 +116,13 @@ class BitmapChanges:
         self._purge_cf = purge_cf
         self._dead_source = dead
         self._dead: BitMap | None = None
+        self._tails: dict[tuple[str, bytes], bytes | None] = {}
+
+    def prefetch(self, txn: Txn, cf: str, keys: list[bytes]) -> list[Header]:
+        """Read the tails of `keys` now (apply will not read them again); their headers."""
+        tails = txn.multi_get(cf, [k + TAIL for k in keys])
+        self._tails.update(zip([(cf, k) for k in keys], tails))
+        return [tail_header(t) for t in tails]
 
     def add(self, cf: str, key: bytes, docnum: int) -> None:
         self._adds.setdefault(cf, {}).setdefault(key, []).append(docnum)
@@ -118,22 +144,32 @@ class BitmapChanges:
         """Write both tiers in the caller's batch: adds append to the tail, which folds into the base when full."""
         for cf, adds in self._adds.items():
             discards = self._discards.get(cf, {})
-            keys = list(adds)
-            tails = txn.multi_get(cf, [k + TAIL for k in keys])
-            for key, old, docs in zip(keys, tails, adds.values()):
+            for key, old, docs in zip(adds, self._read_tails(txn, cf, list(adds)), adds.values()):
                 gone = discards.pop(key, None)
-                new = pack_tail(docs)
-                if gone is None and (old is None or len(old) + len(new) <= _TAIL_BYTES):
-                    txn.put(cf, key + TAIL, old + new if old else new)
+                header = _HEADER.pack(*advance(tail_header(old), docs))
+                tail = header + old[_HEADER.size:] + pack_tail(docs) if old else header + pack_tail(docs)
+                if gone is None and len(tail) <= _TAIL_BYTES:
+                    txn.put(cf, key + TAIL, tail)
                 else:
-                    self._fold(txn, cf, key, (old or b"") + new, gone)
+                    self._fold(txn, cf, key, tail, gone)
         for cf, discards in self._discards.items():
             for key, gone in discards.items():
                 self._fold(txn, cf, key, txn.get(cf, key + TAIL), gone)
         self._adds.clear()
         self._discards.clear()
+        self._tails.clear()
+
+    def _read_tails(self, txn: Txn, cf: str, keys: list[bytes]) -> list[bytes | None]:
+        known, missing = self._tails, self
+        found = [known.get((cf, k), missing) for k in keys]
+        unknown = [k for k, hit in zip(keys, found) if hit is missing]
+        if not unknown:
+            return found  # type: ignore[return-value]
+        read = iter(txn.multi_get(cf, [k + TAIL for k in unknown]))
+        return [next(read) if hit is missing else hit for hit in found]  # type: ignore[misc]
 
     def _fold(self, txn: Txn, cf: str, key: bytes, tail: bytes | None, gone: list[int] | None) -> None:
+        """Merge the tail into the base, dropping `gone` (and dead docs); the tail keeps its header."""
         base = base_bitmap(txn.get(cf, key + BASE))
         base |= tail_bitmap(tail)
         if gone:
@@ -144,4 +180,4 @@ class BitmapChanges:
             base -= self._dead
         _store_base(txn, cf, key, base)
         if tail is not None:
-            txn.delete(cf, key + TAIL)
+            txn.put(cf, key + TAIL, tail[:_HEADER.size])

@@ -44,8 +44,9 @@ def test_analyze_fields_and_round_trip() -> None:
     assert fw[F.FILENAME_FIELD.code][1] == F.Value(("notes", "txt"), ("notes.txt",))
     assert fw[F.MSGID.code] == [F.Value((), ("a1@x.org",))]
     assert F.decode_forward(F.encode_forward(fw)) == fw
-    terms = F.posting_terms(fw)
-    assert (F.PAIR, "one two", F.BODY.code) in terms and (F.PAIR, "two three", F.BODY.code) not in terms
+    assert (F.TERM, "three", F.BODY.code) in F.posting_terms(fw)
+    pairs = F.adjacent_pairs(fw)
+    assert ("one", "two", F.BODY.code) in pairs and ("two", "three", F.BODY.code) not in pairs
 
 
 def test_query_side_matches() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import pytest
 from search_node import fields as F
 from search_node.grammar import All, And, Clause, Node, Not, Or, QuerySyntaxError, parse
 from search_node import index as search_index
+from search_node import tiers
 from search_node.index import COLUMN_FAMILIES, IndexDoc, SearchIndex
 from search_node.store import RdictChunks, RdictStore, Txn
 
@@ -210,6 +211,14 @@ class QueryGen:
 
 
 # --- the test -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module", autouse=True)
+def common_early() -> Iterator[None]:
+    """Terms turn common after 40 docs, so phrases meet both pair postings and verification."""
+    saved, tiers.COMMON = tiers.COMMON, 40
+    yield
+    tiers.COMMON = saved
+
 
 @pytest.fixture(scope="module")
 def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[RdictStore, SearchIndex, dict[str, IndexDoc], list[IndexDoc]]:
