@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from search_node.index import COLUMN_FAMILIES, IndexDoc, SearchIndex
-from search_node.store import RdictStore
+from search_node.store import RdictStore, RdictTxn
 
 USER = "00000000000000b1"
 DAY = 86_400_000
@@ -120,15 +120,22 @@ Runner = Callable[[dict[str, str]], int]
 
 # --- Tidings ----------------------------------------------------------------------------
 
-def build_ours(corpus: Corpus, path: Path, sync: bool) -> tuple[Runner, float]:
+def build_ours(corpus: Corpus, path: Path, sync: bool) -> tuple[Runner, float, Callable[[int], float]]:
+    """The runner, the indexing rate, and a function removing n docs that returns the removal rate."""
     store, index = RdictStore(str(path), COLUMN_FAMILIES, sync=sync), SearchIndex()
-    started = time.perf_counter()
-    for doc in corpus.docs:  # one write batch per message, as the storage node writes them
-        txn = store.txn()
-        index.add(txn, USER, doc)
-        txn.commit()
-    rate = len(corpus.docs) / (time.perf_counter() - started)
-    return (lambda q: index.search(store, USER, q["ours"], limit=50).total), rate
+
+    def per_message(op: Callable[[RdictTxn, IndexDoc], None], docs: list[IndexDoc]) -> float:
+        started = time.perf_counter()
+        for doc in docs:  # one write batch per message, as the storage node writes them
+            txn = store.txn()
+            op(txn, doc)
+            txn.commit()
+        return len(docs) / (time.perf_counter() - started)
+
+    rate = per_message(lambda txn, doc: index.add(txn, USER, doc), corpus.docs)
+    victims = random.Random(3).sample(corpus.docs, len(corpus.docs))
+    remove = lambda n: per_message(lambda txn, doc: index.remove(txn, USER, doc.id), victims[:n])  # noqa: E731
+    return (lambda q: index.search(store, USER, q["ours"], limit=50).total), rate, remove
 
 
 # --- SQLite FTS5 --------------------------------------------------------------------------
@@ -244,7 +251,8 @@ def main(argv: list[str] | None = None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="search_bench."))
     try:
         engines: dict[str, tuple[Runner, float]] = {}
-        engines["tidings"] = build_ours(corpus, tmp / "rocks", args.sync)
+        ours, rate, remove = build_ours(corpus, tmp / "rocks", args.sync)
+        engines["tidings"] = ours, rate
         if not args.no_others:
             engines["fts5"] = build_fts5(corpus, tmp / "fts5.db")
             tv = build_tantivy(corpus, tmp / "tantivy")
@@ -256,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"index build {name:8s} {rate:9,.0f} msg/s{note}")
         results = {name: measure(run, queries) for name, (run, _rate) in engines.items()}
         _print_table(results)
+        removals = min(2000, args.messages // 10)
+        print(f"remove tidings {remove(removals):9,.0f} msg/s ({removals} removals, one {mode} batch each)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -18,7 +18,7 @@ from search_node.postings import (ALL, DISPLACED, DOCS_CF, POSTINGS_CF, SIZE_BIT
                                   late_docnum, late_range, meta_key, posting_key, prefix_range, size_slice,
                                   split_posting_key, term_range)
 from search_node.store import Reader
-from search_node.tiers import BASE, NEVER, TAIL, read_bitmap, scan_bitmaps, tail_header
+from search_node.tiers import BASE, NEVER, TAIL, read_bitmap, scan_bitmaps, tail_header, union_range
 
 SortKey = tuple[int, str]
 _VERIFY_CHUNK = 256
@@ -99,8 +99,7 @@ class Execution:
 
     def _prefix(self, prefix: str, fields: frozenset[int]) -> BitMap:
         start, end = prefix_range(self.user, TERM, prefix)
-        parts = [bm for _k, _t, f, bm in scan_postings(self.reader, start, end) if f in fields]
-        return union(parts)
+        return union_range(self.reader, POSTINGS_CF, start, end, lambda key: key[-1] in fields)
 
     def metas(self, docnums: Iterable[int]) -> list[DocMeta]:
         nums = list(docnums)

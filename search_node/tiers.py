@@ -53,7 +53,7 @@ def pack_tail(docnums: list[int]) -> bytes:
 
 
 def tail_bitmap(data: bytes | None) -> BitMap:
-    if not data:
+    if not data or len(data) <= _HEADER.size:
         return BitMap()
     numbers = array("I", data[_HEADER.size:])
     if _SWAP:
@@ -93,6 +93,25 @@ def scan_bitmaps(reader: Reader, cf: str, start: bytes, end: bytes) -> Iterator[
             acc |= decode_tier(key, value)
     if last is not None:
         yield last, acc
+
+
+def union_range(reader: Reader, cf: str, start: bytes, end: bytes, keep: Callable[[bytes], bool]) -> BitMap:
+    """The union of every bitmap in a key range whose logical key passes `keep` (one pass, no per-key bitmaps
+    for tails: their numbers are gathered into one array)."""
+    bases: list[BitMap] = []
+    numbers = array("I")
+    for key, value in reader.scan(cf, start, end):
+        if not keep(key[:-1]):
+            continue
+        if key[-1:] == TAIL:
+            if len(value) > _HEADER.size:
+                numbers.frombytes(value[_HEADER.size:])
+        else:
+            bases.append(BitMap.deserialize(value))
+    if _SWAP:
+        numbers.byteswap()
+    bases.append(BitMap(numbers))
+    return BitMap.union(*bases)
 
 
 def _store_base(txn: Txn, cf: str, key: bytes, bm: BitMap) -> None:
