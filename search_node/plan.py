@@ -209,6 +209,17 @@ def _clause(clause: Clause, ctx: Context) -> Plan | None:
     return handler(clause, ctx)
 
 
+def _merge_ranges(kids: tuple[Plan, ...]) -> tuple[Plan, ...]:
+    """`after:A before:B` is one range, so its out-of-order docs are found with one bounded scan."""
+    ranges = [k for k in kids if isinstance(k, Received)]
+    if len(ranges) < 2:
+        return kids
+    los = [r.lo for r in ranges if r.lo is not None]
+    his = [r.hi for r in ranges if r.hi is not None]
+    merged = Received(max(los) if los else None, min(his) if his else None)
+    return (*(k for k in kids if not isinstance(k, Received)), merged)
+
+
 def _resolve(node: Node, ctx: Context) -> Plan | None:
     """None means the node has nothing indexable in it and is left out of its parent."""
     if isinstance(node, Clause):
@@ -218,6 +229,8 @@ def _resolve(node: Node, ctx: Context) -> Plan | None:
         return None if child is None else PNot(child)
     if isinstance(node, (And, Or)):
         kids = tuple(p for p in (_resolve(c, ctx) for c in node.children) if p is not None)
+        if isinstance(node, And):
+            kids = _merge_ranges(kids)
         if len(kids) <= 1:
             return kids[0] if kids else None
         return PAnd(kids) if isinstance(node, And) else POr(kids)

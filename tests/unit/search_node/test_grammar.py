@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from search_node.grammar import QuerySyntaxError, parse
-from search_node.plan import plan
+from search_node.plan import PAnd, Received, plan
 
 CASES = {
     "": "ALL",
@@ -61,3 +61,10 @@ def test_any_text_parses_or_raises_syntax_error(text: str) -> None:
         plan(parse(text), now_ms=0)
     except QuerySyntaxError as err:
         assert 0 <= err.position <= len(text)
+
+
+def test_date_bounds_in_one_and_merge_into_one_range() -> None:
+    merged = plan(parse("memo after:2024/01/01 before:2024/02/01 newer_than:400d"), now_ms=1_730_000_000_000)
+    assert isinstance(merged, PAnd)
+    assert [k for k in merged.children if isinstance(k, Received)] == \
+        [Received(max(1_704_067_200_000, 1_730_000_000_000 - 400 * 86_400_000 + 1), 1_706_745_600_000)]
