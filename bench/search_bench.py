@@ -45,7 +45,7 @@ def make_corpus(n: int, seed: int = 1) -> Corpus:
     words: set[str] = set()
     while len(words) < 20_000:
         words.add("".join(rng.choices(SYLLABLES, k=rng.randint(2, 3))))
-    vocabulary = sorted(words, key=lambda w: rng.random())
+    vocabulary = sorted(sorted(words), key=lambda w: rng.random())  # set order follows the hash seed
     cum = list(itertools.accumulate(1 / (r + 1) ** 1.07 for r in range(len(vocabulary))))
     people = [(f"{rng.choice(vocabulary).title()} {rng.choice(vocabulary).title()}", "") for _ in range(2000)]
     domains = [f"{rng.choice(vocabulary)}.{rng.choice(['com', 'org', 'net', 'co.uk'])}" for _ in range(60)]
