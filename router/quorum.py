@@ -105,4 +105,8 @@ def _leave(pending: set[asyncio.Future[T]], cancel: bool) -> None:
 def _forget(task: asyncio.Future[object]) -> None:
     _background.discard(task)  # type: ignore[arg-type]
     if not task.cancelled() and task.exception() is not None:
-        log.info("late replica write failed: %s", task.exception())
+        exc = task.exception()
+        if isinstance(exc, grpc.aio.AioRpcError):
+            log.info("late replica write failed: %s %s", exc.code().name, exc.details())
+        else:
+            log.info("late replica write failed: %s", exc)
