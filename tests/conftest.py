@@ -7,16 +7,15 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tests.cluster.grid import Grid
+from tests.cluster.grid import Grid, running
 
 _users = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
-    g = Grid(tmp_path_factory.mktemp("grid")).start()
-    yield g
-    g.stop()
+    with running(tmp_path_factory.mktemp("grid")) as g:
+        yield g
 
 
 @pytest.fixture
@@ -34,7 +33,6 @@ def new_user(grid: Grid) -> Callable[[str], str]:
 @pytest.fixture(scope="module")
 def own_grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
     """A cluster for one module's fault tests, so killing nodes disturbs no one else."""
-    g = Grid(tmp_path_factory.mktemp("own-grid")).start()
-    yield g
-    g.stop()
+    with running(tmp_path_factory.mktemp("own-grid")) as g:
+        yield g
 

@@ -2,7 +2,9 @@
 as restartable node objects (after Tahoe-LAFS integration/grid.py)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import grpc
 
@@ -69,3 +71,14 @@ class Grid:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.tail()}" for p in self.cluster.processes.values())
+
+
+@contextmanager
+def running(base_dir: Path, edges: tuple[str, ...] = ("smtp", "http"),
+            router_args: tuple[str, ...] = ()) -> Iterator[Grid]:
+    """A started grid, stopped (its processes gone) when the block ends."""
+    grid = Grid(base_dir, edges, router_args).start()
+    try:
+        yield grid
+    finally:
+        grid.stop()

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.cluster.grid import Grid
+from tests.cluster.grid import Grid, running
 from tests.cluster.load import Load, assert_nothing_lost, inbox, message
 from tidings_cli.cluster import HOST
 
@@ -19,11 +19,8 @@ RECONNECT_BOUND = 1.5  # router/nodes.py caps reconnect backoff at 1 s
 
 @pytest.fixture(scope="module")
 def fault_grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
-    grid = Grid(tmp_path_factory.mktemp("faults"), edges=("smtp",)).start()
-    try:
+    with running(tmp_path_factory.mktemp("faults"), edges=("smtp",)) as grid:
         yield grid
-    finally:
-        grid.stop()
 
 
 @pytest.fixture(scope="module")

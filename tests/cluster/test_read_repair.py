@@ -11,7 +11,7 @@ from typing import Iterator
 import grpc
 import pytest
 
-from tests.cluster.grid import Grid
+from tests.cluster.grid import Grid, running
 from tidings.v1 import mail_pb2, storage_pb2, storage_pb2_grpc
 from tidings_client.ids import new_entry_id
 
@@ -23,11 +23,8 @@ STALE = 2
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
-    grid = Grid(tmp_path_factory.mktemp("rr"), edges=(), router_args=("--anti-entropy-interval", "0")).start()
-    try:
+    with running(tmp_path_factory.mktemp("rr"), edges=(), router_args=("--anti-entropy-interval", "0")) as grid:
         yield grid
-    finally:
-        grid.stop()
 
 
 def raw(subject: str) -> bytes:

@@ -10,7 +10,7 @@ from typing import Iterator
 import grpc
 import pytest
 
-from tests.cluster.grid import Grid
+from tests.cluster.grid import Grid, running
 from tests.cluster.load import Load, assert_nothing_lost, node_items, wait_converged
 from tidings.v1 import mail_pb2, storage_pb2, storage_pb2_grpc
 
@@ -20,11 +20,8 @@ CONVERGENCE_BOUND = 60.0
 
 @pytest.fixture(scope="module")
 def repl_grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
-    grid = Grid(tmp_path_factory.mktemp("replication"), edges=("smtp",)).start()
-    try:
+    with running(tmp_path_factory.mktemp("replication"), edges=("smtp",)) as grid:
         yield grid
-    finally:
-        grid.stop()
 
 
 @pytest.fixture(scope="module")

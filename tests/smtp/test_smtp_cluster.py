@@ -16,7 +16,7 @@ from email.message import EmailMessage
 import pytest
 from tidings.v1 import mail_pb2
 
-from tests.cluster.grid import Grid
+from tests.cluster.grid import Grid, running
 from tidings_cli.cluster import HOST
 
 PASSWORD = "correct horse battery"
@@ -24,11 +24,8 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="module")
 def mail_grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
-    grid = Grid(tmp_path_factory.mktemp("smtp-grid"), edges=("smtp",)).start()
-    try:
+    with running(tmp_path_factory.mktemp("smtp-grid"), edges=("smtp",)) as grid:
         yield grid
-    finally:
-        grid.stop()
 
 
 @pytest.fixture(scope="module")
