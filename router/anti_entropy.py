@@ -18,7 +18,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
-import grpc
 from prometheus_client import Counter, Histogram
 
 from router.replicas import Replicas
@@ -184,18 +183,11 @@ class AntiEntropy:
 
     async def _each(self, nodes: Iterable[NodeInfo], call: Callable[[Any], Awaitable[Any]],
                     report: Report) -> dict[NodeInfo, Any]:
-        nodes = list(nodes)
-
-        async def one(node: NodeInfo) -> Any:
-            try:
-                return await self.replicas.call(node, call)
-            except grpc.aio.AioRpcError as exc:
-                log.info("anti-entropy: node %s did not answer: %s", node.node_id, exc.code().name)
-                report.unreachable.add(node.node_id)
-                return None
-
-        answers = await asyncio.gather(*(one(n) for n in nodes))
-        return {n: a for n, a in zip(nodes, answers) if a is not None}
+        answers, failures = await self.replicas.each(nodes, call)
+        for node, exc in failures.items():
+            log.info("anti-entropy: node %s did not answer: %s", node.node_id, exc.code().name)
+            report.unreachable.add(node.node_id)
+        return answers
 
     async def _reconcile(self, nodes: tuple[NodeInfo, ...], ranges: list[Range], report: Report) -> int:
         request = storage_pb2.RangeEntriesRequest(ranges=_token_ranges(ranges))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Callable, Iterable
 
 import grpc
@@ -35,7 +34,7 @@ class FailureDetector:
         self._channel_of = channel_of
         self.interval = interval
         self.probe_timeout = probe_timeout
-        self._down: dict[str, float] = {}  # node id -> since (monotonic)
+        self._down: set[str] = set()  # ids of the nodes seen down
         self._listeners: list[Callable[[NodeInfo], None]] = []
 
     def is_up(self, node: NodeInfo) -> bool:
@@ -50,13 +49,14 @@ class FailureDetector:
 
     def failed(self, node: NodeInfo, code: grpc.StatusCode | None) -> None:
         if code in NODE_FAILURES and node.node_id not in self._down:
-            self._down[node.node_id] = time.monotonic()
+            self._down.add(node.node_id)
             NODE_UP.labels(node.node_id).set(0)
             NODE_TRANSITIONS.labels(node.node_id, "down").inc()
             log.warning("storage node %s (%s) is down: %s", node.node_id, node.address, code)
 
     def answered(self, node: NodeInfo) -> None:
-        if self._down.pop(node.node_id, None) is not None:
+        if node.node_id in self._down:
+            self._down.discard(node.node_id)
             NODE_TRANSITIONS.labels(node.node_id, "up").inc()
             log.info("storage node %s (%s) is up again", node.node_id, node.address)
             for listener in self._listeners:

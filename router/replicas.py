@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from dataclasses import dataclass
-from typing import Awaitable, Callable, TypeVar
+from typing import Awaitable, Callable, Iterable, TypeVar
 
 import grpc
 
@@ -84,9 +84,8 @@ class Replicas:
                 raise NodeDown(f"node {node.node_id} is down; hinted")
             self._inflight[epoch] += 1
             try:
-                answer = await mutation.send(self.pool.stub(node), timeout)
+                return await self.call(node, lambda stub: mutation.send(stub, timeout))
             except grpc.aio.AioRpcError as exc:
-                self.detector.failed(node, exc.code())
                 if exc.code() in NODE_FAILURES:
                     self.hints.hold(partition_key, node, mutation)
                 elif exc.code() == grpc.StatusCode.NOT_FOUND and mutation.method == "UpdateMessage":
@@ -96,8 +95,6 @@ class Replicas:
                 raise
             finally:
                 self._inflight[epoch] -= 1
-            self.detector.answered(node)
-            return answer
 
         try:
             outcome = await quorum(targets, attempt, block_for, timeout, is_write=True)
@@ -125,10 +122,21 @@ class Replicas:
         self.detector.answered(node)
         return answer
 
-    async def drain(self) -> None:
-        """Wait for background hint writes (tests and shutdown)."""
-        await self.hints.drain()
-        await asyncio.sleep(0)
+    async def each(self, nodes: Iterable[NodeInfo], call: Callable[[Stub], Awaitable[T]]
+                   ) -> tuple[dict[NodeInfo, T], dict[NodeInfo, grpc.aio.AioRpcError]]:
+        """The same call on every node at once: the answers, and the failures, by node."""
+        nodes = list(nodes)
+        results = await asyncio.gather(*(self.call(n, call) for n in nodes), return_exceptions=True)
+        answers: dict[NodeInfo, T] = {}
+        failures: dict[NodeInfo, grpc.aio.AioRpcError] = {}
+        for node, result in zip(nodes, results):
+            if isinstance(result, grpc.aio.AioRpcError):
+                failures[node] = result
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                answers[node] = result
+        return answers, failures
 
 
 def newest(answers: list[T], version: Callable[[T], int]) -> T | None:

@@ -8,7 +8,6 @@ import asyncio
 import logging
 from typing import Iterable
 
-import grpc
 from prometheus_client import Gauge
 
 from router.replicas import Replicas
@@ -46,31 +45,16 @@ class RingKeeper:
 
     async def held(self, nodes: Iterable[NodeInfo]) -> dict[NodeInfo, storage_pb2.RingMap]:
         """The map each answering node holds."""
-        nodes = list(nodes)
-
-        async def one(node: NodeInfo) -> storage_pb2.RingMap | None:
-            try:
-                return await self.replicas.call(
-                    node, lambda stub: stub.GetRing(storage_pb2.GetRingRequest(), timeout=RING_TIMEOUT))
-            except grpc.aio.AioRpcError:
-                return None
-
-        answers = await asyncio.gather(*(one(n) for n in nodes))
-        return {n: a for n, a in zip(nodes, answers) if a is not None}
+        answers, _ = await self.replicas.each(
+            nodes, lambda stub: stub.GetRing(storage_pb2.GetRingRequest(), timeout=RING_TIMEOUT))
+        return answers
 
     async def publish(self, ring: Ring, nodes: Iterable[NodeInfo] | None = None) -> int:
         """Give the map to the nodes named (default: the ring's); returns how many hold it."""
-        targets = list(ring.nodes if nodes is None else nodes)
         message = storage_pb2.RingMap(version=ring.version, json=ring.to_json())
-
-        async def one(node: NodeInfo) -> bool:
-            try:
-                held = await self.replicas.call(node, lambda stub: stub.PutRing(message, timeout=RING_TIMEOUT))
-            except grpc.aio.AioRpcError:
-                return False
-            return held.version >= ring.version
-
-        return sum(await asyncio.gather(*(one(n) for n in targets)))
+        answers, _ = await self.replicas.each(ring.nodes if nodes is None else nodes,
+                                              lambda stub: stub.PutRing(message, timeout=RING_TIMEOUT))
+        return sum(held.version >= ring.version for held in answers.values())
 
     async def sync(self) -> None:
         """Adopt the newest map any node holds; hand ours to nodes behind it."""

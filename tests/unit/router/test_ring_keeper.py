@@ -7,7 +7,7 @@ from typing import Any, Awaitable, Callable
 
 import grpc
 
-from router.replicas import Consistency
+from router.replicas import Consistency, Replicas
 from router.ring import NodeInfo, Ring
 from router.ring_keeper import RingKeeper
 from tidings.v1 import storage_pb2
@@ -46,6 +46,8 @@ class FakeReplicas:
 
     async def call(self, node: NodeInfo, call: Callable[[Any], Awaitable[Any]]) -> Any:
         return await call(self.nodes[node.node_id])
+
+    each = Replicas.each
 
 
 def as_map(ring: Ring) -> storage_pb2.RingMap:
