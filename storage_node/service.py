@@ -100,6 +100,13 @@ def _to_items(items: list[Item]) -> storage_pb2.ReplicaItems:
     return storage_pb2.ReplicaItems(items=[_to_item(i) for i in items])
 
 
+def _counted(direction: str, batch: storage_pb2.ReplicaItems) -> storage_pb2.ReplicaItems:
+    """Count a streamed batch ("in" or "out") in the stream metrics."""
+    STREAM_ITEMS.labels(direction).inc(len(batch.items))
+    STREAM_BYTES.labels(direction).inc(batch.ByteSize())
+    return batch
+
+
 def _to_version(held: ItemVersion) -> storage_pb2.ItemVersion:
     return storage_pb2.ItemVersion(ref=storage_pb2.ItemRef(**dataclasses.asdict(held.ref)),
                                    version=held.version, tombstone=held.tombstone)
@@ -300,10 +307,7 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         while True:
             items, after = await asyncio.to_thread(replication.read_batch, self.engine, bounds, after, batch_bytes)
             if items:
-                batch = _to_items(items)
-                STREAM_ITEMS.labels("out").inc(len(items))
-                STREAM_BYTES.labels("out").inc(batch.ByteSize())
-                yield batch
+                yield _counted("out", _to_items(items))
             if after is None:
                 return
 
@@ -317,10 +321,9 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         try:
             async for batch in stub.StreamRanges(storage_pb2.StreamRangesRequest(ranges=request.ranges)):
                 await replication.apply_items(self.engine, self.committer, [_from_item(i) for i in batch.items])
+                _counted("in", batch)
                 answer.items += len(batch.items)
                 answer.bytes += batch.ByteSize()
-                STREAM_ITEMS.labels("in").inc(len(batch.items))
-                STREAM_BYTES.labels("in").inc(batch.ByteSize())
         except grpc.aio.AioRpcError as exc:
             raise PeerUnavailable(f"streaming from {request.source_address}: {exc.code().name} {exc.details()}") from None
         return answer
