@@ -37,6 +37,7 @@ FIELDS: tuple[Field, ...] = (FROM, TO, CC, BCC, SUBJECT, BODY, FILENAME_FIELD, A
 BY_NAME = {f.name: f for f in FIELDS}
 BY_CODE = {f.code: f for f in FIELDS}
 PLAIN_FIELDS: tuple[Field, ...] = tuple(f for f in FIELDS if f.plain)
+PAIR_CODES = frozenset(f.code for f in FIELDS if f.pairs)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from search_node.postings import (ALL, ATTACHMENT, COLUMN_FAMILIES, DELETED, DIS
                                   late_key, meta_key, meta_of, pack_docnum, posting_keys, rebuild_marker, state_key,
                                   unpack_docnum, user_prefix, user_range)
 from search_node.store import Committer, Reader, Txn
-from search_node.tiers import BitmapChanges, advance, read_bitmap
+from search_node.tiers import NEVER, BitmapChanges, advance, read_bitmap
 
 __all__ = ["COLUMN_FAMILIES", "IndexDoc", "InvalidCursor", "QuerySyntaxError", "SearchIndex", "SearchResult"]
 
@@ -110,8 +110,10 @@ class SearchIndex:
             changes.add_keys(POSTINGS_CF, list(keys.values()), docnum)
             common = set()
             for term, key in keys.items():
-                if F.BY_CODE[term[2]].pairs:  # count every doc of a pair field's term, paired or not
-                    header = headers[key] = advance(headers[key], [docnum])
+                if term[2] in F.PAIR_CODES:  # count every doc of a pair field's term, paired or not
+                    header = headers[key]
+                    if header[1] == NEVER:
+                        header = headers[key] = advance(header, [docnum])
                     if header[1] <= docnum:
                         common.add(term)
             adjacent = F.adjacent_pairs(fw)

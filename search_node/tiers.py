@@ -1,7 +1,8 @@
 """Two-tier bitmap storage: a roaring base rewritten rarely, and a packed tail that new doc numbers append to.
 
 Every logical bitmap key has a base (key + 0x00, portable roaring) and a tail (key + 0x01):
-a header (adds ever, `since`) and little-endian uint32 doc numbers. Adding a doc appends 4
+a header (adds counted until the term became common, `since`) and little-endian uint32 doc
+numbers. Adding a doc appends 4
 bytes to the tail, with no bitmap decoded; once the tail holds more than TAIL_MAX numbers it
 folds into the base (the header stays). `since` is the doc number of the COMMON-th add, or
 NEVER: from that doc on the bitmap's term counts as common (pair postings, see index.py).
@@ -24,7 +25,8 @@ TAIL_MAX = 64
 COMMON = 128  # adds after which a term is common (a phrase verifies about this many docs per field)
 NEVER = 0xFFFFFFFF
 _ONE = struct.Struct("<I")
-_HEADER = struct.Struct("<II")  # adds ever (saturating), since
+_HEADER = struct.Struct("<II")  # adds until common (then frozen: nothing reads it), since
+_SINCE_NEVER = _ONE.pack(NEVER)
 _TAIL_BYTES = _HEADER.size + TAIL_MAX * _ONE.size
 _SWAP = sys.byteorder != "little"
 Header = tuple[int, int]
@@ -36,11 +38,13 @@ def tail_header(data: bytes | None) -> Header:
 
 
 def advance(header: Header, docnums: list[int]) -> Header:
-    """The header after adding `docnums` (in order)."""
+    """The header after adding `docnums` (in order); a common term's header no longer changes."""
     count, since = header
-    if since == NEVER and count + len(docnums) >= COMMON:
+    if since != NEVER:
+        return header
+    if count + len(docnums) >= COMMON:
         since = docnums[COMMON - count - 1]
-    return min(count + len(docnums), NEVER), since
+    return count + len(docnums), since
 
 
 def pack_tail(docnums: list[int]) -> bytes:
@@ -50,6 +54,16 @@ def pack_tail(docnums: list[int]) -> bytes:
     if _SWAP:
         packed.byteswap()
     return packed.tobytes()
+
+
+def appended(tail: bytes | None, docnums: list[int]) -> bytes:
+    """A tail (or None: no tail yet) with `docnums` added; a common term's tail just grows."""
+    added = _ONE.pack(docnums[0]) if len(docnums) == 1 else pack_tail(docnums)
+    if not tail:
+        return _HEADER.pack(*advance(EMPTY, docnums)) + added
+    if tail[4:_HEADER.size] != _SINCE_NEVER:
+        return tail + added
+    return _HEADER.pack(*advance(_HEADER.unpack_from(tail), docnums)) + tail[_HEADER.size:] + added  # type: ignore[arg-type]
 
 
 def tail_bitmap(data: bytes | None) -> BitMap:
@@ -161,14 +175,14 @@ class BitmapChanges:
 
     def apply(self, txn: Txn) -> None:
         """Write both tiers in the caller's batch: adds append to the tail, which folds into the base when full."""
+        put = txn.put
         for cf, adds in self._adds.items():
             discards = self._discards.get(cf, {})
             for key, old, docs in zip(adds, self._read_tails(txn, cf, list(adds)), adds.values()):
-                gone = discards.pop(key, None)
-                header = _HEADER.pack(*advance(tail_header(old), docs))
-                tail = header + old[_HEADER.size:] + pack_tail(docs) if old else header + pack_tail(docs)
+                tail = appended(old, docs)
+                gone = discards.pop(key, None) if discards else None
                 if gone is None and len(tail) <= _TAIL_BYTES:
-                    txn.put(cf, key + TAIL, tail)
+                    put(cf, key + TAIL, tail)
                 else:
                     self._fold(txn, cf, key, tail, gone)
         for cf, discards in self._discards.items():
