@@ -6,11 +6,19 @@ mutation that fails leaves nothing behind.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 from rocksdict import WriteBatch
 
 _DELETED = None
+_MISSING = object()
+
+
+class Source(Protocol):
+    """What a Txn reads through: the engine's committed state, or a parent Txn."""
+
+    def get(self, cf: str, key: bytes) -> bytes | None: ...
+    def multi_get(self, cf: str, keys: list[bytes]) -> list[bytes | None]: ...
 
 
 class Txn:
@@ -21,8 +29,8 @@ class Txn:
     delete and survives, as in RocksDB's own ordered WriteBatch.
     """
 
-    def __init__(self, read: Callable[[str, bytes], bytes | None]) -> None:
-        self._read = read
+    def __init__(self, source: Source) -> None:
+        self._source = source
         self._overlay: dict[tuple[str, bytes], bytes | None] = {}
         self._ranges: list[tuple[str, bytes, bytes]] = []
 
@@ -30,9 +38,25 @@ class Txn:
         slot = (cf, key)
         if slot in self._overlay:
             return self._overlay[slot]
-        if any(c == cf and start <= key < end for c, start, end in self._ranges):
+        if self._ranges and self._range_deleted(cf, key):
             return _DELETED
-        return self._read(cf, key)
+        return self._source.get(cf, key)
+
+    def multi_get(self, cf: str, keys: list[bytes]) -> list[bytes | None]:
+        """Like get for each key, with one read of the source for all keys the batch has not written."""
+        overlay = self._overlay
+        found = [overlay.get((cf, key), _MISSING) for key in keys]
+        if self._ranges:
+            found = [_DELETED if hit is _MISSING and self._range_deleted(cf, key) else hit
+                     for key, hit in zip(keys, found)]
+        wanted = [key for key, hit in zip(keys, found) if hit is _MISSING]
+        if wanted:
+            read = iter(self._source.multi_get(cf, wanted))
+            found = [next(read) if hit is _MISSING else hit for hit in found]
+        return found  # type: ignore[return-value]
+
+    def _range_deleted(self, cf: str, key: bytes) -> bool:
+        return any(c == cf and start <= key < end for c, start, end in self._ranges)
 
     def put(self, cf: str, key: bytes, value: bytes) -> None:
         self._overlay[(cf, key)] = value
@@ -46,7 +70,7 @@ class Txn:
         self._ranges.append((cf, start, end))
 
     def child(self) -> "Txn":
-        return Txn(self.get)
+        return Txn(self)
 
     def fold_into(self, parent: "Txn") -> None:
         for cf, start, end in self._ranges:

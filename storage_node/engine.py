@@ -130,7 +130,7 @@ class Engine(RdictStore):
         )
 
     def new_txn(self) -> Txn:
-        return Txn(self.get)
+        return Txn(self)
 
     def commit(self, txn: Txn) -> None:
         """Write the batch with the WAL synced: durable when this returns."""

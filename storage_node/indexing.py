@@ -25,38 +25,18 @@ def index_doc(record: MessageRecord, parsed: ParsedMail) -> IndexDoc:
     )
 
 
-class IndexTxn:
-    """search_node's Txn over the node's batch, which has no multi_get of its own: one get per key."""
-
-    def __init__(self, txn: Txn) -> None:
-        self.batch = txn
-
-    def get(self, cf: str, key: bytes) -> bytes | None:
-        return self.batch.get(cf, key)
-
-    def multi_get(self, cf: str, keys: list[bytes]) -> list[bytes | None]:
-        get = self.batch.get
-        return [get(cf, key) for key in keys]
-
-    def put(self, cf: str, key: bytes, value: bytes) -> None:
-        self.batch.put(cf, key, value)
-
-    def delete(self, cf: str, key: bytes) -> None:
-        self.batch.delete(cf, key)
-
-
 class EngineChunks:
     """Commits a rebuild's intermediate chunks straight to the engine (it runs alone in the commit thread)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def new_txn(self) -> IndexTxn:
-        return IndexTxn(self._engine.new_txn())
+    def new_txn(self) -> Txn:
+        return self._engine.new_txn()
 
     def commit(self, txn: SearchTxn) -> None:
-        assert isinstance(txn, IndexTxn)
-        self._engine.commit(txn.batch)
+        assert isinstance(txn, Txn)
+        self._engine.commit(txn)
 
 
 class EmbeddedIndex:
@@ -66,14 +46,14 @@ class EmbeddedIndex:
         self.index = index or SearchIndex()
 
     def on_store(self, txn: Txn, user_id: str, record: MessageRecord, parsed: ParsedMail) -> None:
-        self.index.add(IndexTxn(txn), user_id, index_doc(record, parsed))
+        self.index.add(txn, user_id, index_doc(record, parsed))
 
     def on_update(self, txn: Txn, user_id: str, record: MessageRecord) -> None:
-        self.index.update(IndexTxn(txn), user_id, record.id, folder_id=keys.FOLDER_NAMES[record.folder_no],
+        self.index.update(txn, user_id, record.id, folder_id=keys.FOLDER_NAMES[record.folder_no],
                           unread=record.unread, starred=record.starred)
 
     def on_expunge(self, txn: Txn, user_id: str, record: MessageRecord) -> None:
-        self.index.remove(IndexTxn(txn), user_id, record.id)
+        self.index.remove(txn, user_id, record.id)
 
 
 def stored_docs(engine: Engine, user_id: str) -> Iterator[IndexDoc]:
@@ -87,7 +67,7 @@ def rebuild_user(engine: Engine, index: SearchIndex, txn: Txn, user_id: str) -> 
 
     Runs as a mutation of its own in the commit thread, so no other write interleaves with
     the chunks it commits before its last one (which goes into `txn`)."""
-    return index.rebuild(IndexTxn(txn), engine, user_id, stored_docs(engine, user_id), chunks=EngineChunks(engine))
+    return index.rebuild(txn, engine, user_id, stored_docs(engine, user_id), chunks=EngineChunks(engine))
 
 
 def check_user(engine: Engine, index: SearchIndex, user_id: str) -> tuple[int, list[str]]:
