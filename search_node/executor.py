@@ -99,7 +99,7 @@ class Execution:
 
     def _prefix(self, prefix: str, fields: frozenset[int]) -> BitMap:
         start, end = prefix_range(self.user, TERM, prefix)
-        return union_range(self.reader, POSTINGS_CF, start, end, lambda key: key[-1] in fields)
+        return union_range(self.reader, POSTINGS_CF, start, end, fields)
 
     def metas(self, docnums: Iterable[int]) -> list[DocMeta]:
         nums = list(docnums)

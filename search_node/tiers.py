@@ -109,17 +109,17 @@ def scan_bitmaps(reader: Reader, cf: str, start: bytes, end: bytes) -> Iterator[
         yield last, acc
 
 
-def union_range(reader: Reader, cf: str, start: bytes, end: bytes, keep: Callable[[bytes], bool]) -> BitMap:
-    """The union of every bitmap in a key range whose logical key passes `keep` (one pass, no per-key bitmaps
-    for tails: their numbers are gathered into one array)."""
+def union_range(reader: Reader, cf: str, start: bytes, end: bytes, fields: frozenset[int]) -> BitMap:
+    """The union of every posting bitmap in a key range whose field (the logical key's last byte) is
+    in `fields`: one pass, and no per-key bitmaps for tails (their numbers go into one array)."""
     bases: list[BitMap] = []
     numbers = array("I")
+    tail, header = TAIL[0], _HEADER.size
     for key, value in reader.scan(cf, start, end):
-        if not keep(key[:-1]):
+        if key[-2] not in fields:
             continue
-        if key[-1:] == TAIL:
-            if len(value) > _HEADER.size:
-                numbers.frombytes(value[_HEADER.size:])
+        if key[-1] == tail:
+            numbers.frombytes(memoryview(value)[header:])
         else:
             bases.append(BitMap.deserialize(value))
     if _SWAP:

@@ -309,17 +309,6 @@ class Engine(RdictStore):
             if not record.tombstone:
                 yield record
 
-    def scan_range(self, cf: str, start: bytes, end: bytes | None) -> Iterator[tuple[bytes, bytes]]:
-        """scan, with end None meaning to the end of the column family."""
-        if end is not None:
-            yield from self.scan(cf, start, end)
-            return
-        it = self._cfs[cf].iter()
-        it.seek(start)
-        while it.valid():
-            yield it.key(), it.value()
-            it.next()
-
     def last_key(self, cf: str) -> bytes | None:
         it = self._cfs[cf].iter()
         it.seek_to_last()
@@ -332,7 +321,7 @@ class Engine(RdictStore):
         """Every user with a message on this node (whose partition key lies in [start, end)):
         one seek per partition, not a full scan."""
         while True:
-            first = next(self.scan_range(keys.CF_MESSAGES, start, end), None)
+            first = next(self.scan(keys.CF_MESSAGES, start, end), None)
             if first is None:
                 return
             prefix = first[0][:keys.PARTITION_BYTES]

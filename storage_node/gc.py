@@ -36,7 +36,7 @@ def expired_tombstones(engine: Engine, cutoff: int, start: bytes) -> tuple[list[
     """Keys of tombstones older than `cutoff` among the next SCAN_CHUNK records from `start`;
     the key to resume from (None at the end)."""
     expired: list[bytes] = []
-    for n, (key, value) in enumerate(engine.scan_range(keys.CF_MESSAGES, start, None)):
+    for n, (key, value) in enumerate(engine.scan(keys.CF_MESSAGES, start, None)):
         if n == SCAN_CHUNK:
             return expired, key
         if _expired(value, cutoff):

@@ -82,7 +82,7 @@ class HintStore:
             self._publish(target)
 
     def _keys(self, start: bytes = b"", end: bytes | None = None) -> list[bytes]:
-        return [key for key, _ in self._engine.scan_range(keys.CF_HINTS, start, end)]
+        return [key for key, _ in self._engine.scan(keys.CF_HINTS, start, end)]
 
     def _publish(self, target: str) -> None:
         HINTS_PENDING.labels(target).set(self._pending[target])
@@ -125,7 +125,7 @@ class HintStore:
         start, end = keys.hint_target(target), keys.prefix_end(keys.hint_target(target))
         while True:
             chunk = await asyncio.to_thread(lambda s=start: list(
-                itertools.islice(self._engine.scan_range(keys.CF_HINTS, s, end), REPLAY_CHUNK)))
+                itertools.islice(self._engine.scan(keys.CF_HINTS, s, end), REPLAY_CHUNK)))
             done, dropped, reachable = await self._send_all(chunk)
             deleted = set(await self._delete(done + dropped))
             HINTS_REPLAYED.inc(len(deleted.intersection(done)))

@@ -92,7 +92,7 @@ def stored_items(engine: Engine, bounds: list[KeyBounds], after: Position | None
     def rows(cf: str) -> Iterator[Stored]:
         for low, high in bounds:
             start = low if after is None else max(low, after[0])
-            for key, value in engine.scan_range(cf, start, high):
+            for key, value in engine.scan(cf, start, high):
                 if after is None or (key, cf) > after:
                     yield Stored(key, cf, value)
 
