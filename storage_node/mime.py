@@ -1,4 +1,9 @@
-"""Raw RFC 5322 bytes to the fields the data model and index need (stdlib `email`, policy.default).
+"""Raw RFC 5322 bytes to the fields the data model and index need (stdlib `email`).
+
+The MIME structure is read with the compat32 policy, whose parameter parsing is cheap; only the
+headers the model keeps (addresses, subject, ids) go through policy.default's header parsers
+(RFC 2047 words, RFC 5322 address lists). policy.default parses every header again on each
+access, which made parsing cost more than storing and indexing a message.
 
 Parsing never raises on bad mail: a header that cannot be parsed is read as plain
 text or left empty, so a malformed message is still stored byte for byte.
@@ -9,8 +14,9 @@ import email
 import email.parser
 import html as html_lib
 import re
-from email.message import EmailMessage, Message
-from email.policy import default as default_policy
+from email.header import decode_header, make_header
+from email.message import Message
+from email.policy import compat32, default as default_policy
 from email.utils import getaddresses
 
 from storage_node.model import Address, AttachmentPart, ParsedMail
@@ -19,32 +25,46 @@ SNIPPET_CHARS = 200
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _TAGS = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.S | re.I)
 _SPACE = re.compile(r"\s+")
+_LINE_BREAKS = re.compile(r"\r|\n")
 TEXT_LIKE = ("text/", "application/json", "application/xml")
 
 
-def parse_message(raw: bytes) -> EmailMessage:
-    return email.message_from_bytes(raw, policy=default_policy)  # type: ignore[return-value]
-
-
-def _header(msg: Message, name: str) -> str:
-    try:
-        value = msg.get(name)
-    except Exception:  # a header the policy cannot parse: fall back to its raw text
-        value = next((v for k, v in msg.raw_items() if k.lower() == name.lower()), None)  # type: ignore[attr-defined]
-    return "" if value is None else _SPACE.sub(" ", str(value)).strip()
+def parse_message(raw: bytes) -> Message:
+    return email.message_from_bytes(raw, policy=compat32)
 
 
 def _raw_header_values(msg: Message, name: str) -> list[str]:
-    return [str(v) for k, v in msg.raw_items() if k.lower() == name.lower()]  # type: ignore[attr-defined]
+    """The values of a header as received, unfolded, 8-bit bytes read as UTF-8."""
+    wanted = name.lower()
+    return [_LINE_BREAKS.sub("", str(v).encode("ascii", "surrogateescape").decode("utf-8", "replace"))
+            for k, v in msg.raw_items() if k.lower() == wanted]
+
+
+def _header(msg: Message, name: str) -> str:
+    values = _raw_header_values(msg, name)
+    if not values:
+        return ""
+    try:
+        value = str(default_policy.header_factory(name, values[0]))
+    except Exception:  # a header the policy cannot parse: fall back to its raw text
+        value = values[0]
+    return _SPACE.sub(" ", value).strip()
+
+
+def _decoded(text: str) -> str:
+    """RFC 2047 encoded words decoded; malformed ones kept as sent."""
+    if "=?" not in text:
+        return text
+    try:
+        return str(make_header(decode_header(text)))
+    except Exception:
+        return text
 
 
 def _addresses(msg: Message, name: str) -> tuple[Address, ...]:
-    try:
-        headers = msg.get_all(name) or []
-        pairs = [(a.display_name, a.addr_spec) for h in headers for a in h.addresses]  # type: ignore[union-attr]
-    except Exception:  # unparseable per RFC 5322: take what getaddresses can find in the raw text
-        pairs = getaddresses([_SPACE.sub(" ", v) for v in _raw_header_values(msg, name)])
-    return tuple((n.strip(), e.strip()) for n, e in pairs if e.strip() and e.strip() != "<>")
+    """RFC 5322 address lists by `getaddresses`, display names' encoded words decoded."""
+    pairs = [(n, e.strip()) for n, e in getaddresses([_SPACE.sub(" ", v) for v in _raw_header_values(msg, name)])]
+    return tuple((_decoded(n).strip(), e) for n, e in pairs if e and e != "<>" and not e.startswith("@"))
 
 
 def message_ids(value: str) -> list[str]:
@@ -56,12 +76,17 @@ def html_to_text(markup: str) -> str:
     return _SPACE.sub(" ", html_lib.unescape(_TAGS.sub(" ", markup))).strip()
 
 
-def _content(part: Message) -> str:
+def _text(data: bytes, charset: str | None) -> str:
     try:
-        return part.get_content()  # type: ignore[attr-defined]
-    except Exception:
-        payload = part.get_payload(decode=True) or b""
-        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else str(payload)
+        return data.decode(charset or "utf-8", "replace")
+    except LookupError:  # a charset Python does not know
+        return data.decode("utf-8", "replace")
+
+
+def _filename(part: Message) -> str:
+    """The part's file name: RFC 2231 parameters decoded by `email`, RFC 2047 words (common, if
+    not standard, in file names) here."""
+    return _decoded(part.get_filename() or "")
 
 
 def _payload_bytes(part: Message) -> bytes:
@@ -76,7 +101,7 @@ def walk_parts(msg: Message) -> list[tuple[str, Message]]:
 
 def _is_attachment(part: Message) -> bool:
     disposition = (part.get_content_disposition() or "").lower()
-    if disposition == "attachment" or part.get_filename():
+    if disposition == "attachment" or _filename(part):
         return True
     return part.get_content_maintype() not in {"text", "multipart", "message"}
 
@@ -85,7 +110,7 @@ def find_attachment(raw: bytes, attachment_id: str) -> tuple[AttachmentPart, byt
     for part_id, part in walk_parts(parse_message(raw)):
         if part_id == attachment_id and _is_attachment(part):
             data = _payload_bytes(part)
-            return AttachmentPart(part_id, part.get_filename() or "", part.get_content_type(), len(data)), data
+            return AttachmentPart(part_id, _filename(part), part.get_content_type(), len(data)), data
     return None
 
 
@@ -99,13 +124,12 @@ def parse_mail(raw: bytes) -> ParsedMail:
         if _is_attachment(part):
             data = _payload_bytes(part)
             ctype = part.get_content_type()
-            attachments.append(AttachmentPart(part_id, part.get_filename() or "", ctype, len(data)))
-            is_text = ctype.startswith(TEXT_LIKE)
-            attachment_texts.append(data.decode(part.get_content_charset() or "utf-8", "replace") if is_text else None)
+            attachments.append(AttachmentPart(part_id, _filename(part), ctype, len(data)))
+            attachment_texts.append(_text(data, part.get_content_charset()) if ctype.startswith(TEXT_LIKE) else None)
         elif part.get_content_type() == "text/html":
-            html_parts.append(_content(part))
+            html_parts.append(_text(_payload_bytes(part), part.get_content_charset()))
         elif part.get_content_maintype() == "text":
-            text_parts.append(_content(part))
+            text_parts.append(_text(_payload_bytes(part), part.get_content_charset()))
     text = "\n".join(text_parts)
     html = "\n".join(html_parts)
     snippet_source = text if text.strip() else html_to_text(html)
@@ -131,7 +155,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
 def thread_candidates(raw: bytes) -> tuple[list[str], str]:
     """From the headers only: the Message-Ids that may name a known thread (nearest
     ancestor first), and the root Message-Id that names a new thread."""
-    headers = email.parser.BytesHeaderParser(policy=default_policy).parsebytes(raw)
+    headers = email.parser.BytesHeaderParser(policy=compat32).parsebytes(raw)
     own = message_ids(_header(headers, "Message-Id"))
     parent = message_ids(_header(headers, "In-Reply-To"))
     references = message_ids(_header(headers, "References"))
