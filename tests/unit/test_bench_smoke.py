@@ -1,0 +1,22 @@
+"""The benchmarks still run end to end on tiny inputs (their figures come from `make bench`)."""
+from __future__ import annotations
+
+import pytest
+
+from bench import node_ingest, search_bench
+
+
+def test_node_ingest_reports_every_rate(capsys: pytest.CaptureFixture[str]) -> None:
+    node_ingest.main(["--messages", "60", "--group", "1", "8"])
+    out = capsys.readouterr().out
+    for line in ("store + index, group of 1", "store alone, group of 8", "raw RocksDB put, group of 8",
+                 "group of 8: store + index runs at"):
+        assert line in out
+
+
+def test_search_bench_reports_every_class(capsys: pytest.CaptureFixture[str]) -> None:
+    search_bench.main(["--messages", "300", "--queries", "3", "--no-others"])
+    out = capsys.readouterr().out
+    assert "index build tidings" in out and "remove tidings" in out
+    for cls in search_bench.CLASSES:
+        assert cls[:10] in out
