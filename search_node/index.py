@@ -5,6 +5,7 @@ bitmaps); any number of threads may search at once: a SearchIndex holds no mutab
 """
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from search_node.postings import (ALL, ATTACHMENT, COLUMN_FAMILIES, DELETED, DIS
 from search_node.store import Committer, Reader, Txn
 from search_node.tiers import NEVER, BitmapChanges, advance, read_bitmap
 
-__all__ = ["COLUMN_FAMILIES", "IndexDoc", "InvalidCursor", "QuerySyntaxError", "SearchIndex", "SearchResult"]
+__all__ = ["COLUMN_FAMILIES", "IndexDoc", "InvalidCursor", "QuerySyntaxError", "SearchIndex", "SearchResult",
+           "in_time_order"]
 
 MAX_LIMIT = 1000
 REBUILD_CHUNK_DOCS = 1000  # docs per rebuild batch
@@ -73,6 +75,11 @@ class _Chunker:
             self._chunks.commit(self.txn)
             self.txn = self._chunks.new_txn()
         self._pending = 0
+
+
+def in_time_order(docs: Iterable[IndexDoc]) -> list[IndexDoc]:
+    """Docs as `rebuild` takes them: by (received_ms, id), the last of each id kept."""
+    return sorted({doc.id: doc for doc in docs}.values(), key=lambda d: (d.received_ms, d.id))
 
 
 @dataclass(frozen=True)
@@ -191,12 +198,14 @@ class SearchIndex:
                 chunks: Committer | None = None) -> int:
         """Replace a user's index by one built from `docs`, numbered in time order (no displaced docs).
 
-        With `chunks`, the work is written in bounded batches through it and only the last one
-        goes into `txn`; an interrupted rebuild leaves a marker that `check` reports, and running
-        it again starts over. Without, everything goes into `txn`. Returns the number of docs indexed.
+        `docs` must come in (received_ms, id) order without repeats (`in_time_order` sorts a
+        collection); they are read one chunk at a time, so a stream of them never sits in memory
+        whole. With `chunks`, the work is written in bounded batches through it and only the last
+        one goes into `txn`; an interrupted rebuild leaves a marker that `check` reports, and
+        running it again starts over. Without, everything goes into `txn`. Returns the number of
+        docs indexed. Raises ValueError (leaving the marker) on docs out of order.
         """
         user = user_prefix(user_id)
-        unique = sorted({doc.id: doc for doc in docs}.values(), key=lambda d: (d.received_ms, d.id))
         batch, marker = _Chunker(txn, chunks), rebuild_marker(user)
         batch.txn.put(DOCS_CF, marker, b"")
         batch.flush()
@@ -206,16 +215,20 @@ class SearchIndex:
                     batch.txn.delete(cf, key)
                     batch.count(1)
         batch.flush()
-        state = UserState()
-        for start in range(0, len(unique), REBUILD_CHUNK_DOCS):
+        state, stream, last = UserState(), iter(docs), (-(1 << 62), "")
+        while chunk := list(itertools.islice(stream, REBUILD_CHUNK_DOCS)):
+            for doc in chunk:
+                if (doc.received_ms, doc.id) <= last:
+                    raise ValueError(f"rebuild needs docs in time order without repeats; {doc.id} is not")
+                last = (doc.received_ms, doc.id)
             changes = BitmapChanges()
-            state = self._write_docs(batch.txn, user, unique[start:start + REBUILD_CHUNK_DOCS], state, changes)
+            state = self._write_docs(batch.txn, user, chunk, state, changes)
             changes.apply(batch.txn)
             batch.txn.put(DOCS_CF, state_key(user), state.encode())
             batch.flush()
         batch.last.put(DOCS_CF, state_key(user), state.encode())
         batch.last.delete(DOCS_CF, marker)
-        return len(unique)
+        return state.next_docnum
 
     # --- reads --------------------------------------------------------------------------
     def search(self, reader: Reader, user_id: str, query: str, limit: int = 50, cursor: str | None = None,

@@ -62,12 +62,23 @@ def stored_docs(engine: Engine, user_id: str) -> Iterator[IndexDoc]:
         yield index_doc(record, parse_mail(engine.raw(user_id, record.id)))
 
 
+def stored_docs_in_time_order(engine: Engine, user_id: str) -> Iterator[IndexDoc]:
+    """stored_docs by (received_ms, id), one message parsed at a time: only the order is held
+    in memory (two small values a message), never the mailbox's text."""
+    order = sorted((record.received_ms, record.id) for record in engine.user_records(user_id))
+    for _, message_id in order:
+        record = engine.record(user_id, message_id)
+        if record is not None and not record.tombstone:
+            yield index_doc(record, parse_mail(engine.raw(user_id, message_id)))
+
+
 def rebuild_user(engine: Engine, index: SearchIndex, txn: Txn, user_id: str) -> int:
     """Replace a user's index by one built from the stored messages; returns the count.
 
     Runs as a mutation of its own in the commit thread, so no other write interleaves with
     the chunks it commits before its last one (which goes into `txn`)."""
-    return index.rebuild(txn, engine, user_id, stored_docs(engine, user_id), chunks=EngineChunks(engine))
+    return index.rebuild(txn, engine, user_id, stored_docs_in_time_order(engine, user_id),
+                         chunks=EngineChunks(engine))
 
 
 def check_user(engine: Engine, index: SearchIndex, user_id: str) -> tuple[int, list[str]]:

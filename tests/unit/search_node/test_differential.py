@@ -18,7 +18,7 @@ from search_node import fields as F
 from search_node.grammar import All, And, Clause, Node, Not, Or, QuerySyntaxError, parse
 from search_node import index as search_index
 from search_node import tiers
-from search_node.index import COLUMN_FAMILIES, IndexDoc, SearchIndex
+from search_node.index import COLUMN_FAMILIES, IndexDoc, SearchIndex, in_time_order
 from search_node.store import RdictChunks, RdictStore, Txn
 
 USER = "00000000000000aa"
@@ -293,7 +293,7 @@ def test_rebuild_renumbers_in_time_order(indexed: tuple, tmp_path: Path) -> None
         index.add(txn, USER, doc)
     txn.commit()
     txn = other.txn()
-    assert index.rebuild(txn, other, USER, live.values()) == len(live)
+    assert index.rebuild(txn, other, USER, in_time_order(live.values())) == len(live)
     txn.commit()
     assert index.check(other, USER, live.values()) == []
     for query in ("meeting", '"data project"', "after:2024/06/01 -is:unread", "larger:1M OR from:ann"):
@@ -323,14 +323,43 @@ def test_chunked_rebuild_survives_interruption(indexed: tuple, tmp_path: Path,
     monkeypatch.setattr(search_index, "REBUILD_CHUNK_KEYS", 5000)
     other = RdictStore(str(tmp_path / "db"), COLUMN_FAMILIES)
     with other.txn() as txn:
-        index.rebuild(txn, other, USER, live.values())
+        index.rebuild(txn, other, USER, in_time_order(live.values()))
     with pytest.raises(RuntimeError):
-        index.rebuild(other.txn(), other, USER, live.values(), chunks=_FailingChunks(other, 10))
+        index.rebuild(other.txn(), other, USER, in_time_order(live.values()), chunks=_FailingChunks(other, 10))
     assert "a rebuild did not complete: run it again" in index.check(other, USER, live.values())
     with other.txn() as txn:
-        assert index.rebuild(txn, other, USER, live.values(), chunks=RdictChunks(other)) == len(live)
+        assert index.rebuild(txn, other, USER, in_time_order(live.values()), chunks=RdictChunks(other)) == len(live)
     assert index.check(other, USER, live.values()) == []
     for query in ("meeting", '"data project"', "after:2024/06/01 -is:unread", "larger:1M OR from:ann"):
         assert index.search(other, USER, query, limit=1000, now_ms=NOW_MS) == \
             index.search(store, USER, query, limit=1000, now_ms=NOW_MS)
+    other.close()
+
+
+def test_rebuild_streams_docs_and_refuses_them_out_of_order(indexed: tuple, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    store, index, live, _ = indexed
+    monkeypatch.setattr(search_index, "REBUILD_CHUNK_DOCS", 50)
+    ordered = in_time_order(live.values())
+    pulled = 0
+
+    def stream() -> Iterator[IndexDoc]:
+        nonlocal pulled
+        for doc in ordered:
+            pulled += 1
+            yield doc
+
+    other = RdictStore(str(tmp_path / "db"), COLUMN_FAMILIES)
+    pulled_at_commit: list[int] = []
+    chunks = RdictChunks(other)
+    commit = chunks.commit
+    chunks.commit = lambda txn: (pulled_at_commit.append(pulled), commit(txn))[1]  # type: ignore[method-assign]
+    with other.txn() as txn:
+        assert index.rebuild(txn, other, USER, stream(), chunks=chunks) == len(live)
+    assert index.check(other, USER, live.values()) == []
+    # commits: the marker, the deletes, then one per chunk, each before the next chunk is read
+    assert pulled_at_commit[2:5] == [50, 100, 150]
+    swapped = [ordered[1], ordered[0], *ordered[2:]]
+    with pytest.raises(ValueError, match="time order"), other.txn() as txn:
+        index.rebuild(txn, other, USER, swapped)
     other.close()
