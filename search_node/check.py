@@ -1,99 +1,159 @@
-"""Consistency check: compare a user's stored index with the one a list of IndexDocs implies."""
+"""Consistency check: compare a user's stored index with the one a stream of IndexDocs implies.
+
+Docs are read once, in chunks; what is held meanwhile is the id → doc number map and the
+expected bitmaps (roaring, a few bytes a posting), never the docs' text or the stored
+forward records, so a large mailbox can be checked on a live node.
+"""
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from pyroaring import BitMap
 
 from search_node import fields as F
 from search_node.postings import (ALL, DELETED, DISPLACED, DOCS_CF, POSTINGS_CF, DocMeta, UserState, bitmap_key,
-                                  doc_bitmaps, late_docnum, late_range, meta_of, posting_keys, rebuild_marker, split_posting_key,
-                                  state_key, unpack_docnum)
+                                  doc_bitmaps, forward_key, late_docnum, late_range, meta_key, meta_of, posting_keys,
+                                  rebuild_marker, split_posting_key, state_key, unpack_docnum)
 from search_node.store import Reader
 from search_node.tiers import TAIL, scan_bitmaps, tail_header
 
 MAX_PROBLEMS = 50
+CHUNK_DOCS = 500  # docs whose records are read in one multi_get
 
 
 def _docs_range(user: bytes, tag: bytes) -> tuple[bytes, bytes]:
     return user + tag, user + bytes([tag[0] + 1])
 
 
-def check_user(reader: Reader, user: bytes, docs: Sequence[Any]) -> list[str]:
+class _Expected:
+    """The postings and doc bitmaps the docs imply, built a chunk of docs at a time."""
+
+    def __init__(self, reader: Reader, user: bytes) -> None:
+        self._reader, self._user = reader, user
+        self.postings: dict[bytes, BitMap] = {}
+        self.bitmaps: dict[bytes, BitMap] = {ALL: BitMap()}
+        self._since: dict[tuple[str, int], int] = {}  # stored `since` of pair-field terms, read once each
+
+    def add(self, docnum: int, meta: DocMeta, fw: F.Forward) -> None:
+        for key in posting_keys(b"", F.posting_terms(fw)):
+            self.postings.setdefault(key, BitMap()).add(docnum)
+        for name in (ALL, *doc_bitmaps(meta)):
+            self.bitmaps.setdefault(name, BitMap()).add(docnum)
+
+    def add_pairs(self, found: list[tuple[int, set[tuple[str, str, int]]]]) -> None:
+        """Pair postings, given when each term became common (its stored `since`)."""
+        unknown = sorted({(t, code) for _, pairs in found for a, b, code in pairs for t in (a, b)} - self._since.keys())
+        tails = self._reader.multi_get(POSTINGS_CF, [k + TAIL for k in
+                                                     posting_keys(self._user, [(F.TERM, t, c) for t, c in unknown])])
+        self._since.update((term, tail_header(tail)[1]) for term, tail in zip(unknown, tails))
+        for docnum, pairs in found:
+            for a, b, code in pairs:
+                if docnum >= max(self._since[(a, code)], self._since[(b, code)]):
+                    key = posting_keys(b"", [(F.PAIR, F.pair_term(a, b), code)])[0]
+                    self.postings.setdefault(key, BitMap()).add(docnum)
+
+
+def check_user(reader: Reader, user: bytes, docs: Iterable[Any]) -> tuple[int, list[str]]:
+    """(number of docs read, problems found; empty when the index matches them)."""
     problems: list[str] = []
     if reader.get(DOCS_CF, rebuild_marker(user)) is not None:
         problems.append("a rebuild did not complete: run it again")
-    wanted = {doc.id: doc for doc in docs}
     numbers = {k[len(user) + 1:].hex(): unpack_docnum(v) for k, v in reader.scan(DOCS_CF, *_docs_range(user, b"i"))}
-    metas = {unpack_docnum(k[-4:]): DocMeta.decode(v) for k, v in reader.scan(DOCS_CF, *_docs_range(user, b"d"))}
-    forwards = {unpack_docnum(k[-4:]): v for k, v in reader.scan(DOCS_CF, *_docs_range(user, b"f"))}
-    problems += [f"not indexed: {i}" for i in sorted(wanted.keys() - numbers.keys())]
-    problems += [f"indexed but absent: {i}" for i in sorted(numbers.keys() - wanted.keys())]
-    if set(metas) != set(numbers.values()) or set(forwards) != set(metas):
+    meta_nums = BitMap(unpack_docnum(k[-4:]) for k, _ in reader.scan(DOCS_CF, *_docs_range(user, b"d")))
+    forward_nums = BitMap(unpack_docnum(k[-4:]) for k, _ in reader.scan(DOCS_CF, *_docs_range(user, b"f")))
+    if meta_nums != BitMap(numbers.values()) or forward_nums != meta_nums:
         problems.append("doc records, forward records and the id map disagree")
 
-    expected_postings: dict[bytes, set[int]] = {}
-    expected_bitmaps: dict[bytes, set[int]] = {ALL: set()}
-    pairs: dict[int, set[tuple[str, str, int]]] = {}
-    for doc_id, docnum in numbers.items():
-        doc = wanted.get(doc_id)
-        if doc is None or docnum not in metas:
-            continue
-        meta = meta_of(doc)
-        if metas[docnum] != meta:
-            problems.append(f"record differs for {doc_id}: {metas[docnum]} != {meta}")
-        fw = F.analyze(doc)
-        if forwards.get(docnum) != F.encode_forward(fw):
-            problems.append(f"forward record differs for {doc_id}")
-        for kind, term, code in F.posting_terms(fw):
-            expected_postings.setdefault(posting_keys(b"", [(kind, term, code)])[0], set()).add(docnum)
-        pairs[docnum] = F.adjacent_pairs(fw)
-        for name in (ALL, *doc_bitmaps(meta)):
-            expected_bitmaps.setdefault(name, set()).add(docnum)
+    expected, seen, count = _Expected(reader, user), set(), 0
+    stream = iter(docs)
+    while chunk := list(itertools.islice(stream, CHUNK_DOCS)):
+        count += len(chunk)
+        problems += _check_chunk(reader, user, chunk, numbers, seen, expected)
+    problems += [f"indexed but absent: {i}" for i in sorted(numbers.keys() - seen)]
 
-    expected_postings.update(_expected_pairs(reader, user, pairs))
     prefix = bitmap_key(user, b"")
-    stored_bitmaps = {k[len(prefix):]: set(bm) for k, bm in scan_bitmaps(reader, DOCS_CF, prefix, user + b"c")}
-    displaced, deleted = stored_bitmaps.pop(DISPLACED, set()), stored_bitmaps.pop(DELETED, set())
-    if deleted & (metas.keys() | stored_bitmaps.get(ALL, set())):
+    stored_bitmaps = {k[len(prefix):]: bm for k, bm in scan_bitmaps(reader, DOCS_CF, prefix, user + b"c")}
+    displaced, deleted = stored_bitmaps.pop(DISPLACED, BitMap()), stored_bitmaps.pop(DELETED, BitMap())
+    if deleted & (meta_nums | stored_bitmaps.get(ALL, BitMap())):
         problems.append("docs marked deleted are still live")
-    stored_postings = {k[len(user):]: set(bm) - deleted
-                       for k, bm in scan_bitmaps(reader, POSTINGS_CF, user, user + b"\xff")}
-    for key in sorted(expected_postings.keys() | stored_postings.keys()):
-        if expected_postings.get(key, set()) != stored_postings.get(key, set()):
-            kind, term, code = split_posting_key(user + key + b"\x00")
-            problems.append(f"posting {F.BY_CODE[code].name}:{term!r} (kind {kind}) differs")
-
-    for name in sorted(expected_bitmaps.keys() | stored_bitmaps.keys()):
-        if expected_bitmaps.get(name, set()) != stored_bitmaps.get(name, set()):
+    problems += _compare_postings(reader, user, expected.postings, deleted)
+    for name in sorted(expected.bitmaps.keys() | stored_bitmaps.keys()):
+        if expected.bitmaps.get(name, BitMap()) != stored_bitmaps.get(name, BitMap()):
             problems.append(f"doc bitmap {name.decode()} differs")
-    problems += _check_order(reader, user, metas, displaced)
-    late = {late_docnum(k) for k, _ in reader.scan(DOCS_CF, *late_range(user, None, None))}
+    problems += _check_order(reader, user, displaced)
+    late = BitMap(late_docnum(k) for k, _ in reader.scan(DOCS_CF, *late_range(user, None, None)))
     if late != displaced:
         problems.append("time keys of displaced docs differ from the displaced bitmap")
-    return problems[:MAX_PROBLEMS]
+    return count, problems[:MAX_PROBLEMS]
 
 
-def _expected_pairs(reader: Reader, user: bytes, pairs: dict[int, set[tuple[str, str, int]]]) -> dict[bytes, set[int]]:
-    """Pair postings the docs imply, given when each term became common (its stored `since`)."""
-    terms = sorted({(t, code) for found in pairs.values() for a, b, code in found for t in (a, b)})
-    tails = reader.multi_get(POSTINGS_CF, [k + TAIL for k in posting_keys(user, [(F.TERM, t, c) for t, c in terms])])
-    since = {term: tail_header(tail)[1] for term, tail in zip(terms, tails)}
-    expected: dict[bytes, set[int]] = {}
-    for docnum, found in pairs.items():
-        for a, b, code in found:
-            if docnum >= max(since[(a, code)], since[(b, code)]):
-                key = posting_keys(b"", [(F.PAIR, F.pair_term(a, b), code)])[0]
-                expected.setdefault(key, set()).add(docnum)
-    return expected
+def _check_chunk(reader: Reader, user: bytes, chunk: list[Any], numbers: dict[str, int], seen: set[str],
+                 expected: _Expected) -> list[str]:
+    """Each doc's stored record and forward record against the doc; its postings into `expected`."""
+    problems = []
+    indexed = []
+    for doc in chunk:
+        if doc.id in numbers:
+            indexed.append((doc, numbers[doc.id]))
+            seen.add(doc.id)
+        else:
+            problems.append(f"not indexed: {doc.id}")
+    metas = reader.multi_get(DOCS_CF, [meta_key(user, n) for _, n in indexed])
+    forwards = reader.multi_get(DOCS_CF, [forward_key(user, n) for _, n in indexed])
+    pairs = []
+    for (doc, docnum), stored_meta, stored_forward in zip(indexed, metas, forwards):
+        if stored_meta is None:
+            continue
+        meta = meta_of(doc)
+        if DocMeta.decode(stored_meta) != meta:
+            problems.append(f"record differs for {doc.id}: {DocMeta.decode(stored_meta)} != {meta}")
+        fw = F.analyze(doc)
+        if stored_forward != F.encode_forward(fw):
+            problems.append(f"forward record differs for {doc.id}")
+        expected.add(docnum, meta, fw)
+        pairs.append((docnum, F.adjacent_pairs(fw)))
+    expected.add_pairs(pairs)
+    return problems
 
 
-def _check_order(reader: Reader, user: bytes, metas: dict[int, DocMeta], displaced: set[int]) -> list[str]:
+def _compare_postings(reader: Reader, user: bytes, expected: dict[bytes, BitMap], deleted: BitMap) -> list[str]:
+    """Stored posting lists (less removed docs) against the expected ones, in one scan."""
+    differing = []
+    for key, stored in scan_bitmaps(reader, POSTINGS_CF, user, user + b"\xff"):
+        if expected.pop(key[len(user):], BitMap()) != stored - deleted:
+            differing.append(key)
+    differing += [user + key for key, bm in expected.items() if bm]
+    problems = []
+    for key in sorted(differing):
+        kind, term, code = split_posting_key(key + b"\x00")
+        problems.append(f"posting {F.BY_CODE[code].name}:{term!r} (kind {kind}) differs")
+    return problems
+
+
+def _metas_in_docnum_order(reader: Reader, user: bytes) -> Iterator[tuple[int, DocMeta]]:
+    for key, value in reader.scan(DOCS_CF, *_docs_range(user, b"d")):
+        yield unpack_docnum(key[-4:]), DocMeta.decode(value)
+
+
+def _check_order(reader: Reader, user: bytes, displaced: BitMap) -> list[str]:
     """Doc numbers of docs not marked displaced must follow (received_ms, id) order."""
-    problems = [f"displaced doc {d} has no record" for d in sorted(displaced - metas.keys())]
-    keys = [metas[d].sort_key for d in sorted(metas.keys() - displaced)]
-    if any(a >= b for a, b in zip(keys, keys[1:])):
+    with_record: BitMap = BitMap()
+    previous: tuple[int, str] | None = None
+    in_order = True
+    for docnum, meta in _metas_in_docnum_order(reader, user):
+        with_record.add(docnum)
+        if docnum in displaced:
+            continue
+        if previous is not None and previous >= meta.sort_key:
+            in_order = False
+        previous = meta.sort_key
+    problems = [f"displaced doc {d} has no record" for d in displaced - with_record]
+    if not in_order:
         problems.append("doc numbers of in-order docs are not in time order")
     state = UserState.decode(reader.get(DOCS_CF, state_key(user)))
-    if metas and (state.next_docnum <= max(metas) or (keys and (state.high_ms, state.high_id.hex()) < keys[-1])):
+    if with_record and (state.next_docnum <= with_record.max()
+                        or (previous is not None and (state.high_ms, state.high_id.hex()) < previous)):
         problems.append(f"user state {state} is behind the docs")
     return problems

@@ -249,5 +249,6 @@ class SearchIndex:
         return SearchResult([m.doc_id for m in metas], len(result), next_cursor)
 
     def check(self, reader: Reader, user_id: str, docs: Iterable[IndexDoc]) -> list[str]:
-        """Compare the stored index with the one `docs` imply; returns the problems (empty: they match)."""
-        return check_user(reader, user_prefix(user_id), list(docs))
+        """Compare the stored index with the one `docs` imply; returns the problems (empty: they match).
+        `docs` are read once, as a stream (see check.py)."""
+        return check_user(reader, user_prefix(user_id), docs)[1]

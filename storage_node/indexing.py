@@ -82,5 +82,12 @@ def rebuild_user(engine: Engine, index: SearchIndex, txn: Txn, user_id: str) -> 
 
 
 def check_user(engine: Engine, index: SearchIndex, user_id: str) -> tuple[int, list[str]]:
-    docs = list(stored_docs(engine, user_id))
-    return len(docs), index.check(engine, user_id, docs)
+    count = 0
+
+    def counted() -> Iterator[IndexDoc]:
+        nonlocal count
+        for doc in stored_docs(engine, user_id):
+            count += 1
+            yield doc
+    problems = index.check(engine, user_id, counted())
+    return count, problems

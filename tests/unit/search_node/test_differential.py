@@ -17,7 +17,7 @@ import pytest
 from search_node import fields as F
 from search_node.grammar import All, And, Clause, Node, Not, Or, QuerySyntaxError, parse
 from search_node import index as search_index
-from search_node import tiers
+from search_node import postings, tiers
 from search_node.index import COLUMN_FAMILIES, IndexDoc, SearchIndex, in_time_order
 from search_node.store import RdictChunks, RdictStore, Txn
 
@@ -363,3 +363,50 @@ def test_rebuild_streams_docs_and_refuses_them_out_of_order(indexed: tuple, tmp_
     with pytest.raises(ValueError, match="time order"), other.txn() as txn:
         index.rebuild(txn, other, USER, swapped)
     other.close()
+
+
+def _damaged(index: SearchIndex, docs: list[IndexDoc], path: Path, damage: Callable[[RdictStore], None]) -> list[str]:
+    """What check reports on a fresh index of `docs` after `damage`."""
+    store = RdictStore(str(path), COLUMN_FAMILIES)
+    with store.txn() as txn:
+        index.rebuild(txn, store, USER, docs)
+    damage(store)
+    try:
+        return index.check(store, USER, docs)
+    finally:
+        store.close()
+
+
+def test_check_reports_each_kind_of_damage(indexed: tuple, tmp_path: Path) -> None:
+    _, index, live, _ = indexed
+    docs = in_time_order(live.values())[:80]
+    user = postings.user_prefix(USER)
+
+    def drop_first_posting(store: RdictStore) -> None:
+        key, _ = next(store.scan(postings.POSTINGS_CF, user, user + b"\xff"))
+        with store.txn() as txn:
+            txn.delete(postings.POSTINGS_CF, key)
+
+    def drop_forward(store: RdictStore) -> None:
+        with store.txn() as txn:
+            txn.delete(postings.DOCS_CF, postings.forward_key(user, 3))
+
+    def star_doc(store: RdictStore) -> None:
+        with store.txn() as txn:
+            changes = tiers.BitmapChanges()
+            changes.add(postings.DOCS_CF, postings.bitmap_key(user, b"starred"), 5)
+            changes.apply(txn)
+
+    assert _damaged(index, docs, tmp_path / "none", lambda store: None) == []
+    assert any(p.startswith("posting ") and p.endswith(" differs")
+               for p in _damaged(index, docs, tmp_path / "posting", drop_first_posting))
+    assert {"doc records, forward records and the id map disagree", f"forward record differs for {docs[3].id}"} <= \
+        set(_damaged(index, docs, tmp_path / "forward", drop_forward))
+    starred = docs[5].starred
+    assert ("doc bitmap starred differs" in _damaged(index, docs, tmp_path / "bitmap", star_doc)) is not starred
+    store = RdictStore(str(tmp_path / "ids"), COLUMN_FAMILIES)
+    with store.txn() as txn:
+        index.rebuild(txn, store, USER, docs[:-1])
+    problems = index.check(store, USER, docs[1:])
+    store.close()
+    assert f"indexed but absent: {docs[0].id}" in problems and f"not indexed: {docs[-1].id}" in problems
