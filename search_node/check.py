@@ -1,8 +1,11 @@
 """Consistency check: compare a user's stored index with the one a stream of IndexDocs implies.
 
-Docs are read once, in chunks; what is held meanwhile is the id → doc number map and the
-expected bitmaps (roaring, a few bytes a posting), never the docs' text or the stored
-forward records, so a large mailbox can be checked on a live node.
+Docs are read in chunks; what is held meanwhile is the id → doc number map, the expected doc
+bitmaps (roaring) and, for postings, one digest per group of keys: the sum of hash(key, doc)
+over the group's postings. Memory stays bounded however many posting lists a mailbox has
+(millions of pair lists at 100k messages). Where a group's digests differ and the docs can be
+read again (a collection, not an iterator), a second pass builds those groups' lists exactly
+to name the postings that differ.
 """
 from __future__ import annotations
 
@@ -21,24 +24,48 @@ from search_node.tiers import TAIL, scan_bitmaps, tail_header
 
 MAX_PROBLEMS = 50
 CHUNK_DOCS = 500  # docs whose records are read in one multi_get
+GROUPS = 1 << 16  # posting digests kept
+_MASK = (1 << 64) - 1
 
 
 def _docs_range(user: bytes, tag: bytes) -> tuple[bytes, bytes]:
     return user + tag, user + bytes([tag[0] + 1])
 
 
+def _group(key: bytes) -> int:
+    return hash(key) & (GROUPS - 1)
+
+
+class _Postings:
+    """Posting lists as digests per key group, and exactly (bitmaps) for the keys of `exact` groups."""
+
+    def __init__(self, exact: frozenset[int] = frozenset()) -> None:
+        self.digests = [0] * GROUPS
+        self.exact_groups = exact
+        self.exact: dict[bytes, BitMap] = {}
+
+    def add(self, key: bytes, docnums: Iterable[int]) -> None:
+        group = _group(key)
+        total = self.digests[group]
+        for docnum in docnums:
+            total += hash((key, docnum))
+        self.digests[group] = total & _MASK
+        if group in self.exact_groups:
+            self.exact.setdefault(key, BitMap()).update(docnums)
+
+
 class _Expected:
     """The postings and doc bitmaps the docs imply, built a chunk of docs at a time."""
 
-    def __init__(self, reader: Reader, user: bytes) -> None:
+    def __init__(self, reader: Reader, user: bytes, exact: frozenset[int] = frozenset()) -> None:
         self._reader, self._user = reader, user
-        self.postings: dict[bytes, BitMap] = {}
+        self.postings = _Postings(exact)
         self.bitmaps: dict[bytes, BitMap] = {ALL: BitMap()}
         self._since: dict[tuple[str, int], int] = {}  # stored `since` of pair-field terms, read once each
 
     def add(self, docnum: int, meta: DocMeta, fw: F.Forward) -> None:
         for key in posting_keys(b"", F.posting_terms(fw)):
-            self.postings.setdefault(key, BitMap()).add(docnum)
+            self.postings.add(key, (docnum,))
         for name in (ALL, *doc_bitmaps(meta)):
             self.bitmaps.setdefault(name, BitMap()).add(docnum)
 
@@ -51,8 +78,7 @@ class _Expected:
         for docnum, pairs in found:
             for a, b, code in pairs:
                 if docnum >= max(self._since[(a, code)], self._since[(b, code)]):
-                    key = posting_keys(b"", [(F.PAIR, F.pair_term(a, b), code)])[0]
-                    self.postings.setdefault(key, BitMap()).add(docnum)
+                    self.postings.add(posting_keys(b"", [(F.PAIR, F.pair_term(a, b), code)])[0], (docnum,))
 
 
 def check_user(reader: Reader, user: bytes, docs: Iterable[Any]) -> tuple[int, list[str]]:
@@ -66,9 +92,9 @@ def check_user(reader: Reader, user: bytes, docs: Iterable[Any]) -> tuple[int, l
     if meta_nums != BitMap(numbers.values()) or forward_nums != meta_nums:
         problems.append("doc records, forward records and the id map disagree")
 
-    expected, seen, count = _Expected(reader, user), set(), 0
-    stream = iter(docs)
-    while chunk := list(itertools.islice(stream, CHUNK_DOCS)):
+    expected, seen = _Expected(reader, user), set()
+    count = 0
+    for chunk in _chunks(docs):
         count += len(chunk)
         problems += _check_chunk(reader, user, chunk, numbers, seen, expected)
     problems += [f"indexed but absent: {i}" for i in sorted(numbers.keys() - seen)]
@@ -78,7 +104,7 @@ def check_user(reader: Reader, user: bytes, docs: Iterable[Any]) -> tuple[int, l
     displaced, deleted = stored_bitmaps.pop(DISPLACED, BitMap()), stored_bitmaps.pop(DELETED, BitMap())
     if deleted & (meta_nums | stored_bitmaps.get(ALL, BitMap())):
         problems.append("docs marked deleted are still live")
-    problems += _compare_postings(reader, user, expected.postings, deleted)
+    problems += _compare_postings(reader, user, docs, numbers, expected.postings, deleted)
     for name in sorted(expected.bitmaps.keys() | stored_bitmaps.keys()):
         if expected.bitmaps.get(name, BitMap()) != stored_bitmaps.get(name, BitMap()):
             problems.append(f"doc bitmap {name.decode()} differs")
@@ -89,12 +115,20 @@ def check_user(reader: Reader, user: bytes, docs: Iterable[Any]) -> tuple[int, l
     return count, problems[:MAX_PROBLEMS]
 
 
+def _chunks(docs: Iterable[Any]) -> Iterator[list[Any]]:
+    stream = iter(docs)
+    while chunk := list(itertools.islice(stream, CHUNK_DOCS)):
+        yield chunk
+
+
 def _check_chunk(reader: Reader, user: bytes, chunk: list[Any], numbers: dict[str, int], seen: set[str],
                  expected: _Expected) -> list[str]:
     """Each doc's stored record and forward record against the doc; its postings into `expected`."""
     problems = []
     indexed = []
     for doc in chunk:
+        if doc.id in seen:  # a repeated doc counts once
+            continue
         if doc.id in numbers:
             indexed.append((doc, numbers[doc.id]))
             seen.add(doc.id)
@@ -118,16 +152,35 @@ def _check_chunk(reader: Reader, user: bytes, chunk: list[Any], numbers: dict[st
     return problems
 
 
-def _compare_postings(reader: Reader, user: bytes, expected: dict[bytes, BitMap], deleted: BitMap) -> list[str]:
-    """Stored posting lists (less removed docs) against the expected ones, in one scan."""
-    differing = []
+def _stored_postings(reader: Reader, user: bytes, deleted: BitMap) -> Iterator[tuple[bytes, BitMap]]:
+    """(key without the user prefix, docs) of every stored posting list, removed docs left out."""
     for key, stored in scan_bitmaps(reader, POSTINGS_CF, user, user + b"\xff"):
-        if expected.pop(key[len(user):], BitMap()) != stored - deleted:
-            differing.append(key)
-    differing += [user + key for key, bm in expected.items() if bm]
+        yield key[len(user):], stored - deleted
+
+
+def _compare_postings(reader: Reader, user: bytes, docs: Iterable[Any], numbers: dict[str, int],
+                      expected: _Postings, deleted: BitMap) -> list[str]:
+    """Stored posting lists against the expected digests; the groups that differ, named key by key
+    when the docs can be read a second time."""
+    stored = _Postings()
+    for key, docnums in _stored_postings(reader, user, deleted):
+        stored.add(key, docnums)
+    differing = frozenset(g for g, (a, b) in enumerate(zip(expected.digests, stored.digests)) if a != b)
+    if not differing:
+        return []
+    if isinstance(docs, Iterator):  # read once already
+        return [f"posting lists differ in {len(differing)} of {GROUPS} key groups"]
+    exact = _Expected(reader, user, differing)
+    for chunk in _chunks(docs):
+        _check_chunk(reader, user, chunk, numbers, set(), exact)
+    keys = []
+    for key, docnums in _stored_postings(reader, user, deleted):
+        if _group(key) in differing and exact.postings.exact.pop(key, BitMap()) != docnums:
+            keys.append(key)
+    keys += [key for key, bm in exact.postings.exact.items() if bm]
     problems = []
-    for key in sorted(differing):
-        kind, term, code = split_posting_key(key + b"\x00")
+    for key in sorted(keys):
+        kind, term, code = split_posting_key(user + key + b"\x00")
         problems.append(f"posting {F.BY_CODE[code].name}:{term!r} (kind {kind}) differs")
     return problems
 

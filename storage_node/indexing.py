@@ -81,13 +81,21 @@ def rebuild_user(engine: Engine, index: SearchIndex, txn: Txn, user_id: str) -> 
                          chunks=EngineChunks(engine))
 
 
-def check_user(engine: Engine, index: SearchIndex, user_id: str) -> tuple[int, list[str]]:
-    count = 0
+class _StoredDocs:
+    """stored_docs, readable more than once (check reads them again to name damaged postings)."""
 
-    def counted() -> Iterator[IndexDoc]:
-        nonlocal count
-        for doc in stored_docs(engine, user_id):
-            count += 1
+    def __init__(self, engine: Engine, user_id: str) -> None:
+        self._engine, self._user_id = engine, user_id
+        self.count = 0
+
+    def __iter__(self) -> Iterator[IndexDoc]:
+        self.count = 0
+        for doc in stored_docs(self._engine, self._user_id):
+            self.count += 1
             yield doc
-    problems = index.check(engine, user_id, counted())
-    return count, problems
+
+
+def check_user(engine: Engine, index: SearchIndex, user_id: str) -> tuple[int, list[str]]:
+    docs = _StoredDocs(engine, user_id)
+    problems = index.check(engine, user_id, docs)
+    return docs.count, problems

@@ -400,6 +400,12 @@ def test_check_reports_each_kind_of_damage(indexed: tuple, tmp_path: Path) -> No
     assert _damaged(index, docs, tmp_path / "none", lambda store: None) == []
     assert any(p.startswith("posting ") and p.endswith(" differs")
                for p in _damaged(index, docs, tmp_path / "posting", drop_first_posting))
+    store = RdictStore(str(tmp_path / "once"), COLUMN_FAMILIES)
+    with store.txn() as txn:
+        index.rebuild(txn, store, USER, docs)
+    drop_first_posting(store)
+    assert any(p.startswith("posting lists differ in 1 of ") for p in index.check(store, USER, iter(docs)))
+    store.close()
     assert {"doc records, forward records and the id map disagree", f"forward record differs for {docs[3].id}"} <= \
         set(_damaged(index, docs, tmp_path / "forward", drop_forward))
     starred = docs[5].starred
