@@ -81,8 +81,10 @@ class RdictStore:
     def scan(self, cf: str, start: bytes, end: bytes | None) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) in [start, end) in key order; end None: to the end of the column family.
 
-        The bound is checked here: with a RocksDB upper bound in rocksdict's ReadOptions, made
-        when the scan is called rather than when it is first read, the differential test failed."""
+        The bound is checked here. Returning rocksdict's lazy iterator over a ReadOptions upper
+        bound made the differential test fail (a scan ran past its bound), while reading it
+        through while the ReadOptions lived passed: the iterator seems not to keep its bound
+        alive."""
         for key, value in self._cfs[cf].items(from_key=start):
             if end is not None and key >= end:
                 return
