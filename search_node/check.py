@@ -97,6 +97,7 @@ def check_user(reader: Reader, user: bytes, docs: Iterable[Any]) -> tuple[int, l
     for chunk in _chunks(docs):
         count += len(chunk)
         problems += _check_chunk(reader, user, chunk, numbers, seen, expected)
+        del problems[MAX_PROBLEMS:]  # a badly damaged index must not fill memory with reports
     problems += [f"indexed but absent: {i}" for i in sorted(numbers.keys() - seen)]
 
     prefix = bitmap_key(user, b"")
