@@ -7,7 +7,7 @@ batch) or a `Reader` (a snapshot or the live db). `RdictStore` implements both o
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
 from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
@@ -35,6 +35,24 @@ class Committer(Protocol):
 
     def new_txn(self) -> Txn: ...
     def commit(self, txn: Txn) -> None: ...
+
+
+_MISSING = object()
+
+
+def read_through(written: Mapping[tuple[str, bytes], bytes | None], cf: str, keys: list[bytes],
+                 read: Callable[[str, list[bytes]], list[bytes | None]],
+                 hidden: Callable[[bytes], bool] | None = None) -> list[bytes | None]:
+    """multi_get of a layer over a store: what the layer holds for (cf, key) first (None: deleted),
+    keys `hidden` by it as absent, the rest in one `read` of what lies under it."""
+    found = [written.get((cf, key), _MISSING) for key in keys]
+    if hidden is not None:
+        found = [None if hit is _MISSING and hidden(key) else hit for key, hit in zip(keys, found)]
+    wanted = [key for key, hit in zip(keys, found) if hit is _MISSING]
+    if wanted:
+        stored = iter(read(cf, wanted))
+        found = [next(stored) if hit is _MISSING else hit for hit in found]
+    return found  # type: ignore[return-value]
 
 
 def column_options() -> Options:
@@ -113,13 +131,7 @@ class RdictTxn:
 
     def multi_get(self, cf: str, keys: list[bytes]) -> list[bytes | None]:
         """The batch's own writes first; the rest in one read of the store."""
-        overlay, missing = self._overlay, self
-        found = [overlay.get((cf, key), missing) for key in keys]
-        wanted = [key for key, hit in zip(keys, found) if hit is missing]
-        if wanted:
-            stored = iter(self._store.multi_get(cf, wanted))
-            return [next(stored) if hit is missing else hit for hit in found]  # type: ignore[misc]
-        return found  # type: ignore[return-value]
+        return read_through(self._overlay, cf, keys, self._store.multi_get)
 
     def put(self, cf: str, key: bytes, value: bytes) -> None:
         self._overlay[(cf, key)] = value

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 
 from pyroaring import BitMap
 
-from search_node.store import Reader, Txn
+from search_node.store import Reader, Txn, read_through
 
 BASE, TAIL = b"\x00", b"\x01"
 TAIL_MAX = 64
@@ -193,13 +193,8 @@ class BitmapChanges:
         self._tails.clear()
 
     def _read_tails(self, txn: Txn, cf: str, keys: list[bytes]) -> list[bytes | None]:
-        known, missing = self._tails, self
-        found = [known.get((cf, k), missing) for k in keys]
-        unknown = [k for k, hit in zip(keys, found) if hit is missing]
-        if not unknown:
-            return found  # type: ignore[return-value]
-        read = iter(txn.multi_get(cf, [k + TAIL for k in unknown]))
-        return [next(read) if hit is missing else hit for hit in found]  # type: ignore[misc]
+        """Tails of `keys`: prefetched ones as read then, the rest in one multi_get."""
+        return read_through(self._tails, cf, keys, lambda cf, unknown: txn.multi_get(cf, [k + TAIL for k in unknown]))
 
     def _fold(self, txn: Txn, cf: str, key: bytes, tail: bytes | None, gone: list[int] | None) -> None:
         """Merge the tail into the base, dropping `gone` (and dead docs); the tail keeps its header."""

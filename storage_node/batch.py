@@ -10,8 +10,9 @@ from typing import Callable, Iterator, Protocol
 
 from rocksdict import WriteBatch
 
+from search_node.store import read_through
+
 _DELETED = None
-_MISSING = object()
 
 
 class Source(Protocol):
@@ -44,16 +45,8 @@ class Txn:
 
     def multi_get(self, cf: str, keys: list[bytes]) -> list[bytes | None]:
         """Like get for each key, with one read of the source for all keys the batch has not written."""
-        overlay = self._overlay
-        found = [overlay.get((cf, key), _MISSING) for key in keys]
-        if self._ranges:
-            found = [_DELETED if hit is _MISSING and self._range_deleted(cf, key) else hit
-                     for key, hit in zip(keys, found)]
-        wanted = [key for key, hit in zip(keys, found) if hit is _MISSING]
-        if wanted:
-            read = iter(self._source.multi_get(cf, wanted))
-            found = [next(read) if hit is _MISSING else hit for hit in found]
-        return found  # type: ignore[return-value]
+        hidden = (lambda key: self._range_deleted(cf, key)) if self._ranges else None
+        return read_through(self._overlay, cf, keys, self._source.multi_get, hidden)
 
     def _range_deleted(self, cf: str, key: bytes) -> bool:
         return any(c == cf and start <= key < end for c, start, end in self._ranges)
