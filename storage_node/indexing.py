@@ -10,7 +10,6 @@ from storage_node.engine import Engine
 from storage_node.mime import parse_mail
 from storage_node.model import MessageRecord, ParsedMail
 from search_node.index import IndexDoc, SearchIndex
-from search_node.store import Txn as SearchTxn
 
 
 def index_doc(record: MessageRecord, parsed: ParsedMail) -> IndexDoc:
@@ -23,20 +22,6 @@ def index_doc(record: MessageRecord, parsed: ParsedMail) -> IndexDoc:
         text=parsed.text, html=parsed.html,
         attachments=tuple((a.filename, a.content_type, text) for a, text in zip(parsed.attachments, texts)),
     )
-
-
-class EngineChunks:
-    """Commits a rebuild's intermediate chunks straight to the engine (it runs alone in the commit thread)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    def new_txn(self) -> Txn:
-        return self._engine.new_txn()
-
-    def commit(self, txn: SearchTxn) -> None:
-        assert isinstance(txn, Txn)
-        self._engine.commit(txn)
 
 
 class EmbeddedIndex:
@@ -76,9 +61,9 @@ def rebuild_user(engine: Engine, index: SearchIndex, txn: Txn, user_id: str) -> 
     """Replace a user's index by one built from the stored messages; returns the count.
 
     Runs as a mutation of its own in the commit thread, so no other write interleaves with
-    the chunks it commits before its last one (which goes into `txn`)."""
-    return index.rebuild(txn, engine, user_id, stored_docs_in_time_order(engine, user_id),
-                         chunks=EngineChunks(engine))
+    the chunks it commits straight to the engine (its `new_txn`/`commit` make it the rebuild's
+    Committer) before its last one (which goes into `txn`)."""
+    return index.rebuild(txn, engine, user_id, stored_docs_in_time_order(engine, user_id), chunks=engine)
 
 
 class _StoredDocs:
