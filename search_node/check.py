@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from pyroaring import BitMap
 
@@ -22,6 +22,7 @@ from search_node.postings import (ALL, DELETED, DISPLACED, DOCS_CF, POSTINGS_CF,
 from search_node.store import Reader
 from search_node.tiers import TAIL, scan_bitmaps, tail_header
 
+T = TypeVar("T")
 MAX_PROBLEMS = 50
 CHUNK_DOCS = 500  # docs whose records are read in one multi_get
 GROUPS = 1 << 16  # posting digests kept
@@ -94,7 +95,7 @@ def check_user(reader: Reader, user: bytes, docs: Iterable[Any]) -> tuple[int, l
 
     expected, seen = _Expected(reader, user), set()
     count = 0
-    for chunk in _chunks(docs):
+    for chunk in batched(docs, CHUNK_DOCS):
         count += len(chunk)
         problems += _check_chunk(reader, user, chunk, numbers, seen, expected)
         del problems[MAX_PROBLEMS:]  # a badly damaged index must not fill memory with reports
@@ -116,9 +117,10 @@ def check_user(reader: Reader, user: bytes, docs: Iterable[Any]) -> tuple[int, l
     return count, problems[:MAX_PROBLEMS]
 
 
-def _chunks(docs: Iterable[Any]) -> Iterator[list[Any]]:
-    stream = iter(docs)
-    while chunk := list(itertools.islice(stream, CHUNK_DOCS)):
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of `size` items (the last shorter), read lazily: itertools.batched of 3.12."""
+    stream = iter(items)
+    while chunk := list(itertools.islice(stream, size)):
         yield chunk
 
 
@@ -172,7 +174,7 @@ def _compare_postings(reader: Reader, user: bytes, docs: Iterable[Any], numbers:
     if isinstance(docs, Iterator):  # read once already
         return [f"posting lists differ in {len(differing)} of {GROUPS} key groups"]
     exact = _Expected(reader, user, differing)
-    for chunk in _chunks(docs):
+    for chunk in batched(docs, CHUNK_DOCS):
         _check_chunk(reader, user, chunk, numbers, set(), exact)
     keys = []
     for key, docnums in _stored_postings(reader, user, deleted):

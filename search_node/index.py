@@ -5,13 +5,12 @@ bitmaps); any number of threads may search at once: a SearchIndex holds no mutab
 """
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from search_node import fields as F
-from search_node.check import check_user
+from search_node.check import batched, check_user
 from search_node.executor import Execution, InvalidCursor, decode_cursor, encode_cursor
 from search_node.grammar import QuerySyntaxError, parse
 from search_node.plan import plan
@@ -215,8 +214,8 @@ class SearchIndex:
                     batch.txn.delete(cf, key)
                     batch.count(1)
         batch.flush()
-        state, stream, last = UserState(), iter(docs), (-(1 << 62), "")
-        while chunk := list(itertools.islice(stream, REBUILD_CHUNK_DOCS)):
+        state, last = UserState(), (-(1 << 62), "")
+        for chunk in batched(docs, REBUILD_CHUNK_DOCS):
             for doc in chunk:
                 if (doc.received_ms, doc.id) <= last:
                     raise ValueError(f"rebuild needs docs in time order without repeats; {doc.id} is not")
