@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.search_bench import USER, make_corpus
-from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES, IndexDoc
+from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES, IndexDoc, SearchIndex
 from search_node.store import RdictStore
 from storage_node.blobs import LocalBlobStore
 from storage_node.engine import Engine, MessageState, NewMessage, run_group
@@ -64,10 +64,12 @@ def node_rates(raws: list[bytes], docs: list[IndexDoc], groups: list[int], root:
             engine = Engine(root / f"node{group}{indexed}", blobs, extra_column_families=SEARCH_COLUMN_FAMILIES,
                             index=EmbeddedIndex() if indexed else None)
 
-            def store(batch: list[NewMessage], engine: Engine = engine) -> None:
+            def store(batch: list[NewMessage], engine: Engine = engine, indexed: bool = indexed) -> None:
                 for result in run_group(engine, [lambda txn, new=new: engine.store_message(txn, new) for new in batch]):
                     if isinstance(result, Exception):
                         raise result
+                if indexed:  # the node's maintainer seals postings in batches of their own; timed with the rest
+                    SearchIndex().maintain(engine, engine, USER)
             out[f"store{' + index' if indexed else ' alone'}, group of {group}"] = rate(prepared, group, store)
             engine.close()
 

@@ -19,7 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from search_node.index import COLUMN_FAMILIES, IndexDoc, SearchIndex
-from search_node.store import RdictStore, RdictTxn
+from search_node.segments import SEAL_DOCS
+from search_node.store import RdictChunks, RdictStore, RdictTxn
 
 USER = "00000000000000b1"
 DAY = 86_400_000
@@ -123,13 +124,17 @@ Runner = Callable[[dict[str, str]], int]
 def build_ours(corpus: Corpus, path: Path, sync: bool) -> tuple[Runner, float, Callable[[int], float]]:
     """The runner, the indexing rate, and a function removing n docs that returns the removal rate."""
     store, index = RdictStore(str(path), COLUMN_FAMILIES, sync=sync), SearchIndex()
+    chunks = RdictChunks(store)
 
     def per_message(op: Callable[[RdictTxn, IndexDoc], None], docs: list[IndexDoc]) -> float:
         started = time.perf_counter()
-        for doc in docs:  # one write batch per message, as the storage node writes them
+        for n, doc in enumerate(docs, 1):  # one write batch per message, as the storage node writes them
             txn = store.txn()
             op(txn, doc)
             txn.commit()
+            if n % SEAL_DOCS == 0:  # the node's maintainer seals postings in batches of their own: timed too
+                index.maintain(store, chunks, USER)
+        index.maintain(store, chunks, USER)
         return len(docs) / (time.perf_counter() - started)
 
     rate = per_message(lambda txn, doc: index.add(txn, USER, doc), corpus.docs)

@@ -16,14 +16,16 @@ from typing import Any, TypeVar
 from pyroaring import BitMap
 
 from search_node import fields as F
-from search_node.postings import (ALL, DELETED, DISPLACED, DOCS_CF, POSTINGS_CF, DocMeta, UserState, bitmap_key,
-                                  doc_bitmaps, forward_key, late_docnum, late_range, meta_key, meta_of, posting_keys,
-                                  rebuild_marker, split_posting_key, state_key, unpack_docnum)
+from search_node.postings import (ALL, DISPLACED, DOCS_CF, DocMeta, UserState, bitmap_key, doc_bitmaps, forward_key,
+                                  late_docnum, late_range, meta_key, meta_of, posting_keys, rebuild_marker,
+                                  split_posting_key, state_key, unpack_docnum)
+from search_node.segments import Postings
 from search_node.store import Reader
-from search_node.tiers import TAIL, scan_bitmaps, tail_header
+from search_node.tiers import scan_bitmaps
 
 T = TypeVar("T")
 MAX_PROBLEMS = 50
+ATTEMPTS = 5  # reads of the stored postings while maintenance moves them
 CHUNK_DOCS = 500  # docs whose records are read in one multi_get
 GROUPS = 1 << 16  # posting digests kept
 _MASK = (1 << 64) - 1
@@ -58,28 +60,15 @@ class _Postings:
 class _Expected:
     """The postings and doc bitmaps the docs imply, built a chunk of docs at a time."""
 
-    def __init__(self, reader: Reader, user: bytes, exact: frozenset[int] = frozenset()) -> None:
-        self._reader, self._user = reader, user
+    def __init__(self, exact: frozenset[int] = frozenset()) -> None:
         self.postings = _Postings(exact)
         self.bitmaps: dict[bytes, BitMap] = {ALL: BitMap()}
-        self._since: dict[tuple[str, int], int] = {}  # stored `since` of pair-field terms, read once each
 
     def add(self, docnum: int, meta: DocMeta, fw: F.Forward) -> None:
-        for key in posting_keys(b"", F.posting_terms(fw)):
+        for key in posting_keys(b"", F.postings(fw)):
             self.postings.add(key, (docnum,))
         for name in (ALL, *doc_bitmaps(meta)):
             self.bitmaps.setdefault(name, BitMap()).add(docnum)
-
-    def add_pairs(self, found: list[tuple[int, set[tuple[str, str, int]]]]) -> None:
-        """Pair postings, given when each term became common (its stored `since`)."""
-        unknown = sorted({(t, code) for _, pairs in found for a, b, code in pairs for t in (a, b)} - self._since.keys())
-        tails = self._reader.multi_get(POSTINGS_CF, [k + TAIL for k in
-                                                     posting_keys(self._user, [(F.TERM, t, c) for t, c in unknown])])
-        self._since.update((term, tail_header(tail)[1]) for term, tail in zip(unknown, tails))
-        for docnum, pairs in found:
-            for a, b, code in pairs:
-                if docnum >= max(self._since[(a, code)], self._since[(b, code)]):
-                    self.postings.add(posting_keys(b"", [(F.PAIR, F.pair_term(a, b), code)])[0], (docnum,))
 
 
 def check_user(reader: Reader, user: bytes, docs: Iterable[Any]) -> tuple[int, list[str]]:
@@ -93,7 +82,7 @@ def check_user(reader: Reader, user: bytes, docs: Iterable[Any]) -> tuple[int, l
     if meta_nums != BitMap(numbers.values()) or forward_nums != meta_nums:
         problems.append("doc records, forward records and the id map disagree")
 
-    expected, seen = _Expected(reader, user), set()
+    expected, seen = _Expected(), set()
     count = 0
     for chunk in batched(docs, CHUNK_DOCS):
         count += len(chunk)
@@ -103,10 +92,8 @@ def check_user(reader: Reader, user: bytes, docs: Iterable[Any]) -> tuple[int, l
 
     prefix = bitmap_key(user, b"")
     stored_bitmaps = {k[len(prefix):]: bm for k, bm in scan_bitmaps(reader, DOCS_CF, prefix, user + b"c")}
-    displaced, deleted = stored_bitmaps.pop(DISPLACED, BitMap()), stored_bitmaps.pop(DELETED, BitMap())
-    if deleted & (meta_nums | stored_bitmaps.get(ALL, BitMap())):
-        problems.append("docs marked deleted are still live")
-    problems += _compare_postings(reader, user, docs, numbers, expected.postings, deleted)
+    displaced = stored_bitmaps.pop(DISPLACED, BitMap())
+    problems += _compare_postings(reader, user, docs, numbers, expected.postings, meta_nums)
     for name in sorted(expected.bitmaps.keys() | stored_bitmaps.keys()):
         if expected.bitmaps.get(name, BitMap()) != stored_bitmaps.get(name, BitMap()):
             problems.append(f"doc bitmap {name.decode()} differs")
@@ -139,7 +126,6 @@ def _check_chunk(reader: Reader, user: bytes, chunk: list[Any], numbers: dict[st
             problems.append(f"not indexed: {doc.id}")
     metas = reader.multi_get(DOCS_CF, [meta_key(user, n) for _, n in indexed])
     forwards = reader.multi_get(DOCS_CF, [forward_key(user, n) for _, n in indexed])
-    pairs = []
     for (doc, docnum), stored_meta, stored_forward in zip(indexed, metas, forwards):
         if stored_meta is None:
             continue
@@ -150,37 +136,47 @@ def _check_chunk(reader: Reader, user: bytes, chunk: list[Any], numbers: dict[st
         if stored_forward != F.encode_forward(fw):
             problems.append(f"forward record differs for {doc.id}")
         expected.add(docnum, meta, fw)
-        pairs.append((docnum, F.adjacent_pairs(fw)))
-    expected.add_pairs(pairs)
     return problems
 
 
-def _stored_postings(reader: Reader, user: bytes, deleted: BitMap) -> Iterator[tuple[bytes, BitMap]]:
-    """(key without the user prefix, docs) of every stored posting list, removed docs left out."""
-    for key, stored in scan_bitmaps(reader, POSTINGS_CF, user, user + b"\xff"):
-        yield key[len(user):], stored - deleted
+def _stored_postings(reader: Reader, user: bytes, live: BitMap, groups: frozenset[int] | None = None
+                     ) -> tuple[_Postings, dict[bytes, BitMap]] | None:
+    """Digests of the stored postings of live docs, and for keys in `groups` their lists; None if
+    maintenance moved the postings while they were read."""
+    postings, digests, exact = Postings(reader, user), _Postings(), {}
+    for key, nums in postings.all_postings():
+        docs = BitMap(nums) & live
+        digests.add(key, docs)
+        if groups is not None and _group(key) in groups:
+            exact.setdefault(key, BitMap()).update(docs)
+    return (digests, exact) if postings.unchanged() else None
+
+
+def _read_stored(reader: Reader, user: bytes, live: BitMap, groups: frozenset[int] | None = None
+                 ) -> tuple[_Postings, dict[bytes, BitMap]]:
+    for _ in range(ATTEMPTS):
+        found = _stored_postings(reader, user, live, groups)
+        if found is not None:
+            return found
+    raise RuntimeError("search index: postings kept moving while they were checked")
 
 
 def _compare_postings(reader: Reader, user: bytes, docs: Iterable[Any], numbers: dict[str, int],
-                      expected: _Postings, deleted: BitMap) -> list[str]:
+                      expected: _Postings, live: BitMap) -> list[str]:
     """Stored posting lists against the expected digests; the groups that differ, named key by key
     when the docs can be read a second time."""
-    stored = _Postings()
-    for key, docnums in _stored_postings(reader, user, deleted):
-        stored.add(key, docnums)
+    stored, _ = _read_stored(reader, user, live)
     differing = frozenset(g for g, (a, b) in enumerate(zip(expected.digests, stored.digests)) if a != b)
     if not differing:
         return []
     if isinstance(docs, Iterator):  # read once already
         return [f"posting lists differ in {len(differing)} of {GROUPS} key groups"]
-    exact = _Expected(reader, user, differing)
+    exact = _Expected(differing)
     for chunk in batched(docs, CHUNK_DOCS):
         _check_chunk(reader, user, chunk, numbers, set(), exact)
-    keys = []
-    for key, docnums in _stored_postings(reader, user, deleted):
-        if _group(key) in differing and exact.postings.exact.pop(key, BitMap()) != docnums:
-            keys.append(key)
-    keys += [key for key, bm in exact.postings.exact.items() if bm]
+    _, stored_lists = _read_stored(reader, user, live, differing)
+    keys = [key for key in stored_lists.keys() | exact.postings.exact.keys()
+            if stored_lists.get(key, BitMap()) != exact.postings.exact.get(key, BitMap())]
     problems = []
     for key in sorted(keys):
         kind, term, code = split_posting_key(user + key + b"\x00")

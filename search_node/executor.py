@@ -1,6 +1,6 @@
 """Run a plan against committed state: bitmap algebra, cheapest first, then newest-first paging.
 
-Posting lists may still hold removed docs until they fold, so every result is cut to `all`.
+Segments may still hold removed docs, so every result is cut to `all`.
 Doc numbers follow arrival. A doc that arrived after a newer one is "displaced"; every other
 doc's number order is its (received_ms, id) order, so time ranges and cursors resolve by binary
 search over doc numbers, and only displaced docs need their records read.
@@ -14,11 +14,11 @@ from pyroaring import BitMap
 from search_node import fields as F
 from search_node.plan import EVERYTHING, Bitmap, Phrase, PAnd, Plan, PNot, POr, Received, Size, Terms
 from search_node.fields import PAIR, TERM
-from search_node.postings import (ALL, DISPLACED, DOCS_CF, POSTINGS_CF, SIZE_BITS, DocMeta, bitmap_key, forward_key,
-                                  late_docnum, late_range, meta_key, posting_key, prefix_range, size_slice,
-                                  split_posting_key, term_range)
+from search_node.postings import (ALL, DISPLACED, DOCS_CF, SIZE_BITS, DocMeta, bitmap_key, forward_key, late_docnum,
+                                  late_range, meta_key, posting_key, prefix_range, size_slice, term_range)
+from search_node.segments import Postings
 from search_node.store import Reader
-from search_node.tiers import BASE, NEVER, TAIL, read_bitmap, scan_bitmaps, tail_header, union_range
+from search_node.tiers import read_bitmap
 
 SortKey = tuple[int, str]
 _VERIFY_CHUNK = 256
@@ -46,12 +46,6 @@ def union(parts: list[BitMap]) -> BitMap:
     return BitMap.union(*parts) if len(parts) > 1 else parts[0].copy() if parts else BitMap()
 
 
-def scan_postings(reader: Reader, start: bytes, end: bytes) -> Iterator[tuple[int, str, int, BitMap]]:
-    for key, bm in scan_bitmaps(reader, POSTINGS_CF, start, end):
-        kind, term, field = split_posting_key(key + BASE)
-        yield kind, term, field, bm
-
-
 def _rank(plan: Plan) -> int:
     """Evaluation order inside an AND: plain loads, then compound, then range and verified nodes."""
     if isinstance(plan, (Terms, Bitmap)):
@@ -73,7 +67,17 @@ class Execution:
         self._terms: dict[tuple[int, str], dict[int, BitMap]] = {}
         self._metas: dict[int, DocMeta] = {}
         self._in_order: BitMap | None = None
-        self._sinces: dict[tuple[str, int], int] = {}
+        self._postings: Postings | None = None
+
+    @property
+    def postings(self) -> Postings:
+        if self._postings is None:
+            self._postings = Postings(self.reader, self.user)
+        return self._postings
+
+    def consistent(self) -> bool:
+        """Whether the postings read were one state (maintenance did not move them meanwhile)."""
+        return self._postings is None or self._postings.unchanged()
 
     # --- loads --------------------------------------------------------------------------
     def bitmap(self, name: bytes) -> BitMap:
@@ -86,20 +90,21 @@ class Execution:
         """The postings of one term, per field, in one scan."""
         hit = self._terms.get((kind, term))
         if hit is None:
-            start, end = term_range(self.user, kind, term)
-            hit = self._terms[(kind, term)] = {f: bm for _k, _t, f, bm in scan_postings(self.reader, start, end)}
+            docs: dict[int, BitMap] = {}
+            for key, nums in self.postings.range(*term_range(b"", kind, term)):
+                docs.setdefault(key[-1], BitMap()).update(nums)
+            hit = self._terms[(kind, term)] = docs
         return hit
 
     def _term(self, kind: int, term: str, fields: frozenset[int]) -> BitMap:
         if len(fields) == 1 and (kind, term) not in self._terms:
             (field,) = fields
-            return read_bitmap(self.reader, POSTINGS_CF, posting_key(self.user, kind, term, field))
+            return self.postings.exact(posting_key(b"", kind, term, field))
         per_field = self.term_fields(kind, term)
         return union([bm for f, bm in per_field.items() if f in fields])
 
     def _prefix(self, prefix: str, fields: frozenset[int]) -> BitMap:
-        start, end = prefix_range(self.user, TERM, prefix)
-        return union_range(self.reader, POSTINGS_CF, start, end, fields)
+        return self.postings.union(*prefix_range(b"", TERM, prefix), fields)
 
     def metas(self, docnums: Iterable[int]) -> list[DocMeta]:
         nums = list(docnums)
@@ -211,47 +216,35 @@ class Execution:
                 break
         return hit
 
-    def _since(self, term: str, code: int) -> int:
-        """The doc number from which `term` is common in field `code` (pairs with it are posted)."""
-        hit = self._sinces.get((term, code))
-        if hit is None:
-            data = self.reader.get(POSTINGS_CF, posting_key(self.user, TERM, term, code) + TAIL)
-            hit = self._sinces[(term, code)] = tail_header(data)[1]
-        return hit
-
     def _phrase_in(self, match: F.Match, code: int) -> tuple[BitMap, BitMap]:
-        """(sure, unsure) docs for a phrase in one field: pair postings are exact from the doc on
-        which both terms are common; every other candidate needs verification."""
+        """(sure, unsure) docs for a phrase in one field. A pair field posts every two adjacent
+        terms, so candidates are the docs holding all of the phrase's pairs, and a two-word phrase
+        needs no verification; elsewhere candidates hold all of its terms."""
         exact_terms = match.terms[:-1] if match.prefix else match.terms
         only = frozenset((code,))
-        parts = [self._term(TERM, t, only) for t in exact_terms]
+        pairs = F.BY_CODE[code].pairs and len(exact_terms) > 1
+        if pairs:
+            parts = [self._term(PAIR, F.pair_term(a, b), only) for a, b in zip(exact_terms, exact_terms[1:])]
+        else:
+            parts = [self._term(TERM, t, only) for t in exact_terms]
         if match.prefix:
             parts.append(self._prefix(match.terms[-1], only))
         parts.sort(key=len)
         candidates = BitMap.intersection(*parts) if len(parts) > 1 else parts[0].copy()
-        if not F.BY_CODE[code].pairs:
-            return BitMap(), candidates
-        sure = None
-        for a, b in zip(exact_terms, exact_terms[1:]):
-            since = max(self._since(a, code), self._since(b, code))
-            if since == NEVER or not candidates:
-                continue
-            paired = candidates & self._term(PAIR, F.pair_term(a, b), only)
-            candidates.remove_range(since, NEVER + 1)
-            candidates |= paired
-            if len(match.terms) == 2 and not match.prefix:
-                sure = paired
-        if sure is None:
-            return BitMap(), candidates
-        return sure, candidates - sure
+        if pairs and len(match.terms) == 2 and not match.prefix:
+            return candidates, BitMap()
+        return BitMap(), candidates
 
     def _eval_phrase(self, plan: Phrase, within: BitMap | None) -> BitMap:
         exact_terms = plan.match.terms[:-1] if plan.match.prefix else plan.match.terms
         if len(plan.fields) > 1:  # one scan per term serves every field
-            for t in exact_terms:
-                self.term_fields(TERM, t)
-            for a, b in zip(exact_terms, exact_terms[1:]):
-                self.term_fields(PAIR, F.pair_term(a, b))
+            paired = len(exact_terms) > 1
+            if not paired or any(not F.BY_CODE[code].pairs for code in plan.fields):
+                for t in exact_terms:
+                    self.term_fields(TERM, t)
+            if paired and any(F.BY_CODE[code].pairs for code in plan.fields):
+                for a, b in zip(exact_terms, exact_terms[1:]):
+                    self.term_fields(PAIR, F.pair_term(a, b))
         sures, unsures = zip(*(self._phrase_in(plan.match, code) for code in plan.fields))
         sure = union(list(sures))
         unsure = union(list(unsures)) - sure

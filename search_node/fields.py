@@ -105,6 +105,12 @@ def adjacent_pairs(fw: Forward) -> set[tuple[str, str, int]]:
     return out
 
 
+def postings(fw: Forward) -> list[tuple[int, str, int]]:
+    """(kind, term, field code) of every posting list a message belongs to: its terms, and every
+    two adjacent tokens of a pair field as one PAIR term (an exact two-word phrase)."""
+    return posting_terms(fw) + [(PAIR, pair_term(a, b), code) for a, b, code in adjacent_pairs(fw)]
+
+
 def pair_term(first: str, second: str) -> str:
     return f"{first} {second}"
 

@@ -14,17 +14,20 @@ from search_node.check import batched, check_user
 from search_node.executor import Execution, InvalidCursor, decode_cursor, encode_cursor
 from search_node.grammar import QuerySyntaxError, parse
 from search_node.plan import plan
-from search_node.postings import (ALL, ATTACHMENT, COLUMN_FAMILIES, DELETED, DISPLACED, DOCS_CF, POSTINGS_CF, DocMeta,
-                                  UserState, bitmap_key, doc_bitmaps, doc_id_bytes, flags_of, forward_key, id_key,
-                                  late_key, meta_key, meta_of, pack_docnum, posting_keys, rebuild_marker, state_key,
-                                  unpack_docnum, user_prefix, user_range)
+from search_node.postings import (ALL, ATTACHMENT, COLUMN_FAMILIES, DISPLACED, DOCS_CF, DocMeta, UserState, bitmap_key,
+                                  doc_bitmaps, doc_id_bytes, flags_of, forward_key, id_key, late_key, meta_key,
+                                  meta_of, pack_docnum, posting_keys, rebuild_marker, state_key, unpack_docnum,
+                                  user_prefix, user_range)
+from search_node.segments import Directory, apply, dir_key, fresh_key, fresh_record, plan_step
+from search_node.segments import Plan as MaintenancePlan
 from search_node.store import Committer, Reader, Txn
-from search_node.tiers import NEVER, BitmapChanges, advance, read_bitmap
+from search_node.tiers import BitmapChanges, read_bitmap
 
 __all__ = ["COLUMN_FAMILIES", "IndexDoc", "InvalidCursor", "QuerySyntaxError", "SearchIndex", "SearchResult",
            "in_time_order"]
 
 MAX_LIMIT = 1000
+SEARCH_ATTEMPTS = 5  # a search over the live db runs again when maintenance moved its segments meanwhile
 REBUILD_CHUNK_DOCS = 1000  # docs per rebuild batch
 REBUILD_CHUNK_KEYS = 50_000  # deletes per rebuild batch
 
@@ -47,11 +50,6 @@ class IndexDoc:
     text: str
     html: str
     attachments: tuple[tuple[str, str, str | None], ...]  # (filename, content type, text or None)
-
-
-def _changes(txn: Txn, user: bytes) -> BitmapChanges:
-    """Edits whose posting folds drop the user's removed docs."""
-    return BitmapChanges(POSTINGS_CF, lambda: read_bitmap(txn, DOCS_CF, bitmap_key(user, DELETED)))
 
 
 class _Chunker:
@@ -98,34 +96,20 @@ class SearchIndex:
         if txn.get(DOCS_CF, id_key(user, doc.id)) is not None:
             self.update(txn, user_id, doc.id, folder_id=doc.folder_id, unread=doc.unread, starred=doc.starred)
             return
-        changes = _changes(txn, user)
-        state = UserState.decode(txn.get(DOCS_CF, state_key(user)))
-        txn.put(DOCS_CF, state_key(user), self._write_docs(txn, user, [doc], state, changes).encode())
+        changes = BitmapChanges()
+        raw_state = txn.get(DOCS_CF, state_key(user))
+        if raw_state is None:  # the user's first doc: a directory whose nonce no earlier plan knows
+            txn.put(DOCS_CF, dir_key(user), Directory.new().encode())
+        state = self._write_docs(txn, user, [doc], UserState.decode(raw_state), changes)
+        txn.put(DOCS_CF, state_key(user), state.encode())
         changes.apply(txn)
 
     def _write_docs(self, txn: Txn, user: bytes, docs: list[IndexDoc], state: UserState,
                     changes: BitmapChanges) -> UserState:
-        """Number and post `docs` in order. A pair of adjacent terms is posted only from the doc on
-        which both its terms are common (their `since`): rarer pairs are verified from term postings."""
-        forwards = [F.analyze(doc) for doc in docs]
-        keyed = [dict(zip(terms, posting_keys(user, terms))) for terms in map(F.posting_terms, forwards)]
-        distinct = list(dict.fromkeys(key for keys in keyed for key in keys.values()))
-        headers = dict(zip(distinct, changes.prefetch(txn, POSTINGS_CF, distinct)))
-        for doc, fw, keys in zip(docs, forwards, keyed):
-            docnum = state.next_docnum
-            changes.add_keys(POSTINGS_CF, list(keys.values()), docnum)
-            common = set()
-            for term, key in keys.items():
-                if term[2] in F.PAIR_CODES:  # count every doc of a pair field's term, paired or not
-                    header = headers[key]
-                    if header[1] == NEVER:
-                        header = headers[key] = advance(header, [docnum])
-                    if header[1] <= docnum:
-                        common.add(term)
-            adjacent = F.adjacent_pairs(fw)
-            pairs = [(F.PAIR, F.pair_term(a, b), code) for a, b, code in adjacent
-                     if (F.TERM, a, code) in common and (F.TERM, b, code) in common]
-            changes.add_keys(POSTINGS_CF, posting_keys(user, pairs), docnum)
+        """Number `docs` in order; each doc's postings go into its fresh record (see segments.py)."""
+        for doc in docs:
+            fw = F.analyze(doc)
+            txn.put(DOCS_CF, fresh_key(user, state.next_docnum), fresh_record(posting_keys(b"", F.postings(fw))))
             state = self._write_records(txn, user, doc, fw, state, changes)
         return state
 
@@ -164,7 +148,7 @@ class SearchIndex:
         txn.put(DOCS_CF, meta_key(user, docnum), new.encode())
 
     def remove(self, txn: Txn, user_id: str, doc_id: str) -> None:
-        """Drop a message: its doc bitmaps and records now, its postings lazily (it joins `deleted`).
+        """Drop a message: its doc bitmaps and records now, its postings when a merge meets them.
 
         An id that is not indexed is ignored.
         """
@@ -178,7 +162,6 @@ class SearchIndex:
         changes = BitmapChanges()
         for name in names:
             changes.discard(DOCS_CF, bitmap_key(user, name), docnum)
-        changes.add(DOCS_CF, bitmap_key(user, DELETED), docnum)
         changes.apply(txn)
         for key in (meta_key(user, docnum), forward_key(user, docnum), id_key(user, doc_id), late):
             txn.delete(DOCS_CF, key)
@@ -226,6 +209,7 @@ class SearchIndex:
             batch.txn.put(DOCS_CF, state_key(user), state.encode())
             batch.flush()
         batch.last.put(DOCS_CF, state_key(user), state.encode())
+        batch.last.put(DOCS_CF, dir_key(user), Directory.new().encode())
         batch.last.delete(DOCS_CF, marker)
         return state.next_docnum
 
@@ -241,11 +225,40 @@ class SearchIndex:
         user = user_prefix(user_id)
         after = decode_cursor(cursor) if cursor else None
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        run = Execution(reader, user)
-        result = run.matches(plan(parse(query), now))
-        metas, more = run.page(result, limit, after)
+        parsed = plan(parse(query), now)
+        for _ in range(SEARCH_ATTEMPTS):
+            run = Execution(reader, user)
+            result = run.matches(parsed)
+            metas, more = run.page(result, limit, after)
+            if run.consistent():
+                break
         next_cursor = encode_cursor(metas[-1].sort_key) if more and metas else None
         return SearchResult([m.doc_id for m in metas], len(result), next_cursor)
+
+    # --- maintenance ------------------------------------------------------------------------
+    def plan_maintenance(self, reader: Reader, user_id: str) -> MaintenancePlan | None:
+        """The user's next sealing step, read from committed state (None: too few fresh docs)."""
+        user = user_prefix(user_id)
+        return plan_step(reader, user, read_bitmap(reader, DOCS_CF, bitmap_key(user, ALL)))
+
+    def apply_maintenance(self, txn: Txn, step: MaintenancePlan) -> bool:
+        """Write a step into `txn`, unless the user's segments changed since it was planned."""
+        return apply(txn, step)
+
+    def maintain(self, reader: Reader, committer: Committer, user_id: str, max_steps: int | None = None) -> int:
+        """Plan and commit steps one after another until none is left or after `max_steps`;
+        returns the docs sealed."""
+        sealed = steps = 0
+        while max_steps is None or steps < max_steps:
+            step = self.plan_maintenance(reader, user_id)
+            if step is None:
+                break
+            txn = committer.new_txn()
+            if self.apply_maintenance(txn, step):
+                committer.commit(txn)
+                sealed += step.docs
+            steps += 1
+        return sealed
 
     def check(self, reader: Reader, user_id: str, docs: Iterable[IndexDoc]) -> list[str]:
         """Compare the stored index with the one `docs` imply; returns the problems (empty: they match).

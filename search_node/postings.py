@@ -1,11 +1,11 @@
-"""Index keys and values: posting bitmaps per (user, term, field), per-user doc numbers and doc bitmaps.
+"""Index keys and values: posting keys, per-user doc numbers, doc records and doc bitmaps.
 
-Every bitmap is stored in two tiers under its logical key (see tiers.py).
-
-Two column families. `search_postings`: user(8) | kind(1) | term utf-8 | 0x00 | field(1) -> roaring
-bitmap of doc numbers; one term's lists for every field are adjacent, and so are all terms
-sharing a prefix. `search_docs`: per-user state, doc records, forward records (analyzed text),
-the message-id -> doc number map and the doc bitmaps (all, displaced, flags, folders, size slices).
+A posting key is kind(1) | term utf-8 | 0x00 | field(1): one term's lists for every field are
+adjacent in key order, and so are all terms sharing a prefix. Two column families.
+`search_postings`: the segments that hold posting lists by those keys (see segments.py).
+`search_docs`: per-user state, doc records, forward records (analyzed text), fresh postings
+records, the segment directory, the message-id -> doc number map and the doc bitmaps (all,
+displaced, flags, folders, size slices), each in two tiers (see tiers.py).
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ SIZE_BITS = 48
 
 ALL = b"all"  # every live doc number of the user
 DISPLACED = b"displaced"  # docs that arrived after a newer one: doc-number order is not time order for them
-DELETED = b"deleted"  # removed doc numbers that posting lists may still hold (dropped when a list folds)
 FLAG_BITMAPS = {UNREAD: b"unread", STARRED: b"starred", ATTACHMENT: b"attachment"}
 
 

@@ -2,7 +2,7 @@
 matching index change in the same Txn, so index and mail share one WriteBatch."""
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 from storage_node import keys
 from storage_node.batch import Txn
@@ -29,9 +29,15 @@ class EmbeddedIndex:
 
     def __init__(self, index: SearchIndex | None = None) -> None:
         self.index = index or SearchIndex()
+        self.on_added: Callable[[str], None] | None = None  # told of users whose index got docs
 
     def on_store(self, txn: Txn, user_id: str, record: MessageRecord, parsed: ParsedMail) -> None:
         self.index.add(txn, user_id, index_doc(record, parsed))
+        self.added(user_id)
+
+    def added(self, user_id: str) -> None:
+        if self.on_added is not None:
+            self.on_added(user_id)
 
     def on_update(self, txn: Txn, user_id: str, record: MessageRecord) -> None:
         self.index.update(txn, user_id, record.id, folder_id=keys.FOLDER_NAMES[record.folder_no],
@@ -63,7 +69,10 @@ def rebuild_user(engine: Engine, index: SearchIndex, txn: Txn, user_id: str) -> 
     Runs as a mutation of its own in the commit thread, so no other write interleaves with
     the chunks it commits straight to the engine (its `new_txn`/`commit` make it the rebuild's
     Committer) before its last one (which goes into `txn`)."""
-    return index.rebuild(txn, engine, user_id, stored_docs_in_time_order(engine, user_id), chunks=engine)
+    count = index.rebuild(txn, engine, user_id, stored_docs_in_time_order(engine, user_id), chunks=engine)
+    if isinstance(engine.index, EmbeddedIndex):
+        engine.index.added(user_id)  # its docs are all fresh: the maintainer seals them
+    return count
 
 
 class _StoredDocs:

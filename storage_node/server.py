@@ -11,6 +11,7 @@ from storage_node.commit import GroupCommitter
 from storage_node.engine import Engine
 from storage_node.gc import collect_garbage
 from storage_node.grpc_runtime import Mounted, serve
+from storage_node.index_maintenance import IndexMaintainer
 from storage_node.indexing import EmbeddedIndex
 from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES
 from storage_node.service import StorageService
@@ -34,11 +35,15 @@ class StorageNode:
         self.committer = GroupCommitter(self.engine)
         self.service = StorageService(self.engine, self.committer, node_id=node_id, settings=self.settings)
         self._background = Background()
+        self.index_maintainer = IndexMaintainer(self.engine, self.committer, self.service.search_index)
+        if isinstance(self.engine.index, EmbeddedIndex):
+            self.engine.index.on_added = self.index_maintainer.touched
 
     async def start(self) -> None:
         self.committer.start()
         self._background.start(self.settings.hint_interval_s, self.service.hints.replay, "hint-replay")
         self._background.start(self.settings.gc_interval_s, self.collect_garbage, "garbage-collection")
+        self._background.start(self.settings.index_interval_s, self.index_maintainer.run_round, "index-maintenance")
 
     async def collect_garbage(self) -> None:
         await collect_garbage(self.engine, self.committer, self.service.hints, self.settings.grace_ms)

@@ -17,7 +17,7 @@ import pytest
 from search_node import fields as F
 from search_node.grammar import All, And, Clause, Node, Not, Or, QuerySyntaxError, parse
 from search_node import index as search_index
-from search_node import postings, tiers
+from search_node import postings, segments, tiers
 from search_node.index import COLUMN_FAMILIES, IndexDoc, SearchIndex, in_time_order
 from search_node.store import RdictChunks, RdictStore, Txn
 
@@ -213,11 +213,12 @@ class QueryGen:
 # --- the test -----------------------------------------------------------------------
 
 @pytest.fixture(scope="module", autouse=True)
-def common_early() -> Iterator[None]:
-    """Terms turn common after 40 docs, so phrases meet both pair postings and verification."""
-    saved, tiers.COMMON = tiers.COMMON, 40
+def small_segments() -> Iterator[None]:
+    """Seal 4 docs at a time, so 1,200 docs meet every merge level, fresh records and the span cap."""
+    saved = segments.SEAL_DOCS, segments.MAX_SPAN
+    segments.SEAL_DOCS, segments.MAX_SPAN = 4, 4 * segments.MERGE_FANOUT ** 3
     yield
-    tiers.COMMON = saved
+    segments.SEAL_DOCS, segments.MAX_SPAN = saved
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +247,10 @@ def indexed(tmp_path_factory: pytest.TempPathFactory) -> tuple[RdictStore, Searc
             index.add(txn, USER, again)
         if n % 25 == 0:
             txn.commit()
+        if n % 150 == 0:  # maintenance runs now and then, between and within seal runs
+            index.maintain(store, RdictChunks(store), USER)
     txn.commit()
+    index.maintain(store, RdictChunks(store), USER, max_steps=3)  # and leaves some docs fresh
     return store, index, live, docs
 
 
@@ -365,11 +369,18 @@ def test_rebuild_streams_docs_and_refuses_them_out_of_order(indexed: tuple, tmp_
     other.close()
 
 
-def _damaged(index: SearchIndex, docs: list[IndexDoc], path: Path, damage: Callable[[RdictStore], None]) -> list[str]:
-    """What check reports on a fresh index of `docs` after `damage`."""
+def _rebuilt(index: SearchIndex, docs: list[IndexDoc], path: Path) -> RdictStore:
+    """A store holding an index of `docs`, sealed into segments."""
     store = RdictStore(str(path), COLUMN_FAMILIES)
     with store.txn() as txn:
         index.rebuild(txn, store, USER, docs)
+    index.maintain(store, RdictChunks(store), USER)
+    return store
+
+
+def _damaged(index: SearchIndex, docs: list[IndexDoc], path: Path, damage: Callable[[RdictStore], None]) -> list[str]:
+    """What check reports on a fresh index of `docs` after `damage`."""
+    store = _rebuilt(index, docs, path)
     damage(store)
     try:
         return index.check(store, USER, docs)
@@ -383,9 +394,13 @@ def test_check_reports_each_kind_of_damage(indexed: tuple, tmp_path: Path) -> No
     user = postings.user_prefix(USER)
 
     def drop_first_posting(store: RdictStore) -> None:
-        key, _ = next(store.scan(postings.POSTINGS_CF, user, user + b"\xff"))
+        key, value = next(store.scan(postings.POSTINGS_CF, user, user + b"\xff"))
+        run = segments.Block(value).run()
+        rest = segments.Run(run.keys[1:], run.counts[1:], run.docs[int(run.counts[0]):])
+        ((same_key, damaged),) = segments.encode_blocks(key[:len(user) + 8], rest)
+        assert same_key == key
         with store.txn() as txn:
-            txn.delete(postings.POSTINGS_CF, key)
+            txn.put(postings.POSTINGS_CF, key, damaged)
 
     def drop_forward(store: RdictStore) -> None:
         with store.txn() as txn:
@@ -394,15 +409,13 @@ def test_check_reports_each_kind_of_damage(indexed: tuple, tmp_path: Path) -> No
     def star_doc(store: RdictStore) -> None:
         with store.txn() as txn:
             changes = tiers.BitmapChanges()
-            changes.add(postings.DOCS_CF, postings.bitmap_key(user, b"starred"), 5)
+            changes.add_keys(postings.DOCS_CF, [postings.bitmap_key(user, b"starred")], 5)
             changes.apply(txn)
 
     assert _damaged(index, docs, tmp_path / "none", lambda store: None) == []
     assert any(p.startswith("posting ") and p.endswith(" differs")
                for p in _damaged(index, docs, tmp_path / "posting", drop_first_posting))
-    store = RdictStore(str(tmp_path / "once"), COLUMN_FAMILIES)
-    with store.txn() as txn:
-        index.rebuild(txn, store, USER, docs)
+    store = _rebuilt(index, docs, tmp_path / "once")
     drop_first_posting(store)
     assert any(p.startswith("posting lists differ in 1 of ") for p in index.check(store, USER, iter(docs)))
     store.close()

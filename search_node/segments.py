@@ -1,0 +1,336 @@
+"""Posting segments: a user's postings as immutable sorted runs over doc-number ranges.
+
+A message's postings are written in the message's own batch as one *fresh record*: its
+sorted posting keys (kind | term | 0x00 | field) joined by 0xff, a byte UTF-8 never holds.
+A maintenance step, planned off the commit path and applied in a batch of its own, *seals*
+the next SEAL_DOCS doc numbers' fresh records into one segment, then merges MERGE_FANOUT
+segments of equal span into one, as a binary counter carries (spans SEAL_DOCS·8^k, up to
+MAX_SPAN). So adding a message costs a handful of writes however many terms it has, and
+each posting is rewritten about log8(MAX_SPAN/SEAL_DOCS) + 1 times, in bulk.
+
+A user's *directory* (search_docs, user | "g") holds a nonce, the sealed-through doc
+number and the segments' spans. A segment lives in search_postings as blocks keyed
+user | lo | hi | last key of the block, so one seek finds the block that holds a key.
+A block: nkeys, keys length (uint32 LE), the keys joined by 0xff, nkeys + 1 doc offsets and
+the doc numbers (uint32 LE, ascending per key). Removed docs stay in segments (queries cut
+every result to the live docs); merges drop those already gone.
+
+A plan names the directory it was made from; applying it is a no-op when the directory has
+changed since (a rebuild or a drop of the user writes a new nonce or removes it), so a plan
+never writes over state it did not see. Readers that use the live database re-read the
+directory at the end and retry when it moved.
+"""
+from __future__ import annotations
+
+import operator
+import os
+import struct
+import sys
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import chain, compress
+
+import numpy as np
+from pyroaring import BitMap
+
+from search_node.fields import BY_CODE
+from search_node.postings import DOCS_CF, POSTINGS_CF, UserState, state_key
+from search_node.store import Reader, Txn
+
+SEAL_DOCS = 32
+MERGE_FANOUT = 8
+MAX_SPAN = SEAL_DOCS * MERGE_FANOUT ** 3  # 16,384 doc numbers
+BLOCK_KEYS = 256
+SEP = b"\xff"
+_SPAN = struct.Struct(">II")
+_DIR_HEAD = struct.Struct(">8sI")
+_BLOCK_HEAD = struct.Struct("<II")
+_SWAP = sys.byteorder != "little"
+_U32 = np.dtype("<u4")
+Span = tuple[int, int]
+
+
+def dir_key(user: bytes) -> bytes:
+    return user + b"g"
+
+
+def fresh_key(user: bytes, docnum: int) -> bytes:
+    return user + b"p" + struct.pack(">I", docnum)
+
+
+def segment_prefix(user: bytes, span: Span) -> bytes:
+    return user + _SPAN.pack(*span)
+
+
+def fresh_record(keys: Iterable[bytes]) -> bytes:
+    """A doc's posting keys as stored: sorted, 0xff before, between and after (so `SEP + key + SEP` finds one)."""
+    return SEP + SEP.join(sorted(set(keys))) + SEP
+
+
+def fresh_keys(record: bytes) -> list[bytes]:
+    return record[1:-1].split(SEP) if len(record) > 2 else []
+
+
+@dataclass(frozen=True)
+class Directory:
+    nonce: bytes
+    sealed: int = 0  # doc numbers below this are in segments, the rest in fresh records
+    spans: tuple[Span, ...] = ()
+
+    @classmethod
+    def new(cls) -> Directory:
+        return cls(os.urandom(8))
+
+    def encode(self) -> bytes:
+        return _DIR_HEAD.pack(self.nonce, self.sealed) + b"".join(_SPAN.pack(*s) for s in self.spans)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Directory:
+        nonce, sealed = _DIR_HEAD.unpack_from(data)
+        spans = tuple(_SPAN.iter_unpack(data[_DIR_HEAD.size:]))
+        return cls(nonce, sealed, spans)  # type: ignore[arg-type]
+
+
+# --- runs: sorted keys with their doc lists, in memory -----------------------------------
+
+@dataclass
+class Run:
+    """Sorted distinct keys, each with counts[i] doc numbers; `docs` holds them key after key."""
+
+    keys: list[bytes]
+    counts: np.ndarray
+    docs: np.ndarray
+
+    @classmethod
+    def of_doc(cls, docnum: int, keys: list[bytes]) -> Run:
+        return cls(keys, np.ones(len(keys), dtype=np.uint32), np.full(len(keys), docnum, dtype=np.uint32))
+
+
+def merge(runs: list[Run], live: BitMap | None = None) -> Run:
+    """One run of several whose doc ranges ascend in list order; docs outside `live` are dropped."""
+    keys = list(chain.from_iterable(r.keys for r in runs))
+    if not keys:
+        return Run([], np.zeros(0, np.uint32), np.zeros(0, np.uint32))
+    counts = np.concatenate([r.counts for r in runs]).astype(np.int64)
+    docs = np.concatenate([r.docs for r in runs])
+    starts = np.cumsum(counts) - counts
+    order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: a key's docs stay ascending
+    sorted_keys = operator.itemgetter(*order)(keys) if len(order) > 1 else (keys[0],)
+    first = np.fromiter(chain((True,), map(operator.ne, sorted_keys[1:], sorted_keys)), dtype=bool,
+                        count=len(sorted_keys))
+    index = np.asarray(order, dtype=np.int64)
+    c, s = counts[index], starts[index]
+    ends = np.cumsum(c)
+    gather = np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(s - (ends - c), c)
+    out_docs = docs[gather]
+    out_counts = np.add.reduceat(c, np.flatnonzero(first))
+    out_keys = list(compress(sorted_keys, first))
+    if live is not None and len(out_docs):
+        keep = np.isin(out_docs, np.frombuffer(live.to_array(), dtype=np.uint32) if live else np.zeros(0, np.uint32))
+        if not keep.all():
+            owner = np.repeat(np.arange(len(out_keys)), out_counts)
+            out_counts = np.bincount(owner[keep], minlength=len(out_keys))
+            out_docs = out_docs[keep]
+            nonempty = out_counts > 0
+            out_keys = list(compress(out_keys, nonempty.tolist()))
+            out_counts = out_counts[nonempty]
+    return Run(out_keys, out_counts.astype(np.uint32), out_docs.astype(np.uint32))
+
+
+def encode_blocks(prefix: bytes, run: Run) -> Iterator[tuple[bytes, bytes]]:
+    """(key, value) of the blocks that store `run` under a segment's prefix."""
+    ends = np.concatenate(([0], np.cumsum(run.counts, dtype=np.int64)))
+    for a in range(0, len(run.keys), BLOCK_KEYS):
+        b = min(a + BLOCK_KEYS, len(run.keys))
+        joined = SEP.join(run.keys[a:b])
+        offsets = (ends[a:b + 1] - ends[a]).astype(_U32)
+        value = b"".join((_BLOCK_HEAD.pack(b - a, len(joined)), joined, offsets.tobytes(),
+                          run.docs[ends[a]:ends[b]].astype(_U32).tobytes()))
+        yield prefix + run.keys[b - 1], value
+
+
+class Block:
+    """One stored block, decoded lazily: keys at once, doc numbers per key range on demand."""
+
+    __slots__ = ("keys", "_value", "_offsets", "_docs_at")
+
+    def __init__(self, value: bytes) -> None:
+        n, key_len = _BLOCK_HEAD.unpack_from(value)
+        start = _BLOCK_HEAD.size
+        self.keys = value[start:start + key_len].split(SEP)
+        offsets = array("I")
+        offsets.frombytes(value[start + key_len:start + key_len + 4 * (n + 1)])
+        if _SWAP:
+            offsets.byteswap()
+        self._offsets = offsets
+        self._docs_at = start + key_len + 4 * (n + 1)
+        self._value = value
+
+    def docs(self, i: int, j: int) -> array:
+        """Doc numbers of keys i..j-1 (ascending per key, not across keys)."""
+        out = array("I")
+        out.frombytes(self._value[self._docs_at + 4 * self._offsets[i]:self._docs_at + 4 * self._offsets[j]])
+        if _SWAP:
+            out.byteswap()
+        return out
+
+    def run(self) -> Run:
+        docs = np.frombuffer(self._value, dtype=_U32, offset=self._docs_at).astype(np.uint32)
+        counts = np.diff(np.frombuffer(self._offsets.tobytes(), dtype=np.uint32))
+        return Run(self.keys, counts.astype(np.uint32), docs)
+
+
+def blocks_in(reader: Reader, user: bytes, span: Span, start: bytes, end: bytes) -> Iterator[Block]:
+    """The blocks of a segment that may hold keys in [start, end] (end inclusive)."""
+    prefix = segment_prefix(user, span)
+    cut = len(prefix)
+    for key, value in reader.scan(POSTINGS_CF, prefix + start, segment_prefix(user, (span[0], span[1] + 1))):
+        yield Block(value)
+        if key[cut:] >= end:
+            return
+
+
+def read_run(reader: Reader, user: bytes, span: Span) -> tuple[Run, list[bytes]]:
+    """A whole segment as a run, and its block keys."""
+    prefix = segment_prefix(user, span)
+    block_keys, runs = [], []
+    for key, value in reader.scan(POSTINGS_CF, prefix, segment_prefix(user, (span[0], span[1] + 1))):
+        block_keys.append(key)
+        runs.append(Block(value).run())
+    if not runs:
+        return Run([], np.zeros(0, np.uint32), np.zeros(0, np.uint32)), block_keys
+    return Run(list(chain.from_iterable(r.keys for r in runs)), np.concatenate([r.counts for r in runs]),
+               np.concatenate([r.docs for r in runs])), block_keys
+
+
+# --- reading postings: segments and fresh records together --------------------------------
+
+class Postings:
+    """A user's postings as one reader sees them: the directory, its segments and the fresh records."""
+
+    def __init__(self, reader: Reader, user: bytes) -> None:
+        self.reader, self.user = reader, user
+        self._dir_raw = reader.get(DOCS_CF, dir_key(user))
+        self.directory = Directory.decode(self._dir_raw) if self._dir_raw else Directory(b"")
+        self.next_docnum = UserState.decode(reader.get(DOCS_CF, state_key(user))).next_docnum
+        nums = list(range(self.directory.sealed, self.next_docnum))
+        raw = reader.multi_get(DOCS_CF, [fresh_key(user, d) for d in nums])
+        self.fresh = [(d, r) for d, r in zip(nums, raw) if r is not None]
+
+    def unchanged(self) -> bool:
+        """Whether the directory is still the one read at the start (the live db may move on)."""
+        return self.reader.get(DOCS_CF, dir_key(self.user)) == self._dir_raw
+
+    def exact(self, key: bytes) -> BitMap:
+        """Docs of one posting key."""
+        parts = array("I")
+        for span in self.directory.spans:
+            for block in blocks_in(self.reader, self.user, span, key, key):
+                i = bisect_left(block.keys, key)
+                if i < len(block.keys) and block.keys[i] == key:
+                    parts.extend(block.docs(i, i + 1))
+        needle = SEP + key + SEP
+        parts.extend(d for d, record in self.fresh if needle in record)
+        return BitMap(parts)
+
+    def range(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, array]]:
+        """(key, docs) of every key in [start, end); a key recurs once per segment holding it."""
+        for span in self.directory.spans:
+            for block in blocks_in(self.reader, self.user, span, start, end):
+                i, j = bisect_left(block.keys, start), bisect_left(block.keys, end)
+                for k in range(i, j):
+                    yield block.keys[k], block.docs(k, k + 1)
+        for d, record in self.fresh:
+            keys = fresh_keys(record)
+            for k in range(bisect_left(keys, start), bisect_left(keys, end)):
+                yield keys[k], array("I", (d,))
+
+    def union(self, start: bytes, end: bytes, fields: frozenset[int]) -> BitMap:
+        """Docs of every key in [start, end) whose field (last byte) is in `fields`."""
+        unwanted = [b"\x00%c%s" % (f, SEP) for f in BY_CODE if f not in fields]
+        out = array("I")
+        for span in self.directory.spans:
+            for block in blocks_in(self.reader, self.user, span, start, end):
+                i, j = bisect_left(block.keys, start), bisect_left(block.keys, end)
+                if i == j:
+                    continue
+                joined = SEP.join(block.keys[i:j]) + SEP
+                if not any(u in joined for u in unwanted):
+                    out.extend(block.docs(i, j))
+                    continue
+                for k in range(i, j):
+                    if block.keys[k][-1] in fields:
+                        out.extend(block.docs(k, k + 1))
+        for d, record in self.fresh:
+            keys = fresh_keys(record)
+            if any(keys[k][-1] in fields for k in range(bisect_left(keys, start), bisect_left(keys, end))):
+                out.append(d)
+        return BitMap(out)
+
+    def all_postings(self) -> Iterator[tuple[bytes, array]]:
+        """Every (key, docs) of the user, segment by segment, then the fresh records."""
+        return self.range(b"", SEP)
+
+
+# --- maintenance ----------------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    """One maintenance step: the writes that move the user from directory `expected` to `directory`."""
+
+    user: bytes
+    expected: bytes
+    directory: bytes
+    puts: list[tuple[bytes, bytes]] = field(default_factory=list)  # search_postings
+    deletes: list[bytes] = field(default_factory=list)  # search_postings
+    fresh_deletes: list[bytes] = field(default_factory=list)  # search_docs
+    docs: int = 0  # docs sealed
+
+
+def plan_step(reader: Reader, user: bytes, live: BitMap | None = None) -> Plan | None:
+    """The next step for a user (None: nothing to do): seal SEAL_DOCS fresh docs, then carry merges."""
+    raw = reader.get(DOCS_CF, dir_key(user))
+    if raw is None:
+        return None
+    directory = Directory.decode(raw)
+    next_docnum = UserState.decode(reader.get(DOCS_CF, state_key(user))).next_docnum
+    lo = directory.sealed
+    if next_docnum - lo < SEAL_DOCS:
+        return None
+    hi = lo + SEAL_DOCS
+    records = reader.multi_get(DOCS_CF, [fresh_key(user, d) for d in range(lo, hi)])
+    run = merge([Run.of_doc(d, fresh_keys(r)) for d, r in zip(range(lo, hi), records) if r is not None])
+    spans, span = list(directory.spans), (lo, hi)
+    plan = Plan(user, raw, b"", fresh_deletes=[fresh_key(user, d) for d in range(lo, hi)], docs=SEAL_DOCS)
+    width = SEAL_DOCS
+    while (width * MERGE_FANOUT <= MAX_SPAN and len(spans) >= MERGE_FANOUT - 1
+           and all(b - a == width for a, b in spans[-(MERGE_FANOUT - 1):])):
+        older = spans[-(MERGE_FANOUT - 1):]
+        del spans[-(MERGE_FANOUT - 1):]
+        parts = []
+        for s in older:
+            part, block_keys = read_run(reader, user, s)
+            parts.append(part)
+            plan.deletes.extend(block_keys)
+        run = merge([*parts, run], live)
+        span, width = (older[0][0], hi), width * MERGE_FANOUT
+    spans.append(span)
+    plan.puts = list(encode_blocks(segment_prefix(user, span), run))
+    plan.directory = Directory(directory.nonce, hi, tuple(spans)).encode()
+    return plan
+
+
+def apply(txn: Txn, plan: Plan) -> bool:
+    """Write the plan if the user's directory is still the one it was made from."""
+    if txn.get(DOCS_CF, dir_key(plan.user)) != plan.expected:
+        return False
+    for key in plan.deletes:
+        txn.delete(POSTINGS_CF, key)
+    for key in plan.fresh_deletes:
+        txn.delete(DOCS_CF, key)
+    for key, value in plan.puts:
+        txn.put(POSTINGS_CF, key, value)
+    txn.put(DOCS_CF, dir_key(plan.user), plan.directory)
+    return True

@@ -1,0 +1,62 @@
+"""Background upkeep of the embedded search index: users who got mail have their fresh postings
+sealed and merged into segments (search_node/segments.py), each step planned in a thread off
+the event loop and applied through the group committer in a batch of its own."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+
+from search_node.index import SearchIndex
+from storage_node.commit import GroupCommitter
+from storage_node.engine import Engine
+
+IDLE_ROUNDS = 3  # rounds without work before a user is forgotten (its last store may still be committing)
+STEPS_PER_ROUND = 64  # per user, so one busy mailbox cannot hold up the others
+
+
+class IndexMaintainer:
+    """Users with postings to seal, and the rounds that seal them."""
+
+    def __init__(self, engine: Engine, committer: GroupCommitter, index: SearchIndex) -> None:
+        self._engine, self._committer, self._index = engine, committer, index
+        self._lock = threading.Lock()
+        self._pending: dict[str, int] = {}  # user -> stamp of the last touch
+        self._idle: dict[str, int] = {}
+        self._stamps = itertools.count()
+
+    @property
+    def pending(self) -> list[str]:
+        with self._lock:
+            return list(self._pending)
+
+    def touched(self, user_id: str) -> None:
+        """A user's index got docs (called from the commit thread)."""
+        with self._lock:
+            self._pending[user_id] = next(self._stamps)
+
+    async def run_round(self) -> int:
+        """Seal what the pending users have; returns the steps applied."""
+        with self._lock:
+            users = dict(self._pending)
+        applied = 0
+        for user_id, stamp in users.items():
+            steps = await self._maintain(user_id)
+            applied += steps
+            self._idle[user_id] = 0 if steps else self._idle.get(user_id, 0) + 1
+            if self._idle[user_id] >= IDLE_ROUNDS:
+                with self._lock:
+                    if self._pending.get(user_id) == stamp:
+                        del self._pending[user_id]
+                        del self._idle[user_id]
+        return applied
+
+    async def _maintain(self, user_id: str) -> int:
+        steps = 0
+        while steps < STEPS_PER_ROUND:
+            plan = await asyncio.to_thread(self._index.plan_maintenance, self._engine, user_id)
+            if plan is None:
+                break
+            await self._committer.submit(lambda txn, p=plan: self._index.apply_maintenance(txn, p))
+            steps += 1
+        return steps

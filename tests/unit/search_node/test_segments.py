@@ -1,0 +1,121 @@
+"""Segments against a dict model: merges, the block codec, key lookups and guarded maintenance steps."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyroaring import BitMap
+
+from search_node import segments as S
+from search_node.postings import COLUMN_FAMILIES, DOCS_CF, POSTINGS_CF, UserState, state_key
+from search_node.store import RdictStore
+
+USER = bytes.fromhex("00000000000000cc")
+keys = st.binary(min_size=1, max_size=6).map(lambda b: b.replace(S.SEP, b"\xfe"))
+docs_keys = st.lists(st.sets(keys, max_size=12), min_size=1, max_size=40)
+
+
+def model(per_doc: list[set[bytes]], first: int = 0) -> dict[bytes, list[int]]:
+    out: dict[bytes, list[int]] = {}
+    for docnum, ks in enumerate(per_doc, first):
+        for key in ks:
+            out.setdefault(key, []).append(docnum)
+    return dict(sorted(out.items()))
+
+
+def as_dict(run: S.Run) -> dict[bytes, list[int]]:
+    out, at = {}, 0
+    for key, count in zip(run.keys, run.counts.tolist()):
+        out[key] = run.docs[at:at + count].tolist()
+        at += count
+    return out
+
+
+@given(docs_keys, st.integers(1, 7), st.sets(st.integers(0, 39)))
+def test_merge_equals_the_model(per_doc: list[set[bytes]], parts: int, dead: set[int]) -> None:
+    runs = [S.Run.of_doc(d, sorted(ks)) for d, ks in enumerate(per_doc)]
+    size = -(-len(runs) // parts)
+    merged = [S.merge(runs[i:i + size]) for i in range(0, len(runs), size)]  # runs of runs, as levels carry
+    assert as_dict(S.merge(merged)) == model(per_doc)
+    live = BitMap(range(len(per_doc))) - BitMap(dead)
+    expected = {k: [d for d in v if d in live] for k, v in model(per_doc).items()}
+    assert as_dict(S.merge(merged, live)) == {k: v for k, v in expected.items() if v}
+
+
+@settings(max_examples=30, deadline=None)
+@given(docs_keys)
+def test_blocks_round_trip_and_find_every_key(tmp_path_factory, per_doc: list[set[bytes]]) -> None:
+    run = S.merge([S.Run.of_doc(d, sorted(ks)) for d, ks in enumerate(per_doc)])
+    store = RdictStore(str(tmp_path_factory.mktemp("seg") / "db"), COLUMN_FAMILIES)
+    try:
+        with store.txn() as txn:
+            for key, value in S.encode_blocks(S.segment_prefix(USER, (0, 64)), run):
+                txn.put(POSTINGS_CF, key, value)
+            txn.put(DOCS_CF, S.dir_key(USER), S.Directory(b"n" * 8, 64, ((0, 64),)).encode())
+            txn.put(DOCS_CF, state_key(USER), UserState(64).encode())
+        postings = S.Postings(store, USER)
+        expected = model(per_doc)
+        for key, docs in expected.items():
+            assert list(postings.exact(key)) == docs
+            assert list(postings.exact(key + b"\x00")) == expected.get(key + b"\x00", [])
+        assert {k: list(v) for k, v in postings.all_postings()} == expected
+        assert as_dict(S.read_run(store, USER, (0, 64))[0]) == expected
+    finally:
+        store.close()
+
+
+def _store_fresh(store: RdictStore, per_doc: list[set[bytes]]) -> None:
+    with store.txn() as txn:
+        if txn.get(DOCS_CF, S.dir_key(USER)) is None:
+            txn.put(DOCS_CF, S.dir_key(USER), S.Directory.new().encode())
+        first = UserState.decode(txn.get(DOCS_CF, state_key(USER))).next_docnum
+        for docnum, ks in enumerate(per_doc, first):
+            txn.put(DOCS_CF, S.fresh_key(USER, docnum), S.fresh_record(ks))
+        txn.put(DOCS_CF, state_key(USER), UserState(first + len(per_doc)).encode())
+
+
+def _seal_all(store: RdictStore) -> int:
+    steps = 0
+    while (plan := S.plan_step(store, USER)) is not None:
+        with store.txn() as txn:
+            assert S.apply(txn, plan)
+        steps += 1
+    return steps
+
+
+def test_steps_seal_and_carry_and_keep_every_posting(tmp_path: Path) -> None:
+    per_doc = [{b"\x01all\x00\x06", b"\x01doc%d\x00\x06" % d, b"\x01mod%d\x00\x05" % (d % 7)} for d in range(700)]
+    store = RdictStore(str(tmp_path / "db"), COLUMN_FAMILIES)
+    _store_fresh(store, per_doc)
+    assert _seal_all(store) == 700 // S.SEAL_DOCS
+    postings = S.Postings(store, USER)
+    spans = [b - a for a, b in postings.directory.spans]
+    assert spans == [256, 256, 32, 32, 32, 32, 32] and postings.directory.sealed == 672
+    assert [d for d, _ in postings.fresh] == list(range(672, 700))
+    assert {k: list(v) for k, v in _merged(postings.all_postings()).items()} == model(per_doc)
+    assert list(postings.exact(b"\x01mod3\x00\x05")) == list(range(3, 700, 7))
+    assert list(postings.union(b"\x01mod", b"\x01mod\xff", frozenset({5}))) == list(range(700))
+    assert not postings.union(b"\x01mod", b"\x01mod\xff", frozenset({6}))
+    store.close()
+
+
+def _merged(pairs) -> dict[bytes, BitMap]:
+    out: dict[bytes, BitMap] = {}
+    for key, docs in pairs:
+        out.setdefault(key, BitMap()).update(docs)
+    return dict(sorted(out.items()))
+
+
+def test_a_plan_made_before_the_directory_changed_writes_nothing(tmp_path: Path) -> None:
+    store = RdictStore(str(tmp_path / "db"), COLUMN_FAMILIES)
+    _store_fresh(store, [{b"\x01a\x00\x06"}] * S.SEAL_DOCS)
+    stale = S.plan_step(store, USER)
+    assert stale is not None
+    with store.txn() as txn:  # a rebuild: the user's index starts over under a new nonce
+        txn.put(DOCS_CF, S.dir_key(USER), S.Directory.new().encode())
+    with store.txn() as txn:
+        assert not S.apply(txn, stale)
+    assert not list(store.scan(POSTINGS_CF, USER, USER + b"\xff"))
+    assert len(S.Postings(store, USER).fresh) == S.SEAL_DOCS
+    store.close()
