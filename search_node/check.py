@@ -144,8 +144,8 @@ def _stored_postings(reader: Reader, user: bytes, live: BitMap, groups: frozense
     """Digests of the stored postings of live docs, and for keys in `groups` their lists; None if
     maintenance moved the postings while they were read."""
     postings, digests, exact = Postings(reader, user), _Postings(), {}
-    for key, nums in postings.all_postings():
-        docs = BitMap(nums) & live
+    for key, stored in postings.all_postings():
+        docs = stored & live
         digests.add(key, docs)
         if groups is not None and _group(key) in groups:
             exact.setdefault(key, BitMap()).update(docs)

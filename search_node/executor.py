@@ -90,10 +90,10 @@ class Execution:
         """The postings of one term, per field, in one scan."""
         hit = self._terms.get((kind, term))
         if hit is None:
-            docs: dict[int, BitMap] = {}
-            for key, nums in self.postings.range(*term_range(b"", kind, term)):
-                docs.setdefault(key[-1], BitMap()).update(nums)
-            hit = self._terms[(kind, term)] = docs
+            parts: dict[int, list[BitMap]] = {}
+            for key, docs in self.postings.range(*term_range(b"", kind, term)):
+                parts.setdefault(key[-1], []).append(docs)
+            hit = self._terms[(kind, term)] = {field: union(bms) for field, bms in parts.items()}
         return hit
 
     def _term(self, kind: int, term: str, fields: frozenset[int]) -> BitMap:

@@ -11,8 +11,9 @@ each posting is rewritten about log8(MAX_SPAN/SEAL_DOCS) + 1 times, in bulk.
 A user's *directory* (search_docs, user | "g") holds a nonce, the sealed-through doc
 number and the segments' spans. A segment lives in search_postings as blocks keyed
 user | lo | hi | last key of the block, so one seek finds the block that holds a key.
-A block: nkeys, keys length (uint32 LE), the keys joined by 0xff, nkeys + 1 doc offsets and
-the doc numbers (uint32 LE, ascending per key). Removed docs stay in segments (queries cut
+A block: nkeys, keys length (uint32 LE), the keys joined by 0xff, one byte per key (1: its docs
+are portable roaring, for keys with BIG docs or more; 0: ascending uint32 LE), nkeys + 1 byte
+offsets into the doc region, the doc region. Removed docs stay in segments (queries cut
 every result to the live docs); merges drop those already gone.
 
 A plan names the directory it was made from; applying it is a no-op when the directory has
@@ -30,7 +31,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain, compress
+from itertools import chain, compress, groupby
 
 import numpy as np
 from pyroaring import BitMap
@@ -42,7 +43,8 @@ from search_node.store import Reader, Txn
 SEAL_DOCS = 32
 MERGE_FANOUT = 8
 MAX_SPAN = SEAL_DOCS * MERGE_FANOUT ** 3  # 16,384 doc numbers
-BLOCK_KEYS = 256
+BLOCK_KEYS = 128
+BIG = 64  # a key with this many docs in a segment keeps them as portable roaring (deserialized at memory speed)
 SEP = b"\xff"
 _SPAN = struct.Struct(">II")
 _DIR_HEAD = struct.Struct(">8sI")
@@ -139,57 +141,112 @@ def merge(runs: list[Run], live: BitMap | None = None) -> Run:
     return Run(out_keys, out_counts.astype(np.uint32), out_docs.astype(np.uint32))
 
 
+def _roaring(docs: np.ndarray) -> bytes:
+    numbers = array("I")
+    numbers.frombytes(docs.tobytes())
+    if _SWAP:
+        numbers.byteswap()
+    bm = BitMap(numbers)
+    bm.run_optimize()
+    return bm.serialize()
+
+
 def encode_blocks(prefix: bytes, run: Run) -> Iterator[tuple[bytes, bytes]]:
     """(key, value) of the blocks that store `run` under a segment's prefix."""
     ends = np.concatenate(([0], np.cumsum(run.counts, dtype=np.int64)))
+    docs = run.docs.astype(_U32)
+    big = run.counts >= BIG
     for a in range(0, len(run.keys), BLOCK_KEYS):
         b = min(a + BLOCK_KEYS, len(run.keys))
         joined = SEP.join(run.keys[a:b])
-        offsets = (ends[a:b + 1] - ends[a]).astype(_U32)
-        value = b"".join((_BLOCK_HEAD.pack(b - a, len(joined)), joined, offsets.tobytes(),
-                          run.docs[ends[a]:ends[b]].astype(_U32).tobytes()))
+        kinds = big[a:b]
+        if not kinds.any():
+            region = docs[ends[a]:ends[b]].tobytes()
+            offsets = ((ends[a:b + 1] - ends[a]) * 4).astype(_U32)
+        else:
+            sizes = run.counts[a:b].astype(np.int64) * 4
+            pieces, k = [], a
+            for big_key in (np.flatnonzero(kinds) + a).tolist():  # plain neighbours go as one slice
+                if big_key > k:
+                    pieces.append(docs[ends[k]:ends[big_key]].tobytes())
+                pieces.append(_roaring(docs[ends[big_key]:ends[big_key + 1]]))
+                sizes[big_key - a] = len(pieces[-1])
+                k = big_key + 1
+            pieces.append(docs[ends[k]:ends[b]].tobytes())
+            offsets = np.concatenate(([0], np.cumsum(sizes))).astype(_U32)
+            region = b"".join(pieces)
+        value = b"".join((_BLOCK_HEAD.pack(b - a, len(joined)), joined, kinds.astype(np.uint8).tobytes(),
+                          offsets.tobytes(), region))
         yield prefix + run.keys[b - 1], value
 
 
 class Block:
-    """One stored block, decoded lazily: keys at once, doc numbers per key range on demand."""
+    """One stored block, decoded lazily: keys at once, doc numbers per key on demand."""
 
-    __slots__ = ("keys", "_value", "_offsets", "_docs_at")
+    __slots__ = ("keys", "_value", "_kinds", "_offsets", "_at")
 
     def __init__(self, value: bytes) -> None:
         n, key_len = _BLOCK_HEAD.unpack_from(value)
-        start = _BLOCK_HEAD.size
-        self.keys = value[start:start + key_len].split(SEP)
+        at = _BLOCK_HEAD.size
+        self.keys = value[at:at + key_len].split(SEP)
+        at += key_len
+        self._kinds = value[at:at + n]
+        at += n
         offsets = array("I")
-        offsets.frombytes(value[start + key_len:start + key_len + 4 * (n + 1)])
+        offsets.frombytes(value[at:at + 4 * (n + 1)])
         if _SWAP:
             offsets.byteswap()
         self._offsets = offsets
-        self._docs_at = start + key_len + 4 * (n + 1)
+        self._at = at + 4 * (n + 1)
         self._value = value
 
-    def docs(self, i: int, j: int) -> array:
-        """Doc numbers of keys i..j-1 (ascending per key, not across keys)."""
+    def _bytes(self, i: int, j: int) -> bytes:
+        return self._value[self._at + self._offsets[i]:self._at + self._offsets[j]]
+
+    def _plain(self, i: int, j: int) -> array:
         out = array("I")
-        out.frombytes(self._value[self._docs_at + 4 * self._offsets[i]:self._docs_at + 4 * self._offsets[j]])
+        out.frombytes(self._bytes(i, j))
         if _SWAP:
             out.byteswap()
         return out
 
+    def bitmap(self, i: int) -> BitMap:
+        """Docs of key i."""
+        return BitMap.deserialize(self._bytes(i, i + 1)) if self._kinds[i] else BitMap(self._plain(i, i + 1))
+
+    def _pieces(self, i: int, j: int) -> Iterator[tuple[int, int, bool]]:
+        """Keys i..j-1 as (first, end, roaring) stretches: plain neighbours share one stretch."""
+        kinds = self._kinds
+        while i < j:
+            big = kinds.find(b"\x01", i, j)
+            if big == -1:
+                yield i, j, False
+                return
+            if big > i:
+                yield i, big, False
+            yield big, big + 1, True
+            i = big + 1
+
+    def gather(self, i: int, j: int, plain: array, bitmaps: list[BitMap]) -> None:
+        """Docs of keys i..j-1: plain lists onto `plain`, roaring ones onto `bitmaps`."""
+        for a, b, roaring in self._pieces(i, j):
+            if roaring:
+                bitmaps.append(BitMap.deserialize(self._bytes(a, b)))
+            else:
+                plain.extend(self._plain(a, b))
+
     def run(self) -> Run:
-        docs = np.frombuffer(self._value, dtype=_U32, offset=self._docs_at).astype(np.uint32)
-        counts = np.diff(np.frombuffer(self._offsets.tobytes(), dtype=np.uint32))
-        return Run(self.keys, counts.astype(np.uint32), docs)
-
-
-def blocks_in(reader: Reader, user: bytes, span: Span, start: bytes, end: bytes) -> Iterator[Block]:
-    """The blocks of a segment that may hold keys in [start, end] (end inclusive)."""
-    prefix = segment_prefix(user, span)
-    cut = len(prefix)
-    for key, value in reader.scan(POSTINGS_CF, prefix + start, segment_prefix(user, (span[0], span[1] + 1))):
-        yield Block(value)
-        if key[cut:] >= end:
-            return
+        offsets = np.frombuffer(self._offsets, dtype=np.uint32)
+        counts, docs = [], []
+        for a, b, roaring in self._pieces(0, len(self.keys)):
+            if roaring:
+                piece = np.frombuffer(BitMap.deserialize(self._bytes(a, b)).to_array(), dtype=np.uint32)
+                counts.append(np.asarray([len(piece)], dtype=np.uint32))
+            else:
+                piece = np.frombuffer(self._bytes(a, b), dtype=_U32)
+                counts.append(np.diff(offsets[a:b + 1]) // 4)
+            docs.append(piece)
+        return Run(self.keys, np.concatenate(counts).astype(np.uint32), np.concatenate(docs).astype(np.uint32))
 
 
 def read_run(reader: Reader, user: bytes, span: Span) -> tuple[Run, list[bytes]]:
@@ -214,6 +271,7 @@ class Postings:
         self.reader, self.user = reader, user
         self._dir_raw = reader.get(DOCS_CF, dir_key(user))
         self.directory = Directory.decode(self._dir_raw) if self._dir_raw else Directory(b"")
+        self._cursor = reader.cursor(POSTINGS_CF)  # made after the directory was read: see unchanged()
         self.next_docnum = UserState.decode(reader.get(DOCS_CF, state_key(user))).next_docnum
         nums = list(range(self.directory.sealed, self.next_docnum))
         raw = reader.multi_get(DOCS_CF, [fresh_key(user, d) for d in nums])
@@ -223,53 +281,66 @@ class Postings:
         """Whether the directory is still the one read at the start (the live db may move on)."""
         return self.reader.get(DOCS_CF, dir_key(self.user)) == self._dir_raw
 
+    def _blocks(self, span: Span, start: bytes, end: bytes) -> Iterator[Block]:
+        """The blocks of a segment that may hold keys in [start, end] (end inclusive)."""
+        prefix = segment_prefix(self.user, span)
+        cut = len(prefix)
+        for key, value in self._cursor.walk(prefix + start):
+            if not key.startswith(prefix):
+                return
+            yield Block(value)
+            if key[cut:] >= end:
+                return
+
     def exact(self, key: bytes) -> BitMap:
         """Docs of one posting key."""
-        parts = array("I")
+        plain, bitmaps = array("I"), []
         for span in self.directory.spans:
-            for block in blocks_in(self.reader, self.user, span, key, key):
+            for block in self._blocks(span, key, key):
                 i = bisect_left(block.keys, key)
                 if i < len(block.keys) and block.keys[i] == key:
-                    parts.extend(block.docs(i, i + 1))
+                    block.gather(i, i + 1, plain, bitmaps)
         needle = SEP + key + SEP
-        parts.extend(d for d, record in self.fresh if needle in record)
-        return BitMap(parts)
+        plain.extend(d for d, record in self.fresh if needle in record)
+        bitmaps.append(BitMap(plain))
+        return BitMap.union(*bitmaps) if len(bitmaps) > 1 else bitmaps[0]
 
-    def range(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, array]]:
+    def range(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, BitMap]]:
         """(key, docs) of every key in [start, end); a key recurs once per segment holding it."""
         for span in self.directory.spans:
-            for block in blocks_in(self.reader, self.user, span, start, end):
-                i, j = bisect_left(block.keys, start), bisect_left(block.keys, end)
-                for k in range(i, j):
-                    yield block.keys[k], block.docs(k, k + 1)
+            for block in self._blocks(span, start, end):
+                for k in range(bisect_left(block.keys, start), bisect_left(block.keys, end)):
+                    yield block.keys[k], block.bitmap(k)
         for d, record in self.fresh:
             keys = fresh_keys(record)
             for k in range(bisect_left(keys, start), bisect_left(keys, end)):
-                yield keys[k], array("I", (d,))
+                yield keys[k], BitMap((d,))
 
     def union(self, start: bytes, end: bytes, fields: frozenset[int]) -> BitMap:
         """Docs of every key in [start, end) whose field (last byte) is in `fields`."""
         unwanted = [b"\x00%c%s" % (f, SEP) for f in BY_CODE if f not in fields]
-        out = array("I")
+        plain, bitmaps = array("I"), []
         for span in self.directory.spans:
-            for block in blocks_in(self.reader, self.user, span, start, end):
+            for block in self._blocks(span, start, end):
                 i, j = bisect_left(block.keys, start), bisect_left(block.keys, end)
                 if i == j:
                     continue
                 joined = SEP.join(block.keys[i:j]) + SEP
                 if not any(u in joined for u in unwanted):
-                    out.extend(block.docs(i, j))
+                    block.gather(i, j, plain, bitmaps)
                     continue
-                for k in range(i, j):
-                    if block.keys[k][-1] in fields:
-                        out.extend(block.docs(k, k + 1))
+                keep = [k for k in range(i, j) if block.keys[k][-1] in fields]
+                for _, run in groupby(enumerate(keep), lambda pair: pair[1] - pair[0]):  # consecutive keys
+                    ks = [k for _, k in run]
+                    block.gather(ks[0], ks[-1] + 1, plain, bitmaps)
         for d, record in self.fresh:
             keys = fresh_keys(record)
             if any(keys[k][-1] in fields for k in range(bisect_left(keys, start), bisect_left(keys, end))):
-                out.append(d)
-        return BitMap(out)
+                plain.append(d)
+        bitmaps.append(BitMap(plain))
+        return BitMap.union(*bitmaps)
 
-    def all_postings(self) -> Iterator[tuple[bytes, array]]:
+    def all_postings(self) -> Iterator[tuple[bytes, BitMap]]:
         """Every (key, docs) of the user, segment by segment, then the fresh records."""
         return self.range(b"", SEP)
 

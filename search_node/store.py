@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
 
@@ -22,12 +22,20 @@ class Txn(Protocol):
     def delete(self, cf: str, key: bytes) -> None: ...
 
 
+class Cursor(Protocol):
+    """One RocksDB iterator, sought again and again (cheaper than a new iterator per lookup).
+    It reads the state of its creation; one walk at a time."""
+
+    def walk(self, start: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+
 class Reader(Protocol):
     """Committed state (a RocksDB snapshot or the live db)."""
 
     def get(self, cf: str, key: bytes) -> bytes | None: ...
     def multi_get(self, cf: str, keys: list[bytes]) -> list[bytes | None]: ...
     def scan(self, cf: str, start: bytes, end: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+    def cursor(self, cf: str) -> Cursor: ...
 
 
 class Committer(Protocol):
@@ -108,11 +116,29 @@ class RdictStore:
                 return
             yield key, value
 
+    def cursor(self, cf: str) -> RdictCursor:
+        return RdictCursor(self._cfs[cf].iter())
+
     def txn(self) -> RdictTxn:
         return RdictTxn(self)
 
     def write(self, batch: WriteBatch) -> None:
         self._db.write(batch, self._write_options)
+
+
+class RdictCursor:
+    """A Cursor over a rocksdict iterator."""
+
+    def __init__(self, iterator: Any) -> None:
+        self._it = iterator
+
+    def walk(self, start: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) from `start` on, in key order, until the caller stops."""
+        it = self._it
+        it.seek(start)
+        while it.valid():
+            yield it.key(), it.value()
+            it.next()
 
 
 class RdictTxn:

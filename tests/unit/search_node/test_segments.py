@@ -44,10 +44,12 @@ def test_merge_equals_the_model(per_doc: list[set[bytes]], parts: int, dead: set
 
 
 @settings(max_examples=30, deadline=None)
-@given(docs_keys)
-def test_blocks_round_trip_and_find_every_key(tmp_path_factory, per_doc: list[set[bytes]]) -> None:
+@given(docs_keys, st.sampled_from([1, 3, S.BIG]))
+def test_blocks_round_trip_and_find_every_key(tmp_path_factory, per_doc: list[set[bytes]], big: int) -> None:
+    """Every key is found with its docs, whether they are stored plain or as roaring (`big`)."""
     run = S.merge([S.Run.of_doc(d, sorted(ks)) for d, ks in enumerate(per_doc)])
     store = RdictStore(str(tmp_path_factory.mktemp("seg") / "db"), COLUMN_FAMILIES)
+    saved, S.BIG = S.BIG, big
     try:
         with store.txn() as txn:
             for key, value in S.encode_blocks(S.segment_prefix(USER, (0, 64)), run):
@@ -62,6 +64,7 @@ def test_blocks_round_trip_and_find_every_key(tmp_path_factory, per_doc: list[se
         assert {k: list(v) for k, v in postings.all_postings()} == expected
         assert as_dict(S.read_run(store, USER, (0, 64))[0]) == expected
     finally:
+        S.BIG = saved
         store.close()
 
 
