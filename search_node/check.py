@@ -17,7 +17,7 @@ from pyroaring import BitMap
 
 from search_node import fields as F
 from search_node.postings import (ALL, DISPLACED, DOCS_CF, DocMeta, UserState, bitmap_key, doc_bitmaps, forward_key,
-                                  late_docnum, late_range, meta_key, meta_of, posting_keys, rebuild_marker,
+                                  late_docnum, late_range, meta_key, meta_of, rebuild_marker,
                                   split_posting_key, state_key, unpack_docnum)
 from search_node.segments import Postings
 from search_node.store import Reader
@@ -65,8 +65,8 @@ class _Expected:
         self.bitmaps: dict[bytes, BitMap] = {ALL: BitMap()}
 
     def add(self, docnum: int, meta: DocMeta, fw: F.Forward) -> None:
-        for key in posting_keys(b"", F.postings(fw)):
-            self.postings.add(key, (docnum,))
+        for text in F.posting_texts(fw):
+            self.postings.add(text.encode(), (docnum,))
         for name in (ALL, *doc_bitmaps(meta)):
             self.bitmaps.setdefault(name, BitMap()).add(docnum)
 

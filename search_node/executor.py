@@ -16,7 +16,7 @@ from search_node.plan import EVERYTHING, Bitmap, Phrase, PAnd, Plan, PNot, POr, 
 from search_node.fields import PAIR, TERM
 from search_node.postings import (ALL, DISPLACED, DOCS_CF, SIZE_BITS, DocMeta, bitmap_key, forward_key, late_docnum,
                                   late_range, meta_key, posting_key, prefix_range, size_slice, term_range)
-from search_node.segments import Postings
+from search_node.segments import PLAIN_CODES, SUMMARY_CHARS, Postings, summary_key
 from search_node.store import Reader
 from search_node.tiers import read_bitmap
 
@@ -104,7 +104,8 @@ class Execution:
         return union([bm for f, bm in per_field.items() if f in fields])
 
     def _prefix(self, prefix: str, fields: frozenset[int]) -> BitMap:
-        return self.postings.union(*prefix_range(b"", TERM, prefix), fields)
+        broad = fields == PLAIN_CODES and len(prefix) <= SUMMARY_CHARS
+        return self.postings.union(*prefix_range(b"", TERM, prefix), fields, summary_key(prefix) if broad else None)
 
     def metas(self, docnums: Iterable[int]) -> list[DocMeta]:
         nums = list(docnums)

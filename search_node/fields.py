@@ -54,7 +54,9 @@ _FIELD_SEP, _VALUE_SEP, _KEYWORD_SEP, _KEYWORD_JOIN = "\x1e", "\x1d", "\x1c", "\
 
 
 def _clean_keywords(words: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(w for w in words if w and not any(c < " " for c in w)))
+    """Keywords without control characters (separators of stored records) or lone surrogates
+    (undecodable header bytes: they have no UTF-8, and U+DCFF is the fresh record's separator)."""
+    return tuple(dict.fromkeys(w for w in words if w and not any(c < " " or "\ud800" <= c <= "\udfff" for c in w)))
 
 
 def analyze(doc: IndexDoc) -> Forward:
@@ -85,30 +87,22 @@ def msgid_term(msgid: str) -> str:
     return fold_accents(normalize(msgid.strip().strip("<>")))
 
 
-def posting_terms(fw: Forward) -> list[tuple[int, str, int]]:
-    """(TERM, term, field code) of every term posting list a message belongs to."""
-    out: set[tuple[int, str, int]] = set()
+def posting_texts(fw: Forward) -> set[str]:
+    """Every posting key a message belongs to, as text whose UTF-8 is the key (kind, term, NUL,
+    field code): each term of each field, and in pair fields every two adjacent tokens as one
+    PAIR term (an exact two-word phrase)."""
+    out: set[str] = set()
+    term, pair = chr(TERM), chr(PAIR)
     for code, values in fw.items():
+        suffix = "\x00" + chr(code)
+        paired = BY_CODE[code].pairs
         for value in values:
-            out.update((TERM, t, code) for t in value.tokens)
-            out.update((TERM, k, code) for k in value.keywords)
-    return list(out)
-
-
-def adjacent_pairs(fw: Forward) -> set[tuple[str, str, int]]:
-    """(first, second, field code) of every two adjacent tokens in fields that keep pair postings."""
-    out: set[tuple[str, str, int]] = set()
-    for code, values in fw.items():
-        if BY_CODE[code].pairs:
-            for value in values:
-                out.update((a, b, code) for a, b in zip(value.tokens, value.tokens[1:]))
+            tokens = value.tokens
+            out.update([term + t + suffix for t in tokens])
+            out.update([term + k + suffix for k in value.keywords])
+            if paired:
+                out.update([pair + pair_term(a, b) + suffix for a, b in zip(tokens, tokens[1:])])
     return out
-
-
-def postings(fw: Forward) -> list[tuple[int, str, int]]:
-    """(kind, term, field code) of every posting list a message belongs to: its terms, and every
-    two adjacent tokens of a pair field as one PAIR term (an exact two-word phrase)."""
-    return posting_terms(fw) + [(PAIR, pair_term(a, b), code) for a, b, code in adjacent_pairs(fw)]
 
 
 def pair_term(first: str, second: str) -> str:

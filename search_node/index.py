@@ -16,7 +16,7 @@ from search_node.grammar import QuerySyntaxError, parse
 from search_node.plan import plan
 from search_node.postings import (ALL, ATTACHMENT, COLUMN_FAMILIES, DISPLACED, DOCS_CF, DocMeta, UserState, bitmap_key,
                                   doc_bitmaps, doc_id_bytes, flags_of, forward_key, id_key, late_key, meta_key,
-                                  meta_of, pack_docnum, posting_keys, rebuild_marker, state_key, unpack_docnum,
+                                  meta_of, pack_docnum, rebuild_marker, state_key, unpack_docnum,
                                   user_prefix, user_range)
 from search_node.segments import Directory, apply, dir_key, fresh_key, fresh_record, plan_step
 from search_node.segments import Plan as MaintenancePlan
@@ -109,7 +109,7 @@ class SearchIndex:
         """Number `docs` in order; each doc's postings go into its fresh record (see segments.py)."""
         for doc in docs:
             fw = F.analyze(doc)
-            txn.put(DOCS_CF, fresh_key(user, state.next_docnum), fresh_record(posting_keys(b"", F.postings(fw))))
+            txn.put(DOCS_CF, fresh_key(user, state.next_docnum), fresh_record(F.posting_texts(fw)))
             state = self._write_records(txn, user, doc, fw, state, changes)
         return state
 

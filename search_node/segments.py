@@ -36,13 +36,17 @@ from itertools import chain, compress, groupby
 import numpy as np
 from pyroaring import BitMap
 
-from search_node.fields import BY_CODE
+from search_node.fields import BY_CODE, PLAIN_FIELDS, TERM
 from search_node.postings import DOCS_CF, POSTINGS_CF, UserState, state_key
 from search_node.store import Reader, Txn
 
 SEAL_DOCS = 32
 MERGE_FANOUT = 8
 MAX_SPAN = SEAL_DOCS * MERGE_FANOUT ** 3  # 16,384 doc numbers
+SUMMARY = 3  # posting kind of a prefix summary: the docs with a plain-field term starting with its text
+SUMMARY_CHARS = 3  # summaries for prefixes of 1 to 3 characters, the broad ones
+SUMMARY_SPAN = SEAL_DOCS * MERGE_FANOUT ** 2  # segments this wide or wider carry summaries
+PLAIN_CODES = frozenset(f.code for f in PLAIN_FIELDS)
 BLOCK_KEYS = 128
 BIG = 64  # a key with this many docs in a segment keeps them as portable roaring (deserialized at memory speed)
 SEP = b"\xff"
@@ -66,9 +70,11 @@ def segment_prefix(user: bytes, span: Span) -> bytes:
     return user + _SPAN.pack(*span)
 
 
-def fresh_record(keys: Iterable[bytes]) -> bytes:
-    """A doc's posting keys as stored: sorted, 0xff before, between and after (so `SEP + key + SEP` finds one)."""
-    return SEP + SEP.join(sorted(set(keys))) + SEP
+def fresh_record(texts: Iterable[str]) -> bytes:
+    """A doc's posting keys (as text, see fields.posting_texts) as stored: sorted, 0xff before, between
+    and after, so `SEP + key + SEP` finds one. Code point order is UTF-8 byte order, and the lone
+    surrogate U+DCFF encodes (surrogateescape) to the byte 0xff."""
+    return ("\udcff" + "\udcff".join(sorted(texts)) + "\udcff").encode("utf-8", "surrogateescape")
 
 
 def fresh_keys(record: bytes) -> list[bytes]:
@@ -139,6 +145,44 @@ def merge(runs: list[Run], live: BitMap | None = None) -> Run:
             out_keys = list(compress(out_keys, nonempty.tolist()))
             out_counts = out_counts[nonempty]
     return Run(out_keys, out_counts.astype(np.uint32), out_docs.astype(np.uint32))
+
+
+def summary_key(prefix: str) -> bytes:
+    return b"%c%s\x00\x00" % (SUMMARY, prefix.encode())
+
+
+def with_summaries(run: Run) -> Run:
+    """The run plus a summary per 1 to SUMMARY_CHARS character prefix of its plain-field terms."""
+    lo, hi = bisect_left(run.keys, bytes((TERM,))), bisect_left(run.keys, bytes((TERM + 1,)))
+    groups: dict[bytes, int] = {}
+    picked, owners = [], []
+    last, ids = b"", []
+    for k in range(lo, hi):
+        key = run.keys[k]
+        if key[-1] not in PLAIN_CODES:
+            continue
+        if key[1:-2] != last:  # one term's fields are neighbours: its prefixes are worked out once
+            last = key[1:-2]
+            term = last.decode()
+            ids = [groups.setdefault(summary_key(term[:n]), len(groups))
+                   for n in range(1, min(len(term), SUMMARY_CHARS) + 1)]
+        picked.extend([k] * len(ids))
+        owners.extend(ids)
+    if not groups:
+        return run
+    names = sorted(groups)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[[groups[name] for name in names]] = np.arange(len(names))
+    starts = np.concatenate(([0], np.cumsum(run.counts, dtype=np.int64)))
+    index = np.asarray(picked, dtype=np.int64)
+    c = run.counts[index].astype(np.int64)
+    ends = np.cumsum(c)
+    gather = np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(starts[index] - (ends - c), c)
+    pairs = np.sort((np.repeat(rank[np.asarray(owners)], c) << 32) | run.docs[gather].astype(np.int64))
+    pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]  # a doc once per summary
+    counts = np.bincount(pairs >> 32, minlength=len(names)).astype(np.uint32)
+    docs = (pairs & 0xFFFFFFFF).astype(np.uint32)
+    return Run(run.keys + names, np.concatenate((run.counts, counts)), np.concatenate((run.docs, docs)))
 
 
 def _roaring(docs: np.ndarray) -> bytes:
@@ -292,14 +336,17 @@ class Postings:
             if key[cut:] >= end:
                 return
 
+    def _exact_in(self, span: Span, key: bytes, plain: array, bitmaps: list[BitMap]) -> None:
+        for block in self._blocks(span, key, key):
+            i = bisect_left(block.keys, key)
+            if i < len(block.keys) and block.keys[i] == key:
+                block.gather(i, i + 1, plain, bitmaps)
+
     def exact(self, key: bytes) -> BitMap:
         """Docs of one posting key."""
         plain, bitmaps = array("I"), []
         for span in self.directory.spans:
-            for block in self._blocks(span, key, key):
-                i = bisect_left(block.keys, key)
-                if i < len(block.keys) and block.keys[i] == key:
-                    block.gather(i, i + 1, plain, bitmaps)
+            self._exact_in(span, key, plain, bitmaps)
         needle = SEP + key + SEP
         plain.extend(d for d, record in self.fresh if needle in record)
         bitmaps.append(BitMap(plain))
@@ -316,11 +363,15 @@ class Postings:
             for k in range(bisect_left(keys, start), bisect_left(keys, end)):
                 yield keys[k], BitMap((d,))
 
-    def union(self, start: bytes, end: bytes, fields: frozenset[int]) -> BitMap:
-        """Docs of every key in [start, end) whose field (last byte) is in `fields`."""
+    def union(self, start: bytes, end: bytes, fields: frozenset[int], summary: bytes | None = None) -> BitMap:
+        """Docs of every key in [start, end) whose field (last byte) is in `fields`; segments that
+        carry summaries answer from the `summary` key instead, when one is given."""
         unwanted = [b"\x00%c%s" % (f, SEP) for f in BY_CODE if f not in fields]
         plain, bitmaps = array("I"), []
         for span in self.directory.spans:
+            if summary is not None and span[1] - span[0] >= SUMMARY_SPAN:
+                self._exact_in(span, summary, plain, bitmaps)
+                continue
             for block in self._blocks(span, start, end):
                 i, j = bisect_left(block.keys, start), bisect_left(block.keys, end)
                 if i == j:
@@ -341,8 +392,8 @@ class Postings:
         return BitMap.union(*bitmaps)
 
     def all_postings(self) -> Iterator[tuple[bytes, BitMap]]:
-        """Every (key, docs) of the user, segment by segment, then the fresh records."""
-        return self.range(b"", SEP)
+        """Every (key, docs) of the user but the summaries, segment by segment, then the fresh records."""
+        return self.range(b"", bytes((SUMMARY,)))
 
 
 # --- maintenance ----------------------------------------------------------------------------
@@ -387,6 +438,8 @@ def plan_step(reader: Reader, user: bytes, live: BitMap | None = None) -> Plan |
             plan.deletes.extend(block_keys)
         run = merge([*parts, run], live)
         span, width = (older[0][0], hi), width * MERGE_FANOUT
+        if width == SUMMARY_SPAN:  # wider segments merge their parts' summaries like any posting
+            run = with_summaries(run)
     spans.append(span)
     plan.puts = list(encode_blocks(segment_prefix(user, span), run))
     plan.directory = Directory(directory.nonce, hi, tuple(spans)).encode()

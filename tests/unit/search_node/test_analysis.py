@@ -44,9 +44,10 @@ def test_analyze_fields_and_round_trip() -> None:
     assert fw[F.FILENAME_FIELD.code][1] == F.Value(("notes", "txt"), ("notes.txt",))
     assert fw[F.MSGID.code] == [F.Value((), ("a1@x.org",))]
     assert F.decode_forward(F.encode_forward(fw)) == fw
-    assert (F.TERM, "three", F.BODY.code) in F.posting_terms(fw)
-    pairs = F.adjacent_pairs(fw)
-    assert ("one", "two", F.BODY.code) in pairs and ("two", "three", F.BODY.code) not in pairs
+    texts, body = F.posting_texts(fw), "\x00" + chr(F.BODY.code)
+    assert "\x01three" + body in texts and "\x02one two" + body in texts and "\x02two three" + body not in texts
+    assert "\x01ann@x.org\x00" + chr(F.FROM.code) in texts and not any(t.startswith("\x02") and t.endswith(
+        "\x00" + chr(F.FROM.code)) for t in texts)
 
 
 def test_query_side_matches() -> None:

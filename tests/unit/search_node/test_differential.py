@@ -214,11 +214,12 @@ class QueryGen:
 
 @pytest.fixture(scope="module", autouse=True)
 def small_segments() -> Iterator[None]:
-    """Seal 4 docs at a time, so 1,200 docs meet every merge level, fresh records and the span cap."""
-    saved = segments.SEAL_DOCS, segments.MAX_SPAN
-    segments.SEAL_DOCS, segments.MAX_SPAN = 4, 4 * segments.MERGE_FANOUT ** 3
+    """Seal 4 docs at a time, so 1,200 docs meet every merge level, prefix summaries, fresh records
+    and the span cap."""
+    saved = segments.SEAL_DOCS, segments.MAX_SPAN, segments.SUMMARY_SPAN
+    segments.SEAL_DOCS, segments.MAX_SPAN, segments.SUMMARY_SPAN = 4, 4 * 8 ** 3, 4 * 8 ** 2
     yield
-    segments.SEAL_DOCS, segments.MAX_SPAN = saved
+    segments.SEAL_DOCS, segments.MAX_SPAN, segments.SUMMARY_SPAN = saved
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from search_node.postings import COLUMN_FAMILIES, DOCS_CF, POSTINGS_CF, UserStat
 from search_node.store import RdictStore
 
 USER = bytes.fromhex("00000000000000cc")
-keys = st.binary(min_size=1, max_size=6).map(lambda b: b.replace(S.SEP, b"\xfe"))
+keys = st.builds(lambda kind, rest: kind + rest.replace(S.SEP, b"\xfe"), st.sampled_from([b"\x01", b"\x02"]),
+                 st.binary(max_size=5))
 docs_keys = st.lists(st.sets(keys, max_size=12), min_size=1, max_size=40)
 
 
@@ -74,7 +75,7 @@ def _store_fresh(store: RdictStore, per_doc: list[set[bytes]]) -> None:
             txn.put(DOCS_CF, S.dir_key(USER), S.Directory.new().encode())
         first = UserState.decode(txn.get(DOCS_CF, state_key(USER))).next_docnum
         for docnum, ks in enumerate(per_doc, first):
-            txn.put(DOCS_CF, S.fresh_key(USER, docnum), S.fresh_record(ks))
+            txn.put(DOCS_CF, S.fresh_key(USER, docnum), S.fresh_record(k.decode() for k in ks))
         txn.put(DOCS_CF, state_key(USER), UserState(first + len(per_doc)).encode())
 
 
