@@ -184,8 +184,9 @@ class SearchIndex:
         collection); they are read one chunk at a time, so a stream of them never sits in memory
         whole. With `chunks`, the work is written in bounded batches through it and only the last
         one goes into `txn`; an interrupted rebuild leaves a marker that `check` reports, and
-        running it again starts over. Without, everything goes into `txn`. Returns the number of
-        docs indexed. Raises ValueError (leaving the marker) on docs out of order.
+        running it again starts over, and the docs are sealed into segments before it returns.
+        Without, everything goes into `txn` and the docs stay fresh until maintenance seals them.
+        Returns the number of docs indexed. Raises ValueError (leaving the marker) on docs out of order.
         """
         user = user_prefix(user_id)
         batch, marker = _Chunker(txn, chunks), rebuild_marker(user)
@@ -196,6 +197,7 @@ class SearchIndex:
                 if key != marker:
                     batch.txn.delete(cf, key)
                     batch.count(1)
+        batch.txn.put(DOCS_CF, dir_key(user), Directory.new().encode())  # plans made before now will not apply
         batch.flush()
         state, last = UserState(), (-(1 << 62), "")
         for chunk in batched(docs, REBUILD_CHUNK_DOCS):
@@ -208,8 +210,9 @@ class SearchIndex:
             changes.apply(batch.txn)
             batch.txn.put(DOCS_CF, state_key(user), state.encode())
             batch.flush()
+        if chunks is not None:  # seal what the chunks committed, so searches do not meet a mailbox of fresh docs
+            self.maintain(reader, chunks, user_id)
         batch.last.put(DOCS_CF, state_key(user), state.encode())
-        batch.last.put(DOCS_CF, dir_key(user), Directory.new().encode())
         batch.last.delete(DOCS_CF, marker)
         return state.next_docnum
 

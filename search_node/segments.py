@@ -151,6 +151,20 @@ def summary_key(prefix: str) -> bytes:
     return b"%c%s\x00\x00" % (SUMMARY, prefix.encode())
 
 
+def without_summaries(run: Run) -> Run:
+    """The run's postings proper (summary keys sort last)."""
+    cut = bisect_left(run.keys, bytes((SUMMARY,)))
+    return Run(run.keys[:cut], run.counts[:cut], run.docs[:int(run.counts[:cut].sum(dtype=np.int64))])
+
+
+def summaries_hold(reader: Reader, user: bytes, span: Span) -> bool:
+    """Whether a wide segment's summaries are those its postings imply."""
+    run, _ = read_run(reader, user, span)
+    expected = with_summaries(without_summaries(run))
+    return (expected.keys == run.keys and np.array_equal(expected.counts, run.counts)
+            and np.array_equal(expected.docs, run.docs))
+
+
 def with_summaries(run: Run) -> Run:
     """The run plus a summary per 1 to SUMMARY_CHARS character prefix of its plain-field terms."""
     lo, hi = bisect_left(run.keys, bytes((TERM,))), bisect_left(run.keys, bytes((TERM + 1,)))

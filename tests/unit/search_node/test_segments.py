@@ -123,3 +123,26 @@ def test_a_plan_made_before_the_directory_changed_writes_nothing(tmp_path: Path)
     assert not list(store.scan(POSTINGS_CF, USER, USER + b"\xff"))
     assert len(S.Postings(store, USER).fresh) == S.SEAL_DOCS
     store.close()
+
+
+def test_wide_segments_carry_prefix_summaries_that_check_can_verify(tmp_path: Path) -> None:
+    width = S.SUMMARY_SPAN
+    per_doc = [{b"\x01doc%d\x00\x06" % d, b"\x01mod%d\x00\x05" % (d % 7), b"\x01msgid%d\x00\x09" % d}
+               for d in range(width)]
+    store = RdictStore(str(tmp_path / "db"), COLUMN_FAMILIES)
+    _store_fresh(store, per_doc)
+    _seal_all(store)
+    postings = S.Postings(store, USER)
+    assert postings.directory.spans == ((0, width),)
+    everything = BitMap(range(width))
+    assert postings.exact(S.summary_key("mo")) == everything == postings.exact(S.summary_key("doc"))
+    assert not postings.exact(S.summary_key("ms"))  # field 9 (message id) is not a plain field
+    broad = postings.union(b"\x01mo", b"\x01mo\xff", S.PLAIN_CODES, S.summary_key("mo"))
+    assert broad == everything == postings.union(b"\x01mo", b"\x01mo\xff", S.PLAIN_CODES)
+    assert S.summaries_hold(store, USER, (0, width))
+    blocks = [k for k, _ in store.scan(POSTINGS_CF, S.segment_prefix(USER, (0, width)),
+                                       S.segment_prefix(USER, (0, width + 1)))]
+    with store.txn() as txn:
+        txn.delete(POSTINGS_CF, blocks[-1])  # summary keys sort last
+    assert not S.summaries_hold(store, USER, (0, width))
+    store.close()
