@@ -18,8 +18,9 @@ every result to the live docs); merges drop those already gone.
 
 A plan names the directory it was made from; applying it is a no-op when the directory has
 changed since (a rebuild or a drop of the user writes a new nonce or removes it), so a plan
-never writes over state it did not see. Readers that use the live database re-read the
-directory at the end and retry when it moved.
+never writes over state it did not see. What a step replaces is retired, not deleted: a later
+step deletes it GRACE_MS on, so a search over the live database that read the old directory
+still finds everything it names (one that takes longer re-reads the directory and retries).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import operator
 import os
 import struct
 import sys
+import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
@@ -151,18 +153,14 @@ def summary_key(prefix: str) -> bytes:
     return b"%c%s\x00\x00" % (SUMMARY, prefix.encode())
 
 
-def without_summaries(run: Run) -> Run:
-    """The run's postings proper (summary keys sort last)."""
-    cut = bisect_left(run.keys, bytes((SUMMARY,)))
-    return Run(run.keys[:cut], run.counts[:cut], run.docs[:int(run.counts[:cut].sum(dtype=np.int64))])
-
-
 def summaries_hold(reader: Reader, user: bytes, span: Span) -> bool:
-    """Whether a wide segment's summaries are those its postings imply."""
-    run, _ = read_run(reader, user, span)
-    expected = with_summaries(without_summaries(run))
-    return (expected.keys == run.keys and np.array_equal(expected.counts, run.counts)
-            and np.array_equal(expected.docs, run.docs))
+    """Whether a wide segment's summaries are those its term postings imply (only those two
+    key ranges are read, not the pairs)."""
+    terms, _ = read_run(reader, user, span, bytes((TERM,)), bytes((TERM + 1,)))
+    stored, _ = read_run(reader, user, span, bytes((SUMMARY,)))
+    expected = _slice(with_summaries(terms), bytes((SUMMARY,)), SEP)
+    return (expected.keys == stored.keys and np.array_equal(expected.counts, stored.counts)
+            and np.array_equal(expected.docs, stored.docs))
 
 
 def with_summaries(run: Run) -> Run:
@@ -307,17 +305,30 @@ class Block:
         return Run(self.keys, np.concatenate(counts).astype(np.uint32), np.concatenate(docs).astype(np.uint32))
 
 
-def read_run(reader: Reader, user: bytes, span: Span) -> tuple[Run, list[bytes]]:
-    """A whole segment as a run, and its block keys."""
+def _slice(run: Run, start: bytes, end: bytes) -> Run:
+    """The keys of a run in [start, end), with their docs."""
+    i, j = bisect_left(run.keys, start), bisect_left(run.keys, end)
+    if (i, j) == (0, len(run.keys)):
+        return run
+    ends = np.concatenate(([0], np.cumsum(run.counts, dtype=np.int64)))
+    return Run(run.keys[i:j], run.counts[i:j], run.docs[ends[i]:ends[j]])
+
+
+def read_run(reader: Reader, user: bytes, span: Span, start: bytes = b"", end: bytes = SEP
+             ) -> tuple[Run, list[bytes]]:
+    """A segment's keys in [start, end) as a run (by default all), and the keys of the blocks read."""
     prefix = segment_prefix(user, span)
     block_keys, runs = [], []
-    for key, value in reader.scan(POSTINGS_CF, prefix, segment_prefix(user, (span[0], span[1] + 1))):
+    for key, value in reader.scan(POSTINGS_CF, prefix + start, segment_prefix(user, (span[0], span[1] + 1))):
         block_keys.append(key)
         runs.append(Block(value).run())
+        if key[len(prefix):] >= end:
+            break
     if not runs:
         return Run([], np.zeros(0, np.uint32), np.zeros(0, np.uint32)), block_keys
-    return Run(list(chain.from_iterable(r.keys for r in runs)), np.concatenate([r.counts for r in runs]),
-               np.concatenate([r.docs for r in runs])), block_keys
+    run = Run(list(chain.from_iterable(r.keys for r in runs)), np.concatenate([r.counts for r in runs]),
+              np.concatenate([r.docs for r in runs]))
+    return _slice(run, start, end), block_keys
 
 
 # --- reading postings: segments and fresh records together --------------------------------
@@ -327,6 +338,7 @@ class Postings:
 
     def __init__(self, reader: Reader, user: bytes) -> None:
         self.reader, self.user = reader, user
+        self._started = time.monotonic()
         self._dir_raw = reader.get(DOCS_CF, dir_key(user))
         self.directory = Directory.decode(self._dir_raw) if self._dir_raw else Directory(b"")
         self._cursor = reader.cursor(POSTINGS_CF)  # made after the directory was read: see unchanged()
@@ -336,7 +348,10 @@ class Postings:
         self.fresh = [(d, r) for d, r in zip(nums, raw) if r is not None]
 
     def unchanged(self) -> bool:
-        """Whether the directory is still the one read at the start (the live db may move on)."""
+        """Whether what was read is one state: read within half the grace of retired data (so
+        nothing the directory named was purged meanwhile), or the directory has not moved."""
+        if time.monotonic() - self._started < GRACE_MS / 2000:
+            return True
         return self.reader.get(DOCS_CF, dir_key(self.user)) == self._dir_raw
 
     def _blocks(self, span: Span, start: bytes, end: bytes) -> Iterator[Block]:
@@ -412,34 +427,75 @@ class Postings:
 
 # --- maintenance ----------------------------------------------------------------------------
 
+GRACE_MS = 10_000  # what a step replaces stays this long, so a search that read the old directory finds it
+_RETIRED = struct.Struct(">Q")  # due time (ms), then the keys: cf index, length, key
+_RETIRED_KEY = struct.Struct(">BH")
+_CFS = (POSTINGS_CF, DOCS_CF)
+
+
+def retired_key(user: bytes, sealed: int) -> bytes:
+    return user + b"x" + struct.pack(">I", sealed)
+
+
+def _encode_retired(due_ms: int, keys: list[tuple[str, bytes]]) -> bytes:
+    return _RETIRED.pack(due_ms) + b"".join(_RETIRED_KEY.pack(_CFS.index(cf), len(k)) + k for cf, k in keys)
+
+
+def _decode_retired(data: bytes) -> tuple[int, list[tuple[str, bytes]]]:
+    (due,), at, keys = _RETIRED.unpack_from(data), _RETIRED.size, []
+    while at < len(data):
+        cf, size = _RETIRED_KEY.unpack_from(data, at)
+        at += _RETIRED_KEY.size
+        keys.append((_CFS[cf], data[at:at + size]))
+        at += size
+    return due, keys
+
+
 @dataclass
 class Plan:
-    """One maintenance step: the writes that move the user from directory `expected` to `directory`."""
+    """One maintenance step: the writes that move the user from directory `expected` to `directory`.
+
+    What the step replaces (merged segments' blocks, sealed fresh records) is not deleted but
+    retired: listed in a record that a step GRACE_MS later deletes with everything it lists."""
 
     user: bytes
     expected: bytes
     directory: bytes
+    sealed: int = 0  # the new sealed mark (names the retired record)
     puts: list[tuple[bytes, bytes]] = field(default_factory=list)  # search_postings
-    deletes: list[bytes] = field(default_factory=list)  # search_postings
-    fresh_deletes: list[bytes] = field(default_factory=list)  # search_docs
+    retire: list[tuple[str, bytes]] = field(default_factory=list)
+    purge: list[tuple[str, bytes]] = field(default_factory=list)  # retired records due, and what they list
     docs: int = 0  # docs sealed
 
 
-def plan_step(reader: Reader, user: bytes, live: BitMap | None = None) -> Plan | None:
-    """The next step for a user (None: nothing to do): seal SEAL_DOCS fresh docs, then carry merges."""
+def _due(reader: Reader, user: bytes, now_ms: int) -> list[tuple[str, bytes]]:
+    """Retired records whose grace is over, and the keys they list."""
+    out: list[tuple[str, bytes]] = []
+    for key, value in reader.scan(DOCS_CF, user + b"x", user + b"y"):
+        due, keys = _decode_retired(value)
+        if due <= now_ms:
+            out += [*keys, (DOCS_CF, key)]
+    return out
+
+
+def plan_step(reader: Reader, user: bytes, live: BitMap | None = None, now_ms: int | None = None) -> Plan | None:
+    """The next step for a user (None: nothing to do now): purge what is due, seal SEAL_DOCS fresh
+    docs, carry merges."""
     raw = reader.get(DOCS_CF, dir_key(user))
     if raw is None:
         return None
     directory = Directory.decode(raw)
+    purge = _due(reader, user, int(time.time() * 1000) if now_ms is None else now_ms)
     next_docnum = UserState.decode(reader.get(DOCS_CF, state_key(user))).next_docnum
     lo = directory.sealed
     if next_docnum - lo < SEAL_DOCS:
-        return None
+        return Plan(user, raw, raw, purge=purge) if purge else None
     hi = lo + SEAL_DOCS
     records = reader.multi_get(DOCS_CF, [fresh_key(user, d) for d in range(lo, hi)])
     run = merge([Run.of_doc(d, fresh_keys(r)) for d, r in zip(range(lo, hi), records) if r is not None])
     spans, span = list(directory.spans), (lo, hi)
-    plan = Plan(user, raw, b"", fresh_deletes=[fresh_key(user, d) for d in range(lo, hi)], docs=SEAL_DOCS)
+    plan = Plan(user, raw, b"", hi, retire=[(DOCS_CF, fresh_key(user, d)) for d in range(lo, hi)], purge=purge,
+                docs=SEAL_DOCS)
     width = SEAL_DOCS
     while (width * MERGE_FANOUT <= MAX_SPAN and len(spans) >= MERGE_FANOUT - 1
            and all(b - a == width for a, b in spans[-(MERGE_FANOUT - 1):])):
@@ -449,7 +505,7 @@ def plan_step(reader: Reader, user: bytes, live: BitMap | None = None) -> Plan |
         for s in older:
             part, block_keys = read_run(reader, user, s)
             parts.append(part)
-            plan.deletes.extend(block_keys)
+            plan.retire += [(POSTINGS_CF, k) for k in block_keys]
         run = merge([*parts, run], live)
         span, width = (older[0][0], hi), width * MERGE_FANOUT
         if width == SUMMARY_SPAN:  # wider segments merge their parts' summaries like any posting
@@ -460,15 +516,17 @@ def plan_step(reader: Reader, user: bytes, live: BitMap | None = None) -> Plan |
     return plan
 
 
-def apply(txn: Txn, plan: Plan) -> bool:
-    """Write the plan if the user's directory is still the one it was made from."""
+def apply(txn: Txn, plan: Plan, now_ms: int | None = None) -> bool:
+    """Write the plan if the user's directory is still the one it was made from; what it replaces
+    is retired from now (`now_ms`, default the clock) for GRACE_MS."""
     if txn.get(DOCS_CF, dir_key(plan.user)) != plan.expected:
         return False
-    for key in plan.deletes:
-        txn.delete(POSTINGS_CF, key)
-    for key in plan.fresh_deletes:
-        txn.delete(DOCS_CF, key)
+    for cf, key in plan.purge:
+        txn.delete(cf, key)
     for key, value in plan.puts:
         txn.put(POSTINGS_CF, key, value)
+    if plan.retire:
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        txn.put(DOCS_CF, retired_key(plan.user, plan.sealed), _encode_retired(now + GRACE_MS, plan.retire))
     txn.put(DOCS_CF, dir_key(plan.user), plan.directory)
     return True

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+import time
 
+from search_node import segments
 from search_node.index import SearchIndex
 from storage_node.commit import GroupCommitter
 from storage_node.engine import Engine
 
-IDLE_ROUNDS = 3  # rounds without work before a user is forgotten (its last store may still be committing)
+FORGET_AFTER_S = 2.0  # idle this long past the grace of retired data, a user is forgotten
 STEPS_PER_ROUND = 64  # per user, so one busy mailbox cannot hold up the others
 
 
@@ -22,7 +24,7 @@ class IndexMaintainer:
         self._engine, self._committer, self._index = engine, committer, index
         self._lock = threading.Lock()
         self._pending: dict[str, int] = {}  # user -> stamp of the last touch
-        self._idle: dict[str, int] = {}
+        self._last_work: dict[str, float] = {}
         self._stamps = itertools.count()
 
     @property
@@ -43,12 +45,14 @@ class IndexMaintainer:
         for user_id, stamp in users.items():
             steps = await self._maintain(user_id)
             applied += steps
-            self._idle[user_id] = 0 if steps else self._idle.get(user_id, 0) + 1
-            if self._idle[user_id] >= IDLE_ROUNDS:
-                with self._lock:
+            now = time.monotonic()
+            if steps:
+                self._last_work[user_id] = now
+            elif now - self._last_work.setdefault(user_id, now) >= segments.GRACE_MS / 1000 + FORGET_AFTER_S:
+                with self._lock:  # idle past the grace: nothing retired is left to purge
                     if self._pending.get(user_id) == stamp:
                         del self._pending[user_id]
-                        del self._idle[user_id]
+                        del self._last_work[user_id]
         return applied
 
     async def _maintain(self, user_id: str) -> int:

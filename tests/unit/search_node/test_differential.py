@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -395,7 +397,8 @@ def test_check_reports_each_kind_of_damage(indexed: tuple, tmp_path: Path) -> No
     user = postings.user_prefix(USER)
 
     def drop_first_posting(store: RdictStore) -> None:
-        key, value = next(store.scan(postings.POSTINGS_CF, user, user + b"\xff"))
+        first = segments.segment_prefix(user, segments.Postings(store, user).directory.spans[0])
+        key, value = next(store.scan(postings.POSTINGS_CF, first, user + b"\xff"))
         run = segments.Block(value).run()
         rest = segments.Run(run.keys[1:], run.counts[1:], run.docs[int(run.counts[0]):])
         ((same_key, damaged),) = segments.encode_blocks(key[:len(user) + 8], rest)
@@ -430,3 +433,30 @@ def test_check_reports_each_kind_of_damage(indexed: tuple, tmp_path: Path) -> No
     problems = index.check(store, USER, docs[1:])
     store.close()
     assert f"indexed but absent: {docs[0].id}" in problems and f"not indexed: {docs[-1].id}" in problems
+
+
+def test_searches_racing_maintenance_see_one_state(indexed: tuple, tmp_path: Path) -> None:
+    """Searches over the live db while another thread seals and merges, the two switching every
+    10 µs: every answer is the quiescent one."""
+    _, index, live, docs = indexed
+    store = RdictStore(str(tmp_path / "db"), COLUMN_FAMILIES)
+    with store.txn() as txn:
+        for doc in docs[:600]:
+            index.add(txn, USER, doc)
+    queries = ("meeting", '"data project"', "re*", "from:ann -is:unread", "subject:budget OR report")
+    expected = {q: index.search(store, USER, q, limit=1000, now_ms=NOW_MS) for q in queries}
+    sealer = threading.Thread(target=index.maintain, args=(store, RdictChunks(store), USER))
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # the threads interleave inside searches and steps, not between them
+    try:
+        sealer.start()
+        rounds = 0
+        while sealer.is_alive() or rounds == 0:
+            for q in queries:
+                assert index.search(store, USER, q, limit=1000, now_ms=NOW_MS) == expected[q], q
+            rounds += 1
+        sealer.join()
+    finally:
+        sys.setswitchinterval(switch)
+    assert segments.Postings(store, postings.user_prefix(USER)).directory.sealed == 600 and rounds > 1
+    store.close()

@@ -146,3 +146,20 @@ def test_wide_segments_carry_prefix_summaries_that_check_can_verify(tmp_path: Pa
         txn.delete(POSTINGS_CF, blocks[-1])  # summary keys sort last
     assert not S.summaries_hold(store, USER, (0, width))
     store.close()
+
+
+def test_what_a_step_replaces_stays_for_the_grace_then_goes(tmp_path: Path) -> None:
+    store = RdictStore(str(tmp_path / "db"), COLUMN_FAMILIES)
+    _store_fresh(store, [{b"\x01a\x00\x06"}] * S.SEAL_DOCS)
+    with store.txn() as txn:
+        assert S.apply(txn, S.plan_step(store, USER, now_ms=0), now_ms=0)
+    assert store.get(DOCS_CF, S.fresh_key(USER, 0)) is not None  # retired: a search that read the old directory finds it
+    assert S.plan_step(store, USER, now_ms=S.GRACE_MS - 1) is None
+    purge = S.plan_step(store, USER, now_ms=S.GRACE_MS)
+    assert purge is not None and purge.docs == 0
+    with store.txn() as txn:
+        assert S.apply(txn, purge)
+    assert store.get(DOCS_CF, S.fresh_key(USER, 0)) is None
+    assert not list(store.scan(DOCS_CF, USER + b"x", USER + b"y"))
+    assert list(S.Postings(store, USER).exact(b"\x01a\x00\x06")) == list(range(S.SEAL_DOCS))
+    store.close()
