@@ -19,7 +19,9 @@ from search_node import fields as F
 from search_node.postings import (ALL, DISPLACED, DOCS_CF, DocMeta, UserState, bitmap_key, doc_bitmaps, forward_key,
                                   late_docnum, late_range, meta_key, meta_of, rebuild_marker,
                                   split_posting_key, state_key, unpack_docnum)
-from search_node.segments import SUMMARY_SPAN, Postings, summaries_hold
+from search_node import segments
+from search_node.segment_reader import Postings
+from search_node.segments import summaries_hold
 from search_node.store import Reader
 from search_node.tiers import scan_bitmaps
 
@@ -96,7 +98,7 @@ def check_user(reader: Reader, user: bytes, docs: Iterable[Any]) -> tuple[int, l
     problems += _compare_postings(reader, user, docs, numbers, expected.postings, meta_nums)
     problems += [f"prefix summaries of segment {lo}-{hi} differ from its postings"
                  for lo, hi in Postings(reader, user).directory.spans
-                 if hi - lo >= SUMMARY_SPAN and not summaries_hold(reader, user, (lo, hi))]
+                 if hi - lo >= segments.SUMMARY_SPAN and not summaries_hold(reader, user, (lo, hi))]
     for name in sorted(expected.bitmaps.keys() | stored_bitmaps.keys()):
         if expected.bitmaps.get(name, BitMap()) != stored_bitmaps.get(name, BitMap()):
             problems.append(f"doc bitmap {name.decode()} differs")

@@ -7,7 +7,7 @@ search over doc numbers, and only displaced docs need their records read.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 from pyroaring import BitMap
 
@@ -16,7 +16,8 @@ from search_node.plan import EVERYTHING, Bitmap, Phrase, PAnd, Plan, PNot, POr, 
 from search_node.fields import PAIR, TERM
 from search_node.postings import (ALL, DISPLACED, DOCS_CF, SIZE_BITS, DocMeta, bitmap_key, forward_key, late_docnum,
                                   late_range, meta_key, posting_key, prefix_range, size_slice, term_range)
-from search_node.segments import PLAIN_CODES, SUMMARY_CHARS, Postings, summary_key
+from search_node.segment_reader import Postings
+from search_node.segments import PLAIN_CODES, SUMMARY_CHARS, summary_key
 from search_node.store import Reader
 from search_node.tiers import read_bitmap
 

@@ -18,8 +18,9 @@ from search_node.postings import (ALL, ATTACHMENT, COLUMN_FAMILIES, DISPLACED, D
                                   doc_bitmaps, doc_id_bytes, flags_of, forward_key, id_key, late_key, meta_key,
                                   meta_of, pack_docnum, rebuild_marker, state_key, unpack_docnum,
                                   user_prefix, user_range)
-from search_node.segments import Directory, apply, dir_key, fresh_key, fresh_record, plan_step
-from search_node.segments import Plan as MaintenancePlan
+from search_node.maintenance import Plan as MaintenancePlan
+from search_node.maintenance import apply, plan_step
+from search_node.segments import Directory, dir_key, fresh_key, fresh_record
 from search_node.store import Committer, Reader, Txn
 from search_node.tiers import BitmapChanges, read_bitmap
 

@@ -1,26 +1,21 @@
-"""Posting segments: a user's postings as immutable sorted runs over doc-number ranges.
+"""Posting segments, the layout: a user's postings as immutable sorted runs over doc-number ranges.
 
 A message's postings are written in the message's own batch as one *fresh record*: its
 sorted posting keys (kind | term | 0x00 | field) joined by 0xff, a byte UTF-8 never holds.
-A maintenance step, planned off the commit path and applied in a batch of its own, *seals*
-the next SEAL_DOCS doc numbers' fresh records into one segment, then merges MERGE_FANOUT
-segments of equal span into one, as a binary counter carries (spans SEAL_DOCS·8^k, up to
-MAX_SPAN). So adding a message costs a handful of writes however many terms it has, and
-each posting is rewritten about log8(MAX_SPAN/SEAL_DOCS) + 1 times, in bulk.
+A maintenance step (maintenance.py), planned off the commit path and applied in a batch of
+its own, *seals* the next SEAL_DOCS doc numbers' fresh records into one segment, then merges
+MERGE_FANOUT segments of equal span into one, as a binary counter carries (spans
+SEAL_DOCS·8^k, up to MAX_SPAN). So adding a message costs a handful of writes however many
+terms it has, and each posting is rewritten about log8(MAX_SPAN/SEAL_DOCS) + 1 times, in bulk.
 
 A user's *directory* (search_docs, user | "g") holds a nonce, the sealed-through doc
 number and the segments' spans. A segment lives in search_postings as blocks keyed
 user | lo | hi | last key of the block, so one seek finds the block that holds a key.
 A block: nkeys, keys length (uint32 LE), the keys joined by 0xff, one byte per key (1: its docs
 are portable roaring, for keys with BIG docs or more; 0: ascending uint32 LE), nkeys + 1 byte
-offsets into the doc region, the doc region. Removed docs stay in segments (queries cut
-every result to the live docs); merges drop those already gone.
-
-A plan names the directory it was made from; applying it is a no-op when the directory has
-changed since (a rebuild or a drop of the user writes a new nonce or removes it), so a plan
-never writes over state it did not see. What a step replaces is retired, not deleted: a later
-step deletes it GRACE_MS on, so a search over the live database that read the old directory
-still finds everything it names (one that takes longer re-reads the directory and retries).
+offsets into the doc region, the doc region. Segments of SUMMARY_SPAN or more also hold a
+summary per short prefix of their plain-field terms. Removed docs stay in segments (queries
+cut every result to the live docs); merges drop those already gone. Reading: segment_reader.py.
 """
 from __future__ import annotations
 
@@ -28,19 +23,18 @@ import operator
 import os
 import struct
 import sys
-import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from itertools import chain, compress, groupby
+from dataclasses import dataclass
+from itertools import chain, compress
 
 import numpy as np
 from pyroaring import BitMap
 
-from search_node.fields import BY_CODE, PLAIN_FIELDS, TERM
-from search_node.postings import DOCS_CF, POSTINGS_CF, UserState, state_key
-from search_node.store import Reader, Txn
+from search_node.fields import PLAIN_FIELDS, TERM
+from search_node.postings import POSTINGS_CF
+from search_node.store import Reader
 
 SEAL_DOCS = 32
 MERGE_FANOUT = 8
@@ -49,6 +43,7 @@ SUMMARY = 3  # posting kind of a prefix summary: the docs with a plain-field ter
 SUMMARY_CHARS = 3  # summaries for prefixes of 1 to 3 characters, the broad ones
 SUMMARY_SPAN = SEAL_DOCS * MERGE_FANOUT ** 2  # segments this wide or wider carry summaries
 PLAIN_CODES = frozenset(f.code for f in PLAIN_FIELDS)
+GRACE_MS = 10_000  # what a maintenance step replaces stays this long, so a search that read the old directory finds it
 BLOCK_KEYS = 128
 BIG = 64  # a key with this many docs in a segment keeps them as portable roaring (deserialized at memory speed)
 SEP = b"\xff"
@@ -329,204 +324,3 @@ def read_run(reader: Reader, user: bytes, span: Span, start: bytes = b"", end: b
     run = Run(list(chain.from_iterable(r.keys for r in runs)), np.concatenate([r.counts for r in runs]),
               np.concatenate([r.docs for r in runs]))
     return _slice(run, start, end), block_keys
-
-
-# --- reading postings: segments and fresh records together --------------------------------
-
-class Postings:
-    """A user's postings as one reader sees them: the directory, its segments and the fresh records."""
-
-    def __init__(self, reader: Reader, user: bytes) -> None:
-        self.reader, self.user = reader, user
-        self._started = time.monotonic()
-        self._dir_raw = reader.get(DOCS_CF, dir_key(user))
-        self.directory = Directory.decode(self._dir_raw) if self._dir_raw else Directory(b"")
-        self._cursor = reader.cursor(POSTINGS_CF)  # made after the directory was read: see unchanged()
-        self.next_docnum = UserState.decode(reader.get(DOCS_CF, state_key(user))).next_docnum
-        nums = list(range(self.directory.sealed, self.next_docnum))
-        raw = reader.multi_get(DOCS_CF, [fresh_key(user, d) for d in nums])
-        self.fresh = [(d, r) for d, r in zip(nums, raw) if r is not None]
-
-    def unchanged(self) -> bool:
-        """Whether what was read is one state: read within half the grace of retired data (so
-        nothing the directory named was purged meanwhile), or the directory has not moved."""
-        if time.monotonic() - self._started < GRACE_MS / 2000:
-            return True
-        return self.reader.get(DOCS_CF, dir_key(self.user)) == self._dir_raw
-
-    def _blocks(self, span: Span, start: bytes, end: bytes) -> Iterator[Block]:
-        """The blocks of a segment that may hold keys in [start, end] (end inclusive)."""
-        prefix = segment_prefix(self.user, span)
-        cut = len(prefix)
-        for key, value in self._cursor.walk(prefix + start):
-            if not key.startswith(prefix):
-                return
-            yield Block(value)
-            if key[cut:] >= end:
-                return
-
-    def _exact_in(self, span: Span, key: bytes, plain: array, bitmaps: list[BitMap]) -> None:
-        for block in self._blocks(span, key, key):
-            i = bisect_left(block.keys, key)
-            if i < len(block.keys) and block.keys[i] == key:
-                block.gather(i, i + 1, plain, bitmaps)
-
-    def exact(self, key: bytes) -> BitMap:
-        """Docs of one posting key."""
-        plain, bitmaps = array("I"), []
-        for span in self.directory.spans:
-            self._exact_in(span, key, plain, bitmaps)
-        needle = SEP + key + SEP
-        plain.extend(d for d, record in self.fresh if needle in record)
-        bitmaps.append(BitMap(plain))
-        return BitMap.union(*bitmaps) if len(bitmaps) > 1 else bitmaps[0]
-
-    def range(self, start: bytes, end: bytes) -> Iterator[tuple[bytes, BitMap]]:
-        """(key, docs) of every key in [start, end); a key recurs once per segment holding it."""
-        for span in self.directory.spans:
-            for block in self._blocks(span, start, end):
-                for k in range(bisect_left(block.keys, start), bisect_left(block.keys, end)):
-                    yield block.keys[k], block.bitmap(k)
-        for d, record in self.fresh:
-            keys = fresh_keys(record)
-            for k in range(bisect_left(keys, start), bisect_left(keys, end)):
-                yield keys[k], BitMap((d,))
-
-    def union(self, start: bytes, end: bytes, fields: frozenset[int], summary: bytes | None = None) -> BitMap:
-        """Docs of every key in [start, end) whose field (last byte) is in `fields`; segments that
-        carry summaries answer from the `summary` key instead, when one is given."""
-        unwanted = [b"\x00%c%s" % (f, SEP) for f in BY_CODE if f not in fields]
-        plain, bitmaps = array("I"), []
-        for span in self.directory.spans:
-            if summary is not None and span[1] - span[0] >= SUMMARY_SPAN:
-                self._exact_in(span, summary, plain, bitmaps)
-                continue
-            for block in self._blocks(span, start, end):
-                i, j = bisect_left(block.keys, start), bisect_left(block.keys, end)
-                if i == j:
-                    continue
-                joined = SEP.join(block.keys[i:j]) + SEP
-                if not any(u in joined for u in unwanted):
-                    block.gather(i, j, plain, bitmaps)
-                    continue
-                keep = [k for k in range(i, j) if block.keys[k][-1] in fields]
-                for _, run in groupby(enumerate(keep), lambda pair: pair[1] - pair[0]):  # consecutive keys
-                    ks = [k for _, k in run]
-                    block.gather(ks[0], ks[-1] + 1, plain, bitmaps)
-        for d, record in self.fresh:
-            keys = fresh_keys(record)
-            if any(keys[k][-1] in fields for k in range(bisect_left(keys, start), bisect_left(keys, end))):
-                plain.append(d)
-        bitmaps.append(BitMap(plain))
-        return BitMap.union(*bitmaps)
-
-    def all_postings(self) -> Iterator[tuple[bytes, BitMap]]:
-        """Every (key, docs) of the user but the summaries, segment by segment, then the fresh records."""
-        return self.range(b"", bytes((SUMMARY,)))
-
-
-# --- maintenance ----------------------------------------------------------------------------
-
-GRACE_MS = 10_000  # what a step replaces stays this long, so a search that read the old directory finds it
-_RETIRED = struct.Struct(">Q")  # due time (ms), then the keys: cf index, length, key
-_RETIRED_KEY = struct.Struct(">BH")
-_CFS = (POSTINGS_CF, DOCS_CF)
-
-
-def retired_key(user: bytes, sealed: int) -> bytes:
-    return user + b"x" + struct.pack(">I", sealed)
-
-
-def _encode_retired(due_ms: int, keys: list[tuple[str, bytes]]) -> bytes:
-    return _RETIRED.pack(due_ms) + b"".join(_RETIRED_KEY.pack(_CFS.index(cf), len(k)) + k for cf, k in keys)
-
-
-def _decode_retired(data: bytes) -> tuple[int, list[tuple[str, bytes]]]:
-    (due,), at, keys = _RETIRED.unpack_from(data), _RETIRED.size, []
-    while at < len(data):
-        cf, size = _RETIRED_KEY.unpack_from(data, at)
-        at += _RETIRED_KEY.size
-        keys.append((_CFS[cf], data[at:at + size]))
-        at += size
-    return due, keys
-
-
-@dataclass
-class Plan:
-    """One maintenance step: the writes that move the user from directory `expected` to `directory`.
-
-    What the step replaces (merged segments' blocks, sealed fresh records) is not deleted but
-    retired: listed in a record that a step GRACE_MS later deletes with everything it lists."""
-
-    user: bytes
-    expected: bytes
-    directory: bytes
-    sealed: int = 0  # the new sealed mark (names the retired record)
-    puts: list[tuple[bytes, bytes]] = field(default_factory=list)  # search_postings
-    retire: list[tuple[str, bytes]] = field(default_factory=list)
-    purge: list[tuple[str, bytes]] = field(default_factory=list)  # retired records due, and what they list
-    docs: int = 0  # docs sealed
-
-
-def _due(reader: Reader, user: bytes, now_ms: int) -> list[tuple[str, bytes]]:
-    """Retired records whose grace is over, and the keys they list."""
-    out: list[tuple[str, bytes]] = []
-    for key, value in reader.scan(DOCS_CF, user + b"x", user + b"y"):
-        due, keys = _decode_retired(value)
-        if due <= now_ms:
-            out += [*keys, (DOCS_CF, key)]
-    return out
-
-
-def plan_step(reader: Reader, user: bytes, live: BitMap | None = None, now_ms: int | None = None) -> Plan | None:
-    """The next step for a user (None: nothing to do now): purge what is due, seal SEAL_DOCS fresh
-    docs, carry merges."""
-    raw = reader.get(DOCS_CF, dir_key(user))
-    if raw is None:
-        return None
-    directory = Directory.decode(raw)
-    purge = _due(reader, user, int(time.time() * 1000) if now_ms is None else now_ms)
-    next_docnum = UserState.decode(reader.get(DOCS_CF, state_key(user))).next_docnum
-    lo = directory.sealed
-    if next_docnum - lo < SEAL_DOCS:
-        return Plan(user, raw, raw, purge=purge) if purge else None
-    hi = lo + SEAL_DOCS
-    records = reader.multi_get(DOCS_CF, [fresh_key(user, d) for d in range(lo, hi)])
-    run = merge([Run.of_doc(d, fresh_keys(r)) for d, r in zip(range(lo, hi), records) if r is not None])
-    spans, span = list(directory.spans), (lo, hi)
-    plan = Plan(user, raw, b"", hi, retire=[(DOCS_CF, fresh_key(user, d)) for d in range(lo, hi)], purge=purge,
-                docs=SEAL_DOCS)
-    width = SEAL_DOCS
-    while (width * MERGE_FANOUT <= MAX_SPAN and len(spans) >= MERGE_FANOUT - 1
-           and all(b - a == width for a, b in spans[-(MERGE_FANOUT - 1):])):
-        older = spans[-(MERGE_FANOUT - 1):]
-        del spans[-(MERGE_FANOUT - 1):]
-        parts = []
-        for s in older:
-            part, block_keys = read_run(reader, user, s)
-            parts.append(part)
-            plan.retire += [(POSTINGS_CF, k) for k in block_keys]
-        run = merge([*parts, run], live)
-        span, width = (older[0][0], hi), width * MERGE_FANOUT
-        if width == SUMMARY_SPAN:  # wider segments merge their parts' summaries like any posting
-            run = with_summaries(run)
-    spans.append(span)
-    plan.puts = list(encode_blocks(segment_prefix(user, span), run))
-    plan.directory = Directory(directory.nonce, hi, tuple(spans)).encode()
-    return plan
-
-
-def apply(txn: Txn, plan: Plan, now_ms: int | None = None) -> bool:
-    """Write the plan if the user's directory is still the one it was made from; what it replaces
-    is retired from now (`now_ms`, default the clock) for GRACE_MS."""
-    if txn.get(DOCS_CF, dir_key(plan.user)) != plan.expected:
-        return False
-    for cf, key in plan.purge:
-        txn.delete(cf, key)
-    for key, value in plan.puts:
-        txn.put(POSTINGS_CF, key, value)
-    if plan.retire:
-        now = int(time.time() * 1000) if now_ms is None else now_ms
-        txn.put(DOCS_CF, retired_key(plan.user, plan.sealed), _encode_retired(now + GRACE_MS, plan.retire))
-    txn.put(DOCS_CF, dir_key(plan.user), plan.directory)
-    return True

@@ -19,7 +19,7 @@ import pytest
 from search_node import fields as F
 from search_node.grammar import All, And, Clause, Node, Not, Or, QuerySyntaxError, parse
 from search_node import index as search_index
-from search_node import postings, segments, tiers
+from search_node import postings, segment_reader, segments, tiers
 from search_node.index import COLUMN_FAMILIES, IndexDoc, SearchIndex, in_time_order
 from search_node.store import RdictChunks, RdictStore, Txn
 
@@ -397,7 +397,7 @@ def test_check_reports_each_kind_of_damage(indexed: tuple, tmp_path: Path) -> No
     user = postings.user_prefix(USER)
 
     def drop_first_posting(store: RdictStore) -> None:
-        first = segments.segment_prefix(user, segments.Postings(store, user).directory.spans[0])
+        first = segments.segment_prefix(user, segment_reader.Postings(store, user).directory.spans[0])
         key, value = next(store.scan(postings.POSTINGS_CF, first, user + b"\xff"))
         run = segments.Block(value).run()
         rest = segments.Run(run.keys[1:], run.counts[1:], run.docs[int(run.counts[0]):])
@@ -458,5 +458,5 @@ def test_searches_racing_maintenance_see_one_state(indexed: tuple, tmp_path: Pat
         sealer.join()
     finally:
         sys.setswitchinterval(switch)
-    assert segments.Postings(store, postings.user_prefix(USER)).directory.sealed == 600 and rounds > 1
+    assert segment_reader.Postings(store, postings.user_prefix(USER)).directory.sealed == 600 and rounds > 1
     store.close()

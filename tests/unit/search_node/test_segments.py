@@ -1,4 +1,5 @@
-"""Segments against a dict model: merges, the block codec, key lookups and guarded maintenance steps."""
+"""Segments against a dict model: merges, the block codec, key lookups (segment_reader) and guarded
+maintenance steps (maintenance)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyroaring import BitMap
 
+from search_node import maintenance as M
 from search_node import segments as S
+from search_node.segment_reader import Postings
 from search_node.postings import COLUMN_FAMILIES, DOCS_CF, POSTINGS_CF, UserState, state_key
 from search_node.store import RdictStore
 
@@ -57,7 +60,7 @@ def test_blocks_round_trip_and_find_every_key(tmp_path_factory, per_doc: list[se
                 txn.put(POSTINGS_CF, key, value)
             txn.put(DOCS_CF, S.dir_key(USER), S.Directory(b"n" * 8, 64, ((0, 64),)).encode())
             txn.put(DOCS_CF, state_key(USER), UserState(64).encode())
-        postings = S.Postings(store, USER)
+        postings = Postings(store, USER)
         expected = model(per_doc)
         for key, docs in expected.items():
             assert list(postings.exact(key)) == docs
@@ -81,9 +84,9 @@ def _store_fresh(store: RdictStore, per_doc: list[set[bytes]]) -> None:
 
 def _seal_all(store: RdictStore) -> int:
     steps = 0
-    while (plan := S.plan_step(store, USER)) is not None:
+    while (plan := M.plan_step(store, USER)) is not None:
         with store.txn() as txn:
-            assert S.apply(txn, plan)
+            assert M.apply(txn, plan)
         steps += 1
     return steps
 
@@ -93,7 +96,7 @@ def test_steps_seal_and_carry_and_keep_every_posting(tmp_path: Path) -> None:
     store = RdictStore(str(tmp_path / "db"), COLUMN_FAMILIES)
     _store_fresh(store, per_doc)
     assert _seal_all(store) == 700 // S.SEAL_DOCS
-    postings = S.Postings(store, USER)
+    postings = Postings(store, USER)
     spans = [b - a for a, b in postings.directory.spans]
     assert spans == [256, 256, 32, 32, 32, 32, 32] and postings.directory.sealed == 672
     assert [d for d, _ in postings.fresh] == list(range(672, 700))
@@ -114,14 +117,14 @@ def _merged(pairs) -> dict[bytes, BitMap]:
 def test_a_plan_made_before_the_directory_changed_writes_nothing(tmp_path: Path) -> None:
     store = RdictStore(str(tmp_path / "db"), COLUMN_FAMILIES)
     _store_fresh(store, [{b"\x01a\x00\x06"}] * S.SEAL_DOCS)
-    stale = S.plan_step(store, USER)
+    stale = M.plan_step(store, USER)
     assert stale is not None
     with store.txn() as txn:  # a rebuild: the user's index starts over under a new nonce
         txn.put(DOCS_CF, S.dir_key(USER), S.Directory.new().encode())
     with store.txn() as txn:
-        assert not S.apply(txn, stale)
+        assert not M.apply(txn, stale)
     assert not list(store.scan(POSTINGS_CF, USER, USER + b"\xff"))
-    assert len(S.Postings(store, USER).fresh) == S.SEAL_DOCS
+    assert len(Postings(store, USER).fresh) == S.SEAL_DOCS
     store.close()
 
 
@@ -132,7 +135,7 @@ def test_wide_segments_carry_prefix_summaries_that_check_can_verify(tmp_path: Pa
     store = RdictStore(str(tmp_path / "db"), COLUMN_FAMILIES)
     _store_fresh(store, per_doc)
     _seal_all(store)
-    postings = S.Postings(store, USER)
+    postings = Postings(store, USER)
     assert postings.directory.spans == ((0, width),)
     everything = BitMap(range(width))
     assert postings.exact(S.summary_key("mo")) == everything == postings.exact(S.summary_key("doc"))
@@ -152,14 +155,14 @@ def test_what_a_step_replaces_stays_for_the_grace_then_goes(tmp_path: Path) -> N
     store = RdictStore(str(tmp_path / "db"), COLUMN_FAMILIES)
     _store_fresh(store, [{b"\x01a\x00\x06"}] * S.SEAL_DOCS)
     with store.txn() as txn:
-        assert S.apply(txn, S.plan_step(store, USER, now_ms=0), now_ms=0)
+        assert M.apply(txn, M.plan_step(store, USER, now_ms=0), now_ms=0)
     assert store.get(DOCS_CF, S.fresh_key(USER, 0)) is not None  # retired: a search that read the old directory finds it
-    assert S.plan_step(store, USER, now_ms=S.GRACE_MS - 1) is None
-    purge = S.plan_step(store, USER, now_ms=S.GRACE_MS)
+    assert M.plan_step(store, USER, now_ms=S.GRACE_MS - 1) is None
+    purge = M.plan_step(store, USER, now_ms=S.GRACE_MS)
     assert purge is not None and purge.docs == 0
     with store.txn() as txn:
-        assert S.apply(txn, purge)
+        assert M.apply(txn, purge)
     assert store.get(DOCS_CF, S.fresh_key(USER, 0)) is None
     assert not list(store.scan(DOCS_CF, USER + b"x", USER + b"y"))
-    assert list(S.Postings(store, USER).exact(b"\x01a\x00\x06")) == list(range(S.SEAL_DOCS))
+    assert list(Postings(store, USER).exact(b"\x01a\x00\x06")) == list(range(S.SEAL_DOCS))
     store.close()
