@@ -10,16 +10,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from search_node import fields as F
+from search_node import segments
 from search_node.check import batched, check_user
 from search_node.executor import Execution, InvalidCursor, decode_cursor, encode_cursor
 from search_node.grammar import QuerySyntaxError, parse
-from search_node.plan import plan
-from search_node.postings import (ALL, ATTACHMENT, COLUMN_FAMILIES, DISPLACED, DOCS_CF, DocMeta, UserState, bitmap_key,
-                                  doc_bitmaps, doc_id_bytes, flags_of, forward_key, id_key, late_key, meta_key,
-                                  meta_of, pack_docnum, rebuild_marker, state_key, unpack_docnum,
-                                  user_prefix, user_range)
 from search_node.maintenance import Plan as MaintenancePlan
-from search_node.maintenance import apply, plan_step
+from search_node.maintenance import apply, has_retired, plan_step
+from search_node.plan import plan
+from search_node.postings import (ALL, ATTACHMENT, COLUMN_FAMILIES, DISPLACED, DOCS_CF, PENDING_CF, DocMeta,
+                                  UserState, bitmap_key, doc_bitmaps, doc_id_bytes, flags_of, forward_key, id_key,
+                                  late_key, meta_key, meta_of, pack_docnum, rebuild_marker, state_key,
+                                  unpack_docnum, user_prefix, user_range)
 from search_node.segments import Directory, dir_key, fresh_key, fresh_record
 from search_node.store import Committer, Reader, Txn
 from search_node.tiers import BitmapChanges, read_bitmap
@@ -103,6 +104,7 @@ class SearchIndex:
             txn.put(DOCS_CF, dir_key(user), Directory.new().encode())
         state = self._write_docs(txn, user, [doc], UserState.decode(raw_state), changes)
         txn.put(DOCS_CF, state_key(user), state.encode())
+        txn.put(PENDING_CF, user, b"")
         changes.apply(txn)
 
     def _write_docs(self, txn: Txn, user: bytes, docs: list[IndexDoc], state: UserState,
@@ -214,6 +216,7 @@ class SearchIndex:
         if chunks is not None:  # seal what the chunks committed, so searches do not meet a mailbox of fresh docs
             self.maintain(reader, chunks, user_id)
         batch.last.put(DOCS_CF, state_key(user), state.encode())
+        batch.last.put(PENDING_CF, user, b"")  # retired data of the sealing waits for a later purge
         batch.last.delete(DOCS_CF, marker)
         return state.next_docnum
 
@@ -248,6 +251,22 @@ class SearchIndex:
     def apply_maintenance(self, txn: Txn, step: MaintenancePlan) -> bool:
         """Write a step into `txn`, unless the user's segments changed since it was planned."""
         return apply(txn, step)
+
+    def pending_users(self, reader: Reader) -> list[str]:
+        """Users marked as possibly needing maintenance (every add marks its user)."""
+        return [key.hex() for key, _ in reader.scan(PENDING_CF, b"", None)]
+
+    def forget(self, txn: Txn, reader: Reader, user_id: str) -> bool:
+        """Unmark a user in `txn`, unless a step is or will be due: enough fresh docs to seal, or
+        retired data to purge (`reader`: committed state, which only maintenance adds retired data to)."""
+        user = user_prefix(user_id)
+        raw = txn.get(DOCS_CF, dir_key(user))
+        if raw is not None:
+            fresh = UserState.decode(txn.get(DOCS_CF, state_key(user))).next_docnum - Directory.decode(raw).sealed
+            if fresh >= segments.SEAL_DOCS or has_retired(reader, user):
+                return False
+        txn.delete(PENDING_CF, user)
+        return True
 
     def maintain(self, reader: Reader, committer: Committer, user_id: str, max_steps: int | None = None) -> int:
         """Plan and commit steps one after another until none is left or after `max_steps`;

@@ -59,6 +59,11 @@ class Plan:
     docs: int = 0  # docs sealed
 
 
+def has_retired(reader: Reader, user: bytes) -> bool:
+    """Whether the user has retired data not yet purged (due or not)."""
+    return next(iter(reader.scan(DOCS_CF, user + b"x", user + b"y")), None) is not None
+
+
 def _due(reader: Reader, user: bytes, now_ms: int) -> list[tuple[str, bytes]]:
     """Retired records whose grace is over, and the keys they list."""
     out: list[tuple[str, bytes]] = []

@@ -5,7 +5,8 @@ adjacent in key order, and so are all terms sharing a prefix. Two column familie
 `search_postings`: the segments that hold posting lists by those keys (see segments.py).
 `search_docs`: per-user state, doc records, forward records (analyzed text), fresh postings
 records, the segment directory, the message-id -> doc number map and the doc bitmaps (all,
-displaced, flags, folders, size slices), each in two tiers (see tiers.py).
+displaced, flags, folders, size slices), each in two tiers (see tiers.py). `search_pending`:
+user -> empty, for users whose postings may need maintenance, so a restarted node finds them.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from typing import Any
 
 POSTINGS_CF = "search_postings"
 DOCS_CF = "search_docs"
-COLUMN_FAMILIES: tuple[str, ...] = (POSTINGS_CF, DOCS_CF)
+PENDING_CF = "search_pending"
+COLUMN_FAMILIES: tuple[str, ...] = (POSTINGS_CF, DOCS_CF, PENDING_CF)
 
 _DOCNUM = struct.Struct(">I")
 _STATE = struct.Struct(">BIq16s")  # version, next doc number, high-water received_ms, high-water id

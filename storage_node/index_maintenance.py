@@ -49,11 +49,25 @@ class IndexMaintainer:
             if steps:
                 self._last_work[user_id] = now
             elif now - self._last_work.setdefault(user_id, now) >= segments.GRACE_MS / 1000 + FORGET_AFTER_S:
-                with self._lock:  # idle past the grace: nothing retired is left to purge
-                    if self._pending.get(user_id) == stamp:
-                        del self._pending[user_id]
-                        del self._last_work[user_id]
+                await self._forget(user_id, stamp)
         return applied
+
+    async def resume(self) -> int:
+        """Take up the users marked in the index (after a restart); returns how many."""
+        users = await asyncio.to_thread(self._index.pending_users, self._engine)
+        for user_id in users:
+            self.touched(user_id)
+        return len(users)
+
+    async def _forget(self, user_id: str, stamp: int) -> None:
+        """Idle past the grace: unmark the user in the index unless work turned up, then here."""
+        if not await self._committer.submit(lambda txn: self._index.forget(txn, self._engine, user_id)):
+            self._last_work[user_id] = time.monotonic()
+            return
+        with self._lock:
+            if self._pending.get(user_id) == stamp:
+                del self._pending[user_id]
+                del self._last_work[user_id]
 
     async def _maintain(self, user_id: str) -> int:
         steps = 0

@@ -41,6 +41,7 @@ class StorageNode:
 
     async def start(self) -> None:
         self.committer.start()
+        await self.index_maintainer.resume()
         self._background.start(self.settings.hint_interval_s, self.service.hints.replay, "hint-replay")
         self._background.start(self.settings.gc_interval_s, self.collect_garbage, "garbage-collection")
         self._background.start(self.settings.index_interval_s, self.index_maintainer.run_round, "index-maintenance")

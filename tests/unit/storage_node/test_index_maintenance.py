@@ -35,6 +35,8 @@ def test_rounds_seal_stored_mail_and_searches_agree(tmp_path: Path, monkeypatch:
             raw = raw_mail(f"report {n % 3}", f"quarterly numbers {n} follow")
             apply(engine, lambda txn, n=n, raw=raw: engine.store_message(txn, new(mid(n), 1000 + n, raw=raw)))
         before = {q: index.search(engine, USER, q, limit=1000) for q in ("quarterly", '"numbers 7"', "report*")}
+        restarted = IndexMaintainer(engine, committer, index)  # knows the user from the index's mark alone
+        assert await restarted.resume() == 1 and restarted.pending == [USER]
         assert await maintainer.run_round() == 4  # three seals, then the purge of the last one's leftovers
         user = user_prefix(USER)
         assert not list(engine.scan("search_docs", user + b"x", user + b"y"))
@@ -43,8 +45,8 @@ def test_rounds_seal_stored_mail_and_searches_agree(tmp_path: Path, monkeypatch:
         assert {q: index.search(engine, USER, q, limit=1000) for q in before} == before
         assert before["quarterly"].total == total and before['"numbers 7"'].ids == [mid(7)]
         assert check_user(engine, index, USER) == (total, [])
-        assert await maintainer.run_round() == 0  # nothing more to do: the user is forgotten
-        assert not maintainer.pending
+        assert await maintainer.run_round() == 0  # nothing more to do: the user is forgotten, here and in the index
+        assert not maintainer.pending and await restarted.resume() == 0
         await committer.stop()
 
     asyncio.run(scenario())
