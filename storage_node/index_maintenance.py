@@ -8,6 +8,8 @@ import itertools
 import threading
 import time
 
+from prometheus_client import Counter, Gauge
+
 from search_node import segments
 from search_node.index import SearchIndex
 from storage_node.commit import GroupCommitter
@@ -15,6 +17,10 @@ from storage_node.engine import Engine
 
 FORGET_AFTER_S = 2.0  # idle this long past the grace of retired data, a user is forgotten
 STEPS_PER_ROUND = 64  # per user, so one busy mailbox cannot hold up the others
+STEPS = Counter("tidings_search_maintenance_steps_total", "Index maintenance steps (seal, merge, purge)",
+                ["result"])  # applied, or stale: the user's segments moved between plan and apply
+DOCS_SEALED = Counter("tidings_search_docs_sealed_total", "Docs whose fresh postings were sealed into segments")
+PENDING_USERS = Gauge("tidings_search_maintenance_pending_users", "Users the index maintainer is watching")
 
 
 class IndexMaintainer:
@@ -41,6 +47,7 @@ class IndexMaintainer:
         """Seal what the pending users have; returns the steps applied."""
         with self._lock:
             users = dict(self._pending)
+        PENDING_USERS.set(len(users))
         applied = 0
         for user_id, stamp in users.items():
             steps = await self._maintain(user_id)
@@ -75,6 +82,9 @@ class IndexMaintainer:
             plan = await asyncio.to_thread(self._index.plan_maintenance, self._engine, user_id)
             if plan is None:
                 break
-            await self._committer.submit(lambda txn, p=plan: self._index.apply_maintenance(txn, p))
+            applied = await self._committer.submit(lambda txn, p=plan: self._index.apply_maintenance(txn, p))
+            STEPS.labels("applied" if applied else "stale").inc()
+            if applied:
+                DOCS_SEALED.inc(plan.docs)
             steps += 1
         return steps
