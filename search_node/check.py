@@ -21,13 +21,11 @@ from search_node.postings import (ALL, DISPLACED, DOCS_CF, DocMeta, UserState, b
                                   split_posting_key, state_key, unpack_docnum)
 from search_node import segments
 from search_node.segment_reader import Postings
-from search_node.segments import summaries_hold
 from search_node.store import Reader
 from search_node.tiers import scan_bitmaps
 
 T = TypeVar("T")
 MAX_PROBLEMS = 50
-ATTEMPTS = 5  # reads of the stored postings while maintenance moves them
 CHUNK_DOCS = 500  # docs whose records are read in one multi_get
 GROUPS = 1 << 16  # posting digests kept
 _MASK = (1 << 64) - 1
@@ -96,9 +94,10 @@ def check_user(reader: Reader, user: bytes, docs: Iterable[Any]) -> tuple[int, l
     stored_bitmaps = {k[len(prefix):]: bm for k, bm in scan_bitmaps(reader, DOCS_CF, prefix, user + b"c")}
     displaced = stored_bitmaps.pop(DISPLACED, BitMap())
     problems += _compare_postings(reader, user, docs, numbers, expected.postings, meta_nums)
+    segments_now = Postings(reader, user)
     problems += [f"prefix summaries of segment {lo}-{hi} differ from its postings"
-                 for lo, hi in Postings(reader, user).directory.spans
-                 if hi - lo >= segments.SUMMARY_SPAN and not summaries_hold(reader, user, (lo, hi))]
+                 for lo, hi in segments_now.directory.spans
+                 if hi - lo >= segments.SUMMARY_SPAN and not segments_now.summaries_hold((lo, hi))]
     for name in sorted(expected.bitmaps.keys() | stored_bitmaps.keys()):
         if expected.bitmaps.get(name, BitMap()) != stored_bitmaps.get(name, BitMap()):
             problems.append(f"doc bitmap {name.decode()} differs")
@@ -145,32 +144,22 @@ def _check_chunk(reader: Reader, user: bytes, chunk: list[Any], numbers: dict[st
 
 
 def _stored_postings(reader: Reader, user: bytes, live: BitMap, groups: frozenset[int] | None = None
-                     ) -> tuple[_Postings, dict[bytes, BitMap]] | None:
-    """Digests of the stored postings of live docs, and for keys in `groups` their lists; None if
-    maintenance moved the postings while they were read."""
-    postings, digests, exact = Postings(reader, user), _Postings(), {}
-    for key, stored in postings.all_postings():
+                     ) -> tuple[_Postings, dict[bytes, BitMap]]:
+    """Digests of the stored postings of live docs, and for keys in `groups` their lists."""
+    digests, exact = _Postings(), {}
+    for key, stored in Postings(reader, user).all_postings():
         docs = stored & live
         digests.add(key, docs)
         if groups is not None and _group(key) in groups:
             exact.setdefault(key, BitMap()).update(docs)
-    return (digests, exact) if postings.unchanged() else None
-
-
-def _read_stored(reader: Reader, user: bytes, live: BitMap, groups: frozenset[int] | None = None
-                 ) -> tuple[_Postings, dict[bytes, BitMap]]:
-    for _ in range(ATTEMPTS):
-        found = _stored_postings(reader, user, live, groups)
-        if found is not None:
-            return found
-    raise RuntimeError("search index: postings kept moving while they were checked")
+    return digests, exact
 
 
 def _compare_postings(reader: Reader, user: bytes, docs: Iterable[Any], numbers: dict[str, int],
                       expected: _Postings, live: BitMap) -> list[str]:
     """Stored posting lists against the expected digests; the groups that differ, named key by key
     when the docs can be read a second time."""
-    stored, _ = _read_stored(reader, user, live)
+    stored, _ = _stored_postings(reader, user, live)
     differing = frozenset(g for g, (a, b) in enumerate(zip(expected.digests, stored.digests)) if a != b)
     if not differing:
         return []
@@ -179,7 +168,7 @@ def _compare_postings(reader: Reader, user: bytes, docs: Iterable[Any], numbers:
     exact = _Expected(differing)
     for chunk in batched(docs, CHUNK_DOCS):
         _check_chunk(reader, user, chunk, numbers, set(), exact)
-    _, stored_lists = _read_stored(reader, user, live, differing)
+    _, stored_lists = _stored_postings(reader, user, live, differing)
     keys = [key for key in stored_lists.keys() | exact.postings.exact.keys()
             if stored_lists.get(key, BitMap()) != exact.postings.exact.get(key, BitMap())]
     problems = []

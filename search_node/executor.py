@@ -76,10 +76,6 @@ class Execution:
             self._postings = Postings(self.reader, self.user)
         return self._postings
 
-    def consistent(self) -> bool:
-        """Whether the postings read were one state (maintenance did not move them meanwhile)."""
-        return self._postings is None or self._postings.unchanged()
-
     # --- loads --------------------------------------------------------------------------
     def bitmap(self, name: bytes) -> BitMap:
         bm = self._bitmaps.get(name)

@@ -29,7 +29,6 @@ __all__ = ["COLUMN_FAMILIES", "IndexDoc", "InvalidCursor", "QuerySyntaxError", "
            "in_time_order"]
 
 MAX_LIMIT = 1000
-SEARCH_ATTEMPTS = 5  # a search over the live db runs again when maintenance moved its segments meanwhile
 REBUILD_CHUNK_DOCS = 1000  # docs per rebuild batch
 REBUILD_CHUNK_KEYS = 50_000  # deletes per rebuild batch
 
@@ -232,13 +231,9 @@ class SearchIndex:
         user = user_prefix(user_id)
         after = decode_cursor(cursor) if cursor else None
         now = int(time.time() * 1000) if now_ms is None else now_ms
-        parsed = plan(parse(query), now)
-        for _ in range(SEARCH_ATTEMPTS):
-            run = Execution(reader, user)
-            result = run.matches(parsed)
-            metas, more = run.page(result, limit, after)
-            if run.consistent():
-                break
+        run = Execution(reader, user)
+        result = run.matches(plan(parse(query), now))
+        metas, more = run.page(result, limit, after)
         next_cursor = encode_cursor(metas[-1].sort_key) if more and metas else None
         return SearchResult([m.doc_id for m in metas], len(result), next_cursor)
 

@@ -1,9 +1,10 @@
 """The read side of postings: what one reader sees of a user's directory, segments and fresh records.
 
-The directory is read first, then the fresh records it leaves above its sealed mark, then
-every segment it names through one RocksDB iterator (a point-in-time view). What a later
-maintenance step replaces outlives the reader by segments.GRACE_MS, so the three agree; a
-reader that took longer checks the directory again (`unchanged`).
+The directory is read first, then the fresh records above its sealed mark, and one RocksDB
+iterator is made, through which every segment the directory names is read (a view of that
+moment, however long the reading takes). A maintenance step retires what it replaces for
+segments.GRACE_MS before a later one deletes it, so as long as those first reads take less
+than that, all they name is there: the reader sees one state, with no snapshot and no retry.
 """
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from itertools import groupby
 
+import numpy as np
 from pyroaring import BitMap
 
 from search_node import segments
-from search_node.fields import BY_CODE
+from search_node.fields import BY_CODE, TERM
 from search_node.postings import DOCS_CF, POSTINGS_CF, UserState, state_key
-from search_node.segments import (SEP, SUMMARY, Block, Directory, Span, dir_key, fresh_key, fresh_keys,
-                                  segment_prefix)
+from search_node.segments import (SEP, SUMMARY, Block, Directory, Run, Span, concat_runs, dir_key, fresh_key,
+                                  fresh_keys, segment_prefix, slice_run, with_summaries)
 from search_node.store import Reader
 
 
@@ -28,21 +30,17 @@ class Postings:
 
     def __init__(self, reader: Reader, user: bytes) -> None:
         self.reader, self.user = reader, user
-        self._started = time.monotonic()
-        self._dir_raw = reader.get(DOCS_CF, dir_key(user))
-        self.directory = Directory.decode(self._dir_raw) if self._dir_raw else Directory(b"")
-        self._cursor = reader.cursor(POSTINGS_CF)  # made after the directory was read: see unchanged()
-        self.next_docnum = UserState.decode(reader.get(DOCS_CF, state_key(user))).next_docnum
-        nums = list(range(self.directory.sealed, self.next_docnum))
-        raw = reader.multi_get(DOCS_CF, [fresh_key(user, d) for d in nums])
-        self.fresh = [(d, r) for d, r in zip(nums, raw) if r is not None]
-
-    def unchanged(self) -> bool:
-        """Whether what was read is one state: read within half the grace of retired data (so
-        nothing the directory named was purged meanwhile), or the directory has not moved."""
-        if time.monotonic() - self._started < segments.GRACE_MS / 2000:
-            return True
-        return self.reader.get(DOCS_CF, dir_key(self.user)) == self._dir_raw
+        for _ in range(3):  # again if the process stalled for half the grace meanwhile (rare: a pause)
+            started = time.monotonic()
+            raw_dir = reader.get(DOCS_CF, dir_key(user))
+            self.directory = Directory.decode(raw_dir) if raw_dir else Directory(b"")
+            self.next_docnum = UserState.decode(reader.get(DOCS_CF, state_key(user))).next_docnum
+            nums = list(range(self.directory.sealed, self.next_docnum))
+            raw = reader.multi_get(DOCS_CF, [fresh_key(user, d) for d in nums])
+            self.fresh = [(d, r) for d, r in zip(nums, raw) if r is not None]
+            self._cursor = reader.cursor(POSTINGS_CF)
+            if time.monotonic() - started < segments.GRACE_MS / 2000:
+                break
 
     def _blocks(self, span: Span, start: bytes, end: bytes) -> Iterator[Block]:
         """The blocks of a segment that may hold keys in [start, end] (end inclusive)."""
@@ -109,6 +107,20 @@ class Postings:
                 plain.append(d)
         bitmaps.append(BitMap(plain))
         return BitMap.union(*bitmaps)
+
+    def run_of(self, span: Span, start: bytes = b"", end: bytes = SEP) -> Run:
+        """A segment's keys in [start, end) with their docs, as a run."""
+        runs = [block.run() for block in self._blocks(span, start, end)]
+        return slice_run(concat_runs(runs), start, end)
+
+    def summaries_hold(self, span: Span) -> bool:
+        """Whether a wide segment's summaries are those its term postings imply (only those two
+        key ranges are read, not the pairs)."""
+        terms = self.run_of(span, bytes((TERM,)), bytes((TERM + 1,)))
+        stored = self.run_of(span, bytes((SUMMARY,)))
+        expected = slice_run(with_summaries(terms), bytes((SUMMARY,)), SEP)
+        return (expected.keys == stored.keys and np.array_equal(expected.counts, stored.counts)
+                and np.array_equal(expected.docs, stored.docs))
 
     def all_postings(self) -> Iterator[tuple[bytes, BitMap]]:
         """Every (key, docs) of the user but the summaries, segment by segment, then the fresh records."""

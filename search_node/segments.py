@@ -148,16 +148,6 @@ def summary_key(prefix: str) -> bytes:
     return b"%c%s\x00\x00" % (SUMMARY, prefix.encode())
 
 
-def summaries_hold(reader: Reader, user: bytes, span: Span) -> bool:
-    """Whether a wide segment's summaries are those its term postings imply (only those two
-    key ranges are read, not the pairs)."""
-    terms, _ = read_run(reader, user, span, bytes((TERM,)), bytes((TERM + 1,)))
-    stored, _ = read_run(reader, user, span, bytes((SUMMARY,)))
-    expected = _slice(with_summaries(terms), bytes((SUMMARY,)), SEP)
-    return (expected.keys == stored.keys and np.array_equal(expected.counts, stored.counts)
-            and np.array_equal(expected.docs, stored.docs))
-
-
 def with_summaries(run: Run) -> Run:
     """The run plus a summary per 1 to SUMMARY_CHARS character prefix of its plain-field terms."""
     lo, hi = bisect_left(run.keys, bytes((TERM,))), bisect_left(run.keys, bytes((TERM + 1,)))
@@ -300,13 +290,21 @@ class Block:
         return Run(self.keys, np.concatenate(counts).astype(np.uint32), np.concatenate(docs).astype(np.uint32))
 
 
-def _slice(run: Run, start: bytes, end: bytes) -> Run:
+def slice_run(run: Run, start: bytes, end: bytes) -> Run:
     """The keys of a run in [start, end), with their docs."""
     i, j = bisect_left(run.keys, start), bisect_left(run.keys, end)
     if (i, j) == (0, len(run.keys)):
         return run
     ends = np.concatenate(([0], np.cumsum(run.counts, dtype=np.int64)))
     return Run(run.keys[i:j], run.counts[i:j], run.docs[ends[i]:ends[j]])
+
+
+def concat_runs(runs: list[Run]) -> Run:
+    """Runs of consecutive key ranges (blocks of one segment) as one."""
+    if not runs:
+        return Run([], np.zeros(0, np.uint32), np.zeros(0, np.uint32))
+    return Run(list(chain.from_iterable(r.keys for r in runs)), np.concatenate([r.counts for r in runs]),
+               np.concatenate([r.docs for r in runs]))
 
 
 def read_run(reader: Reader, user: bytes, span: Span, start: bytes = b"", end: bytes = SEP
@@ -319,8 +317,4 @@ def read_run(reader: Reader, user: bytes, span: Span, start: bytes = b"", end: b
         runs.append(Block(value).run())
         if key[len(prefix):] >= end:
             break
-    if not runs:
-        return Run([], np.zeros(0, np.uint32), np.zeros(0, np.uint32)), block_keys
-    run = Run(list(chain.from_iterable(r.keys for r in runs)), np.concatenate([r.counts for r in runs]),
-              np.concatenate([r.docs for r in runs]))
-    return _slice(run, start, end), block_keys
+    return slice_run(concat_runs(runs), start, end), block_keys

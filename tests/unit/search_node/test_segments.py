@@ -142,12 +142,12 @@ def test_wide_segments_carry_prefix_summaries_that_check_can_verify(tmp_path: Pa
     assert not postings.exact(S.summary_key("ms"))  # field 9 (message id) is not a plain field
     broad = postings.union(b"\x01mo", b"\x01mo\xff", S.PLAIN_CODES, S.summary_key("mo"))
     assert broad == everything == postings.union(b"\x01mo", b"\x01mo\xff", S.PLAIN_CODES)
-    assert S.summaries_hold(store, USER, (0, width))
+    assert Postings(store, USER).summaries_hold((0, width))
     blocks = [k for k, _ in store.scan(POSTINGS_CF, S.segment_prefix(USER, (0, width)),
                                        S.segment_prefix(USER, (0, width + 1)))]
     with store.txn() as txn:
         txn.delete(POSTINGS_CF, blocks[-1])  # summary keys sort last
-    assert not S.summaries_hold(store, USER, (0, width))
+    assert not Postings(store, USER).summaries_hold((0, width))
     store.close()
 
 
