@@ -173,7 +173,7 @@ def _compare_postings(reader: Reader, user: bytes, docs: Iterable[Any], numbers:
             if stored_lists.get(key, BitMap()) != exact.postings.exact.get(key, BitMap())]
     problems = []
     for key in sorted(keys):
-        kind, term, code = split_posting_key(user + key + b"\x00")
+        kind, term, code = split_posting_key(key)
         problems.append(f"posting {F.BY_CODE[code].name}:{term!r} (kind {kind}) differs")
     return problems
 

@@ -88,7 +88,7 @@ class Execution:
         hit = self._terms.get((kind, term))
         if hit is None:
             parts: dict[int, list[BitMap]] = {}
-            for key, docs in self.postings.range(*term_range(b"", kind, term)):
+            for key, docs in self.postings.range(*term_range(kind, term)):
                 parts.setdefault(key[-1], []).append(docs)
             hit = self._terms[(kind, term)] = {field: union(bms) for field, bms in parts.items()}
         return hit
@@ -96,13 +96,13 @@ class Execution:
     def _term(self, kind: int, term: str, fields: frozenset[int]) -> BitMap:
         if len(fields) == 1 and (kind, term) not in self._terms:
             (field,) = fields
-            return self.postings.exact(posting_key(b"", kind, term, field))
+            return self.postings.exact(posting_key(kind, term, field))
         per_field = self.term_fields(kind, term)
         return union([bm for f, bm in per_field.items() if f in fields])
 
     def _prefix(self, prefix: str, fields: frozenset[int]) -> BitMap:
         broad = fields == PLAIN_CODES and len(prefix) <= SUMMARY_CHARS
-        return self.postings.union(*prefix_range(b"", TERM, prefix), fields, summary_key(prefix) if broad else None)
+        return self.postings.union(*prefix_range(TERM, prefix), fields, summary_key(prefix) if broad else None)
 
     def metas(self, docnums: Iterable[int]) -> list[DocMeta]:
         nums = list(docnums)

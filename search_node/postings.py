@@ -11,7 +11,6 @@ user -> empty, for users whose postings may need maintenance, so a restarted nod
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,30 +45,26 @@ def doc_id_bytes(doc_id: str) -> bytes:
 
 # --- posting keys -----------------------------------------------------------------------
 
-def posting_key(user: bytes, kind: int, term: str, field: int) -> bytes:
-    return posting_keys(user, ((kind, term, field),))[0]
+def posting_key(kind: int, term: str, field: int) -> bytes:
+    """The key of one (kind, term, field) posting list (fields.posting_texts builds the same, as text)."""
+    return b"%c%s\x00%c" % (kind, term.encode(), field)
 
 
-def posting_keys(user: bytes, terms: Iterable[tuple[int, str, int]]) -> list[bytes]:
-    """Keys of (kind, term, field) postings."""
-    return [b"%s%c%s\x00%c" % (user, kind, term.encode(), field) for kind, term, field in terms]
-
-
-def term_range(user: bytes, kind: int, term: str) -> tuple[bytes, bytes]:
+def term_range(kind: int, term: str) -> tuple[bytes, bytes]:
     """Keys of one term in every field."""
-    base = b"%s%c%s" % (user, kind, term.encode())
+    base = b"%c%s" % (kind, term.encode())
     return base + b"\x00", base + b"\x01"
 
 
-def prefix_range(user: bytes, kind: int, prefix: str) -> tuple[bytes, bytes]:
+def prefix_range(kind: int, prefix: str) -> tuple[bytes, bytes]:
     """Keys of every term starting with `prefix` (0xff never occurs in UTF-8)."""
-    base = b"%s%c%s" % (user, kind, prefix.encode())
+    base = b"%c%s" % (kind, prefix.encode())
     return base, base + b"\xff"
 
 
 def split_posting_key(key: bytes) -> tuple[int, str, int]:
-    """(kind, term, field) of a stored posting key (user prefix and tier byte included)."""
-    return key[8], key[9:-3].decode(), key[-2]
+    """(kind, term, field) of a posting key."""
+    return key[0], key[1:-2].decode(), key[-1]
 
 
 def user_range(user: bytes) -> tuple[bytes, bytes]:
