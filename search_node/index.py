@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from search_node import fields as F
-from search_node import segments
 from search_node.check import batched, check_user
 from search_node.executor import Execution, InvalidCursor, decode_cursor, encode_cursor
 from search_node.grammar import QuerySyntaxError, parse
@@ -257,8 +256,8 @@ class SearchIndex:
         user = user_prefix(user_id)
         raw = txn.get(DOCS_CF, dir_key(user))
         if raw is not None:
-            fresh = UserState.decode(txn.get(DOCS_CF, state_key(user))).next_docnum - Directory.decode(raw).sealed
-            if fresh >= segments.SEAL_DOCS or has_retired(reader, user):
+            next_docnum = UserState.decode(txn.get(DOCS_CF, state_key(user))).next_docnum
+            if Directory.decode(raw).to_seal(next_docnum) or has_retired(reader, user):
                 return False
         txn.delete(PENDING_CF, user)
         return True

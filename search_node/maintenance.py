@@ -82,7 +82,7 @@ def plan_step(reader: Reader, user: bytes, live: BitMap | None = None, now_ms: i
     purge = _due(reader, user, int(time.time() * 1000) if now_ms is None else now_ms)
     next_docnum = UserState.decode(reader.get(DOCS_CF, state_key(user))).next_docnum
     lo, seal, fanout = directory.sealed, segments.SEAL_DOCS, segments.MERGE_FANOUT
-    if next_docnum - lo < seal:
+    if not directory.to_seal(next_docnum):
         return Plan(user, raw, raw, purge=purge) if purge else None
     hi = lo + seal
     records = reader.multi_get(DOCS_CF, [fresh_key(user, d) for d in range(lo, hi)])

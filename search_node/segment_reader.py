@@ -20,8 +20,8 @@ from pyroaring import BitMap
 from search_node import segments
 from search_node.fields import BY_CODE, TERM
 from search_node.postings import DOCS_CF, POSTINGS_CF, UserState, state_key
-from search_node.segments import (SEP, SUMMARY, Block, Directory, Run, Span, concat_runs, dir_key, fresh_key,
-                                  fresh_keys, segment_prefix, slice_run, with_summaries)
+from search_node.segments import (SEP, SUMMARY, Block, Directory, Run, Span, blocks_of, concat_runs, dir_key,
+                                  fresh_key, fresh_keys, segment_prefix, slice_run, with_summaries)
 from search_node.store import Reader
 
 
@@ -45,13 +45,7 @@ class Postings:
     def _blocks(self, span: Span, start: bytes, end: bytes) -> Iterator[Block]:
         """The blocks of a segment that may hold keys in [start, end] (end inclusive)."""
         prefix = segment_prefix(self.user, span)
-        cut = len(prefix)
-        for key, value in self._cursor.walk(prefix + start):
-            if not key.startswith(prefix):
-                return
-            yield Block(value)
-            if key[cut:] >= end:
-                return
+        return (block for _, block in blocks_of(self._cursor.walk(prefix + start), prefix, end))
 
     def _exact_in(self, span: Span, key: bytes, plain: array, bitmaps: list[BitMap]) -> None:
         for block in self._blocks(span, key, key):

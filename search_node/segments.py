@@ -88,6 +88,10 @@ class Directory:
     def new(cls) -> Directory:
         return cls(os.urandom(8))
 
+    def to_seal(self, next_docnum: int) -> bool:
+        """Whether SEAL_DOCS fresh docs wait above the sealed mark (a step can seal them)."""
+        return next_docnum - self.sealed >= SEAL_DOCS
+
     def encode(self) -> bytes:
         return _DIR_HEAD.pack(self.nonce, self.sealed) + b"".join(_SPAN.pack(*s) for s in self.spans)
 
@@ -113,6 +117,12 @@ class Run:
         return cls(keys, np.ones(len(keys), dtype=np.uint32), np.full(len(keys), docnum, dtype=np.uint32))
 
 
+def _gather(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Indices of the slices [starts[i], starts[i] + counts[i]) one after another (int64 arrays)."""
+    ends = np.cumsum(counts)
+    return np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(starts - (ends - counts), counts)
+
+
 def merge(runs: list[Run], live: BitMap | None = None) -> Run:
     """One run of several whose doc ranges ascend in list order; docs outside `live` are dropped."""
     keys = list(chain.from_iterable(r.keys for r in runs))
@@ -126,10 +136,8 @@ def merge(runs: list[Run], live: BitMap | None = None) -> Run:
     first = np.fromiter(chain((True,), map(operator.ne, sorted_keys[1:], sorted_keys)), dtype=bool,
                         count=len(sorted_keys))
     index = np.asarray(order, dtype=np.int64)
-    c, s = counts[index], starts[index]
-    ends = np.cumsum(c)
-    gather = np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(s - (ends - c), c)
-    out_docs = docs[gather]
+    c = counts[index]
+    out_docs = docs[_gather(starts[index], c)]
     out_counts = np.add.reduceat(c, np.flatnonzero(first))
     out_keys = list(compress(sorted_keys, first))
     if live is not None and len(out_docs):
@@ -173,13 +181,12 @@ def with_summaries(run: Run) -> Run:
     starts = np.concatenate(([0], np.cumsum(run.counts, dtype=np.int64)))
     index = np.asarray(picked, dtype=np.int64)
     c = run.counts[index].astype(np.int64)
-    ends = np.cumsum(c)
-    gather = np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(starts[index] - (ends - c), c)
-    pairs = np.sort((np.repeat(rank[np.asarray(owners)], c) << 32) | run.docs[gather].astype(np.int64))
+    docs = run.docs[_gather(starts[index], c)].astype(np.int64)
+    pairs = np.sort((np.repeat(rank[np.asarray(owners)], c) << 32) | docs)
     pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]  # a doc once per summary
     counts = np.bincount(pairs >> 32, minlength=len(names)).astype(np.uint32)
-    docs = (pairs & 0xFFFFFFFF).astype(np.uint32)
-    return Run(run.keys + names, np.concatenate((run.counts, counts)), np.concatenate((run.docs, docs)))
+    summary_docs = (pairs & 0xFFFFFFFF).astype(np.uint32)
+    return Run(run.keys + names, np.concatenate((run.counts, counts)), np.concatenate((run.docs, summary_docs)))
 
 
 def _roaring(docs: np.ndarray) -> bytes:
@@ -307,14 +314,20 @@ def concat_runs(runs: list[Run]) -> Run:
                np.concatenate([r.docs for r in runs]))
 
 
-def read_run(reader: Reader, user: bytes, span: Span, start: bytes = b"", end: bytes = SEP
-             ) -> tuple[Run, list[bytes]]:
-    """A segment's keys in [start, end) as a run (by default all), and the keys of the blocks read."""
-    prefix = segment_prefix(user, span)
-    block_keys, runs = [], []
-    for key, value in reader.scan(POSTINGS_CF, prefix + start, segment_prefix(user, (span[0], span[1] + 1))):
-        block_keys.append(key)
-        runs.append(Block(value).run())
+def blocks_of(items: Iterable[tuple[bytes, bytes]], prefix: bytes, end: bytes) -> Iterator[tuple[bytes, Block]]:
+    """(key, block) of the segment under `prefix`, from (key, value) pairs sought into it, up to
+    the block that may hold `end` (the first whose last key reaches it)."""
+    for key, value in items:
+        if not key.startswith(prefix):
+            return
+        yield key, Block(value)
         if key[len(prefix):] >= end:
-            break
-    return slice_run(concat_runs(runs), start, end), block_keys
+            return
+
+
+def read_run(reader: Reader, user: bytes, span: Span) -> tuple[Run, list[bytes]]:
+    """A whole segment as a run, and the keys of its blocks."""
+    prefix = segment_prefix(user, span)
+    found = list(blocks_of(reader.scan(POSTINGS_CF, prefix, segment_prefix(user, (span[0], span[1] + 1))),
+                           prefix, SEP))
+    return concat_runs([block.run() for _, block in found]), [key for key, _ in found]
