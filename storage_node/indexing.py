@@ -71,7 +71,7 @@ def rebuild_user(engine: Engine, index: SearchIndex, txn: Txn, user_id: str) -> 
     Committer) before its last one (which goes into `txn`)."""
     count = index.rebuild(txn, engine, user_id, stored_docs_in_time_order(engine, user_id), chunks=engine)
     if isinstance(engine.index, EmbeddedIndex):
-        engine.index.added(user_id)  # its docs are all fresh: the maintainer seals them
+        engine.index.added(user_id)  # sealed already; what the sealing retired waits for the maintainer's purge
     return count
 
 
