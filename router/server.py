@@ -17,7 +17,7 @@ from router.replicas import Consistency, Replicas
 from router.ring_keeper import RingKeeper
 from router.ring import NodeInfo, Ring
 from router.service import AdminService, MailService
-from storage_node.grpc_runtime import Mounted, serve
+from tidings_runtime.grpc_server import Mounted, serve
 from tidings.v1 import mail_pb2, mail_pb2_grpc
 
 log = logging.getLogger("router")

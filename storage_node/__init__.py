@@ -7,6 +7,6 @@ ranges (token ranges as key bounds) · replication (digests, entries, item batch
 apply, drop) · hints (hint store and replay) · peers (channels to other nodes) ·
 ring_map (the versioned ring map) · gc (tombstone and hint collection) · hlc (version
 to ms) · settings (env tunables) · tasks (periodic background work) · service (gRPC
-servicer) · grpc_runtime (health, reflection, metrics, signals) · server (process
+servicer) · server (process
 entry) · errors.
 """

@@ -6,7 +6,7 @@ import asyncio
 
 import grpc
 
-from storage_node.grpc_runtime import CHANNEL_OPTIONS
+from tidings_runtime.grpc_server import CHANNEL_OPTIONS
 from tidings.v1 import storage_pb2_grpc
 
 # A node that comes back is used again within a second, not after gRPC's default

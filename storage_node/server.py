@@ -10,7 +10,7 @@ from storage_node.blobs import blob_store_from_env
 from storage_node.commit import GroupCommitter
 from storage_node.engine import Engine
 from storage_node.gc import collect_garbage
-from storage_node.grpc_runtime import Mounted, serve
+from tidings_runtime.grpc_server import Mounted, serve
 from storage_node.index_maintenance import IndexMaintainer
 from storage_node.indexing import EmbeddedIndex
 from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES

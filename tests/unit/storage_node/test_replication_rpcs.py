@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from storage_node import keys
-from storage_node.grpc_runtime import CHANNEL_OPTIONS
+from tidings_runtime.grpc_server import CHANNEL_OPTIONS
 from storage_node.hlc import first_version_at
 from storage_node.server import StorageNode
 from storage_node.settings import Settings

@@ -1,8 +1,7 @@
 """Running a grpc.aio server the way every Tidings gRPC process does: health checking,
 server reflection, Prometheus /metrics on its own port, a clean stop on SIGINT/SIGTERM.
 
-Shared by the storage node and the router (the router may import storage_node; the
-reverse never happens).
+Shared by the storage node and the router.
 """
 from __future__ import annotations
 
