@@ -14,7 +14,7 @@ import time
 from collections import Counter
 
 from router.ring import TOKEN_SPACE, NodeInfo, Ring
-from storage_node.keys import partition_token
+from tidings_runtime.partitions import partition_token
 
 BALANCE_TARGET = 1.10
 MOVE_TARGET = 1.10

@@ -18,7 +18,7 @@ from router.mutations import Mutation
 from router.replicas import Replicas, newest
 from search_node.executor import encode_cursor
 from router.ring import NodeInfo
-from storage_node.keys import SYSTEM_FOLDERS
+from tidings_runtime.partitions import SYSTEM_FOLDERS
 from storage_node.mime import thread_candidates
 from tidings.v1 import storage_pb2, types_pb2
 from tidings_client.ids import entry_id_ms, is_entry_id

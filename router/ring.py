@@ -2,7 +2,7 @@
 
 A ``Ring`` is an immutable value, swapped whole when membership changes (as Cassandra's
 TokenMetadata, but without the lock: nobody mutates it). Tokens live in the unsigned
-64-bit space of ``storage_node.keys.partition_token``; the vnode at token ``t`` owns the
+64-bit space of ``tidings_runtime.partitions.partition_token``; the vnode at token ``t`` owns the
 range ``(previous token, t]``, wrapping past ``2**64 - 1`` to 0.
 
 Token assignment. Random vnode tokens leave, at 1,000 nodes x 256 vnodes, the busiest
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from router.placement import zone_aware_walk
-from storage_node.keys import partition_token
+from tidings_runtime.partitions import partition_token
 
 TOKEN_SPACE = 1 << 64
 _MASK = TOKEN_SPACE - 1

@@ -10,14 +10,11 @@ from __future__ import annotations
 import hashlib
 import struct
 
+from tidings_runtime.partitions import SYSTEM_FOLDERS, partition_token
+
 MAX_U64 = (1 << 64) - 1
 _U64 = struct.Struct(">Q")
 _U32 = struct.Struct(">I")
-
-
-def partition_token(partition_key: str) -> int:
-    """The 64-bit ring token of a partition key (a user id, or a directory key)."""
-    return _U64.unpack(hashlib.blake2b(partition_key.encode(), digest_size=8).digest())[0]
 
 
 def u64(value: int) -> bytes:
@@ -46,10 +43,6 @@ CF_META = "meta"               # name                               -> node stat
 NODE_COLUMN_FAMILIES = (CF_HINTS, CF_META)
 RING_KEY = b"ring"
 
-# System folders have fixed numbers; the number, not the name, is in the keys.
-SYSTEM_FOLDERS: dict[str, int] = {
-    "inbox": 1, "sent": 2, "drafts": 3, "spam": 4, "trash": 5, "archive": 6,
-}
 FOLDER_NAMES: dict[int, str] = {number: role for role, number in SYSTEM_FOLDERS.items()}
 
 ID_BYTES = 16

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router.ring import TOKEN_SPACE, NodeInfo, Ring, range_size
-from storage_node.keys import partition_token
+from tidings_runtime.partitions import partition_token
 
 VNODES = 32  # small rings keep the suite fast; balance is checked at 256 below
 
