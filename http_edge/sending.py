@@ -16,7 +16,8 @@ import asyncio
 from datetime import datetime, timezone
 
 from tidings.v1 import mail_pb2
-from tidings_client import MailClient, NotFound, new_entry_id
+from tidings_client import MailClient, NotFound
+from tidings_runtime.ids import new_entry_id
 
 from .compose import AttachmentData, ComposeError, Draft, Mailbox, compose, normalize_message_id
 from .errors import ApiError, invalid_request

@@ -23,6 +23,7 @@ from prometheus_client import Counter, Histogram
 from router.replicas import Replicas
 from router.ring import NodeInfo, Ring
 from tidings.v1 import mail_pb2, storage_pb2
+from tidings_runtime.periodic import PeriodicTask
 
 log = logging.getLogger(__name__)
 
@@ -124,32 +125,21 @@ class AntiEntropy:
         self.interval = interval
         self.segments = segments
         self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
+        # Passes every `interval` seconds and when woken; interval 0 turns both off (an
+        # operator who schedules `tidings repair` outside).
+        self.schedule = (PeriodicTask("anti-entropy", interval, self._scheduled_pass, wake_delay_s=WAKE_DELAY)
+                         if interval > 0 else None)
 
     def soon(self) -> None:
         """Run the next scheduled pass now (e.g. a node came back)."""
-        self._wake.set()
+        if self.schedule is not None:
+            self.schedule.wake()
 
-    async def scheduled(self) -> None:
-        """Passes every `interval` seconds and when woken; interval 0 turns both off (an
-        operator who schedules `tidings repair` outside)."""
-        if self.interval <= 0:
-            return
-        while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.interval)
-                await asyncio.sleep(WAKE_DELAY)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
-            try:
-                report = await self.repair()
-            except Exception:  # a failed pass is logged; the next one tries again
-                log.exception("anti-entropy pass failed")
-                continue
-            if report.differing:
-                log.info("anti-entropy: %d of %d ranges differed, %d items repaired",
-                         report.differing, report.ranges, report.repaired)
+    async def _scheduled_pass(self) -> None:
+        report = await self.repair()
+        if report.differing:
+            log.info("anti-entropy: %d of %d ranges differed, %d items repaired",
+                     report.differing, report.ranges, report.repaired)
 
     async def repair(self, check_only: bool = False) -> Report:
         """One pass over the whole ring the router serves."""

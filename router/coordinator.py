@@ -10,18 +10,18 @@ import asyncio
 import hashlib
 from dataclasses import dataclass
 
-from router import cursor, read_repair
+from router import read_repair
 from router.directory import Directory
 from router.errors import InvalidArgument, NotFound
-from router.hlc import HybridLogicalClock
+from tidings_runtime import cursor
+from tidings_runtime.hlc import HybridLogicalClock
 from router.mutations import Mutation
 from router.replicas import Replicas, newest
-from search_node.executor import encode_cursor
 from router.ring import NodeInfo
 from tidings_runtime.partitions import SYSTEM_FOLDERS
-from storage_node.mime import thread_candidates
+from tidings_runtime.mime import thread_candidates
 from tidings.v1 import storage_pb2, types_pb2
-from tidings_client.ids import entry_id_ms, is_entry_id
+from tidings_runtime.ids import entry_id_ms, is_entry_id
 
 MAX_LIMIT = 200
 
@@ -133,7 +133,10 @@ class Coordinator:
                             page_cursor: str) -> tuple[list[types_pb2.MessageSummary], str]:
         folder_id = check_folder(folder_id)
         limit = check_limit(limit)
-        after = cursor.decode(page_cursor)
+        try:
+            after = cursor.decode(page_cursor) if page_cursor else None
+        except cursor.InvalidCursor as exc:
+            raise InvalidArgument(str(exc)) from None
         request = storage_pb2.NodeListFolderRequest(
             user_id=user_id, folder_id=folder_id, unread_only=unread_only, limit=limit + 1,
             after_received_ms=after[0] if after else 0, after_id=after[1] if after else "")
@@ -145,7 +148,7 @@ class Coordinator:
         keep.sort(key=listing_order)
         page = keep[:limit]
         more = len(keep) > limit or any(len(a.messages) > limit for a in answers)
-        next_cursor = cursor.encode(page[-1].received_ms, page[-1].id) if page and more else ""
+        next_cursor = cursor.encode((page[-1].received_ms, page[-1].id)) if page and more else ""
         return page, next_cursor
 
     async def _reconciled(self, user_id: str, listed: list[tuple[NodeInfo, storage_pb2.NodeSummaries]]
@@ -199,7 +202,7 @@ class Coordinator:
         ranked = sorted(best.values(), key=lambda s: (s.received_ms, s.id), reverse=True)
         page = ranked[:limit]
         more = len(ranked) > limit or any(a.next_cursor for _, a in outcome.answers)
-        next_cursor = encode_cursor((page[-1].received_ms, page[-1].id)) if page and more else ""
+        next_cursor = cursor.encode((page[-1].received_ms, page[-1].id)) if page and more else ""
         total = max((a.total for _, a in outcome.answers), default=0)
         return page, next_cursor, total
 

@@ -12,7 +12,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError, InvalidHashError
 
 from router.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
-from router.hlc import HybridLogicalClock
+from tidings_runtime.hlc import HybridLogicalClock
 from router.mutations import Mutation
 from router.replicas import Replicas, newest
 from tidings.v1 import storage_pb2

@@ -76,8 +76,6 @@ class FailureDetector:
         self.answered(node)
         return True
 
-    async def heartbeat(self, nodes: Callable[[], Iterable[NodeInfo]]) -> None:
-        """Probe every node of the current ring each interval, until cancelled."""
-        while True:
-            await asyncio.gather(*(self.probe(n) for n in nodes()))
-            await asyncio.sleep(self.interval)
+    async def probe_all(self, nodes: Iterable[NodeInfo]) -> None:
+        """One heartbeat: probe every node named (the router's periodic task, every `interval`)."""
+        await asyncio.gather(*(self.probe(n) for n in nodes))

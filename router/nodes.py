@@ -1,10 +1,10 @@
-"""The router's channels to storage nodes: storage_node.peers' pool, addressed by NodeInfo."""
+"""The router's channels to storage nodes: tidings_runtime.channels' pool, addressed by NodeInfo."""
 from __future__ import annotations
 
 import grpc
 
 from router.ring import NodeInfo
-from storage_node.peers import PeerPool
+from tidings_runtime.channels import PeerPool
 from tidings.v1 import storage_pb2_grpc
 
 

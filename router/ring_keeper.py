@@ -4,7 +4,6 @@ keeps the newest map it was given (PutRing), a router adopts the newest any node
 so routers and nodes converge on one version without a coordinator of their own."""
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Iterable
 
@@ -65,11 +64,3 @@ class RingKeeper:
         behind = [n for n, m in held.items() if m.version < self.ring.version]
         if behind:
             await self.publish(self.ring, behind)
-
-    async def follow(self) -> None:
-        while True:
-            try:
-                await self.sync()
-            except Exception:  # keep following; a bad round is logged, not fatal
-                log.exception("ring map sync failed")
-            await asyncio.sleep(self.interval)

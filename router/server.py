@@ -10,7 +10,7 @@ from router.anti_entropy import AntiEntropy
 from router.coordinator import Coordinator
 from router.directory import Directory
 from router.errors import RouterError
-from router.hlc import HybridLogicalClock
+from tidings_runtime.hlc import HybridLogicalClock
 from router.nodes import NodePool
 from router.membership import Membership
 from router.replicas import Consistency, Replicas
@@ -19,6 +19,7 @@ from router.ring import NodeInfo, Ring
 from router.service import AdminService, MailService
 from tidings_runtime.grpc_server import Mounted, serve
 from tidings.v1 import mail_pb2, mail_pb2_grpc
+from tidings_runtime.periodic import Periodic
 
 log = logging.getLogger("router")
 
@@ -62,7 +63,8 @@ async def run(listen: str, nodes: list[NodeInfo], consistency: Consistency, metr
     membership = Membership(replicas, keeper, anti_entropy)
     directory = Directory(replicas, clock)
     coordinator = Coordinator(replicas, directory, clock)
-    background: list[asyncio.Task[None]] = []
+    background = Periodic()
+    setup: list[asyncio.Task[None]] = []
     services = [
         Mounted(mail_pb2_grpc.add_MailServicer_to_server, MailService(coordinator, directory),
                 mail_pb2.DESCRIPTOR.services_by_name["Mail"].full_name),
@@ -72,13 +74,17 @@ async def run(listen: str, nodes: list[NodeInfo], consistency: Consistency, metr
 
     async def start() -> None:
         await keeper.sync()  # serve the newest ring map the nodes hold (a node may have joined)
-        for job in (ensure_domains(directory, domains), keeper.follow(), anti_entropy.scheduled(),
-                    replicas.detector.heartbeat(lambda: serving_nodes(replicas))):
-            background.append(asyncio.create_task(job))
+        setup.append(asyncio.create_task(ensure_domains(directory, domains)))
+        background.every("ring-sync", keeper.interval, keeper.sync)
+        background.every("heartbeat", replicas.detector.interval,
+                         lambda: replicas.detector.probe_all(serving_nodes(replicas)), immediately=True)
+        if anti_entropy.schedule is not None:
+            background.start(anti_entropy.schedule)
 
     async def stop() -> None:
-        for task in background:
+        for task in setup:
             task.cancel()
+        await background.stop()
         await pool.close()
 
     await serve(services, listen, metrics_port, "router", on_start=start, on_stop=stop)

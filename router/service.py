@@ -14,7 +14,7 @@ from router.coordinator import Coordinator
 from router.directory import Directory, normalise_address
 from router.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, RouterError,
                            Unauthenticated, Unavailable)
-from storage_node.mime import find_attachment, parse_mail
+from tidings_runtime.mime import find_attachment, parse_mail
 from router.membership import Membership
 from router.replicas import Replicas
 from router.ring import NodeInfo

@@ -20,27 +20,9 @@ from search_node.segment_reader import Postings
 from search_node.segments import PLAIN_CODES, SUMMARY_CHARS, summary_key
 from search_node.store import Reader
 from search_node.tiers import read_bitmap
+from tidings_runtime.cursor import SortKey
 
-SortKey = tuple[int, str]
 _VERIFY_CHUNK = 256
-
-
-class InvalidCursor(ValueError):
-    """A cursor this index did not produce."""
-
-
-def encode_cursor(key: SortKey) -> str:
-    return f"{key[0]:x}.{key[1]}"
-
-
-def decode_cursor(cursor: str) -> SortKey:
-    try:
-        ms, doc_id = cursor.split(".")
-        if len(doc_id) != 32 or int(doc_id, 16) < 0:
-            raise ValueError
-        return int(ms, 16), doc_id
-    except ValueError:
-        raise InvalidCursor(f"bad cursor {cursor!r}") from None
 
 
 def union(parts: list[BitMap]) -> BitMap:
@@ -307,4 +289,4 @@ _HANDLERS = {
     Phrase: Execution._eval_phrase,
 }
 
-__all__ = ["EVERYTHING", "Execution", "InvalidCursor", "decode_cursor", "encode_cursor"]
+__all__ = ["EVERYTHING", "Execution"]

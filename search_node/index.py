@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from search_node import fields as F
 from search_node.check import batched, check_user
-from search_node.executor import Execution, InvalidCursor, decode_cursor, encode_cursor
+from search_node.executor import Execution
 from search_node.grammar import QuerySyntaxError, parse
 from search_node.maintenance import Plan as MaintenancePlan
 from search_node.maintenance import apply, has_retired, plan_step
@@ -23,6 +23,9 @@ from search_node.postings import (ALL, ATTACHMENT, COLUMN_FAMILIES, DISPLACED, D
 from search_node.segments import Directory, dir_key, fresh_key, fresh_record
 from search_node.store import Committer, Reader, Txn
 from search_node.tiers import BitmapChanges, read_bitmap
+from tidings_runtime.cursor import InvalidCursor
+from tidings_runtime.cursor import decode as decode_cursor
+from tidings_runtime.cursor import encode as encode_cursor
 
 __all__ = ["COLUMN_FAMILIES", "IndexDoc", "InvalidCursor", "QuerySyntaxError", "SearchIndex", "SearchResult",
            "in_time_order"]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
-from tidings_client.ids import new_entry_id
+from tidings_runtime.ids import new_entry_id
 
 from smtp_edge import addresses, pipeline, replies
 from smtp_edge.errors import BadAddress, InvalidCredentials, TemporaryFailure

@@ -17,7 +17,7 @@ from storage_node import codec, keys
 from storage_node.batch import Txn
 from storage_node.blobs import BlobStore
 from storage_node.errors import InvalidArgument, NotFound
-from storage_node.mime import ParsedMail, parse_mail
+from tidings_runtime.mime import ParsedMail, parse_mail
 from storage_node.model import DirectoryValue, FolderCounts, MessageRecord
 
 INLINE_BODY_LIMIT = 256 * 1024  # larger raw messages go to the object store

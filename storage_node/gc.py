@@ -18,7 +18,7 @@ from storage_node.batch import Txn
 from storage_node.commit import GroupCommitter
 from storage_node.engine import Engine
 from storage_node.hints import HintStore
-from storage_node.hlc import first_version_at
+from tidings_runtime.hlc import first_version_at
 
 TOMBSTONES_COLLECTED = Counter("tidings_gc_tombstones_total", "Tombstones deleted after the grace period")
 HINTS_COLLECTED = Counter("tidings_gc_hints_total", "Hints deleted after the grace period")

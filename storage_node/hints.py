@@ -22,8 +22,8 @@ from storage_node.batch import Txn
 from storage_node.commit import GroupCommitter
 from storage_node.engine import Engine, check_new_message_id, check_user_id
 from storage_node.errors import InvalidArgument
-from storage_node.hlc import first_version_at
-from storage_node.peers import PeerPool
+from tidings_runtime.hlc import first_version_at
+from tidings_runtime.channels import PeerPool
 from tidings.v1 import storage_pb2, storage_pb2_grpc
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from typing import Callable, Iterator
 from storage_node import keys
 from storage_node.batch import Txn
 from storage_node.engine import Engine
-from storage_node.mime import parse_mail
+from tidings_runtime.mime import parse_mail
 from storage_node.model import MessageRecord, ParsedMail
 from search_node.index import IndexDoc, SearchIndex
 

@@ -10,14 +10,14 @@ from storage_node.blobs import blob_store_from_env
 from storage_node.commit import GroupCommitter
 from storage_node.engine import Engine
 from storage_node.gc import collect_garbage
-from tidings_runtime.grpc_server import Mounted, serve
 from storage_node.index_maintenance import IndexMaintainer
 from storage_node.indexing import EmbeddedIndex
 from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES
 from storage_node.service import StorageService
 from storage_node.settings import Settings
-from storage_node.tasks import Background
 from tidings.v1 import storage_pb2, storage_pb2_grpc
+from tidings_runtime.grpc_server import Mounted, serve
+from tidings_runtime.periodic import Periodic
 
 
 def open_engine(data_dir: Path, blob_dir: Path) -> Engine:
@@ -34,7 +34,7 @@ class StorageNode:
         self.engine = open_engine(data_dir, blob_dir)
         self.committer = GroupCommitter(self.engine)
         self.service = StorageService(self.engine, self.committer, node_id=node_id, settings=self.settings)
-        self._background = Background()
+        self._background = Periodic()
         self.index_maintainer = IndexMaintainer(self.engine, self.committer, self.service.search_index)
         if isinstance(self.engine.index, EmbeddedIndex):
             self.engine.index.on_added = self.index_maintainer.touched
@@ -42,9 +42,9 @@ class StorageNode:
     async def start(self) -> None:
         self.committer.start()
         await self.index_maintainer.resume()
-        self._background.start(self.settings.hint_interval_s, self.service.hints.replay, "hint-replay")
-        self._background.start(self.settings.gc_interval_s, self.collect_garbage, "garbage-collection")
-        self._background.start(self.settings.index_interval_s, self.index_maintainer.run_round, "index-maintenance")
+        self._background.every("hint-replay", self.settings.hint_interval_s, self.service.hints.replay)
+        self._background.every("garbage-collection", self.settings.gc_interval_s, self.collect_garbage)
+        self._background.every("index-maintenance", self.settings.index_interval_s, self.index_maintainer.run_round)
 
     async def collect_garbage(self) -> None:
         await collect_garbage(self.engine, self.committer, self.service.hints, self.settings.grace_ms)

@@ -17,7 +17,7 @@ from storage_node.gc import collect_garbage
 from storage_node.hints import HintStore
 from storage_node.indexing import check_user, rebuild_user
 from storage_node.model import DirectoryValue, MessageRecord
-from storage_node.peers import PeerPool
+from tidings_runtime.channels import PeerPool
 from storage_node.ranges import TokenRange, check_ranges, union_bounds
 from storage_node.replication import DirectoryItem, Item, ItemRef, ItemVersion
 from storage_node.ring_map import RingStore

@@ -8,7 +8,7 @@ from typing import Callable
 
 from tests.cluster.grid import Grid
 from tidings.v1 import mail_pb2
-from tidings_client.ids import new_entry_id
+from tidings_runtime.ids import new_entry_id
 
 
 def tidings(grid: Grid, *args: str) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.cluster.grid import Grid, running
 from tidings.v1 import mail_pb2, storage_pb2, storage_pb2_grpc
-from tidings_client.ids import new_entry_id
+from tidings_runtime.ids import new_entry_id
 
 RECIPIENT = "repair@example.test"
 RECONNECT_BOUND = 1.5  # router/nodes.py caps reconnect backoff at 1 s

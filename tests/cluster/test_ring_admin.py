@@ -11,7 +11,7 @@ import pytest
 from tests.cluster.grid import Grid
 from tests.cluster.test_index_admin import tidings
 from tidings.v1 import mail_pb2
-from tidings_client.ids import new_entry_id
+from tidings_runtime.ids import new_entry_id
 
 
 def test_repair_then_check_reports_converged_replicas(grid: Grid, new_user: Callable[[str], str]) -> None:

@@ -12,7 +12,7 @@ from email import message_from_bytes, policy
 import httpx
 import pytest
 from tidings.v1 import mail_pb2
-from tidings_client import new_entry_id
+from tidings_runtime.ids import new_entry_id
 
 from tests.cluster.grid import Grid
 

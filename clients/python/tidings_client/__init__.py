@@ -13,7 +13,6 @@ from .errors import (
     Unavailable,
     Unimplemented,
 )
-from .ids import new_entry_id
 from .paging import MessagePager
 
 __all__ = [
@@ -30,5 +29,4 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
-    "new_entry_id",
 ]

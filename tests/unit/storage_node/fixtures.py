@@ -11,7 +11,7 @@ from storage_node.batch import Txn
 from storage_node.blobs import LocalBlobStore
 from storage_node.engine import Engine, MessageState, NewMessage, run_group
 from storage_node.indexing import EmbeddedIndex
-from storage_node.mime import parse_mail
+from tidings_runtime.mime import parse_mail
 
 T = TypeVar("T")
 

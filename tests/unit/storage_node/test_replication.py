@@ -18,7 +18,7 @@ from storage_node.engine import Engine
 from storage_node.gc import collect_garbage
 from storage_node.errors import InvalidArgument
 from storage_node.hints import HintStore, check_hint
-from storage_node.hlc import first_version_at
+from tidings_runtime.hlc import first_version_at
 from storage_node.model import DirectoryValue
 from storage_node.ranges import TokenRange, key_bounds, union_bounds
 from storage_node.replication import DirectoryItem, ItemRef

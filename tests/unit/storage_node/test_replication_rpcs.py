@@ -13,7 +13,7 @@ from prometheus_client import REGISTRY
 
 from storage_node import keys
 from tidings_runtime.grpc_server import CHANNEL_OPTIONS
-from storage_node.hlc import first_version_at
+from tidings_runtime.hlc import first_version_at
 from storage_node.server import StorageNode
 from storage_node.settings import Settings
 from tests.unit.storage_node.fixtures import OTHER, USER, mid, raw_mail

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from storage_node.mime import find_attachment, parse_mail, thread_candidates
+from tidings_runtime.mime import find_attachment, parse_mail, thread_candidates
 
 
 def test_encoded_words_attachments_and_alternatives() -> None:

@@ -1,4 +1,4 @@
-"""Channels to storage nodes, cached per address: this node's peers (hint replay, range
+"""Channels to storage nodes, cached per address: a storage node's peers (hint replay, range
 pulls) and, through router/nodes.py, the router's storage nodes."""
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Hybrid logical clock (Kulkarni et al., 2014) for mutation timestamps.
+"""Hybrid logical clock (Kulkarni et al., 2014) for mutation timestamps: the router stamps
+every mutation; storage nodes read a version's physical time (tombstone and hint ages).
 
 A timestamp is one unsigned 64-bit integer: the high 48 bits are physical milliseconds
 since the Unix epoch (enough until the year 10889), the low 16 bits a logical counter.
@@ -30,6 +31,11 @@ def hlc_ms(ts: int) -> int:
 def hlc_logical(ts: int) -> int:
     """The logical counter of a timestamp."""
     return ts & LOGICAL_MASK
+
+
+def first_version_at(ms: int) -> int:
+    """The smallest timestamp of that millisecond (negative ms clamp to 0): a version bound."""
+    return max(ms, 0) << LOGICAL_BITS
 
 
 def hlc_pack(ms: int, logical: int = 0) -> int:
