@@ -14,6 +14,10 @@ class QuorumTimeout(Unavailable):
     """Replicas were contacted but too few answered before the deadline."""
 
 
+class QuorumFailure(Unavailable):
+    """Replicas were contacted and enough of them failed that the level cannot be met."""
+
+
 class NotFound(RouterError):
     pass
 

@@ -1,56 +1,75 @@
-"""Quorum calls: send to every replica of the plan at once, count answers against the
-consistency level, tell a definitive answer (NOT_FOUND, INVALID_ARGUMENT) from a
-failure, and give up at one deadline (Cassandra's AbstractWriteResponseHandler).
+"""Quorum calls: run a plan's call on every contact at once, count the replies against
+the plan's block-for, and give up at one deadline (Cassandra's AbstractWriteResponseHandler).
 
-Writes keep running on the slower replicas after the quorum answered, so a healthy
-third replica still gets the write; only reads cancel the stragglers.
+Each failed call is judged by the replica layer, which knows the wire, as one of
+``Reply``; the counting here knows no gRPC. The rules:
+
+- ``block_for`` answers: the outcome. For a read a NOT_FOUND is an answer (the replica
+  holds nothing); for a write it is a failure of that replica to apply it, not an ack.
+- A rejected request (INVALID_ARGUMENT) raises ``InvalidArgument`` at once.
+- The deadline passes first: ``QuorumTimeout`` (the write may have landed somewhere).
+- Too few replicas are left to reach ``block_for``: at once, without waiting for the
+  deadline, ``NotFound`` for a write that no replica acked and some answered NOT_FOUND
+  (the item is nowhere, as an update of an unknown id), else ``QuorumTimeout`` if a
+  replica timed out, else ``QuorumFailure``.
+
+Only contacts count: a replica hinted instead of called is not one, so hints never
+count toward W. Writes keep running on the slower replicas after the quorum answered,
+so a healthy third replica still gets the write; only reads cancel the stragglers.
 """
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
-import grpc
-
-from router.errors import InvalidArgument, NotFound, QuorumTimeout, Unavailable
+from router.errors import InvalidArgument, NotFound, QuorumFailure, QuorumTimeout
+from router.plan import ReplicaPlan
 from router.ring import NodeInfo
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-DEFINITIVE_NOT_FOUND = {grpc.StatusCode.NOT_FOUND}
-DEFINITIVE_INVALID = {grpc.StatusCode.INVALID_ARGUMENT}
-_background: set[asyncio.Task[object]] = set()
+_background: set[object] = set()  # late writes, referenced until they end
+
+
+class Reply(enum.Enum):
+    """What a failed call says about the replica's share of the quorum."""
+
+    NOT_FOUND = "not found"  # the replica holds no such item
+    REJECTED = "rejected"  # the request is invalid: no replica will take it
+    TIMED_OUT = "timed out"  # no answer in time: it may still have applied a write
+    FAILED = "failed"  # the replica did not do it
+
+
+Judge = Callable[[BaseException], tuple[Reply, str]]
+"""Judges a call's exception: its ``Reply`` and a reason for the error message."""
 
 
 @dataclass
 class Outcome(Generic[T]):
-    """What the replicas said: answers by node, nodes that hold nothing, failures."""
+    """What the replicas said: answers by node, nodes that hold nothing, failures, timeouts."""
 
     answers: list[tuple[NodeInfo, T]] = field(default_factory=list)
     missing: list[NodeInfo] = field(default_factory=list)
     failed: list[tuple[NodeInfo, str]] = field(default_factory=list)
+    timed_out: list[NodeInfo] = field(default_factory=list)
 
     @property
     def responded(self) -> int:
         return len(self.answers) + len(self.missing)
 
 
-async def quorum(replicas: list[NodeInfo], call: Callable[[NodeInfo], Awaitable[T]], block_for: int,
-                 timeout: float, *, is_write: bool) -> Outcome[T]:
-    """Run `call` on every replica; return once `block_for` have responded.
-
-    A NOT_FOUND answer counts as a response (the replica holds nothing) for reads, and
-    as a failure to apply for writes. Raises Unavailable before sending when the plan
-    has too few replicas, InvalidArgument at once when a replica rejects the request.
-    """
-    if len(replicas) < block_for:
-        raise Unavailable(f"{len(replicas)} replicas known, {block_for} needed")
+async def quorum(plan: ReplicaPlan, call: Callable[[NodeInfo], Awaitable[T]], timeout: float,
+                 judge: Judge) -> Outcome[T]:
+    """Run ``call`` on every contact of ``plan``; return once ``plan.block_for`` answered."""
     outcome: Outcome[T] = Outcome()
-    tasks = {asyncio.ensure_future(call(node)): node for node in replicas}
-    pending = set(tasks)
+    tasks: dict[asyncio.Future[T], NodeInfo] = {
+        asyncio.ensure_future(call(node)): node for node in plan.contacts}
+    pending: set[asyncio.Future[T]] = set(tasks)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     try:
@@ -58,55 +77,63 @@ async def quorum(replicas: list[NodeInfo], call: Callable[[NodeInfo], Awaitable[
             done, pending = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()),
                                                return_when=asyncio.FIRST_COMPLETED)
             if not done:
-                raise QuorumTimeout(f"{_count(outcome, is_write)} of {block_for} replicas answered in {timeout:.1f}s")
+                outcome.timed_out.extend(tasks[task] for task in pending)
+                raise QuorumTimeout(f"{_acks(outcome, plan)} of {plan.block_for} replicas answered "
+                                    f"in {timeout:.1f}s")
             for task in done:
-                _record(outcome, tasks[task], task)
-            if _count(outcome, is_write) >= block_for:
+                _record(outcome, tasks[task], task, judge)
+            if _acks(outcome, plan) >= plan.block_for:
                 return outcome
-            if _count(outcome, is_write) + len(pending) < block_for:
+            if _acks(outcome, plan) + len(pending) < plan.block_for:
                 break
     finally:
-        _leave(pending, cancel=not is_write)
-    if is_write and outcome.missing and not outcome.answers:
-        raise NotFound("no replica holds the item")
-    reasons = "; ".join(f"node {n.node_id}: {why}" for n, why in outcome.failed) or "not enough answers"
-    raise Unavailable(f"{_count(outcome, is_write)} of {block_for} replicas answered ({reasons})")
+        _leave(pending, cancel=not plan.is_write, judge=judge)
+    raise _short(outcome, plan)
 
 
-def _count(outcome: Outcome[T], is_write: bool) -> int:
-    return len(outcome.answers) if is_write else outcome.responded
+def _acks(outcome: Outcome[T], plan: ReplicaPlan) -> int:
+    return len(outcome.answers) if plan.is_write else outcome.responded
 
 
-def _record(outcome: Outcome[T], node: NodeInfo, task: asyncio.Future[T]) -> None:
+def _short(outcome: Outcome[T], plan: ReplicaPlan) -> Exception:
+    """The error for a quorum that can no longer be reached."""
+    if plan.is_write and outcome.missing and not outcome.answers:
+        return NotFound("no replica holds the item")
+    reasons = [f"node {n.node_id}: {why}" for n, why in outcome.failed]
+    reasons += [f"node {n.node_id}: timed out" for n in outcome.timed_out]
+    what = (f"{_acks(outcome, plan)} of {plan.block_for} replicas answered "
+            f"({'; '.join(reasons) or 'not enough answers'})")
+    return QuorumTimeout(what) if outcome.timed_out else QuorumFailure(what)
+
+
+def _record(outcome: Outcome[T], node: NodeInfo, task: asyncio.Future[T], judge: Judge) -> None:
     exc = task.exception()
     if exc is None:
         outcome.answers.append((node, task.result()))
         return
-    if isinstance(exc, grpc.aio.AioRpcError):
-        if exc.code() in DEFINITIVE_INVALID:
-            raise InvalidArgument(exc.details() or "invalid request")
-        if exc.code() in DEFINITIVE_NOT_FOUND:
-            outcome.missing.append(node)
-            return
-        outcome.failed.append((node, f"{exc.code().name} {exc.details() or ''}".strip()))
-        return
-    outcome.failed.append((node, repr(exc)))
+    reply, reason = judge(exc)
+    if reply is Reply.REJECTED:
+        raise InvalidArgument(reason or "invalid request")
+    if reply is Reply.NOT_FOUND:
+        outcome.missing.append(node)
+    elif reply is Reply.TIMED_OUT:
+        outcome.timed_out.append(node)
+    else:
+        outcome.failed.append((node, reason))
 
 
-def _leave(pending: set[asyncio.Future[T]], cancel: bool) -> None:
+def _leave(pending: set[asyncio.Future[T]], cancel: bool, judge: Judge) -> None:
     for task in pending:
         if cancel:
             task.cancel()
         else:  # let the write finish on the slow replica; keep a reference until it does
-            _background.add(task)  # type: ignore[arg-type]
-            task.add_done_callback(_forget)
+            _background.add(task)
+            task.add_done_callback(lambda done: _forget(done, judge))
 
 
-def _forget(task: asyncio.Future[object]) -> None:
-    _background.discard(task)  # type: ignore[arg-type]
-    if not task.cancelled() and task.exception() is not None:
+def _forget(task: asyncio.Future[T], judge: Judge) -> None:
+    _background.discard(task)
+    if not task.cancelled():
         exc = task.exception()
-        if isinstance(exc, grpc.aio.AioRpcError):
-            log.info("late replica write failed: %s %s", exc.code().name, exc.details())
-        else:
-            log.info("late replica write failed: %s", exc)
+        if exc is not None:
+            log.info("late replica write failed: %s", judge(exc)[1])

@@ -1,13 +1,13 @@
-"""The replica layer every router operation goes through: plan (preference list of the
-partition, plus the pending owners while the ring changes), quorum call with the
-cluster's N, W, R and deadline, failure detection, hints for replicas that miss a write,
-and version merges."""
+"""The replica layer every router operation goes through: a plan first (plan.py: the
+contacts, block-for and hints, from the ring, the pending ring and the failure detector),
+then the quorum call over gRPC (each failed call judged by its status code), failure
+detection, hints for replicas that miss a write, and version merges."""
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from dataclasses import dataclass
-from typing import Awaitable, Callable, Iterable, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TypeVar
 
 import grpc
 
@@ -15,24 +15,30 @@ from router.hints import HintWriter
 from router.liveness import NODE_FAILURES, FailureDetector
 from router.mutations import Mutation
 from router.nodes import NodePool
-from router.quorum import Outcome, quorum
+from router.plan import Consistency, ReadPlan, WritePlan, read_plan, write_plan
+from router.quorum import Outcome, Reply, quorum
 from router.ring import NodeInfo, Ring
 from tidings.v1 import storage_pb2_grpc
 
 T = TypeVar("T")
 Stub = storage_pb2_grpc.StorageNodeStub
 
+__all__ = ["Consistency", "Replicas", "judge_rpc", "newest"]
 
-@dataclass(frozen=True)
-class Consistency:
-    n: int = 3
-    w: int = 2
-    r: int = 2
-    timeout: float = 5.0
+_REPLY_OF = {
+    grpc.StatusCode.NOT_FOUND: Reply.NOT_FOUND,
+    grpc.StatusCode.INVALID_ARGUMENT: Reply.REJECTED,
+    grpc.StatusCode.DEADLINE_EXCEEDED: Reply.TIMED_OUT,
+}
 
 
-class NodeDown(Exception):
-    """Not sent: the failure detector sees the replica as down (the write became a hint)."""
+def judge_rpc(exc: BaseException) -> tuple[Reply, str]:
+    """A failed storage call as the quorum counts it, with its reason."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        reply = _REPLY_OF.get(exc.code(), Reply.FAILED)
+        details = exc.details() or ""
+        return reply, details if reply is Reply.REJECTED else f"{exc.code().name} {details}".strip()
+    return Reply.FAILED, repr(exc)
 
 
 class Replicas:
@@ -61,27 +67,23 @@ class Replicas:
     def plan(self, partition_key: str) -> list[NodeInfo]:
         return self.ring.preference_list(partition_key, self.consistency.n)
 
-    def write_plan(self, partition_key: str) -> tuple[list[NodeInfo], int]:
-        """Targets and how many must take the write. With a pending ring, the new owners
-        are added and W grows by their number (Cassandra's pending ranges), so W of the
-        replicas hold it under either ring, whichever serves when the change completes."""
-        targets = self.plan(partition_key)
-        if self.pending is None:
-            return targets, self.consistency.w
-        extra = [n for n in self.pending.preference_list(partition_key, self.consistency.n) if n not in targets]
-        return targets + extra, self.consistency.w + len(extra)
+    def write_plan(self, partition_key: str) -> WritePlan:
+        """The write's plan under the current ring, and the pending one while it moves."""
+        return write_plan(self.ring, self.pending, partition_key, self.consistency, self.detector.is_up)
+
+    def read_plan(self, partition_key: str) -> ReadPlan:
+        return read_plan(self.ring, partition_key, self.consistency, self.detector.is_up)
 
     async def write(self, partition_key: str, mutation: Mutation) -> Outcome[object]:
-        targets, block_for = self.write_plan(partition_key)
-        trust_detector = len(self.detector.live(targets)) >= block_for
+        """W of the plan's contacts take the write; the replicas seen down get a hint at once."""
+        plan = self.write_plan(partition_key)
         timeout = self.consistency.timeout
         epoch = self._epoch
         acknowledged: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        for node in plan.hinted:
+            self.hints.hold(partition_key, node, mutation)
 
         async def attempt(node: NodeInfo) -> object:
-            if trust_detector and not self.detector.is_up(node):
-                self.hints.hold(partition_key, node, mutation)
-                raise NodeDown(f"node {node.node_id} is down; hinted")
             self._inflight[epoch] += 1
             try:
                 return await self.call(node, lambda stub: mutation.send(stub, timeout))
@@ -97,7 +99,7 @@ class Replicas:
                 self._inflight[epoch] -= 1
 
         try:
-            outcome = await quorum(targets, attempt, block_for, timeout, is_write=True)
+            outcome = await quorum(plan, attempt, timeout, judge_rpc)
         except BaseException:
             acknowledged.set_result(False)
             raise
@@ -106,11 +108,8 @@ class Replicas:
 
     async def read(self, partition_key: str, call: Callable[[Stub], Awaitable[T]]) -> Outcome[T]:
         """R answers from the replicas; those seen down are skipped while enough others are up."""
-        c = self.consistency
-        nodes = self.plan(partition_key)
-        live = self.detector.live(nodes)
-        return await quorum(live if len(live) >= c.r else nodes, lambda node: self.call(node, call),
-                            c.r, c.timeout, is_write=False)
+        return await quorum(self.read_plan(partition_key), lambda node: self.call(node, call),
+                            self.consistency.timeout, judge_rpc)
 
     async def call(self, node: NodeInfo, call: Callable[[Stub], Awaitable[T]]) -> T:
         """One call to one node, telling the failure detector what happened."""

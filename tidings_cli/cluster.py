@@ -6,6 +6,7 @@ blobs/ (object store), smtp/ (dev certificate), logs/<process>.log, pids/<proces
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import grpc
+import psutil
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc
@@ -45,9 +47,13 @@ class Layout:
     members: int = 3
 
     @classmethod
-    def default(cls, base_dir: Path) -> "Layout":
+    def default(cls, base_dir: Path, offset: int = 0) -> "Layout":
+        """The CONTRACT's ports (router 7000, storage 7101-7105, SMTP 2525/2587, HTTP 8080,
+        metrics from 9100), each plus `offset`."""
         names = ["router", *(f"storage-{i}" for i in (1, 2, 3)), "smtp", "http", "storage-4", "storage-5"]
-        return cls(base_dir, metrics_ports={n: 9100 + i for i, n in enumerate(names)})
+        return cls(base_dir, router_port=7000 + offset, storage_ports=tuple(p + offset for p in range(7101, 7106)),
+                   smtp_port=2525 + offset, submission_port=2587 + offset, http_port=8080 + offset,
+                   metrics_ports={n: 9100 + i + offset for i, n in enumerate(names)})
 
     @classmethod
     def on_free_ports(cls, base_dir: Path, storage_nodes: int = 3, spares: int = 1) -> "Layout":
@@ -57,6 +63,12 @@ class Layout:
                    storage_ports=tuple(free_port() for _ in range(count)),
                    smtp_port=free_port(), submission_port=free_port(), http_port=free_port(),
                    metrics_ports={n: free_port() for n in names})
+
+    @property
+    def ports(self) -> set[int]:
+        """Every port of the cluster, spares' included."""
+        return {self.router_port, *self.storage_ports, self.smtp_port, self.submission_port, self.http_port,
+                *self.metrics_ports.values()}
 
     @property
     def router_address(self) -> str:
@@ -127,7 +139,7 @@ class Process:
             self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
             return False
-        self.pid_path.unlink(missing_ok=True)
+        forget_pid(self.pid_path, self.popen.pid)
         return True
 
     def tail(self, lines: int = 30) -> str:
@@ -264,11 +276,37 @@ class LocalCluster:
         return lines
 
 
-def stop_strays(base_dir: Path) -> None:
-    """Stop processes started outside this launcher (`tidings node start`) for this base dir."""
-    for pid_file in (base_dir / "pids").glob("*.pid"):
-        try:
-            os.kill(int(pid_file.read_text()), signal.SIGTERM)
-        except (ValueError, ProcessLookupError, PermissionError):
-            pass
+def forget_pid(pid_path: Path, pid: int) -> None:
+    """Remove a pid file if it still names `pid`: `tidings node start` may have written
+    its own process's there since."""
+    try:
+        if int(pid_path.read_text()) == pid:
+            pid_path.unlink()
+    except (FileNotFoundError, ValueError):
+        pass
+
+
+def _cluster_process(pid_file: Path, base_dir: Path) -> psutil.Process | None:
+    """The live process a pid file names, if it is one of this base dir's (pids get reused)."""
+    try:
+        process = psutil.Process(int(pid_file.read_text()))
+        return process if str(base_dir) in " ".join(process.cmdline()) else None
+    except (ValueError, FileNotFoundError, psutil.Error):
+        return None
+
+
+def stop_strays(base_dir: Path, timeout: float = 10) -> None:
+    """Stop the processes started outside this launcher (`tidings node start`) for this
+    base dir, and wait until they are gone (SIGKILL after `timeout`)."""
+    pid_files = list((base_dir / "pids").glob("*.pid"))
+    strays = [p for p in (_cluster_process(f, base_dir) for f in pid_files) if p is not None]
+    for process in strays:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(strays, timeout=timeout)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=timeout)
+    for pid_file in pid_files:
         pid_file.unlink(missing_ok=True)

@@ -13,7 +13,8 @@ from pathlib import Path
 import grpc
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc
-from tidings_cli.cluster import Layout, LocalCluster
+from tidings_cli.cluster import HOST, Layout, LocalCluster
+from tidings_cli.ports import PortsTaken, check_free
 
 DEFAULT_ROUTER = os.environ.get("TIDINGS_ROUTER", "127.0.0.1:7000")
 DEFAULT_BASE = Path(os.environ.get("TIDINGS_VAR", "var"))
@@ -75,7 +76,8 @@ def _load_layout(base: Path) -> Layout:
 
 
 def cmd_cluster_run(args: argparse.Namespace) -> int:
-    layout = Layout.default(args.base_dir)
+    layout = Layout.default(args.base_dir.resolve(), args.port_offset)
+    check_free(HOST, layout.ports)
     cluster = LocalCluster(layout)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -139,7 +141,7 @@ def cmd_node_change(args: argparse.Namespace) -> int:
 
 
 def cmd_node_start(args: argparse.Namespace) -> int:
-    layout = _load_layout(args.base_dir)
+    layout = _load_layout(args.base_dir.resolve())
     if not 1 <= args.id <= len(layout.storage_ports):
         print(f"no storage node {args.id} in this cluster", file=sys.stderr)
         return 2
@@ -147,6 +149,13 @@ def cmd_node_start(args: argparse.Namespace) -> int:
     cluster.start_storage(args.id, tied_to_parent=False)  # outlives this command
     print(f"storage node {args.id} started on {layout.storage_address(args.id)}")
     return 0
+
+
+def _port_offset(text: str) -> int:
+    offset = int(text)
+    if offset < 0 or max(Layout.default(Path("."), offset).ports) > 65535:
+        raise argparse.ArgumentTypeError(f"{text}: every default port plus it must be a port (0-65535)")
+    return offset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -167,7 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_domain.set_defaults(func=cmd_domain_add)
 
     cluster = sub.add_parser("cluster").add_subparsers(dest="action", required=True)
-    cluster.add_parser("run", help="run the local cluster in the foreground").set_defaults(func=cmd_cluster_run)
+    run = cluster.add_parser("run", help="run the local cluster in the foreground")
+    run.add_argument("--port-offset", type=_port_offset, default=0, metavar="N",
+                     help="add N to every default port (a second cluster on this host, tests)")
+    run.set_defaults(func=cmd_cluster_run)
 
     index = sub.add_parser("index").add_subparsers(dest="action", required=True)
     for action, text in (("rebuild", "rebuild the search index from the stored messages"),
@@ -203,4 +215,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(args.func(args))
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        sys.exit(1)
+    except PortsTaken as exc:
+        print(f"tidings: cannot start, {exc}; nothing was started", file=sys.stderr)
         sys.exit(1)

@@ -63,8 +63,9 @@ def test_while_the_ring_moves_writes_also_go_to_new_owners_and_w_grows() -> None
     replicas = Replicas(OLD_RING, NodePool(), Consistency())
     key = next(f"user{i}" for i in range(1000)
                if {n.node_id for n in NEW_RING.preference_list(f"user{i}", 3)} != {n.node_id for n in OLD_RING.preference_list(f"user{i}", 3)})
-    assert replicas.write_plan(key) == (OLD_RING.preference_list(key, 3), 2)
+    plan = replicas.write_plan(key)
+    assert (list(plan.targets), plan.block_for) == (OLD_RING.preference_list(key, 3), 2)
     replicas.pending = NEW_RING
-    targets, block_for = replicas.write_plan(key)
-    assert [n.node_id for n in targets][:3] == [n.node_id for n in OLD_RING.preference_list(key, 3)]
-    assert NEW in targets and block_for == 3
+    plan = replicas.write_plan(key)
+    assert [n.node_id for n in plan.targets][:3] == [n.node_id for n in OLD_RING.preference_list(key, 3)]
+    assert plan.pending == (NEW,) and NEW in plan.contacts and plan.block_for == 3
