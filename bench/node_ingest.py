@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.search_bench import USER, make_corpus
 from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES, IndexDoc, SearchIndex
-from search_node.store import RdictStore
+from storage_node.rdict_store import RdictStore
 from storage_node.blobs import LocalBlobStore
 from storage_node.engine import Engine, MessageState, NewMessage, run_group
 from storage_node.indexing import EmbeddedIndex

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from search_node.index import COLUMN_FAMILIES, IndexDoc, SearchIndex
 from search_node.segments import SEAL_DOCS
-from search_node.store import RdictChunks, RdictStore, RdictTxn
+from storage_node.rdict_store import RdictChunks, RdictStore, RdictTxn
 
 USER = "00000000000000b1"
 DAY = 86_400_000

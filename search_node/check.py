@@ -16,9 +16,10 @@ from typing import Any, TypeVar
 from pyroaring import BitMap
 
 from search_node import fields as F
-from search_node.postings import (ALL, DISPLACED, DOCS_CF, DocMeta, UserState, bitmap_key, doc_bitmaps, forward_key,
-                                  late_docnum, late_range, meta_key, meta_of, rebuild_marker,
-                                  split_posting_key, state_key, unpack_docnum)
+from search_node.keys import (ALL, DISPLACED, DOCS_CF, DocTag, bitmap_name, bitmap_range, forward_key, key_doc_id,
+                              key_docnum, late_docnum, late_range, meta_key, rebuild_marker, split_posting_key,
+                              state_key, tag_range, unpack_docnum)
+from search_node.records import DocMeta, UserState, doc_bitmaps, meta_of
 from search_node import segments
 from search_node.segment_reader import Postings
 from search_node.store import Reader
@@ -29,10 +30,6 @@ MAX_PROBLEMS = 50
 CHUNK_DOCS = 500  # docs whose records are read in one multi_get
 GROUPS = 1 << 16  # posting digests kept
 _MASK = (1 << 64) - 1
-
-
-def _docs_range(user: bytes, tag: bytes) -> tuple[bytes, bytes]:
-    return user + tag, user + bytes([tag[0] + 1])
 
 
 def _group(key: bytes) -> int:
@@ -76,9 +73,9 @@ def check_user(reader: Reader, user: bytes, docs: Iterable[Any]) -> tuple[int, l
     problems: list[str] = []
     if reader.get(DOCS_CF, rebuild_marker(user)) is not None:
         problems.append("a rebuild did not complete: run it again")
-    numbers = {k[len(user) + 1:].hex(): unpack_docnum(v) for k, v in reader.scan(DOCS_CF, *_docs_range(user, b"i"))}
-    meta_nums = BitMap(unpack_docnum(k[-4:]) for k, _ in reader.scan(DOCS_CF, *_docs_range(user, b"d")))
-    forward_nums = BitMap(unpack_docnum(k[-4:]) for k, _ in reader.scan(DOCS_CF, *_docs_range(user, b"f")))
+    numbers = {key_doc_id(k): unpack_docnum(v) for k, v in reader.scan(DOCS_CF, *tag_range(user, DocTag.ID))}
+    meta_nums = BitMap(key_docnum(k) for k, _ in reader.scan(DOCS_CF, *tag_range(user, DocTag.META)))
+    forward_nums = BitMap(key_docnum(k) for k, _ in reader.scan(DOCS_CF, *tag_range(user, DocTag.FORWARD)))
     if meta_nums != BitMap(numbers.values()) or forward_nums != meta_nums:
         problems.append("doc records, forward records and the id map disagree")
 
@@ -90,8 +87,7 @@ def check_user(reader: Reader, user: bytes, docs: Iterable[Any]) -> tuple[int, l
         del problems[MAX_PROBLEMS:]  # a badly damaged index must not fill memory with reports
     problems += [f"indexed but absent: {i}" for i in sorted(numbers.keys() - seen)]
 
-    prefix = bitmap_key(user, b"")
-    stored_bitmaps = {k[len(prefix):]: bm for k, bm in scan_bitmaps(reader, DOCS_CF, prefix, user + b"c")}
+    stored_bitmaps = {bitmap_name(user, k): bm for k, bm in scan_bitmaps(reader, DOCS_CF, *bitmap_range(user))}
     displaced = stored_bitmaps.pop(DISPLACED, BitMap())
     problems += _compare_postings(reader, user, docs, numbers, expected.postings, meta_nums)
     segments_now = Postings(reader, user)
@@ -179,8 +175,8 @@ def _compare_postings(reader: Reader, user: bytes, docs: Iterable[Any], numbers:
 
 
 def _metas_in_docnum_order(reader: Reader, user: bytes) -> Iterator[tuple[int, DocMeta]]:
-    for key, value in reader.scan(DOCS_CF, *_docs_range(user, b"d")):
-        yield unpack_docnum(key[-4:]), DocMeta.decode(value)
+    for key, value in reader.scan(DOCS_CF, *tag_range(user, DocTag.META)):
+        yield key_docnum(key), DocMeta.decode(value)
 
 
 def _check_order(reader: Reader, user: bytes, displaced: BitMap) -> list[str]:

@@ -13,11 +13,12 @@ from pyroaring import BitMap
 
 from search_node import fields as F
 from search_node.plan import EVERYTHING, Bitmap, Phrase, PAnd, Plan, PNot, POr, Received, Size, Terms
-from search_node.fields import PAIR, TERM
-from search_node.postings import (ALL, DISPLACED, DOCS_CF, SIZE_BITS, DocMeta, bitmap_key, forward_key, late_docnum,
-                                  late_range, meta_key, posting_key, prefix_range, size_slice, term_range)
+from search_node.keys import (ALL, DISPLACED, DOCS_CF, PAIR, TERM, Kind, bitmap_key, forward_key, late_docnum,
+                              late_range, meta_key, posting_field, posting_key, prefix_range, size_slice, summary_key,
+                              term_range)
+from search_node.records import SIZE_BITS, DocMeta
 from search_node.segment_reader import Postings
-from search_node.segments import PLAIN_CODES, SUMMARY_CHARS, summary_key
+from search_node.segments import PLAIN_CODES, SUMMARY_CHARS
 from search_node.store import Reader
 from search_node.tiers import read_bitmap
 from tidings_runtime.cursor import SortKey
@@ -65,17 +66,17 @@ class Execution:
             bm = self._bitmaps[name] = read_bitmap(self.reader, DOCS_CF, bitmap_key(self.user, name))
         return bm
 
-    def term_fields(self, kind: int, term: str) -> dict[int, BitMap]:
+    def term_fields(self, kind: Kind, term: str) -> dict[int, BitMap]:
         """The postings of one term, per field, in one scan."""
         hit = self._terms.get((kind, term))
         if hit is None:
             parts: dict[int, list[BitMap]] = {}
             for key, docs in self.postings.range(*term_range(kind, term)):
-                parts.setdefault(key[-1], []).append(docs)
+                parts.setdefault(posting_field(key), []).append(docs)
             hit = self._terms[(kind, term)] = {field: union(bms) for field, bms in parts.items()}
         return hit
 
-    def _term(self, kind: int, term: str, fields: frozenset[int]) -> BitMap:
+    def _term(self, kind: Kind, term: str, fields: frozenset[int]) -> BitMap:
         if len(fields) == 1 and (kind, term) not in self._terms:
             (field,) = fields
             return self.postings.exact(posting_key(kind, term, field))

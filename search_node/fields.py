@@ -7,12 +7,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from search_node.analysis import ADDRESS, FILENAME, HTML, TEXT, looks_like_keyword, normalize, fold_accents
+from search_node.keys import PAIR, TERM, posting_affixes
 
 if TYPE_CHECKING:
     from search_node.index import IndexDoc
-
-TERM = 1  # posting kind: one term
-PAIR = 2  # posting kind: two adjacent terms, "a b" (phrase accelerator)
 
 
 @dataclass(frozen=True)
@@ -92,13 +90,13 @@ def msgid_term(msgid: str) -> str:
 
 
 def posting_texts(fw: Forward) -> set[str]:
-    """Every posting key a message belongs to, as text whose UTF-8 is the key (kind, term, NUL,
-    field code): each term of each field, and in pair fields every two adjacent tokens as one
-    PAIR term (an exact two-word phrase)."""
+    """Every posting key a message belongs to, as text whose UTF-8 is the key (keys.posting_affixes):
+    each term of each field, and in pair fields every two adjacent tokens as one PAIR term (an
+    exact two-word phrase)."""
     out: set[str] = set()
-    term, pair = chr(TERM), chr(PAIR)
     for code, values in fw.items():
-        suffix = "\x00" + chr(code)
+        term, suffix = posting_affixes(TERM, code)
+        pair, _ = posting_affixes(PAIR, code)
         paired = BY_CODE[code].pairs
         for value in values:
             tokens = value.tokens

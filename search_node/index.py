@@ -16,11 +16,11 @@ from search_node.grammar import QuerySyntaxError, parse
 from search_node.maintenance import Plan as MaintenancePlan
 from search_node.maintenance import apply, has_retired, plan_step
 from search_node.plan import plan
-from search_node.postings import (ALL, ATTACHMENT, COLUMN_FAMILIES, DISPLACED, DOCS_CF, PENDING_CF, DocMeta,
-                                  UserState, bitmap_key, doc_bitmaps, doc_id_bytes, flags_of, forward_key, id_key,
-                                  late_key, meta_key, meta_of, pack_docnum, rebuild_marker, state_key,
-                                  unpack_docnum, user_prefix, user_range)
-from search_node.segments import Directory, dir_key, fresh_key, fresh_record
+from search_node.keys import (ALL, COLUMN_FAMILIES, DISPLACED, DOCS_CF, PENDING_CF, bitmap_key, dir_key, doc_id_bytes,
+                              forward_key, fresh_key, id_key, late_key, meta_key, pack_docnum, pending_key,
+                              pending_user, rebuild_marker, state_key, unpack_docnum, user_prefix, user_range)
+from search_node.records import ATTACHMENT, DocMeta, UserState, doc_bitmaps, flags_of, meta_of
+from search_node.segments import Directory, fresh_record
 from search_node.store import Committer, Reader, Txn
 from search_node.tiers import BitmapChanges, read_bitmap
 from tidings_runtime.cursor import InvalidCursor
@@ -105,7 +105,7 @@ class SearchIndex:
             txn.put(DOCS_CF, dir_key(user), Directory.new().encode())
         state = self._write_docs(txn, user, [doc], UserState.decode(raw_state), changes)
         txn.put(DOCS_CF, state_key(user), state.encode())
-        txn.put(PENDING_CF, user, b"")
+        txn.put(PENDING_CF, pending_key(user), b"")
         changes.apply(txn)
 
     def _write_docs(self, txn: Txn, user: bytes, docs: list[IndexDoc], state: UserState,
@@ -217,7 +217,7 @@ class SearchIndex:
         if chunks is not None:  # seal what the chunks committed, so searches do not meet a mailbox of fresh docs
             self.maintain(reader, chunks, user_id)
         batch.last.put(DOCS_CF, state_key(user), state.encode())
-        batch.last.put(PENDING_CF, user, b"")  # retired data of the sealing waits for a later purge
+        batch.last.put(PENDING_CF, pending_key(user), b"")  # retired data of the sealing waits for a later purge
         batch.last.delete(DOCS_CF, marker)
         return state.next_docnum
 
@@ -251,7 +251,7 @@ class SearchIndex:
 
     def pending_users(self, reader: Reader) -> list[str]:
         """Users marked as possibly needing maintenance (every add marks its user)."""
-        return [key.hex() for key, _ in reader.scan(PENDING_CF, b"", None)]
+        return [pending_user(key) for key, _ in reader.scan(PENDING_CF, b"", None)]
 
     def forget(self, txn: Txn, reader: Reader, user_id: str) -> bool:
         """Unmark a user in `txn`, unless a step is or will be due: enough fresh docs to seal, or
@@ -262,7 +262,7 @@ class SearchIndex:
             next_docnum = UserState.decode(txn.get(DOCS_CF, state_key(user))).next_docnum
             if Directory.decode(raw).to_seal(next_docnum) or has_retired(reader, user):
                 return False
-        txn.delete(PENDING_CF, user)
+        txn.delete(PENDING_CF, pending_key(user))
         return True
 
     def maintain(self, reader: Reader, committer: Committer, user_id: str, max_steps: int | None = None) -> int:

@@ -13,19 +13,14 @@ from dataclasses import dataclass, field
 from pyroaring import BitMap
 
 from search_node import segments
-from search_node.postings import DOCS_CF, POSTINGS_CF, UserState, state_key
-from search_node.segments import (Directory, Run, dir_key, encode_blocks, fresh_key, fresh_keys, merge, read_run,
-                                  segment_prefix, with_summaries)
+from search_node.keys import (DOCS_CF, POSTINGS_CF, dir_key, fresh_key, retired_key, retired_range, segment_prefix,
+                              state_key)
+from search_node.records import UserState
+from search_node.segments import Directory, Run, encode_blocks, fresh_keys, merge, read_run, with_summaries
 from search_node.store import Reader, Txn
 
-_RETIRED = struct.Struct(">QI")  # retired record key after user | "x": due time (ms), sealed mark
-_RETIRED_KEY = struct.Struct(">BH")  # value: per key, cf index and length, then the key
+_RETIRED_KEY = struct.Struct(">BH")  # retired record value: per key, cf index and length, then the key
 _CFS = (POSTINGS_CF, DOCS_CF)
-
-
-def retired_key(user: bytes, due_ms: int, sealed: int) -> bytes:
-    """Retired records sort by due time, so a step reads only those it purges."""
-    return user + b"x" + _RETIRED.pack(due_ms, sealed)
 
 
 def _encode_retired(keys: list[tuple[str, bytes]]) -> bytes:
@@ -61,13 +56,13 @@ class Plan:
 
 def has_retired(reader: Reader, user: bytes) -> bool:
     """Whether the user has retired data not yet purged (due or not)."""
-    return next(iter(reader.scan(DOCS_CF, user + b"x", user + b"y")), None) is not None
+    return next(iter(reader.scan(DOCS_CF, *retired_range(user))), None) is not None
 
 
 def _due(reader: Reader, user: bytes, now_ms: int) -> list[tuple[str, bytes]]:
     """Retired records whose grace is over, and the keys they list."""
     out: list[tuple[str, bytes]] = []
-    for key, value in reader.scan(DOCS_CF, user + b"x", retired_key(user, now_ms + 1, 0)):
+    for key, value in reader.scan(DOCS_CF, *retired_range(user, now_ms)):
         out += [*_decode_retired(value), (DOCS_CF, key)]
     return out
 

@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 
 from search_node import fields as F
 from search_node.grammar import All, And, Clause, Node, Not, Or, QuerySyntaxError
-from search_node.postings import ALL, FLAG_BITMAPS, ATTACHMENT, STARRED, UNREAD, folder_bitmap
+from search_node.keys import ALL, folder_bitmap
+from search_node.records import ATTACHMENT, FLAG_BITMAPS, STARRED, UNREAD
 
 DAY_MS = 86_400_000
 AGE_UNITS = {"d": DAY_MS, "m": 30 * DAY_MS, "y": 365 * DAY_MS}

@@ -18,10 +18,12 @@ import numpy as np
 from pyroaring import BitMap
 
 from search_node import segments
-from search_node.fields import BY_CODE, TERM
-from search_node.postings import DOCS_CF, POSTINGS_CF, UserState, state_key
-from search_node.segments import (SEP, SUMMARY, Block, Directory, Run, Span, blocks_of, concat_runs, dir_key,
-                                  fresh_key, fresh_keys, segment_prefix, slice_run, with_summaries)
+from search_node.fields import BY_CODE
+from search_node.keys import (DOCS_CF, KEY_END, POSTINGS_CF, SUMMARY, TERM, dir_key, field_suffix, fresh_key,
+                              kind_range, posting_field, segment_prefix, state_key)
+from search_node.records import UserState
+from search_node.segments import (SEP, Block, Directory, Run, Span, blocks_of, concat_runs, fresh_keys, slice_run,
+                                  with_summaries)
 from search_node.store import Reader
 
 
@@ -77,7 +79,7 @@ class Postings:
     def union(self, start: bytes, end: bytes, fields: frozenset[int], summary: bytes | None = None) -> BitMap:
         """Docs of every key in [start, end) whose field (last byte) is in `fields`; segments that
         carry summaries answer from the `summary` key instead, when one is given."""
-        unwanted = [b"\x00%c%s" % (f, SEP) for f in BY_CODE if f not in fields]
+        unwanted = [field_suffix(f) + SEP for f in BY_CODE if f not in fields]
         plain, bitmaps = array("I"), []
         for span in self.directory.spans:
             if summary is not None and span[1] - span[0] >= segments.SUMMARY_SPAN:
@@ -91,18 +93,18 @@ class Postings:
                 if not any(u in joined for u in unwanted):
                     block.gather(i, j, plain, bitmaps)
                     continue
-                keep = [k for k in range(i, j) if block.keys[k][-1] in fields]
+                keep = [k for k in range(i, j) if posting_field(block.keys[k]) in fields]
                 for _, run in groupby(enumerate(keep), lambda pair: pair[1] - pair[0]):  # consecutive keys
                     ks = [k for _, k in run]
                     block.gather(ks[0], ks[-1] + 1, plain, bitmaps)
         for d, record in self.fresh:
             keys = fresh_keys(record)
-            if any(keys[k][-1] in fields for k in range(bisect_left(keys, start), bisect_left(keys, end))):
+            if any(posting_field(keys[k]) in fields for k in range(bisect_left(keys, start), bisect_left(keys, end))):
                 plain.append(d)
         bitmaps.append(BitMap(plain))
         return BitMap.union(*bitmaps)
 
-    def run_of(self, span: Span, start: bytes = b"", end: bytes = SEP) -> Run:
+    def run_of(self, span: Span, start: bytes = b"", end: bytes = KEY_END) -> Run:
         """A segment's keys in [start, end) with their docs, as a run."""
         runs = [block.run() for block in self._blocks(span, start, end)]
         return slice_run(concat_runs(runs), start, end)
@@ -110,12 +112,12 @@ class Postings:
     def summaries_hold(self, span: Span) -> bool:
         """Whether a wide segment's summaries are those its term postings imply (only those two
         key ranges are read, not the pairs)."""
-        terms = self.run_of(span, bytes((TERM,)), bytes((TERM + 1,)))
-        stored = self.run_of(span, bytes((SUMMARY,)))
-        expected = slice_run(with_summaries(terms), bytes((SUMMARY,)), SEP)
+        terms = self.run_of(span, *kind_range(TERM))
+        stored = self.run_of(span, kind_range(SUMMARY)[0])
+        expected = slice_run(with_summaries(terms), kind_range(SUMMARY)[0], KEY_END)
         return (expected.keys == stored.keys and np.array_equal(expected.counts, stored.counts)
                 and np.array_equal(expected.docs, stored.docs))
 
     def all_postings(self) -> Iterator[tuple[bytes, BitMap]]:
         """Every (key, docs) of the user but the summaries, segment by segment, then the fresh records."""
-        return self.range(b"", bytes((SUMMARY,)))
+        return self.range(b"", kind_range(SUMMARY)[0])

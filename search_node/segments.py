@@ -8,9 +8,9 @@ MERGE_FANOUT segments of equal span into one, as a binary counter carries (spans
 SEAL_DOCS·8^k, up to MAX_SPAN). So adding a message costs a handful of writes however many
 terms it has, and each posting is rewritten about log8(MAX_SPAN/SEAL_DOCS) + 1 times, in bulk.
 
-A user's *directory* (search_docs, user | "g") holds a nonce, the sealed-through doc
-number and the segments' spans. A segment lives in search_postings as blocks keyed
-user | lo | hi | last key of the block, so one seek finds the block that holds a key.
+A user's *directory* (keys.dir_key) holds a nonce, the sealed-through doc number and the
+segments' spans. A segment lives in search_postings as blocks keyed by its prefix and the last
+key of the block (keys.block_key), so one seek finds the block that holds a key.
 A block: nkeys, keys length (uint32 LE), the keys joined by 0xff, one byte per key (1: its docs
 are portable roaring, for keys with BIG docs or more; 0: ascending uint32 LE), nkeys + 1 byte
 offsets into the doc region, the doc region. Segments of SUMMARY_SPAN or more also hold a
@@ -32,39 +32,27 @@ from itertools import chain, compress
 import numpy as np
 from pyroaring import BitMap
 
-from search_node.fields import PLAIN_FIELDS, TERM
-from search_node.postings import POSTINGS_CF
+from search_node.fields import PLAIN_FIELDS
+from search_node.keys import (KEY_END, POSTINGS_CF, TERM, block_key, block_last_key, kind_range, posting_field,
+                              posting_term, segment_range, summary_key)
 from search_node.store import Reader
 
 SEAL_DOCS = 32
 MERGE_FANOUT = 8
 MAX_SPAN = SEAL_DOCS * MERGE_FANOUT ** 3  # 16,384 doc numbers
-SUMMARY = 3  # posting kind of a prefix summary: the docs with a plain-field term starting with its text
 SUMMARY_CHARS = 3  # summaries for prefixes of 1 to 3 characters, the broad ones
 SUMMARY_SPAN = SEAL_DOCS * MERGE_FANOUT ** 2  # segments this wide or wider carry summaries
 PLAIN_CODES = frozenset(f.code for f in PLAIN_FIELDS)
 GRACE_MS = 10_000  # what a maintenance step replaces stays this long, so a search that read the old directory finds it
 BLOCK_KEYS = 128
 BIG = 64  # a key with this many docs in a segment keeps them as portable roaring (deserialized at memory speed)
-SEP = b"\xff"
+SEP = KEY_END  # between the keys of a fresh record or a block: no posting key holds it
 _SPAN = struct.Struct(">II")
 _DIR_HEAD = struct.Struct(">8sI")
 _BLOCK_HEAD = struct.Struct("<II")
 _SWAP = sys.byteorder != "little"
 _U32 = np.dtype("<u4")
 Span = tuple[int, int]
-
-
-def dir_key(user: bytes) -> bytes:
-    return user + b"g"
-
-
-def fresh_key(user: bytes, docnum: int) -> bytes:
-    return user + b"p" + struct.pack(">I", docnum)
-
-
-def segment_prefix(user: bytes, span: Span) -> bytes:
-    return user + _SPAN.pack(*span)
 
 
 def fresh_record(texts: Iterable[str]) -> bytes:
@@ -152,22 +140,18 @@ def merge(runs: list[Run], live: BitMap | None = None) -> Run:
     return Run(out_keys, out_counts.astype(np.uint32), out_docs.astype(np.uint32))
 
 
-def summary_key(prefix: str) -> bytes:
-    return b"%c%s\x00\x00" % (SUMMARY, prefix.encode())
-
-
 def with_summaries(run: Run) -> Run:
     """The run plus a summary per 1 to SUMMARY_CHARS character prefix of its plain-field terms."""
-    lo, hi = bisect_left(run.keys, bytes((TERM,))), bisect_left(run.keys, bytes((TERM + 1,)))
+    lo, hi = (bisect_left(run.keys, bound) for bound in kind_range(TERM))
     groups: dict[bytes, int] = {}
     picked, owners = [], []
     last, ids = b"", []
     for k in range(lo, hi):
         key = run.keys[k]
-        if key[-1] not in PLAIN_CODES:
+        if posting_field(key) not in PLAIN_CODES:
             continue
-        if key[1:-2] != last:  # one term's fields are neighbours: its prefixes are worked out once
-            last = key[1:-2]
+        if posting_term(key) != last:  # one term's fields are neighbours: its prefixes are worked out once
+            last = posting_term(key)
             term = last.decode()
             ids = [groups.setdefault(summary_key(term[:n]), len(groups))
                    for n in range(1, min(len(term), SUMMARY_CHARS) + 1)]
@@ -225,7 +209,7 @@ def encode_blocks(prefix: bytes, run: Run) -> Iterator[tuple[bytes, bytes]]:
             region = b"".join(pieces)
         value = b"".join((_BLOCK_HEAD.pack(b - a, len(joined)), joined, kinds.astype(np.uint8).tobytes(),
                           offsets.tobytes(), region))
-        yield prefix + run.keys[b - 1], value
+        yield block_key(prefix, run.keys[b - 1]), value
 
 
 class Block:
@@ -321,13 +305,12 @@ def blocks_of(items: Iterable[tuple[bytes, bytes]], prefix: bytes, end: bytes) -
         if not key.startswith(prefix):
             return
         yield key, Block(value)
-        if key[len(prefix):] >= end:
+        if block_last_key(prefix, key) >= end:
             return
 
 
 def read_run(reader: Reader, user: bytes, span: Span) -> tuple[Run, list[bytes]]:
     """A whole segment as a run, and the keys of its blocks."""
-    prefix = segment_prefix(user, span)
-    found = list(blocks_of(reader.scan(POSTINGS_CF, prefix, segment_prefix(user, (span[0], span[1] + 1))),
-                           prefix, SEP))
+    prefix, end = segment_range(user, span)
+    found = list(blocks_of(reader.scan(POSTINGS_CF, prefix, end), prefix, KEY_END))
     return concat_runs([block.run() for _, block in found]), [key for key, _ in found]

@@ -1,7 +1,7 @@
 """Two-tier doc bitmaps: a roaring base rewritten rarely, and a packed tail that new doc numbers append to.
 
-Every logical bitmap key (all, displaced, flags, folders, size slices) has a base (key + 0x00,
-portable roaring) and a tail (key + 0x01: little-endian uint32 doc numbers). Adding a doc
+Every logical bitmap key (all, displaced, flags, folders, size slices) has a base (keys.Tier.BASE,
+portable roaring) and a tail (keys.Tier.TAIL: little-endian uint32 doc numbers). Adding a doc
 appends 4 bytes to the tail, with no bitmap decoded; once the tail holds more than TAIL_MAX
 numbers, or a doc leaves the bitmap, the tail folds into the base.
 """
@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 from pyroaring import BitMap
 
+from search_node.keys import Tier, split_tier, tier_key
 from search_node.store import Reader, Txn
 
-BASE, TAIL = b"\x00", b"\x01"
 TAIL_MAX = 64
 _TAIL_BYTES = TAIL_MAX * 4
 _SWAP = sys.byteorder != "little"
@@ -41,14 +41,14 @@ def base_bitmap(data: bytes | None) -> BitMap:
     return BitMap.deserialize(data) if data else BitMap()
 
 
-def decode_tier(key: bytes, value: bytes) -> BitMap:
-    """The doc numbers of one stored tier (the key's last byte says which)."""
-    return tail_bitmap(value) if key[-1:] == TAIL else base_bitmap(value)
+def decode_tier(tier: Tier, value: bytes) -> BitMap:
+    """The doc numbers of one stored tier."""
+    return tail_bitmap(value) if tier is Tier.TAIL else base_bitmap(value)
 
 
 def read_bitmap(reader: Reader | Txn, cf: str, key: bytes) -> BitMap:
     """Both tiers of one logical bitmap."""
-    base, tail = reader.multi_get(cf, [key + BASE, key + TAIL])
+    base, tail = reader.multi_get(cf, [tier_key(key, Tier.BASE), tier_key(key, Tier.TAIL)])
     bm = base_bitmap(base)
     if tail:
         bm |= tail_bitmap(tail)
@@ -60,13 +60,13 @@ def scan_bitmaps(reader: Reader, cf: str, start: bytes, end: bytes) -> Iterator[
     last: bytes | None = None
     acc = BitMap()
     for key, value in reader.scan(cf, start, end):
-        logical = key[:-1]
+        logical, tier = split_tier(key)
         if logical != last:
             if last is not None:
                 yield last, acc
-            last, acc = logical, decode_tier(key, value)
+            last, acc = logical, decode_tier(tier, value)
         else:
-            acc |= decode_tier(key, value)
+            acc |= decode_tier(tier, value)
     if last is not None:
         yield last, acc
 
@@ -92,30 +92,31 @@ class BitmapChanges:
         for cf, adds in self._adds.items():
             discards = self._discards.get(cf, {})
             keys = list(adds)
-            for key, old in zip(keys, txn.multi_get(cf, [k + TAIL for k in keys])):
+            for key, old in zip(keys, txn.multi_get(cf, [tier_key(k, Tier.TAIL) for k in keys])):
                 tail = (old or b"") + pack_tail(adds[key])
                 gone = discards.pop(key, None)
                 if gone is None and len(tail) <= _TAIL_BYTES:
-                    txn.put(cf, key + TAIL, tail)
+                    txn.put(cf, tier_key(key, Tier.TAIL), tail)
                 else:
                     self._fold(txn, cf, key, tail, gone)
         for cf, discards in self._discards.items():
             for key, gone in discards.items():
-                self._fold(txn, cf, key, txn.get(cf, key + TAIL), gone)
+                self._fold(txn, cf, key, txn.get(cf, tier_key(key, Tier.TAIL)), gone)
         self._adds.clear()
         self._discards.clear()
 
     @staticmethod
     def _fold(txn: Txn, cf: str, key: bytes, tail: bytes | None, gone: list[int] | None) -> None:
         """Merge the tail into the base, dropping `gone`; the tail is emptied."""
-        base = base_bitmap(txn.get(cf, key + BASE))
+        base_key, tail_key = tier_key(key, Tier.BASE), tier_key(key, Tier.TAIL)
+        base = base_bitmap(txn.get(cf, base_key))
         base |= tail_bitmap(tail)
         if gone:
             base.difference_update(BitMap(gone))
         if base:
             base.run_optimize()
-            txn.put(cf, key + BASE, base.serialize())
+            txn.put(cf, base_key, base.serialize())
         else:
-            txn.delete(cf, key + BASE)
+            txn.delete(cf, base_key)
         if tail:
-            txn.delete(cf, key + TAIL)
+            txn.delete(cf, tail_key)

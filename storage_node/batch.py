@@ -10,7 +10,7 @@ from typing import Callable, Iterator, Protocol
 
 from rocksdict import WriteBatch
 
-from search_node.store import read_through
+from storage_node.rdict_store import read_through
 
 _DELETED = None
 

@@ -11,9 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol
 
-from search_node.store import RdictStore
-
 from storage_node import codec, keys
+from storage_node.rdict_store import RdictStore
 from storage_node.batch import Txn
 from storage_node.blobs import BlobStore
 from storage_node.errors import InvalidArgument, NotFound

@@ -19,9 +19,11 @@ import pytest
 from search_node import fields as F
 from search_node.grammar import All, And, Clause, Node, Not, Or, QuerySyntaxError, parse
 from search_node import index as search_index
-from search_node import postings, segment_reader, segments, tiers
+from search_node import keys as K
+from search_node import segment_reader, segments, tiers
 from search_node.index import COLUMN_FAMILIES, IndexDoc, SearchIndex, in_time_order
-from search_node.store import RdictChunks, RdictStore, Txn
+from search_node.store import Txn
+from storage_node.rdict_store import RdictChunks, RdictStore
 
 USER = "00000000000000aa"
 DAY = 86_400_000
@@ -394,26 +396,26 @@ def _damaged(index: SearchIndex, docs: list[IndexDoc], path: Path, damage: Calla
 def test_check_reports_each_kind_of_damage(indexed: tuple, tmp_path: Path) -> None:
     _, index, live, _ = indexed
     docs = in_time_order(live.values())[:80]
-    user = postings.user_prefix(USER)
+    user = K.user_prefix(USER)
 
     def drop_first_posting(store: RdictStore) -> None:
-        first = segments.segment_prefix(user, segment_reader.Postings(store, user).directory.spans[0])
-        key, value = next(store.scan(postings.POSTINGS_CF, first, user + b"\xff"))
+        first = K.segment_prefix(user, segment_reader.Postings(store, user).directory.spans[0])
+        key, value = next(store.scan(K.POSTINGS_CF, first, K.user_range(user)[1]))
         run = segments.Block(value).run()
         rest = segments.Run(run.keys[1:], run.counts[1:], run.docs[int(run.counts[0]):])
-        ((same_key, damaged),) = segments.encode_blocks(key[:len(user) + 8], rest)
+        ((same_key, damaged),) = segments.encode_blocks(first, rest)
         assert same_key == key
         with store.txn() as txn:
-            txn.put(postings.POSTINGS_CF, key, damaged)
+            txn.put(K.POSTINGS_CF, key, damaged)
 
     def drop_forward(store: RdictStore) -> None:
         with store.txn() as txn:
-            txn.delete(postings.DOCS_CF, postings.forward_key(user, 3))
+            txn.delete(K.DOCS_CF, K.forward_key(user, 3))
 
     def star_doc(store: RdictStore) -> None:
         with store.txn() as txn:
             changes = tiers.BitmapChanges()
-            changes.add_keys(postings.DOCS_CF, [postings.bitmap_key(user, b"starred")], 5)
+            changes.add_keys(K.DOCS_CF, [K.bitmap_key(user, K.STARRED_DOCS)], 5)
             changes.apply(txn)
 
     assert _damaged(index, docs, tmp_path / "none", lambda store: None) == []
@@ -458,5 +460,5 @@ def test_searches_racing_maintenance_see_one_state(indexed: tuple, tmp_path: Pat
         sealer.join()
     finally:
         sys.setswitchinterval(switch)
-    assert segment_reader.Postings(store, postings.user_prefix(USER)).directory.sealed == 600 and rounds > 1
+    assert segment_reader.Postings(store, K.user_prefix(USER)).directory.sealed == 600 and rounds > 1
     store.close()

@@ -11,8 +11,10 @@ from pyroaring import BitMap
 from search_node import maintenance as M
 from search_node import segments as S
 from search_node.segment_reader import Postings
-from search_node.postings import COLUMN_FAMILIES, DOCS_CF, POSTINGS_CF, UserState, state_key
-from search_node.store import RdictStore
+from search_node import keys as K
+from search_node.keys import COLUMN_FAMILIES, DOCS_CF, POSTINGS_CF, state_key
+from search_node.records import UserState
+from storage_node.rdict_store import RdictStore
 
 USER = bytes.fromhex("00000000000000cc")
 keys = st.builds(lambda kind, rest: kind + rest.replace(S.SEP, b"\xfe"), st.sampled_from([b"\x01", b"\x02"]),
@@ -56,9 +58,9 @@ def test_blocks_round_trip_and_find_every_key(tmp_path_factory, per_doc: list[se
     saved, S.BIG = S.BIG, big
     try:
         with store.txn() as txn:
-            for key, value in S.encode_blocks(S.segment_prefix(USER, (0, 64)), run):
+            for key, value in S.encode_blocks(K.segment_prefix(USER, (0, 64)), run):
                 txn.put(POSTINGS_CF, key, value)
-            txn.put(DOCS_CF, S.dir_key(USER), S.Directory(b"n" * 8, 64, ((0, 64),)).encode())
+            txn.put(DOCS_CF, K.dir_key(USER), S.Directory(b"n" * 8, 64, ((0, 64),)).encode())
             txn.put(DOCS_CF, state_key(USER), UserState(64).encode())
         postings = Postings(store, USER)
         expected = model(per_doc)
@@ -74,11 +76,11 @@ def test_blocks_round_trip_and_find_every_key(tmp_path_factory, per_doc: list[se
 
 def _store_fresh(store: RdictStore, per_doc: list[set[bytes]]) -> None:
     with store.txn() as txn:
-        if txn.get(DOCS_CF, S.dir_key(USER)) is None:
-            txn.put(DOCS_CF, S.dir_key(USER), S.Directory.new().encode())
+        if txn.get(DOCS_CF, K.dir_key(USER)) is None:
+            txn.put(DOCS_CF, K.dir_key(USER), S.Directory.new().encode())
         first = UserState.decode(txn.get(DOCS_CF, state_key(USER))).next_docnum
         for docnum, ks in enumerate(per_doc, first):
-            txn.put(DOCS_CF, S.fresh_key(USER, docnum), S.fresh_record(k.decode() for k in ks))
+            txn.put(DOCS_CF, K.fresh_key(USER, docnum), S.fresh_record(k.decode() for k in ks))
         txn.put(DOCS_CF, state_key(USER), UserState(first + len(per_doc)).encode())
 
 
@@ -120,7 +122,7 @@ def test_a_plan_made_before_the_directory_changed_writes_nothing(tmp_path: Path)
     stale = M.plan_step(store, USER)
     assert stale is not None
     with store.txn() as txn:  # a rebuild: the user's index starts over under a new nonce
-        txn.put(DOCS_CF, S.dir_key(USER), S.Directory.new().encode())
+        txn.put(DOCS_CF, K.dir_key(USER), S.Directory.new().encode())
     with store.txn() as txn:
         assert not M.apply(txn, stale)
     assert not list(store.scan(POSTINGS_CF, USER, USER + b"\xff"))
@@ -138,13 +140,13 @@ def test_wide_segments_carry_prefix_summaries_that_check_can_verify(tmp_path: Pa
     postings = Postings(store, USER)
     assert postings.directory.spans == ((0, width),)
     everything = BitMap(range(width))
-    assert postings.exact(S.summary_key("mo")) == everything == postings.exact(S.summary_key("doc"))
-    assert not postings.exact(S.summary_key("ms"))  # field 9 (message id) is not a plain field
-    broad = postings.union(b"\x01mo", b"\x01mo\xff", S.PLAIN_CODES, S.summary_key("mo"))
+    assert postings.exact(K.summary_key("mo")) == everything == postings.exact(K.summary_key("doc"))
+    assert not postings.exact(K.summary_key("ms"))  # field 9 (message id) is not a plain field
+    broad = postings.union(b"\x01mo", b"\x01mo\xff", S.PLAIN_CODES, K.summary_key("mo"))
     assert broad == everything == postings.union(b"\x01mo", b"\x01mo\xff", S.PLAIN_CODES)
     assert Postings(store, USER).summaries_hold((0, width))
-    blocks = [k for k, _ in store.scan(POSTINGS_CF, S.segment_prefix(USER, (0, width)),
-                                       S.segment_prefix(USER, (0, width + 1)))]
+    blocks = [k for k, _ in store.scan(POSTINGS_CF, K.segment_prefix(USER, (0, width)),
+                                       K.segment_prefix(USER, (0, width + 1)))]
     with store.txn() as txn:
         txn.delete(POSTINGS_CF, blocks[-1])  # summary keys sort last
     assert not Postings(store, USER).summaries_hold((0, width))
@@ -156,13 +158,13 @@ def test_what_a_step_replaces_stays_for_the_grace_then_goes(tmp_path: Path) -> N
     _store_fresh(store, [{b"\x01a\x00\x06"}] * S.SEAL_DOCS)
     with store.txn() as txn:
         assert M.apply(txn, M.plan_step(store, USER, now_ms=0), now_ms=0)
-    assert store.get(DOCS_CF, S.fresh_key(USER, 0)) is not None  # retired: a search that read the old directory finds it
+    assert store.get(DOCS_CF, K.fresh_key(USER, 0)) is not None  # retired: a search that read the old directory sees it
     assert M.plan_step(store, USER, now_ms=S.GRACE_MS - 1) is None
     purge = M.plan_step(store, USER, now_ms=S.GRACE_MS)
     assert purge is not None and purge.docs == 0
     with store.txn() as txn:
         assert M.apply(txn, purge)
-    assert store.get(DOCS_CF, S.fresh_key(USER, 0)) is None
+    assert store.get(DOCS_CF, K.fresh_key(USER, 0)) is None
     assert not list(store.scan(DOCS_CF, USER + b"x", USER + b"y"))
     assert list(Postings(store, USER).exact(b"\x01a\x00\x06")) == list(range(S.SEAL_DOCS))
     store.close()

@@ -9,7 +9,7 @@ from typing import Iterator
 import pytest
 
 from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES, SearchIndex
-from search_node.store import RdictStore
+from storage_node.rdict_store import RdictStore
 from storage_node import keys, replication
 from storage_node.batch import Txn
 from storage_node.blobs import LocalBlobStore
