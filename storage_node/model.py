@@ -3,36 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-Address = tuple[str, str]  # (display name, email)
+from tidings_runtime.mime import Address, AttachmentPart, ParsedMail
 
-
-@dataclass(frozen=True)
-class AttachmentPart:
-    """An attachment: `id` is the part's position in a depth-first walk of the MIME tree."""
-
-    id: str
-    filename: str
-    content_type: str
-    size: int
-
-
-@dataclass(frozen=True)
-class ParsedMail:
-    """What the data model and the search index need from a raw RFC 5322 message."""
-
-    rfc822_msgid: str
-    in_reply_to: str
-    references: tuple[str, ...]
-    from_: tuple[Address, ...]
-    to: tuple[Address, ...]
-    cc: tuple[Address, ...]
-    bcc: tuple[Address, ...]
-    subject: str
-    text: str
-    html: str
-    snippet: str
-    attachments: tuple[AttachmentPart, ...]
-    attachment_texts: tuple[str | None, ...] = ()
+__all__ = ["Address", "AttachmentPart", "ParsedMail", "MessageRecord", "FolderCounts", "DirectoryValue"]
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,40 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.policy import compat32, default as default_policy
 from email.utils import getaddresses
+from dataclasses import dataclass
 
-from storage_node.model import Address, AttachmentPart, ParsedMail
+
+Address = tuple[str, str]  # (display name, email)
+
+
+@dataclass(frozen=True)
+class AttachmentPart:
+    """An attachment: `id` is the part's position in a depth-first walk of the MIME tree."""
+
+    id: str
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class ParsedMail:
+    """What the data model and the search index need from a raw RFC 5322 message."""
+
+    rfc822_msgid: str
+    in_reply_to: str
+    references: tuple[str, ...]
+    from_: tuple[Address, ...]
+    to: tuple[Address, ...]
+    cc: tuple[Address, ...]
+    bcc: tuple[Address, ...]
+    subject: str
+    text: str
+    html: str
+    snippet: str
+    attachments: tuple[AttachmentPart, ...]
+    attachment_texts: tuple[str | None, ...] = ()
+
 
 SNIPPET_CHARS = 200
 _MSGID = re.compile(r"<([^<>\s]+)>")
