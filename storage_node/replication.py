@@ -12,6 +12,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Iterator
 
+from search_node import keys as search_keys
 from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES
 
 from storage_node import codec, keys
@@ -235,9 +236,7 @@ def drop_ranges(engine: Engine, txn: Txn, bounds: list[KeyBounds]) -> int:
             end = high if high is not None else (None if last is None else last + b"\x00")
             if end is not None and low < end:
                 txn.delete_range(cf, low, end)
-    # search_node's layout (docs/search.md): all of a user's keys start with the 8-byte user id.
     for cf in filter(engine.has_column_family, SEARCH_COLUMN_FAMILIES):
         for user in users:
-            prefix = bytes.fromhex(user)
-            txn.delete_range(cf, prefix, keys.prefix_end(prefix))
+            txn.delete_range(cf, *search_keys.user_range(search_keys.user_prefix(user)))
     return dropped
