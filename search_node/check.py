@@ -79,7 +79,7 @@ def check_user(reader: Reader, user: bytes, docs: Iterable[Any]) -> tuple[int, l
     if meta_nums != BitMap(numbers.values()) or forward_nums != meta_nums:
         problems.append("doc records, forward records and the id map disagree")
 
-    expected, seen = _Expected(), set()
+    expected, seen = _Expected(), set[str]()
     count = 0
     for chunk in batched(docs, CHUNK_DOCS):
         count += len(chunk)
@@ -142,7 +142,7 @@ def _check_chunk(reader: Reader, user: bytes, chunk: list[Any], numbers: dict[st
 def _stored_postings(reader: Reader, user: bytes, live: BitMap, groups: frozenset[int] | None = None
                      ) -> tuple[_Postings, dict[bytes, BitMap]]:
     """Digests of the stored postings of live docs, and for keys in `groups` their lists."""
-    digests, exact = _Postings(), {}
+    digests, exact = _Postings(), dict[bytes, BitMap]()
     for key, stored in Postings(reader, user).all_postings():
         docs = stored & live
         digests.add(key, docs)

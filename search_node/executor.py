@@ -7,7 +7,7 @@ search over doc numbers, and only displaced docs need their records read.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from pyroaring import BitMap
 
@@ -142,7 +142,8 @@ class Execution:
 
     def evaluate(self, plan: Plan, within: BitMap | None = None) -> BitMap:
         """Docs matching `plan`; when `within` is given, only docs inside it are guaranteed (and returned)."""
-        return _HANDLERS[type(plan)](self, plan, within)
+        handler: Callable[[Execution, Plan, BitMap | None], BitMap] = _HANDLERS[type(plan)]
+        return handler(self, plan, within)
 
     def _eval_terms(self, plan: Terms, within: BitMap | None) -> BitMap:
         if plan.prefix:
@@ -279,7 +280,7 @@ class Execution:
         return merged[:limit], n + len(late) + below > limit
 
 
-_HANDLERS = {
+_HANDLERS: dict[type, Callable[..., BitMap]] = {
     Terms: Execution._eval_terms,
     Bitmap: Execution._eval_bitmap,
     PAnd: Execution._eval_and,

@@ -212,10 +212,10 @@ class _Parser:
         return tok.clause
 
 
-def _flatten(parts: list[Node], kind: type) -> list[Node]:
+def _flatten(parts: list[Node], kind: type[And] | type[Or]) -> list[Node]:
     out: list[Node] = []
     for p in parts:
-        out.extend(p.children if isinstance(p, kind) else (p,))  # type: ignore[attr-defined]
+        out.extend(p.children if isinstance(p, (And, Or)) and isinstance(p, kind) else (p,))
     return out
 
 

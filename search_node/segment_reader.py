@@ -49,7 +49,7 @@ class Postings:
         prefix = segment_prefix(self.user, span)
         return (block for _, block in blocks_of(self._cursor.walk(prefix + start), prefix, end))
 
-    def _exact_in(self, span: Span, key: bytes, plain: array, bitmaps: list[BitMap]) -> None:
+    def _exact_in(self, span: Span, key: bytes, plain: array[int], bitmaps: list[BitMap]) -> None:
         for block in self._blocks(span, key, key):
             i = bisect_left(block.keys, key)
             if i < len(block.keys) and block.keys[i] == key:
@@ -57,7 +57,8 @@ class Postings:
 
     def exact(self, key: bytes) -> BitMap:
         """Docs of one posting key."""
-        plain, bitmaps = array("I"), []
+        plain: array[int] = array("I")
+        bitmaps: list[BitMap] = []
         for span in self.directory.spans:
             self._exact_in(span, key, plain, bitmaps)
         needle = SEP + key + SEP
@@ -80,7 +81,8 @@ class Postings:
         """Docs of every key in [start, end) whose field (last byte) is in `fields`; segments that
         carry summaries answer from the `summary` key instead, when one is given."""
         unwanted = [field_suffix(f) + SEP for f in BY_CODE if f not in fields]
-        plain, bitmaps = array("I"), []
+        plain: array[int] = array("I")
+        bitmaps: list[BitMap] = []
         for span in self.directory.spans:
             if summary is not None and span[1] - span[0] >= segments.SUMMARY_SPAN:
                 self._exact_in(span, summary, plain, bitmaps)

@@ -87,7 +87,7 @@ class Directory:
     def decode(cls, data: bytes) -> Directory:
         nonce, sealed = _DIR_HEAD.unpack_from(data)
         spans = tuple(_SPAN.iter_unpack(data[_DIR_HEAD.size:]))
-        return cls(nonce, sealed, spans)  # type: ignore[arg-type]
+        return cls(nonce, sealed, spans)
 
 
 # --- runs: sorted keys with their doc lists, in memory -----------------------------------
@@ -108,7 +108,8 @@ class Run:
 def _gather(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Indices of the slices [starts[i], starts[i] + counts[i]) one after another (int64 arrays)."""
     ends = np.cumsum(counts)
-    return np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(starts - (ends - counts), counts)
+    gathered: np.ndarray = np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(starts - (ends - counts), counts)
+    return gathered
 
 
 def merge(runs: list[Run], live: BitMap | None = None) -> Run:
@@ -235,7 +236,7 @@ class Block:
     def _bytes(self, i: int, j: int) -> bytes:
         return self._value[self._at + self._offsets[i]:self._at + self._offsets[j]]
 
-    def _plain(self, i: int, j: int) -> array:
+    def _plain(self, i: int, j: int) -> array[int]:
         out = array("I")
         out.frombytes(self._bytes(i, j))
         if _SWAP:
@@ -259,7 +260,7 @@ class Block:
             yield big, big + 1, True
             i = big + 1
 
-    def gather(self, i: int, j: int, plain: array, bitmaps: list[BitMap]) -> None:
+    def gather(self, i: int, j: int, plain: array[int], bitmaps: list[BitMap]) -> None:
         """Docs of keys i..j-1: plain lists onto `plain`, roaring ones onto `bitmaps`."""
         for a, b, roaring in self._pieces(i, j):
             if roaring:
