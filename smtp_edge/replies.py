@@ -34,7 +34,9 @@ AUTH_REQUIRED = "530 5.7.0 Authentication required"
 STARTTLS_REQUIRED = "530 5.7.0 Must issue a STARTTLS command first"
 AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
 MALFORMED_ADDRESS = "553 5.1.3 malformed address"
-LINE_TOO_LONG = "500 5.5.2 line too long (RFC 5321 4.5.3.1.6)"
+# a DATA text line over 998 characters plus CRLF (RFC 5322 2.1.1, RFC 5321 4.5.3.1.6)
+LINE_TOO_LONG = "554 5.6.0 message has a line longer than 998 characters"
+COMMAND_TOO_LONG = "500 5.5.2 command line too long"
 
 
 def no_such_user(address: str) -> str:
@@ -72,7 +74,7 @@ BUILTIN: dict[str, str] = {
     "552 Error: Too much mail data": MESSAGE_TOO_BIG,
     "530 Must issue a STARTTLS command first": STARTTLS_REQUIRED,
     "553 5.1.3 Error: malformed address": MALFORMED_ADDRESS,
-    "500 Line too long (see RFC5321 4.5.3.1.6)": LINE_TOO_LONG,
+    "500 Command line too long": COMMAND_TOO_LONG,
     "500 Error: bad syntax": "500 5.5.2 bad syntax",
     "503 Error: send HELO first": "503 5.5.1 send HELO first",
     "503 Error: send EHLO first": "503 5.5.1 send EHLO first",
