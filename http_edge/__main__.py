@@ -17,7 +17,7 @@ import uvicorn
 from prometheus_client import start_http_server
 
 from .app import create_app
-from .settings import Settings, SettingsError, from_command_line
+from .settings import Settings
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -55,16 +55,12 @@ async def _serve(settings: Settings, sock: socket.socket, metrics_port: int | No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        settings = from_command_line(argv)
-    except (SettingsError, OSError) as exc:
-        print(f"http_edge: {exc}", file=sys.stderr)
-        return 2
+    settings = Settings.load(argv)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         sock = _bind(settings.host, settings.port)
         metrics_port = None
-        if settings.metrics_port >= 0:
+        if settings.metrics_port is not None:
             httpd, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host)
             metrics_port = httpd.server_port
     except OSError as exc:

@@ -1,10 +1,8 @@
 """Start and stop the router: build the ring from the node list, serve Mail and Admin."""
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import os
 
 from router.anti_entropy import AntiEntropy
 from router.coordinator import Coordinator
@@ -16,22 +14,13 @@ from router.membership import Membership
 from router.replicas import Consistency, Replicas
 from router.ring_keeper import RingKeeper
 from router.ring import NodeInfo, Ring
+from router.settings import Settings
 from router.service import AdminService, MailService
 from tidings_runtime.grpc_server import Mounted, serve
 from tidings.v1 import mail_pb2, mail_pb2_grpc
 from tidings_runtime.periodic import Periodic
 
 log = logging.getLogger("router")
-
-
-def parse_nodes(spec: str) -> list[NodeInfo]:
-    """`1=127.0.0.1:7101@zone-a,2=...`: node id, address, optional zone."""
-    nodes = []
-    for item in filter(None, (s.strip() for s in spec.split(","))):
-        node_id, _, rest = item.partition("=")
-        address, _, zone = rest.partition("@")
-        nodes.append(NodeInfo(node_id=node_id, address=address, zone=zone or f"zone-{node_id}"))
-    return nodes
 
 
 async def ensure_domains(directory: Directory, domains: list[str]) -> None:
@@ -91,22 +80,8 @@ async def run(listen: str, nodes: list[NodeInfo], consistency: Consistency, metr
 
 
 def main(argv: list[str] | None = None) -> None:
-    env = os.environ.get
-    parser = argparse.ArgumentParser(prog="router", description="Run a Tidings router.")
-    parser.add_argument("--listen", default=env("TIDINGS_ROUTER_LISTEN", "127.0.0.1:7000"))
-    parser.add_argument("--nodes", default=env("TIDINGS_NODES", "1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103"))
-    parser.add_argument("-n", type=int, default=int(env("TIDINGS_N", "3")))
-    parser.add_argument("-w", type=int, default=int(env("TIDINGS_W", "2")))
-    parser.add_argument("-r", type=int, default=int(env("TIDINGS_R", "2")))
-    parser.add_argument("--timeout", type=float, default=float(env("TIDINGS_QUORUM_TIMEOUT", "5")))
-    parser.add_argument("--anti-entropy-interval", type=float,
-                        default=float(env("TIDINGS_ANTI_ENTROPY_INTERVAL_S", "600")),
-                        help="seconds between scheduled anti-entropy passes (a node coming back starts one); 0: none")
-    parser.add_argument("--metrics-port", type=int, default=int(env("TIDINGS_METRICS_PORT", "0")) or None)
-    parser.add_argument("--domain", action="append", default=None,
-                        help="a domain hosted from the start (repeatable; default example.test)")
-    args = parser.parse_args(argv)
+    settings = Settings.load(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s router %(levelname)s %(message)s")
-    consistency = Consistency(n=args.n, w=args.w, r=args.r, timeout=args.timeout)
-    asyncio.run(run(args.listen, parse_nodes(args.nodes), consistency, args.metrics_port,
-                    args.domain or env("TIDINGS_DOMAINS", "example.test").split(","), args.anti_entropy_interval))
+    consistency = Consistency(n=settings.n, w=settings.w, r=settings.r, timeout=settings.timeout)
+    asyncio.run(run(settings.listen, settings.ring_nodes, consistency, settings.metrics_port, settings.domains,
+                    settings.anti_entropy_interval))

@@ -11,12 +11,12 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from smtp_edge.config import parse_settings
+from smtp_edge.config import Settings
 from smtp_edge.server import SmtpEdge
 
 
-async def serve(argv: Sequence[str] | None = None) -> None:
-    edge = SmtpEdge(parse_settings(argv))
+async def serve(settings: Settings) -> None:
+    edge = SmtpEdge(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -30,10 +30,11 @@ async def serve(argv: Sequence[str] | None = None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    settings = Settings.load(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mail.log").setLevel(logging.WARNING)   # aiosmtpd: one line per command
-    asyncio.run(serve(argv))
+    asyncio.run(serve(settings))
     return 0
 
 

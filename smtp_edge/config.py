@@ -1,68 +1,35 @@
-"""Settings of the SMTP edge, read once from the command line and the environment.
-
-Every flag has an environment variable (``TIDINGS_ROUTER``, ``TIDINGS_SMTP_*``);
-a flag given on the command line wins over the environment, which wins over
-the default.
-"""
+"""Settings of the SMTP edge (`TIDINGS_ROUTER`, `TIDINGS_SMTP_*`), on the shared
+settings base: a flag wins over the environment, which wins over the default."""
 from __future__ import annotations
 
-import argparse
-import os
 import socket
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+
+from pydantic import PositiveInt
+
+from tidings_runtime.settings import HostPort, MetricsPort, Port, Seconds, ServerSettings, setting
 
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Settings:
-    router: str = "127.0.0.1:7000"
-    host: str = "127.0.0.1"
-    port: int = 2525
-    submission_port: int = 2587
-    metrics_port: int = 9104          # 0: no metrics listener
-    data_dir: Path = Path("var/smtp")
-    max_size: int = DEFAULT_MAX_SIZE
-    hostname: str = socket.gethostname()
-    max_recipients: int = 100
-    rpc_timeout: float = 5.0          # seconds, CheckRecipient and Authenticate
-    deliver_timeout: float = 30.0     # seconds, Deliver (durable on W replicas)
-    session_timeout: float = 300.0    # seconds of client silence (RFC 5321 4.5.3.2)
+class Settings(ServerSettings):
+    """Tidings SMTP edge: MX (inbound) and submission listeners."""
 
+    prog = "smtp_edge"
 
-# flag -> (environment variable, type)
-_OPTIONS: dict[str, tuple[str, type]] = {
-    "router": ("TIDINGS_ROUTER", str),
-    "host": ("TIDINGS_SMTP_HOST", str),
-    "port": ("TIDINGS_SMTP_PORT", int),
-    "submission_port": ("TIDINGS_SMTP_SUBMISSION_PORT", int),
-    "metrics_port": ("TIDINGS_SMTP_METRICS_PORT", int),
-    "data_dir": ("TIDINGS_SMTP_DATA_DIR", Path),
-    "max_size": ("TIDINGS_SMTP_MAX_SIZE", int),
-    "hostname": ("TIDINGS_SMTP_HOSTNAME", str),
-    "max_recipients": ("TIDINGS_SMTP_MAX_RECIPIENTS", int),
-    "rpc_timeout": ("TIDINGS_SMTP_RPC_TIMEOUT", float),
-    "deliver_timeout": ("TIDINGS_SMTP_DELIVER_TIMEOUT", float),
-    "session_timeout": ("TIDINGS_SMTP_SESSION_TIMEOUT", float),
-}
-
-
-def parse_settings(argv: Sequence[str] | None = None,
-                   environ: Mapping[str, str] | None = None) -> Settings:
-    """Build :class:`Settings` from ``argv`` (default ``sys.argv[1:]``) and ``environ``."""
-    env = os.environ if environ is None else environ
-    defaults = Settings()
-    parser = argparse.ArgumentParser(
-        prog="python -m smtp_edge",
-        description="Tidings SMTP edge: MX (inbound) and submission listeners.")
-    for name, (var, kind) in _OPTIONS.items():
-        default = kind(env[var]) if var in env else getattr(defaults, name)
-        parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind,
-                            default=default, help=f"(env {var}; default {default})")
-    args = parser.parse_args(argv)
-    settings = Settings(**vars(args))
-    if settings.max_size <= 0:
-        parser.error("--max-size must be positive")
-    return settings
+    router: HostPort = setting("127.0.0.1:7000", "TIDINGS_ROUTER", help="router gRPC address")
+    host: str = setting("127.0.0.1", "TIDINGS_SMTP_HOST", help="address of both listeners and metrics")
+    port: Port = setting(2525, "TIDINGS_SMTP_PORT", help="MX port (0: any)")
+    submission_port: Port = setting(2587, "TIDINGS_SMTP_SUBMISSION_PORT", help="submission port (0: any)")
+    metrics_port: MetricsPort = setting(9104, "TIDINGS_SMTP_METRICS_PORT", off_flag="--no-metrics",
+                                        help="Prometheus /metrics port (0: any)")
+    data_dir: Path = setting(Path("var/smtp"), "TIDINGS_SMTP_DATA_DIR", help="the dev TLS certificate's directory")
+    max_size: PositiveInt = setting(DEFAULT_MAX_SIZE, "TIDINGS_SMTP_MAX_SIZE", help="largest message, bytes")
+    hostname: str = setting(socket.gethostname(), "TIDINGS_SMTP_HOSTNAME", help="name in the greeting and EHLO")
+    max_recipients: PositiveInt = setting(100, "TIDINGS_SMTP_MAX_RECIPIENTS", help="RCPTs a message may have")
+    rpc_timeout: Seconds = setting(5.0, "TIDINGS_SMTP_RPC_TIMEOUT",
+                                   help="seconds for CheckRecipient and Authenticate")
+    deliver_timeout: Seconds = setting(30.0, "TIDINGS_SMTP_DELIVER_TIMEOUT",
+                                       help="seconds for Deliver (durable on W replicas)")
+    session_timeout: Seconds = setting(300.0, "TIDINGS_SMTP_SESSION_TIMEOUT",
+                                       help="seconds of client silence (RFC 5321 4.5.3.2)")

@@ -64,7 +64,7 @@ class SmtpEdge:
             require_starttls=True, auth_required=True, auth_require_tls=True,
             authenticator=SubmissionHandler.capture_credentials)
         self.mx_port, self.submission_port = _port(mx), _port(submission)
-        if settings.metrics_port:
+        if settings.metrics_port is not None:
             self._metrics, _ = start_http_server(settings.metrics_port, addr=settings.host)
             self.metrics_port = self._metrics.server_port
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from storage_node.errors import BlobMissing
+from storage_node.settings import Settings
 
 
 class BlobStore(Protocol):
@@ -86,8 +87,8 @@ class S3BlobStore:
             raise BlobMissing(ref) from exc
 
 
-def blob_store_from_env(default_root: Path) -> BlobStore:
-    bucket = os.environ.get("TIDINGS_S3_BUCKET")
-    if bucket:
-        return S3BlobStore(bucket, os.environ.get("TIDINGS_S3_ENDPOINT"))
-    return LocalBlobStore(Path(os.environ.get("TIDINGS_BLOB_DIR", str(default_root))))
+def blob_store(root: Path, settings: Settings) -> BlobStore:
+    """The S3 bucket when the settings name one, else the directory `root`."""
+    if settings.s3_bucket:
+        return S3BlobStore(settings.s3_bucket, settings.s3_endpoint)
+    return LocalBlobStore(root)

@@ -1,12 +1,10 @@
 """Start and stop one storage node: open RocksDB and the object store, serve StorageNode."""
 from __future__ import annotations
 
-import argparse
 import asyncio
-import os
 from pathlib import Path
 
-from storage_node.blobs import blob_store_from_env
+from storage_node.blobs import blob_store
 from storage_node.commit import GroupCommitter
 from storage_node.engine import Engine
 from storage_node.gc import collect_garbage
@@ -20,8 +18,8 @@ from tidings_runtime.grpc_server import Mounted, serve
 from tidings_runtime.periodic import Periodic
 
 
-def open_engine(data_dir: Path, blob_dir: Path) -> Engine:
-    return Engine(data_dir, blob_store_from_env(blob_dir), extra_column_families=SEARCH_COLUMN_FAMILIES,
+def open_engine(data_dir: Path, blob_dir: Path, settings: Settings) -> Engine:
+    return Engine(data_dir, blob_store(blob_dir, settings), extra_column_families=SEARCH_COLUMN_FAMILIES,
                   index=EmbeddedIndex())
 
 
@@ -30,8 +28,8 @@ class StorageNode:
     stopped in order around a gRPC server."""
 
     def __init__(self, node_id: str, data_dir: Path, blob_dir: Path, settings: Settings | None = None) -> None:
-        self.settings = settings or Settings.from_env()
-        self.engine = open_engine(data_dir, blob_dir)
+        self.settings = settings or Settings()
+        self.engine = open_engine(data_dir, blob_dir, self.settings)
         self.committer = GroupCommitter(self.engine)
         self.service = StorageService(self.engine, self.committer, node_id=node_id, settings=self.settings)
         self._background = Periodic()
@@ -59,19 +57,12 @@ class StorageNode:
 MOUNT_NAME = storage_pb2.DESCRIPTOR.services_by_name["StorageNode"].full_name
 
 
-async def run(node_id: str, listen: str, data_dir: Path, blob_dir: Path, metrics_port: int | None) -> None:
-    node = StorageNode(node_id, data_dir, blob_dir)
+async def run(settings: Settings) -> None:
+    node = StorageNode(settings.node_id, settings.data_dir, settings.blob_dir, settings)
     await serve([Mounted(storage_pb2_grpc.add_StorageNodeServicer_to_server, node.service, MOUNT_NAME)],
-                listen, metrics_port, f"storage_node {node_id}", on_start=node.start, on_stop=node.stop)
+                settings.listen, settings.metrics_port, f"storage_node {settings.node_id}",
+                on_start=node.start, on_stop=node.stop)
 
 
 def main(argv: list[str] | None = None) -> None:
-    env = os.environ.get
-    parser = argparse.ArgumentParser(prog="storage_node", description="Run one Tidings storage node.")
-    parser.add_argument("--node-id", default=env("TIDINGS_NODE_ID", "1"))
-    parser.add_argument("--listen", default=env("TIDINGS_STORAGE_LISTEN", "127.0.0.1:7101"))
-    parser.add_argument("--data-dir", type=Path, default=Path(env("TIDINGS_DATA_DIR", "var/node1")))
-    parser.add_argument("--blob-dir", type=Path, default=Path(env("TIDINGS_BLOB_DIR", "var/blobs")))
-    parser.add_argument("--metrics-port", type=int, default=int(env("TIDINGS_METRICS_PORT", "0")) or None)
-    args = parser.parse_args(argv)
-    asyncio.run(run(args.node_id, args.listen, args.data_dir, args.blob_dir, args.metrics_port))
+    asyncio.run(run(Settings.load(argv)))

@@ -1,26 +1,30 @@
-"""A storage node's tunables, from the environment (TIDINGS_*), with their defaults."""
+"""A storage node's settings: where it listens and keeps its data, and its tunables."""
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from pathlib import Path
+
+from tidings_runtime.settings import HostPort, MetricsPort, Seconds, ServerSettings, setting
 
 
-@dataclass(frozen=True)
-class Settings:
-    hint_interval_s: float = 1.0          # TIDINGS_HINT_INTERVAL_S: between hint replay rounds
-    gc_interval_s: float = 3600.0         # TIDINGS_GC_INTERVAL_S: between garbage collections
-    tombstone_grace_s: float = 864000.0   # TIDINGS_TOMBSTONE_GRACE_S: tombstones and hints live 10 days
-    index_interval_s: float = 0.2         # TIDINGS_INDEX_INTERVAL_S: between rounds sealing search postings
+class Settings(ServerSettings):
+    """Run one Tidings storage node."""
 
-    @classmethod
-    def from_env(cls) -> "Settings":
-        env = os.environ.get
-        return cls(
-            hint_interval_s=float(env("TIDINGS_HINT_INTERVAL_S", cls.hint_interval_s)),
-            gc_interval_s=float(env("TIDINGS_GC_INTERVAL_S", cls.gc_interval_s)),
-            tombstone_grace_s=float(env("TIDINGS_TOMBSTONE_GRACE_S", cls.tombstone_grace_s)),
-            index_interval_s=float(env("TIDINGS_INDEX_INTERVAL_S", cls.index_interval_s)),
-        )
+    prog = "storage_node"
+
+    node_id: str = setting("1", "TIDINGS_NODE_ID", help="this node's id in the ring", min_length=1)
+    listen: HostPort = setting("127.0.0.1:7101", "TIDINGS_STORAGE_LISTEN", help="gRPC address (port 0: any)")
+    data_dir: Path = setting(Path("var/node1"), "TIDINGS_DATA_DIR", help="RocksDB directory")
+    blob_dir: Path = setting(Path("var/blobs"), "TIDINGS_BLOB_DIR", help="object store directory")
+    s3_bucket: str | None = setting(None, "TIDINGS_S3_BUCKET", help="keep blobs in this S3 bucket instead")
+    s3_endpoint: str | None = setting(None, "TIDINGS_S3_ENDPOINT", help="the S3 API's URL (MinIO, ...)")
+    metrics_port: MetricsPort = setting(None, "TIDINGS_METRICS_PORT", off_flag="--no-metrics",
+                                        help="Prometheus /metrics port (0: any)")
+    hint_interval_s: Seconds = setting(1.0, "TIDINGS_HINT_INTERVAL_S", help="seconds between hint replay rounds")
+    gc_interval_s: Seconds = setting(3600.0, "TIDINGS_GC_INTERVAL_S", help="seconds between garbage collections")
+    tombstone_grace_s: Seconds = setting(864000.0, "TIDINGS_TOMBSTONE_GRACE_S",
+                                         help="seconds tombstones and hints live (10 days)")
+    index_interval_s: Seconds = setting(0.2, "TIDINGS_INDEX_INTERVAL_S",
+                                        help="seconds between rounds sealing search postings")
 
     @property
     def grace_ms(self) -> int:

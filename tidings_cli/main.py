@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -15,9 +14,8 @@ import grpc
 from tidings.v1 import mail_pb2, mail_pb2_grpc
 from tidings_cli.cluster import HOST, Layout, LocalCluster
 from tidings_cli.ports import PortsTaken, check_free
+from tidings_cli.settings import CliSettings
 
-DEFAULT_ROUTER = os.environ.get("TIDINGS_ROUTER", "127.0.0.1:7000")
-DEFAULT_BASE = Path(os.environ.get("TIDINGS_VAR", "var"))
 
 
 def _admin(router: str) -> tuple[grpc.Channel, mail_pb2_grpc.AdminStub]:
@@ -159,9 +157,11 @@ def _port_offset(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    defaults = CliSettings.load([])
     parser = argparse.ArgumentParser(prog="tidings", description=__doc__)
-    parser.add_argument("--router", default=DEFAULT_ROUTER, help="router gRPC address")
-    parser.add_argument("--base-dir", type=Path, default=DEFAULT_BASE, help="local cluster data directory")
+    parser.add_argument("--router", default=defaults.router, help="router gRPC address (env TIDINGS_ROUTER)")
+    parser.add_argument("--base-dir", type=Path, default=defaults.base_dir,
+                        help="local cluster data directory (env TIDINGS_VAR)")
     sub = parser.add_subparsers(dest="area", required=True)
 
     user = sub.add_parser("user").add_subparsers(dest="action", required=True)

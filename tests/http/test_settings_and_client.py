@@ -10,32 +10,40 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-from tidings.v1 import mail_pb2, types_pb2
 
 from http_edge.app import create_app
-from http_edge.settings import Settings, SettingsError, from_command_line
+from http_edge.settings import Settings
+from tidings.v1 import mail_pb2, types_pb2
 from tidings_client import errors
 from tidings_client.paging import MessagePager
+from tidings_runtime.settings import SettingsError
 
 
-def test_command_line_over_env_over_defaults(tmp_path: Path) -> None:
+def test_command_line_over_env_over_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = tmp_path / "var" / "token.secret"
-    env = {"TIDINGS_ROUTER": "10.0.0.1:7000", "TIDINGS_HTTP_PORT": "9999", "TIDINGS_TOKEN_SECRET_FILE": str(secret)}
-    s = from_command_line(["--port", "8181", "--metrics-port", "9105"], env)
+    for name, value in {"TIDINGS_ROUTER": "10.0.0.1:7000", "TIDINGS_HTTP_PORT": "9999",
+                        "TIDINGS_TOKEN_SECRET_FILE": str(secret)}.items():
+        monkeypatch.setenv(name, value)
+    s = Settings.parse(["--port", "8181", "--metrics-port", "9105"])
     assert (s.router, s.port, s.host, s.metrics_host, s.metrics_port) == ("10.0.0.1:7000", 8181, "127.0.0.1",
                                                                           "127.0.0.1", 9105)
     assert len(s.token_secret) == 32 and secret.read_bytes() == s.token_secret
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
-    assert from_command_line([], env).token_secret == s.token_secret  # read back, not regenerated
+    assert Settings.parse([]).token_secret == s.token_secret  # read back, not regenerated
+    assert Settings.parse(["--no-metrics"]).metrics_port is None
 
 
-def test_secret_from_env_and_too_short(tmp_path: Path) -> None:
-    s = from_command_line(["--token-secret-file", str(tmp_path / "unused")], {"TIDINGS_TOKEN_SECRET": "x" * 20})
+def test_secret_from_env_and_too_short(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TIDINGS_TOKEN_SECRET", "x" * 20)
+    s = Settings.parse(["--token-secret-file", str(tmp_path / "unused")])
     assert s.token_secret == b"x" * 20 and not (tmp_path / "unused").exists()
-    with pytest.raises(SettingsError):
-        from_command_line([], {"TIDINGS_TOKEN_SECRET": "short"})
-    with pytest.raises(SettingsError):
-        from_command_line([], {"TIDINGS_HTTP_PORT": "eighty", "TIDINGS_TOKEN_SECRET": "x" * 20})
+    monkeypatch.setenv("TIDINGS_HTTP_PORT", "eighty")
+    with pytest.raises(SettingsError, match="--port"):
+        Settings.parse([])
+    monkeypatch.setenv("TIDINGS_TOKEN_SECRET", "short")
+    with pytest.raises(SettingsError, match="at least 16 bytes") as raised:
+        Settings.parse(["--port", "80"])
+    assert "short" not in str(raised.value)  # a secret is never echoed
 
 
 class _FakeRpcError(grpc.RpcError):

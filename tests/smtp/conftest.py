@@ -14,7 +14,6 @@ real sockets.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
@@ -148,11 +147,9 @@ def start_edge(loop_thread: LoopThread, fake_router: FakeRouter,
     started: list[SmtpEdge] = []
 
     def start(**overrides: Any) -> SmtpEdge:
-        settings = dataclasses.replace(
-            Settings(router=fake_router.address, port=0, submission_port=0, metrics_port=0,
-                     data_dir=tmp_path / "smtp", hostname="mx.example.test",
-                     rpc_timeout=2.0, deliver_timeout=2.0),
-            **overrides)
+        settings = Settings(**{**dict(router=fake_router.address, port=0, submission_port=0, metrics_port=None,
+                                      data_dir=tmp_path / "smtp", hostname="mx.example.test",
+                                      rpc_timeout=2.0, deliver_timeout=2.0), **overrides})
         edge = SmtpEdge(settings)
         loop_thread.run(edge.start())
         started.append(edge)

@@ -14,7 +14,9 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from smtp_edge.config import DEFAULT_MAX_SIZE, parse_settings
+import pytest
+
+from smtp_edge.config import DEFAULT_MAX_SIZE, Settings
 
 
 def free_port() -> int:
@@ -23,14 +25,22 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_flags_win_over_environment_which_wins_over_defaults() -> None:
-    assert parse_settings([], {}).max_size == DEFAULT_MAX_SIZE
-    env = {"TIDINGS_ROUTER": "10.0.0.1:7000", "TIDINGS_SMTP_PORT": "25",
-           "TIDINGS_SMTP_DATA_DIR": "/srv/smtp"}
-    settings = parse_settings(["--port", "2526", "--max-size", "1000"], env)
+def test_flags_win_over_environment_which_wins_over_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings.parse([]).max_size == DEFAULT_MAX_SIZE
+    for name, value in {"TIDINGS_ROUTER": "10.0.0.1:7000", "TIDINGS_SMTP_PORT": "25",
+                        "TIDINGS_SMTP_DATA_DIR": "/srv/smtp"}.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.parse(["--port", "2526", "--max-size", "1000"])
     assert (settings.router, settings.port, settings.max_size) == ("10.0.0.1:7000", 2526, 1000)
     assert settings.data_dir == Path("/srv/smtp")
     assert settings.submission_port == 2587
+
+
+def test_bad_settings_exit_2_naming_the_setting(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "smtp_edge", "--max-size", "0", "--data-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2
+    assert "--max-size (env TIDINGS_SMTP_MAX_SIZE): Input should be greater than 0" in done.stderr
 
 
 def test_process_serves_until_sigterm(fake_router, tmp_path: Path) -> None:
