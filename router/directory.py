@@ -1,10 +1,10 @@
 """Accounts and hosted domains: the directory, replicated like any partition (keyed by
-"account:EMAIL" / "domain:NAME"), with argon2 password hashes."""
+"account:EMAIL" / "domain:NAME", both in the canonical form of tidings_runtime.addresses),
+with argon2 password hashes."""
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 import secrets
 from dataclasses import dataclass
 
@@ -16,9 +16,8 @@ from tidings_runtime.hlc import HybridLogicalClock
 from router.mutations import Mutation
 from router.replicas import Replicas, newest
 from tidings.v1 import storage_pb2
+from tidings_runtime.addresses import AddressError, canonical, parse_domain
 
-_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
-_LOCAL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}$")
 _hasher = PasswordHasher()
 
 
@@ -27,22 +26,6 @@ class Account:
     user_id: str
     email: str
     password_hash: str
-
-
-def normalise_address(address: str) -> str:
-    """Lower-cased `local@domain`; raises InvalidArgument when it is not one."""
-    address = address.strip().strip("<>").lower()
-    local, _, domain = address.rpartition("@")
-    if not local or not _LOCAL.match(local) or not _DOMAIN.match(domain):
-        raise InvalidArgument(f"malformed address {address!r}")
-    return address
-
-
-def normalise_domain(domain: str) -> str:
-    domain = domain.strip().lower().rstrip(".")
-    if not _DOMAIN.match(domain):
-        raise InvalidArgument(f"malformed domain {domain!r}")
-    return domain
 
 
 class Directory:
@@ -63,12 +46,13 @@ class Directory:
     async def is_hosted(self, domain: str) -> bool:
         return await self._get(f"domain:{domain}") is not None
 
-    async def add_domain(self, domain: str) -> bool:
-        domain = normalise_domain(domain)
+    async def add_domain(self, name: str) -> tuple[str, bool]:
+        """Host ``name``: its canonical form, and whether it was new; AddressError if malformed."""
+        domain = parse_domain(name)
         if await self.is_hosted(domain):
-            return False
+            return domain, False
         await self._put(f"domain:{domain}", json.dumps({"domain": domain}).encode())
-        return True
+        return domain, True
 
     async def account(self, email: str) -> Account | None:
         value = await self._get(f"account:{email}")
@@ -78,7 +62,7 @@ class Directory:
         return Account(user_id=d["user_id"], email=d["email"], password_hash=d["password_hash"])
 
     async def add_user(self, email: str, password: str) -> Account:
-        email = normalise_address(email)
+        email = canonical(email)
         if len(password) < 8:
             raise InvalidArgument("password must have at least 8 characters")
         if not await self.is_hosted(email.rpartition("@")[2]):
@@ -92,8 +76,8 @@ class Directory:
 
     async def authenticate(self, email: str, password: str) -> Account:
         try:
-            email = normalise_address(email)
-        except InvalidArgument:
+            email = canonical(email)
+        except AddressError:
             raise Unauthenticated("wrong email or password") from None
         account = await self.account(email)
         if account is None or not await asyncio.to_thread(_verify, account.password_hash, password):
@@ -101,8 +85,9 @@ class Directory:
         return account
 
     async def local_account(self, address: str) -> Account:
-        """The account of a hosted user; NotFound for an unknown user, InvalidArgument if not hosted."""
-        email = normalise_address(address)
+        """The account of a hosted user; NotFound for an unknown user, InvalidArgument if not
+        hosted, AddressError if ``address`` is not a mailbox."""
+        email = canonical(address)
         account = await self.account(email)
         if account is not None:
             return account

@@ -1,4 +1,5 @@
-"""Typed errors of the router; service.py maps each to one gRPC status, once."""
+"""Typed errors of the router; service.py maps each to one gRPC status, once (and
+tidings_runtime.addresses.AddressError, a malformed address, to INVALID_ARGUMENT)."""
 from __future__ import annotations
 
 

@@ -11,7 +11,7 @@ from prometheus_client import Counter, Histogram
 
 from router.anti_entropy import AntiEntropy
 from router.coordinator import Coordinator
-from router.directory import Directory, normalise_address
+from router.directory import Directory
 from router.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, RouterError,
                            Unauthenticated, Unavailable)
 from tidings_runtime.mime import find_attachment, parse_mail
@@ -19,6 +19,7 @@ from router.membership import Membership
 from router.replicas import Replicas
 from router.ring import NodeInfo
 from tidings.v1 import mail_pb2, mail_pb2_grpc, storage_pb2, types_pb2
+from tidings_runtime.addresses import AddressError, canonical
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -26,7 +27,8 @@ INDEX_TIMEOUT = 3600.0  # a rebuild of every user on a node is long; it is an op
 RPCS = Counter("tidings_router_rpcs_total", "Router RPCs by method and status", ["method", "code"])
 LATENCY = Histogram("tidings_router_rpc_seconds", "Router RPC latency", ["method"])
 
-_STATUS: dict[type[RouterError], grpc.StatusCode] = {
+_STATUS: dict[type[Exception], grpc.StatusCode] = {
+    AddressError: grpc.StatusCode.INVALID_ARGUMENT,     # its message names the text and why
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     NotFound: grpc.StatusCode.NOT_FOUND,
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -36,7 +38,7 @@ _STATUS: dict[type[RouterError], grpc.StatusCode] = {
 }
 
 
-def _status_of(exc: RouterError) -> grpc.StatusCode:
+def _status_of(exc: RouterError | AddressError) -> grpc.StatusCode:
     for cls in type(exc).__mro__:
         if cls in _STATUS:
             return _STATUS[cls]
@@ -51,7 +53,7 @@ def rpc(method: F) -> F:
         with LATENCY.labels(method.__name__).time():
             try:
                 response = await method(self, request, context)
-            except RouterError as exc:
+            except (RouterError, AddressError) as exc:
                 code = _status_of(exc)
                 RPCS.labels(method.__name__, code.name).inc()
                 await context.abort(code, str(exc))
@@ -85,7 +87,10 @@ class MailService(mail_pb2_grpc.MailServicer):
     @rpc
     async def CheckRecipient(self, request: mail_pb2.CheckRecipientRequest, context: Any) -> mail_pb2.CheckRecipientResponse:
         Status = mail_pb2.CheckRecipientResponse.Status
-        email = normalise_address(request.address)
+        try:
+            email = canonical(request.address)
+        except AddressError as exc:     # an answer, not a failure: the caller refuses it for good
+            return mail_pb2.CheckRecipientResponse(status=Status.MALFORMED, reason=exc.reason)
         account = await self.directory.account(email)
         if account is not None:
             return mail_pb2.CheckRecipientResponse(status=Status.LOCAL_USER, account=_account(account))
@@ -219,8 +224,8 @@ class AdminService(mail_pb2_grpc.AdminServicer):
 
     @rpc
     async def AddDomain(self, request: mail_pb2.AddDomainRequest, context: Any) -> mail_pb2.AddDomainResponse:
-        created = await self.directory.add_domain(request.domain)
-        return mail_pb2.AddDomainResponse(domain=request.domain.strip().lower(), created=created)
+        domain, created = await self.directory.add_domain(request.domain)
+        return mail_pb2.AddDomainResponse(domain=domain, created=created)
 
     @rpc
     async def AddUser(self, request: mail_pb2.AddUserRequest, context: Any) -> types_pb2.Account:
