@@ -1,7 +1,8 @@
 """Typed errors of the SMTP edge.
 
 :mod:`smtp_edge.mail_api` raises these instead of gRPC errors; the handler
-turns each into one reply from :mod:`smtp_edge.replies`.
+turns each into one reply from :mod:`smtp_edge.replies`. A malformed address is
+:class:`tidings_runtime.addresses.AddressError`, whoever found it.
 """
 from __future__ import annotations
 
@@ -21,13 +22,16 @@ class TemporaryFailure(EdgeError):
         self.reason = reason
 
 
-class InvalidCredentials(EdgeError):
-    """Authentication was refused: wrong address or password."""
+class PermanentFailure(EdgeError):
+    """The router refused the request for good: retrying it cannot help.
 
-
-class BadAddress(EdgeError):
-    """An envelope address is not a usable ``local@domain`` mailbox."""
+    ``reason`` is the router's, safe to show to the SMTP client.
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class InvalidCredentials(EdgeError):
+    """Authentication was refused: wrong address or password."""

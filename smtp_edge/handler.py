@@ -8,7 +8,10 @@ send, which recipients are taken, and which pipeline checks run.
 
 The rule this module keeps: ``250`` after DATA only once ``Mail.Deliver``
 returned OK, which the router does only when the message is durable on W
-replicas. Anything else is ``451 4.3.0`` and the client retries.
+replicas. When the router is unavailable it is ``451 4.3.0`` and the client
+retries; a request it refuses for good (a malformed address, an unknown user)
+is a 5xx. Envelope addresses are checked, and put in their canonical form, by
+:mod:`tidings_runtime.addresses`, the router's own rules.
 """
 from __future__ import annotations
 
@@ -19,19 +22,22 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
-from tidings_runtime.ids import new_entry_id
 
-from smtp_edge import addresses, pipeline, replies
-from smtp_edge.errors import BadAddress, InvalidCredentials, TemporaryFailure
+from smtp_edge import pipeline, replies
+from smtp_edge.errors import InvalidCredentials, PermanentFailure, TemporaryFailure
 from smtp_edge.mail_api import MailApi
 from smtp_edge.metrics import ACCEPTED, DELIVERY_SECONDS
 from smtp_edge.model import Account, Recipient
 from smtp_edge.pipeline import InboundMessage
 from smtp_edge.pipeline.trace import Trace, stamp
+from tidings_runtime.addresses import AddressError, canonical, parse_address, same_mailbox
+from tidings_runtime.ids import new_entry_id
 
 log = logging.getLogger(__name__)
 
 RecipientPolicy = Mapping[Recipient, Callable[[str], str] | None]
+
+NULL_SENDER = "<>"   # how aiosmtpd reports ``MAIL FROM:<>`` (bounces, RFC 5321 4.5.5)
 
 
 class EdgeHandler:
@@ -55,11 +61,11 @@ class EdgeHandler:
 
     def sender_reply(self, session: Session, address: str) -> str | None:
         """A rejection for ``MAIL FROM:<address>``, or ``None`` to accept."""
-        if address == addresses.NULL_SENDER:
+        if address == NULL_SENDER:
             return None
         try:
-            addresses.mailbox(address)
-        except BadAddress as error:
+            parse_address(address)
+        except AddressError as error:
             return replies.bad_sender_address(address, error.reason)
         return None
 
@@ -77,6 +83,8 @@ class EdgeHandler:
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
+        if not (address.isascii() or envelope.smtp_utf8):
+            return replies.needs_smtputf8(address)
         rejection = self.sender_reply(session, address)
         if rejection is not None:
             return rejection
@@ -86,18 +94,21 @@ class EdgeHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
+        if not (address.isascii() or envelope.smtp_utf8):
+            return replies.needs_smtputf8(address)
         try:
-            mailbox = addresses.mailbox(address)
-        except BadAddress as error:
-            return replies.bad_recipient_address(address, error.reason)
-        if mailbox in envelope.rcpt_tos:
-            return replies.RECIPIENT_OK
-        if len(envelope.rcpt_tos) >= self._max_recipients:
-            return replies.TOO_MANY_RECIPIENTS
-        try:
+            mailbox = canonical(address)
+            if mailbox in envelope.rcpt_tos:
+                return replies.RECIPIENT_OK
+            if len(envelope.rcpt_tos) >= self._max_recipients:
+                return replies.TOO_MANY_RECIPIENTS
             status = await self._api.check_recipient(mailbox)
+        except AddressError as error:        # ours, or the router's verdict
+            return replies.bad_recipient_address(address, error.reason)
         except TemporaryFailure as error:
             return replies.temporary_failure(error.reason)
+        except PermanentFailure as error:
+            return replies.refused(error.reason)
         rejection = self.recipient_policy[status]
         if rejection is not None:
             return rejection(mailbox)
@@ -140,6 +151,9 @@ class EdgeHandler:
         except TemporaryFailure as error:
             log.warning("%s: delivery of %s failed: %s", self.listener, entry_id, error.reason)
             return replies.temporary_failure(error.reason)
+        except PermanentFailure as error:
+            log.warning("%s: delivery of %s refused: %s", self.listener, entry_id, error.reason)
+            return replies.refused(error.reason)
         finally:
             DELIVERY_SECONDS.labels(self.listener, outcome).observe(time.perf_counter() - started)
             self._deliveries -= 1
@@ -205,7 +219,7 @@ class SubmissionHandler(EdgeHandler):
         account = self.author(session)
         if account is None:
             return replies.AUTH_REQUIRED
-        if not addresses.same_mailbox(address, account.email):
+        if not same_mailbox(address, account.email):
             return replies.sender_not_owned(address)
         return None
 

@@ -3,7 +3,8 @@
 One ``grpc.aio`` channel, opened by :meth:`MailApi.open` and closed by
 :meth:`MailApi.close`. Three calls, each with a deadline, returning plain
 values. This is the one place where gRPC status codes become this package's
-errors (:mod:`smtp_edge.errors`); nothing outside imports ``grpc``.
+errors (:mod:`smtp_edge.errors`); nothing outside imports ``grpc``. Only
+unavailability is temporary; a request the router calls invalid is refused for good.
 
 Retries on ``UNAVAILABLE`` live in the channel's service config; they are
 safe because ``Deliver`` is idempotent per entry id.
@@ -16,8 +17,9 @@ from collections.abc import Sequence
 import grpc
 from tidings.v1 import mail_pb2, mail_pb2_grpc
 
-from smtp_edge.errors import EdgeError, InvalidCredentials, TemporaryFailure
+from smtp_edge.errors import EdgeError, InvalidCredentials, PermanentFailure, TemporaryFailure
 from smtp_edge.model import Account, Recipient
+from tidings_runtime.addresses import AddressError
 
 _SERVICE_CONFIG = json.dumps({
     "methodConfig": [{
@@ -38,6 +40,8 @@ _REASONS: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: "mail store timed out",
     grpc.StatusCode.RESOURCE_EXHAUSTED: "mail store out of resources",
 }
+# The request itself is wrong (RFC 5321: a 5xx, so the client gives up and bounces).
+_PERMANENT = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION}
 _BAD_CREDENTIALS = {
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
@@ -53,14 +57,16 @@ _RECIPIENT = {
 
 
 def translate(error: grpc.RpcError, *, credentials: bool = False) -> EdgeError:
-    """Map a failed call to :class:`TemporaryFailure` or :class:`InvalidCredentials`.
-
-    Only ``Authenticate`` (``credentials=True``) can be refused for good; any
-    other failure is temporary, so the SMTP client keeps the message and retries.
+    """Map a failed call to :class:`InvalidCredentials` (``Authenticate``, i.e.
+    ``credentials=True``), :class:`PermanentFailure` (an invalid request), or
+    :class:`TemporaryFailure` (anything else), so the SMTP client retries only what may work.
     """
     code = error.code() if callable(getattr(error, "code", None)) else None
     if credentials and code in _BAD_CREDENTIALS:
         return InvalidCredentials(str(code))
+    if code in _PERMANENT:
+        details = error.details() if callable(getattr(error, "details", None)) else None
+        return PermanentFailure(details or "request refused")
     reason = _REASONS.get(code, "mail store failed") if code else "mail store failed"
     return TemporaryFailure(reason)
 
@@ -100,12 +106,15 @@ class MailApi:
         return self._stub
 
     async def check_recipient(self, address: str) -> Recipient:
-        """Whether ``address`` is a user here, an unknown user of ours, or not ours at all."""
+        """Whether ``address`` is a user here, an unknown user of ours, or not ours at all;
+        :class:`AddressError` when the router finds it malformed."""
         try:
             response = await self.stub.CheckRecipient(
                 mail_pb2.CheckRecipientRequest(address=address), timeout=self._rpc_timeout)
         except grpc.RpcError as error:
             raise translate(error) from error
+        if response.status == mail_pb2.CheckRecipientResponse.MALFORMED:
+            raise AddressError(address, response.reason)
         status = _RECIPIENT.get(response.status)
         if status is None:
             raise TemporaryFailure("recipient check gave no answer")

@@ -52,12 +52,27 @@ def outbound_unavailable(address: str) -> str:
     return f"554 5.3.3 <{address}>: outbound delivery not available yet"
 
 
+def _shown(text: str) -> str:
+    """Client-supplied text made safe to echo (aiosmtpd keeps undecodable bytes as surrogates)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def bad_recipient_address(address: str, reason: str) -> str:
-    return f"553 5.1.3 <{address}>: {reason}"
+    return f"553 5.1.3 <{_shown(address)}>: {_shown(reason)}"
 
 
 def bad_sender_address(address: str, reason: str) -> str:
-    return f"553 5.1.7 <{address}>: {reason}"
+    return f"553 5.1.7 <{_shown(address)}>: {_shown(reason)}"
+
+
+def needs_smtputf8(address: str) -> str:
+    """A non-ASCII address in a transaction whose MAIL did not say SMTPUTF8 (RFC 6531 3.5)."""
+    return f"553 5.6.7 <{_shown(address)}>: non-ASCII address needs SMTPUTF8"
+
+
+def refused(reason: str) -> str:
+    """The router refused the delivery for good (an invalid request, an unknown user)."""
+    return f"554 5.3.0 {_shown(reason)}"
 
 
 def sender_not_owned(address: str) -> str:

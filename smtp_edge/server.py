@@ -99,6 +99,7 @@ class SmtpEdge:
             protocol = EdgeSMTP(handler, listener=handler.listener, loop=loop,
                                 hostname=settings.hostname, ident=IDENT,
                                 data_size_limit=settings.max_size, decode_data=False,
+                                enable_SMTPUTF8=True,   # RFC 6531 addresses (tidings_runtime.addresses)
                                 timeout=settings.session_timeout, **options)
             SESSIONS.labels(handler.listener).inc()
             self._sessions.add(protocol)
