@@ -1,10 +1,12 @@
 """Building the MIME message of `POST /v1/messages` with the stdlib `email` package.
 
-Pure functions, no I/O: `parse_mailbox` validates one address; `compose`
+Pure functions, no I/O: `parse_mailbox` reads one `Name <addr>` (the addr-spec is
+checked by `tidings_runtime.addresses`, which raises `AddressError`); `compose`
 decodes attachments, checks the size limit and returns the RFC 5322 bytes
 (CRLF line ends: `email.policy.default` with `linesep="\\r\\n"`, i.e.
-`policy.SMTP`). Bcc recipients never appear in the headers; they only join the
-envelope. CPU-heavy for big attachments: callers run it in a worker thread.
+`policy.SMTP`; with `utf8=True`, RFC 6532, when an address has a non-ASCII local
+part). Bcc recipients never appear in the headers; they only join the envelope.
+CPU-heavy for big attachments: callers run it in a worker thread.
 """
 from __future__ import annotations
 
@@ -19,10 +21,8 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-MAX_ADDRESS_LENGTH = 254
-_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_ADDR_SPEC = re.compile(rf"^(?P<local>{_LOCAL})@(?P<domain>{_LABEL}(?:\.{_LABEL})+)$")
+from tidings_runtime.addresses import canonical, parse_address
+
 _NAME_ADDR = re.compile(r"^\s*(?P<name>.*?)\s*<(?P<addr>[^<>]*)>\s*$", re.DOTALL)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"
@@ -30,6 +30,7 @@ _CONTENT_TYPE = re.compile(rf"^\s*(?P<main>{_TOKEN})/(?P<sub>{_TOKEN})\s*(?:;.*)
 _MSG_ID = re.compile(r"^<?(?P<id>[^<>\s]+@[^<>\s]+)>?$")
 
 SMTP_POLICY = policy.default.clone(linesep="\r\n")
+SMTPUTF8_POLICY = SMTP_POLICY.clone(utf8=True)
 
 
 class ComposeError(ValueError):
@@ -47,22 +48,20 @@ class Mailbox:
 
     @property
     def domain(self) -> str:
-        return self.email.rsplit("@", 1)[1]
+        return parse_address(self.email).domain
+
+    @property
+    def smtputf8(self) -> bool:
+        return parse_address(self.email).smtputf8
 
     def header_value(self) -> Address:
-        local, domain = self.email.rsplit("@", 1)
-        return Address(display_name=self.name, username=local, domain=domain)
+        address = parse_address(self.email)   # headerregistry quotes the local part itself
+        return Address(display_name=self.name, username=address.local_text, domain=address.domain)
 
 
 def parse_addr_spec(text: str) -> str:
-    """A bare `local@domain`, checked; the domain is lowercased."""
-    addr = text.strip()
-    if len(addr) > MAX_ADDRESS_LENGTH:
-        raise ComposeError(f"address too long: {addr[:40]}...")
-    m = _ADDR_SPEC.match(addr)
-    if not m or len(m["local"]) > 64:
-        raise ComposeError(f"not a valid email address: {addr!r}")
-    return f"{m['local']}@{m['domain'].lower()}"
+    """A bare `local@domain` in the form we send it (NFC, minimal quoting, IDNA domain)."""
+    return str(parse_address(text))
 
 
 def check_display_name(name: str) -> str:
@@ -145,11 +144,11 @@ def split_content_type(value: str) -> tuple[str, str]:
 
 
 def envelope_recipients(draft: Draft) -> list[str]:
-    """to + cc + bcc, each address once (compared case-insensitively), in order."""
+    """to + cc + bcc, each mailbox once (by its canonical form), in order."""
     seen: set[str] = set()
     out: list[str] = []
     for mailbox in (*draft.to, *draft.cc, *draft.bcc):
-        key = mailbox.email.lower()
+        key = canonical(mailbox.email)
         if key not in seen:
             seen.add(key)
             out.append(mailbox.email)
@@ -173,7 +172,8 @@ def compose(draft: Draft, *, max_bytes: int) -> Composed:
             raise MessageTooLarge(f"the message exceeds the size limit of {max_bytes} bytes")
         decoded.append((att, data, main, sub))
 
-    msg = EmailMessage(policy=SMTP_POLICY)
+    utf8 = any(m.smtputf8 for m in (draft.sender, *draft.to, *draft.cc))
+    msg = EmailMessage(policy=SMTPUTF8_POLICY if utf8 else SMTP_POLICY)
     message_id = make_msgid(domain=draft.sender.domain)
     msg["From"] = draft.sender.header_value()
     if draft.to:

@@ -4,6 +4,8 @@ Every error leaves the edge as `{"error": {"code": ..., "message": ...}}`
 (plus, for some codes, extra fields inside `error`). Sources:
 - `ApiError`, raised by edge code (auth, validation beyond pydantic, sending);
 - `compose.ComposeError` (a message that cannot be built: 400; too large: 413);
+- `tidings_runtime.addresses.AddressError` (a malformed address: 400; inside a
+  request body pydantic reports it first, as a validation error);
 - `tidings_client.errors.TidingsError`, raised by the router client: mapped by
   `_BY_CLIENT_ERROR` below;
 - FastAPI's `RequestValidationError` (malformed JSON, wrong types, bad query
@@ -23,8 +25,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
 from tidings_client import errors as client_errors
+
+from tidings_runtime.addresses import AddressError
 
 from .compose import ComposeError, MessageTooLarge
 
@@ -179,6 +182,11 @@ async def _compose_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(400, "invalid_request", str(exc))
 
 
+async def _address_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AddressError)
+    return error_response(400, "invalid_request", str(exc))
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return error_response(400, "invalid_request", validation_message(exc))
@@ -208,6 +216,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(client_errors.TidingsError, _client_error)
     app.add_exception_handler(ComposeError, _compose_error)
+    app.add_exception_handler(AddressError, _address_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
