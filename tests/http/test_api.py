@@ -1,107 +1,55 @@
-"""The HTTP edge in process (httpx ASGITransport) over a TEST DOUBLE of the router.
+"""The HTTP edge in process (httpx ASGITransport) over the router's test double.
 
-`FakeMail` is a real `grpc.aio` server on a loopback port implementing just
-enough of `tidings.v1.Mail` to drive each mapping: canned answers, recorded
-requests, and chosen failures (NOT_FOUND, INVALID_ARGUMENT, UNAVAILABLE,
-UNIMPLEMENTED, INTERNAL). The cluster tests (test_http_cluster.py) run the
-same API against the real processes.
+The double is :class:`tests.fake_mail.FakeMail`, with ann (the signed-in user), bob and
+cat at ``example.test`` and four messages in ann's inbox; each test injects the router
+failures it maps. The cluster tests (test_http_cluster.py) run the same API against the
+real processes.
 """
 from __future__ import annotations
 
 import asyncio
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from typing import Any
 
 import grpc
 import httpx
 from prometheus_client import REGISTRY
-from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
 
 from http_edge.app import create_app
 from http_edge.settings import Settings
+from tests.fake_mail import FakeMail
+from tidings.v1 import mail_pb2, types_pb2
 
 USER = types_pb2.Account(user_id="00000000000000a1", email="ann@example.test")
-KNOWN = {"ann@example.test", "bob@example.test", "cat@example.test"}
 
 
 def summary(id: str, **kw: Any) -> types_pb2.MessageSummary:
     s = types_pb2.MessageSummary(
         id=id, thread_id="t1", folder_id="inbox", subject="hi", snippet="hello", received_ms=1_700_000_000_123,
-        size=123, unread=True, to=[types_pb2.Address(name="Ann", email="ann@example.test")], **kw
+        size=123, to=[types_pb2.Address(name="Ann", email="ann@example.test")], **kw
     )
     getattr(s, "from").CopyFrom(types_pb2.Address(name="Bob", email="bob@example.test"))
     return s
 
 
-@dataclass
-class FakeMail(mail_pb2_grpc.MailServicer):
-    calls: dict[str, list[Any]] = field(default_factory=dict)
-
-    def _record(self, name: str, request: Any) -> None:
-        self.calls.setdefault(name, []).append(request)
-
-    async def Authenticate(self, request: Any, context: Any) -> types_pb2.Account:
-        self._record("Authenticate", request)
-        if (request.email, request.password) == (USER.email, "pw"):
-            return USER
-        if request.email == "ghost@example.test":
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no such account")
-        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "wrong password")
-
-    async def ListFolders(self, request: Any, context: Any) -> mail_pb2.FolderList:
-        return mail_pb2.FolderList(folders=[types_pb2.Folder(id="inbox", name="Inbox", role="inbox", total=3, unread=1)])
-
-    async def ListMessages(self, request: Any, context: Any) -> mail_pb2.MessagePage:
-        self._record("ListMessages", request)
-        return mail_pb2.MessagePage(messages=[summary("m1")], next_cursor="" if request.cursor else "c2")
-
-    async def GetMessage(self, request: Any, context: Any) -> types_pb2.MessageDetail:
-        self._record("GetMessage", request)
-        if request.id not in {"m1", "parent"}:
-            await context.abort(grpc.StatusCode.NOT_FOUND, "no such message")
-        return types_pb2.MessageDetail(
-            summary=summary(request.id), message_id="p@example.test", references=["r@example.test"],
-            text="hello", html='<p onclick="x()">hi<script>alert(1)</script></p>',
-            attachments=[types_pb2.AttachmentInfo(id="a1", filename="x.html", content_type="text/html", size=3)],
-        )
-
-    async def GetAttachment(self, request: Any, context: Any) -> mail_pb2.AttachmentContent:
-        return mail_pb2.AttachmentContent(
-            info=types_pb2.AttachmentInfo(id="a1", filename="résumé \"1\".html", content_type="text/html\r\nX: y"),
-            content=b"<script>",
-        )
-
-    async def UpdateMessage(self, request: Any, context: Any) -> types_pb2.MessageSummary:
-        self._record("UpdateMessage", request)
-        if request.id == "broken":
-            await context.abort(grpc.StatusCode.INTERNAL, "secret stack trace")
-        return summary(request.id, starred=request.starred)
-
-    async def DeleteMessage(self, request: Any, context: Any) -> mail_pb2.DeleteResponse:
-        return mail_pb2.DeleteResponse(expunged=False)
-
-    async def CheckRecipient(self, request: Any, context: Any) -> mail_pb2.CheckRecipientResponse:
-        self._record("CheckRecipient", request)
-        if request.address in KNOWN:
-            return mail_pb2.CheckRecipientResponse(status=mail_pb2.CheckRecipientResponse.LOCAL_USER)
-        if request.address.endswith("@example.test"):
-            return mail_pb2.CheckRecipientResponse(status=mail_pb2.CheckRecipientResponse.UNKNOWN_USER)
-        return mail_pb2.CheckRecipientResponse(status=mail_pb2.CheckRecipientResponse.NOT_HOSTED)
-
-    async def Deliver(self, request: Any, context: Any) -> mail_pb2.DeliverResponse:
-        self._record("Deliver", request)
-        return mail_pb2.DeliverResponse(sent_copy=mail_pb2.DeliverResponse.Delivery(id="s1", thread_id="t9"))
-
-    async def Search(self, request: Any, context: Any) -> mail_pb2.MessagePage:
-        self._record("Search", request)
-        if request.query == "down":
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "two replicas down")
-        if request.query.startswith("("):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected ')' at position 6")
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "search is not served yet")
+def seeded() -> FakeMail:
+    """ann's inbox: m1 (unread, HTML with an attachment), m2, m3 (a hostile attachment), parent."""
+    fake = FakeMail()
+    fake.add_user(USER.email, "pw", user_id=USER.user_id)
+    fake.add_user("bob@example.test", "bob-pw")
+    fake.add_user("cat@example.test", "cat-pw")
+    fake.store(USER.user_id, summary("m1", unread=True), message_id="m1@example.test", text="hello",
+               html='<p onclick="x()">hi<script>alert(1)</script></p>', attachments=[mail_pb2.AttachmentContent(
+                   info=types_pb2.AttachmentInfo(id="a1", filename="x.html", content_type="text/html", size=3),
+                   content=b"<p>")])
+    fake.store(USER.user_id, summary("m2"))
+    fake.store(USER.user_id, summary("m3"), attachments=[mail_pb2.AttachmentContent(
+        info=types_pb2.AttachmentInfo(id="a1", filename='résumé "1".html', content_type="text/html\r\nX: y"),
+        content=b"<script>")])
+    fake.store(USER.user_id, summary("parent"), message_id="p@example.test", references=["r@example.test"])
+    return fake
 
 
 Scenario = Callable[[httpx.AsyncClient, FakeMail, dict[str, str]], Awaitable[None]]
@@ -109,20 +57,13 @@ Scenario = Callable[[httpx.AsyncClient, FakeMail, dict[str, str]], Awaitable[Non
 
 def run(scenario: Scenario, **settings: Any) -> None:
     async def main() -> None:
-        fake = FakeMail()
-        server = grpc.aio.server()
-        mail_pb2_grpc.add_MailServicer_to_server(fake, server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        try:
-            app = create_app(Settings(token_secret=b"k" * 32, router=f"127.0.0.1:{port}", rpc_timeout=5, **settings))
+        async with seeded() as fake:
+            app = create_app(Settings(token_secret=b"k" * 32, router=fake.address, rpc_timeout=5, **settings))
             token, _ = app.state.signer.mint(USER.user_id, USER.email)
             async with app.router.lifespan_context(app):
                 transport = httpx.ASGITransport(app=app)
                 async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
                     await scenario(client, fake, {"Authorization": f"Bearer {token}"})
-        finally:
-            await server.stop(None)
 
     asyncio.run(main())
 
@@ -141,10 +82,11 @@ def test_token_from_router_authentication() -> None:
         assert r.status_code == 200 and set(r.json()) == {"token", "expires_at"}
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r.json()["expires_at"])
         r = await c.get("/v1/folders", headers={"Authorization": f"Bearer {r.json()['token']}"})
-        assert r.json() == {"folders": [{"id": "inbox", "name": "Inbox", "role": "inbox", "total": 3, "unread": 1}]}
+        assert r.json()["folders"][0] == {"id": "inbox", "name": "Inbox", "role": "inbox", "total": 4, "unread": 1}
         assert_error(await c.post("/v1/auth/token", json={"email": USER.email, "password": "no"}), 401,
                      "unauthenticated")
         # an unknown account looks like a wrong password
+        fake.fail("Authenticate", grpc.StatusCode.NOT_FOUND, "no such account", times=1)
         err = assert_error(await c.post("/v1/auth/token", json={"email": "ghost@example.test", "password": "x"}),
                            401, "unauthenticated")
         assert "account" not in err["message"]
@@ -159,7 +101,7 @@ def test_summary_and_detail_shape_html_sanitised() -> None:
         d = r.json()
         assert d["from"] == {"name": "Bob", "email": "bob@example.test"}
         assert d["received_at"] == "2023-11-14T22:13:20.123Z"
-        assert d["message_id"] == "p@example.test" and d["in_reply_to"] is None
+        assert d["message_id"] == "m1@example.test" and d["in_reply_to"] is None
         assert "script" not in d["html"] and "onclick" not in d["html"] and "hi" in d["html"]
         assert d["attachments"] == [{"id": "a1", "filename": "x.html", "content_type": "text/html", "size": 3}]
         assert fake.calls["GetMessage"][0].user_id == USER.user_id
@@ -170,17 +112,21 @@ def test_summary_and_detail_shape_html_sanitised() -> None:
 
 def test_listing_passes_paging_through() -> None:
     async def scenario(c: httpx.AsyncClient, fake: FakeMail, auth: dict[str, str]) -> None:
-        page = (await c.get("/v1/folders/inbox/messages", headers=auth, params={"limit": 7, "unread": "true"})).json()
-        assert set(page) == {"messages", "next_cursor"} and page["next_cursor"] == "c2"
+        page = (await c.get("/v1/folders/inbox/messages", headers=auth, params={"limit": 3})).json()
+        assert set(page) == {"messages", "next_cursor"} and len(page["messages"]) == 3 and page["next_cursor"]
         assert set(page["messages"][0]) == {"id", "thread_id", "folder_id", "from", "to", "cc", "subject",
                                             "snippet", "received_at", "size", "unread", "starred",
                                             "has_attachments"}
-        page = (await c.get("/v1/folders/inbox/messages", headers=auth, params={"cursor": "c2"})).json()
-        assert page["next_cursor"] is None
-        first, second = fake.calls["ListMessages"]
+        cursor = page["next_cursor"]
+        page = (await c.get("/v1/folders/inbox/messages", headers=auth, params={"cursor": cursor})).json()
+        assert len(page["messages"]) == 1 and page["next_cursor"] is None
+        page = (await c.get("/v1/folders/inbox/messages", headers=auth, params={"unread": "true"})).json()
+        assert [m["id"] for m in page["messages"]] == ["m1"]
+        first, second, third = fake.calls["ListMessages"]
         assert (first.user_id, first.folder_id, first.limit, first.unread_only, first.cursor) == (
-            USER.user_id, "inbox", 7, True, "")
-        assert (second.limit, second.unread_only, second.cursor) == (50, False, "c2")
+            USER.user_id, "inbox", 3, False, "")
+        assert (second.limit, second.unread_only, second.cursor) == (50, False, cursor)
+        assert third.unread_only
         for bad in ({"limit": 0}, {"limit": 201}, {"limit": "x"}, {"unread": "perhaps"}):
             assert_error(await c.get("/v1/folders/inbox/messages", headers=auth, params=bad), 400, "invalid_request")
 
@@ -195,7 +141,9 @@ def test_send_builds_mime_and_delivers_once() -> None:
             "attachments": [{"filename": "a.txt", "content_type": "text/plain", "content_base64": "aGk="}]})
         assert r.status_code == 202, r.text
         body = r.json()
-        assert body["id"] == "s1" and body["thread_id"] == "t9" and body["message_id"].endswith("@example.test")
+        [sent] = fake.mailbox(USER.user_id, "sent")
+        assert (body["id"], body["thread_id"]) == (sent.id, sent.thread_id)
+        assert body["message_id"].endswith("@example.test")
         [deliver] = fake.calls["Deliver"]
         assert re.fullmatch(r"[0-9a-f]{32}", deliver.entry_id)
         assert list(deliver.recipients) == ["bob@example.test", "cat@example.test"]
@@ -232,14 +180,18 @@ def test_send_rejections_write_nothing() -> None:
 
 def test_router_status_mapping() -> None:
     async def scenario(c: httpx.AsyncClient, fake: FakeMail, auth: dict[str, str]) -> None:
+        fake.fail("Search", grpc.StatusCode.INVALID_ARGUMENT, "expected ')' at position 6", times=1)
         err = assert_error(await c.get("/v1/search", headers=auth, params={"q": "(from:x"}), 400, "invalid_request")
         assert "position 6" in err["message"]
+        fake.fail("Search", grpc.StatusCode.UNIMPLEMENTED, "search is not served yet", times=1)
         assert_error(await c.get("/v1/search", headers=auth, params={"q": "hello"}), 501, "not_implemented")
+        fake.fail("Search", grpc.StatusCode.UNAVAILABLE, "two replicas down")
         r = await c.get("/v1/search", headers=auth, params={"q": "down"})
         assert_error(r, 503, "unavailable")
         assert r.headers["retry-after"] == "1"
         assert len([s for s in fake.calls["Search"] if s.query == "down"]) > 1  # retried by the channel
-        err = assert_error(await c.patch("/v1/messages/broken", headers=auth, json={"starred": True}), 500,
+        fake.fail("UpdateMessage", grpc.StatusCode.INTERNAL, "secret stack trace", times=1)
+        err = assert_error(await c.patch("/v1/messages/m2", headers=auth, json={"starred": True}), 500,
                            "internal")
         assert "secret" not in err["message"]
         r = await c.patch("/v1/messages/m2", headers=auth, json={"starred": True})
@@ -253,7 +205,7 @@ def test_router_status_mapping() -> None:
 
 def test_attachment_served_inert() -> None:
     async def scenario(c: httpx.AsyncClient, fake: FakeMail, auth: dict[str, str]) -> None:
-        r = await c.get("/v1/messages/m1/attachments/a1", headers=auth)
+        r = await c.get("/v1/messages/m3/attachments/a1", headers=auth)
         assert r.status_code == 200 and r.content == b"<script>"
         assert r.headers["content-type"] == "application/octet-stream"  # the stored type was not a safe one
         assert r.headers["x-content-type-options"] == "nosniff"

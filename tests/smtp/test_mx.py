@@ -221,7 +221,7 @@ def test_unexpected_error_is_451_and_the_session_goes_on(edge: SmtpEdge, monkeyp
 
 def test_slow_delivery_past_deadline_is_451(start_edge, fake_router) -> None:
     edge = start_edge(deliver_timeout=0.3)
-    fake_router.deliver_delay = 1.0
+    fake_router.delays["Deliver"] = 1.0
     with connect(edge) as client:
         assert send(client, [ALICE], simple_message()) == (
             451, b"4.3.0 mail store timed out, try again later")
@@ -229,13 +229,13 @@ def test_slow_delivery_past_deadline_is_451(start_edge, fake_router) -> None:
 
 def test_stop_lets_a_delivery_in_flight_finish_with_250(edge: SmtpEdge, fake_router,
                                                         loop_thread) -> None:
-    fake_router.deliver_delay = 0.5
+    fake_router.delays["Deliver"] = 0.5
     with connect(edge) as client:
         client.mail("carol@example.org")
         client.rcpt(ALICE)
         with ThreadPoolExecutor(1) as pool:
             reply = pool.submit(client.data, simple_message())
-            assert fake_router.deliver_started.wait(5)
+            assert fake_router.entered("Deliver").wait(5)
             loop_thread.run(edge.stop(grace=5))
             assert reply.result(5)[0] == 250
     assert len(fake_router.delivered) == 1

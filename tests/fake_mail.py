@@ -1,0 +1,404 @@
+"""A TEST DOUBLE of the router's ``tidings.v1.Mail`` service, for the edges' unit tests.
+
+:class:`FakeMail` is a real ``grpc.aio`` server on a loopback port (bound to port 0, the
+port read back) over a small in-memory model: hosted domains, users with passwords and
+each user's messages (a ``MessageDetail`` whose summary carries folder and flags, the raw
+bytes, the attachment contents). It answers every ``Mail`` call from that model the way
+the router does: recipients are local users, unknown users of hosted domains or not
+hosted; ``Deliver`` stores one copy per user and a read copy in the sender's Sent;
+``DeleteMessage`` moves to Trash, and from Trash expunges; unknown ids are NOT_FOUND;
+listings are newest first, paged by an opaque cursor. It records every request
+(``calls``, ``delivered``, ``checked``) and can be told to fail calls with a chosen status
+and details (:meth:`FakeMail.fail`, or the SMTP tests' ``fail_check`` / ``fail_deliver`` /
+``fail_authenticate``), to hold them (``delays``, with ``entered`` to see one arrive), or
+to answer a recipient check its own way (``verdicts``). It stands in for the router in
+edge unit tests only; the cluster tests (tests/smtp/test_smtp_cluster.py,
+tests/http/test_http_cluster.py) run the edges against the real processes.
+
+Async tests use ``async with FakeMail() as fake``; tests that must stay synchronous
+(``smtplib`` against the SMTP edge) serve it on a :class:`LoopThread` with
+:meth:`FakeMail.served_on`.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+
+from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
+from tidings_runtime.mime import Address, find_attachment, parse_mail
+from tidings_runtime.partitions import SYSTEM_FOLDERS
+
+T = TypeVar("T")
+Status = mail_pb2.CheckRecipientResponse.Status
+Handler = Callable[["FakeMail", Any, grpc.aio.ServicerContext], Awaitable[T]]
+DEFAULT_LIMIT = 50
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread; ``run`` executes a coroutine there."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Awaitable[T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+
+@dataclass
+class Failure:
+    """What an injected failure answers; ``times`` calls left, None: until cleared."""
+
+    code: grpc.StatusCode
+    details: str = "injected"
+    times: int | None = None
+
+
+@dataclass
+class StoredMessage:
+    detail: types_pb2.MessageDetail        # detail.summary: id, thread, folder, flags
+    raw: bytes = b""
+    attachments: dict[str, mail_pb2.AttachmentContent] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> types_pb2.MessageSummary:
+        return self.detail.summary
+
+
+@dataclass
+class User:
+    account: types_pb2.Account
+    password: str
+    messages: dict[str, StoredMessage] = field(default_factory=dict)
+
+
+def _served(handler: Handler[T]) -> Handler[T]:
+    """Record the call, then apply any delay and injected failure before ``handler`` runs."""
+
+    @functools.wraps(handler)
+    async def serve(fake: FakeMail, request: Any, context: grpc.aio.ServicerContext) -> T:
+        name = handler.__name__
+        fake.calls.setdefault(name, []).append(request)
+        fake.entered(name).set()
+        if delay := fake.delays.get(name):
+            await asyncio.sleep(delay)
+        failure = fake.failures.get(name)
+        if failure is not None:
+            if failure.times is not None:
+                failure.times -= 1
+                if failure.times <= 0:
+                    del fake.failures[name]
+            await _abort(context, failure.code, failure.details)
+        return await handler(fake, request, context)
+
+    return serve
+
+
+class _Injected:
+    """``fake.fail_deliver = code`` and the like: every call of the method fails with
+    ``code`` (details "injected"); None stops it."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+
+    def __get__(self, fake: FakeMail | None, owner: type | None = None) -> Any:
+        if fake is None:
+            return self
+        failure = fake.failures.get(self.method)
+        return None if failure is None else failure.code
+
+    def __set__(self, fake: FakeMail, code: grpc.StatusCode | None) -> None:
+        if code is None:
+            fake.failures.pop(self.method, None)
+        else:
+            fake.fail(self.method, code)
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
+    await context.abort(code, details)
+    raise AssertionError("context.abort returned")
+
+
+async def _not_found(context: grpc.aio.ServicerContext, what: str) -> NoReturn:
+    await _abort(context, grpc.StatusCode.NOT_FOUND, f"no {what}")
+
+
+def _mailbox_key(address: str) -> str:
+    """Who an address names, near enough for the edges' tests: the domain in lower case."""
+    local, at, domain = address.rpartition("@")
+    return f"{local}{at}{domain.lower()}"
+
+
+def _addresses(items: Iterable[Address]) -> list[types_pb2.Address]:
+    return [types_pb2.Address(name=name, email=email) for name, email in items]
+
+
+def _newest_first(messages: Iterable[StoredMessage]) -> list[types_pb2.MessageSummary]:
+    return sorted((m.summary for m in messages), key=lambda s: (s.received_ms, s.id), reverse=True)
+
+
+def _page(messages: Iterable[StoredMessage], limit: int, cursor: str) -> mail_pb2.MessagePage:
+    """Newest first; the cursor is the offset of the next page (opaque to the edges)."""
+    ordered = _newest_first(messages)
+    start, limit = int(cursor or 0), limit or DEFAULT_LIMIT
+    more = start + limit < len(ordered)
+    return mail_pb2.MessagePage(messages=ordered[start:start + limit], total=len(ordered),
+                                next_cursor=str(start + limit) if more else "")
+
+
+@dataclass
+class FakeMail(mail_pb2_grpc.MailServicer):
+    """Test double of ``tidings.v1.Mail`` (see the module docstring)."""
+
+    domains: set[str] = field(default_factory=set)
+    users: dict[str, User] = field(default_factory=dict)       # by user id
+    calls: dict[str, list[Any]] = field(default_factory=dict)  # method -> requests, as received
+    delivered: list[mail_pb2.DeliverRequest] = field(default_factory=list)  # the accepted ones
+    failures: dict[str, Failure] = field(default_factory=dict)
+    delays: dict[str, float] = field(default_factory=dict)     # method -> seconds held
+    verdicts: dict[str, mail_pb2.CheckRecipientResponse] = field(default_factory=dict)
+    address: str = ""
+    _entered: dict[str, threading.Event] = field(default_factory=dict)
+    _server: Any = None
+
+    fail_check = _Injected("CheckRecipient")
+    fail_deliver = _Injected("Deliver")
+    fail_authenticate = _Injected("Authenticate")
+
+    # -- the model
+
+    def add_domain(self, domain: str) -> None:
+        self.domains.add(domain.lower())
+
+    def add_user(self, email: str, password: str, *, user_id: str = "") -> types_pb2.Account:
+        """A user of a hosted domain (hosted from now on); ids are made up unless given."""
+        self.add_domain(email.rpartition("@")[2])
+        account = types_pb2.Account(user_id=user_id or f"{len(self.users) + 1:016x}", email=email)
+        self.users[account.user_id] = User(account, password)
+        return account
+
+    def store(self, user_id: str, summary: types_pb2.MessageSummary, *, raw: bytes = b"",
+              attachments: Iterable[mail_pb2.AttachmentContent] = (), **detail: Any) -> StoredMessage:
+        """Put a message in a user's mailbox as is; ``detail``: the other MessageDetail fields."""
+        contents = {a.info.id: a for a in attachments}
+        message = StoredMessage(types_pb2.MessageDetail(
+            summary=summary, attachments=[a.info for a in contents.values()], **detail), raw, contents)
+        self.users[user_id].messages[summary.id] = message
+        return message
+
+    def mailbox(self, user_id: str, folder_id: str) -> list[types_pb2.MessageSummary]:
+        """The summaries in one folder, newest first."""
+        return _newest_first(self._in_folder(self._user(user_id), folder_id, False))
+
+    def fail(self, method: str, code: grpc.StatusCode, details: str = "injected",
+             times: int | None = None) -> None:
+        """Make calls of ``method`` fail with ``code``: the next ``times`` ones, or all until cleared."""
+        self.failures[method] = Failure(code, details, times)
+
+    def entered(self, method: str) -> threading.Event:
+        """Set once a call of ``method`` arrived (before its delay and failure)."""
+        return self._entered.setdefault(method, threading.Event())
+
+    @property
+    def checked(self) -> list[str]:
+        return [r.address for r in self.calls.get("CheckRecipient", [])]
+
+    def _user(self, user_id: str) -> User:
+        """The user with that id; an unknown id has an empty mailbox, as with the router."""
+        return self.users.get(user_id) or User(types_pb2.Account(user_id=user_id), "")
+
+    def _find(self, address: str) -> User | None:
+        key = _mailbox_key(address)
+        return next((u for u in self.users.values() if _mailbox_key(u.account.email) == key), None)
+
+    @staticmethod
+    def _in_folder(user: User, folder_id: str, unread_only: bool) -> list[StoredMessage]:
+        return [m for m in user.messages.values()
+                if m.summary.folder_id == folder_id and (m.summary.unread or not unread_only)]
+
+    def _keep(self, user: User, raw: bytes, folder_id: str, unread: bool) -> StoredMessage:
+        """Store ``raw`` as the router would: parsed, threaded under a known parent."""
+        parsed = parse_mail(raw)
+        new_id = uuid.uuid4().hex[:16]
+        thread_id = next((m.summary.thread_id for m in user.messages.values()
+                          if parsed.in_reply_to and m.detail.message_id == parsed.in_reply_to), new_id)
+        summary = types_pb2.MessageSummary(
+            id=new_id, thread_id=thread_id, folder_id=folder_id, to=_addresses(parsed.to),
+            cc=_addresses(parsed.cc), subject=parsed.subject, snippet=parsed.snippet,
+            received_ms=int(time.time() * 1000), size=len(raw), unread=unread,
+            has_attachments=bool(parsed.attachments))
+        if parsed.from_:
+            getattr(summary, "from").CopyFrom(_addresses(parsed.from_)[0])
+        contents = []
+        for part in parsed.attachments:
+            found = find_attachment(raw, part.id)
+            contents.append(mail_pb2.AttachmentContent(info=types_pb2.AttachmentInfo(
+                id=part.id, filename=part.filename, content_type=part.content_type, size=part.size),
+                content=found[1] if found else b""))
+        return self.store(user.account.user_id, summary, raw=raw, attachments=contents,
+                          message_id=parsed.rfc822_msgid, in_reply_to=parsed.in_reply_to,
+                          references=parsed.references, text=parsed.text, html=parsed.html,
+                          bcc=_addresses(parsed.bcc))
+
+    async def _message(self, user_id: str, message_id: str,
+                       context: grpc.aio.ServicerContext) -> StoredMessage:
+        message = self._user(user_id).messages.get(message_id)
+        return message if message is not None else await _not_found(context, f"message {message_id}")
+
+    # -- the service
+
+    @_served
+    async def Authenticate(self, request: mail_pb2.AuthenticateRequest,
+                           context: grpc.aio.ServicerContext) -> types_pb2.Account:
+        user = self._find(request.email)
+        if user is None or user.password != request.password:
+            await _abort(context, grpc.StatusCode.UNAUTHENTICATED, "wrong email or password")
+        return user.account
+
+    @_served
+    async def CheckRecipient(self, request: mail_pb2.CheckRecipientRequest,
+                             context: grpc.aio.ServicerContext) -> mail_pb2.CheckRecipientResponse:
+        if request.address in self.verdicts:
+            return self.verdicts[request.address]
+        user = self._find(request.address)
+        if user is not None:
+            return mail_pb2.CheckRecipientResponse(status=Status.LOCAL_USER, account=user.account)
+        hosted = request.address.rpartition("@")[2].lower() in self.domains
+        return mail_pb2.CheckRecipientResponse(status=Status.UNKNOWN_USER if hosted else Status.NOT_HOSTED)
+
+    @_served
+    async def Deliver(self, request: mail_pb2.DeliverRequest,
+                      context: grpc.aio.ServicerContext) -> mail_pb2.DeliverResponse:
+        users: dict[str, tuple[str, User]] = {}   # one copy a user
+        for recipient in request.recipients:
+            user = self._find(recipient)
+            if user is None:
+                await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"no user {recipient}")
+            users.setdefault(user.account.user_id, (recipient, user))
+        if request.sender_user_id and request.sender_user_id not in self.users:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"no user {request.sender_user_id}")
+        response = mail_pb2.DeliverResponse()
+        for recipient, user in users.values():
+            copy = self._keep(user, request.raw, request.folder_id or "inbox", True)
+            response.deliveries.add(recipient=recipient, user_id=user.account.user_id, id=copy.summary.id,
+                                    thread_id=copy.summary.thread_id)
+        if request.sender_user_id:
+            copy = self._keep(self.users[request.sender_user_id], request.raw, "sent", False)
+            response.sent_copy.CopyFrom(mail_pb2.DeliverResponse.Delivery(
+                user_id=request.sender_user_id, id=copy.summary.id, thread_id=copy.summary.thread_id))
+        self.delivered.append(request)
+        return response
+
+    @_served
+    async def ListFolders(self, request: mail_pb2.UserRef,
+                          context: grpc.aio.ServicerContext) -> mail_pb2.FolderList:
+        user = self._user(request.user_id)
+        return mail_pb2.FolderList(folders=[
+            types_pb2.Folder(id=role, name=role.capitalize(), role=role,
+                             total=len(self._in_folder(user, role, False)),
+                             unread=len(self._in_folder(user, role, True)))
+            for role in SYSTEM_FOLDERS])
+
+    @_served
+    async def ListMessages(self, request: mail_pb2.ListMessagesRequest,
+                           context: grpc.aio.ServicerContext) -> mail_pb2.MessagePage:
+        messages = self._in_folder(self._user(request.user_id), request.folder_id, request.unread_only)
+        return _page(messages, request.limit, request.cursor)
+
+    @_served
+    async def GetMessage(self, request: mail_pb2.MessageRef,
+                         context: grpc.aio.ServicerContext) -> types_pb2.MessageDetail:
+        return (await self._message(request.user_id, request.id, context)).detail
+
+    @_served
+    async def GetRawMessage(self, request: mail_pb2.MessageRef,
+                            context: grpc.aio.ServicerContext) -> mail_pb2.RawMessage:
+        return mail_pb2.RawMessage(raw=(await self._message(request.user_id, request.id, context)).raw)
+
+    @_served
+    async def GetAttachment(self, request: mail_pb2.AttachmentRef,
+                            context: grpc.aio.ServicerContext) -> mail_pb2.AttachmentContent:
+        message = await self._message(request.user_id, request.id, context)
+        found = message.attachments.get(request.attachment_id)
+        return found if found is not None else await _not_found(context, f"attachment {request.attachment_id}")
+
+    @_served
+    async def UpdateMessage(self, request: mail_pb2.UpdateRequest,
+                            context: grpc.aio.ServicerContext) -> types_pb2.MessageSummary:
+        summary = (await self._message(request.user_id, request.id, context)).summary
+        for name in ("unread", "starred", "folder_id"):
+            if request.HasField(name):
+                setattr(summary, name, getattr(request, name))
+        return summary
+
+    @_served
+    async def DeleteMessage(self, request: mail_pb2.MessageRef,
+                            context: grpc.aio.ServicerContext) -> mail_pb2.DeleteResponse:
+        summary = (await self._message(request.user_id, request.id, context)).summary
+        if summary.folder_id != "trash":
+            summary.folder_id = "trash"
+            return mail_pb2.DeleteResponse(expunged=False)
+        del self._user(request.user_id).messages[request.id]
+        return mail_pb2.DeleteResponse(expunged=True)
+
+    @_served
+    async def GetThread(self, request: mail_pb2.ThreadRef,
+                        context: grpc.aio.ServicerContext) -> mail_pb2.Thread:
+        messages = [m.summary for m in self._user(request.user_id).messages.values()
+                    if m.summary.thread_id == request.thread_id]
+        if not messages:
+            await _not_found(context, f"thread {request.thread_id}")
+        return mail_pb2.Thread(id=request.thread_id,
+                               messages=sorted(messages, key=lambda s: (s.received_ms, s.id)))
+
+    @_served
+    async def Search(self, request: mail_pb2.SearchRequest,
+                     context: grpc.aio.ServicerContext) -> mail_pb2.MessagePage:
+        """Every word of the query in the subject, snippet or text (no query language)."""
+        words = request.query.lower().split()
+        found = [m for m in self._user(request.user_id).messages.values()
+                 if all(w in f"{m.summary.subject} {m.summary.snippet} {m.detail.text}".lower() for w in words)]
+        return _page(found, request.limit, request.cursor)
+
+    # -- serving
+
+    async def start(self) -> None:
+        self._server = grpc.aio.server()
+        mail_pb2_grpc.add_MailServicer_to_server(self, self._server)
+        port = self._server.add_insecure_port("127.0.0.1:0")
+        await self._server.start()
+        self.address = f"127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        await self._server.stop(0)
+
+    async def __aenter__(self) -> FakeMail:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @contextmanager
+    def served_on(self, loop: LoopThread) -> Iterator[FakeMail]:
+        """Serve on ``loop``'s thread for the ``with`` block, for synchronous tests."""
+        loop.run(self.start())
+        try:
+            yield self
+        finally:
+            loop.run(self.stop())
