@@ -33,6 +33,7 @@ _REJECT_REASONS = {
         "not_hosted",
         "not a domain hosted here (sending to other domains is not supported yet)",
     ),
+    mail_pb2.CheckRecipientResponse.MALFORMED: ("malformed_address", "not a valid email address"),
 }
 
 
@@ -72,6 +73,8 @@ async def check_recipients(client: MailClient, recipients: list[str]) -> None:
         if answer.status == mail_pb2.CheckRecipientResponse.LOCAL_USER:
             continue
         reason, text = _REJECT_REASONS.get(answer.status, ("rejected", "cannot be delivered"))
+        if answer.reason:
+            text = f"{text} ({answer.reason})"
         rejected.append({"email": address, "reason": reason, "text": text})
     if rejected:
         names = "; ".join(f"{r['email']}: {r['text']}" for r in rejected)
