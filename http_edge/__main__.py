@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import uvicorn
 from prometheus_client import start_http_server
 
+from tidings_runtime.ready import write_ready
+
 from .app import create_app
 from .settings import Settings
 
@@ -50,6 +52,7 @@ async def _serve(settings: Settings, sock: socket.socket, metrics_port: int | No
     if server.started:
         port = sock.getsockname()[1]
         metrics = f":{metrics_port}" if metrics_port is not None else "off"
+        write_ready(settings.ready_file, {"http": port, "metrics": metrics_port})
         print(f"http_edge listening on http://{_url_host(settings.host)}:{port}, metrics {metrics}", flush=True)
     await task
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 from router.anti_entropy import AntiEntropy
 from router.coordinator import Coordinator
@@ -42,7 +43,7 @@ def serving_nodes(replicas: Replicas) -> list[NodeInfo]:
 
 
 async def run(listen: str, nodes: list[NodeInfo], consistency: Consistency, metrics_port: int | None,
-              domains: list[str], anti_entropy_interval: float) -> None:
+              domains: list[str], anti_entropy_interval: float, ready_file: Path | None = None) -> None:
     clock = HybridLogicalClock()
     pool = NodePool()
     replicas = Replicas(Ring(nodes), pool, consistency)
@@ -76,7 +77,7 @@ async def run(listen: str, nodes: list[NodeInfo], consistency: Consistency, metr
         await background.stop()
         await pool.close()
 
-    await serve(services, listen, metrics_port, "router", on_start=start, on_stop=stop)
+    await serve(services, listen, metrics_port, "router", on_start=start, on_stop=stop, ready_file=ready_file)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -84,4 +85,4 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s router %(levelname)s %(message)s")
     consistency = Consistency(n=settings.n, w=settings.w, r=settings.r, timeout=settings.timeout)
     asyncio.run(run(settings.listen, settings.ring_nodes, consistency, settings.metrics_port, settings.domains,
-                    settings.anti_entropy_interval))
+                    settings.anti_entropy_interval, settings.ready_file))

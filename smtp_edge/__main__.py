@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from smtp_edge.config import Settings
 from smtp_edge.server import SmtpEdge
+from tidings_runtime.ready import write_ready
 
 
 async def serve(settings: Settings) -> None:
@@ -23,6 +24,8 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stopping.set)
     try:
         await edge.start()
+        write_ready(settings.ready_file, {"smtp": edge.mx_port, "submission": edge.submission_port,
+                                          "metrics": edge.metrics_port or None})
         print(edge.banner(), flush=True)
         await stopping.wait()
     finally:

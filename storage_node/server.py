@@ -61,7 +61,7 @@ async def run(settings: Settings) -> None:
     node = StorageNode(settings.node_id, settings.data_dir, settings.blob_dir, settings)
     await serve([Mounted(storage_pb2_grpc.add_StorageNodeServicer_to_server, node.service, MOUNT_NAME)],
                 settings.listen, settings.metrics_port, f"storage_node {settings.node_id}",
-                on_start=node.start, on_stop=node.stop)
+                on_start=node.start, on_stop=node.stop, ready_file=settings.ready_file)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,34 +2,32 @@
 checked ready, stopped cleanly. `make run` and the test grid both use it.
 
 Layout: data under one base directory (`var/` by default): node<i>/ (RocksDB),
-blobs/ (object store), smtp/ (dev certificate), logs/<process>.log, pids/<process>.pid.
+blobs/ (object store), smtp/ (dev certificate), logs/<process>.log, pids/<process>.pid,
+ready/<process>.json (the ports it bound: a process may be started on port 0).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import grpc
 import psutil
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc
+from tidings_runtime.ready import read_ready
 
 HOST = "127.0.0.1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+class ClusterError(Exception):
+    """A process of the local cluster did not come up."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,7 @@ class Layout:
     members: int = 3
 
     @classmethod
-    def default(cls, base_dir: Path, offset: int = 0) -> "Layout":
+    def default(cls, base_dir: Path, offset: int = 0) -> Layout:
         """The CONTRACT's ports (router 7000, storage 7101-7105, SMTP 2525/2587, HTTP 8080,
         metrics from 9100), each plus `offset`."""
         names = ["router", *(f"storage-{i}" for i in (1, 2, 3)), "smtp", "http", "storage-4", "storage-5"]
@@ -56,13 +54,30 @@ class Layout:
                    metrics_ports={n: 9100 + i + offset for i, n in enumerate(names)})
 
     @classmethod
-    def on_free_ports(cls, base_dir: Path, storage_nodes: int = 3, spares: int = 1) -> "Layout":
+    def any_port(cls, base_dir: Path, storage_nodes: int = 3, spares: int = 1) -> Layout:
+        """Every port 0: each process binds any free port, and the cluster records the real
+        one from its ready file."""
         count = storage_nodes + spares
         names = ["router", *(f"storage-{i}" for i in range(1, count + 1)), "smtp", "http"]
-        return cls(base_dir, router_port=free_port(), members=storage_nodes,
-                   storage_ports=tuple(free_port() for _ in range(count)),
-                   smtp_port=free_port(), submission_port=free_port(), http_port=free_port(),
-                   metrics_ports={n: free_port() for n in names})
+        return cls(base_dir, router_port=0, members=storage_nodes, storage_ports=(0,) * count,
+                   smtp_port=0, submission_port=0, http_port=0, metrics_ports=dict.fromkeys(names, 0))
+
+    def bound(self, name: str, ports: dict[str, int]) -> Layout:
+        """This layout with the ports process `name` reported it bound."""
+        changes: dict[str, object] = {}
+        if name.startswith("storage-"):
+            index = int(name.removeprefix("storage-"))
+            changes["storage_ports"] = tuple(ports["grpc"] if i == index else port
+                                             for i, port in enumerate(self.storage_ports, 1))
+        elif name == "router":
+            changes["router_port"] = ports["grpc"]
+        elif name == "smtp":
+            changes.update(smtp_port=ports["smtp"], submission_port=ports["submission"])
+        elif name == "http":
+            changes["http_port"] = ports["http"]
+        if "metrics" in ports:
+            changes["metrics_ports"] = {**self.metrics_ports, name: ports["metrics"]}
+        return replace(self, **changes)  # type: ignore[arg-type]
 
     @property
     def ports(self) -> set[int]:
@@ -91,20 +106,22 @@ class Layout:
 
 
 class Process:
-    """One child process with its log file and pid file."""
+    """One child process with its log file, pid file and ready file."""
 
     def __init__(self, name: str, argv: list[str], layout: Layout, tied_to_parent: bool = True) -> None:
         self.name = name
-        self.argv = argv
-        self.tied_to_parent = tied_to_parent
         self.log_path = layout.base_dir / "logs" / f"{name}.log"
         self.pid_path = layout.base_dir / "pids" / f"{name}.pid"
+        self.ready_path = layout.base_dir / "ready" / f"{name}.json"
+        self.argv = [*argv, "--ready-file", str(self.ready_path)]
+        self.tied_to_parent = tied_to_parent
         self.popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.pid_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
+        self.ready_path.unlink(missing_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child holds it; ours is closed below
         argv = self.argv
         if self.tied_to_parent:
             argv = [sys.executable, "-m", "tidings_cli.tether", str(os.getpid()), *argv]
@@ -142,6 +159,19 @@ class Process:
         forget_pid(self.pid_path, self.popen.pid)
         return True
 
+    def wait_ready(self, timeout: float = 60) -> dict[str, int]:
+        """The ports the process bound, once it serves; ClusterError (with its log's tail)
+        if it exits first or takes longer than `timeout`."""
+        deadline = time.monotonic() + timeout
+        while (ports := read_ready(self.ready_path)) is None:
+            if not self.running:
+                code = self.popen.returncode if self.popen is not None else None
+                raise ClusterError(f"{self.name} exited ({code}) before it was ready; {self.log_path}:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{self.name} not ready after {timeout}s; {self.log_path}:\n{self.tail()}")
+            time.sleep(0.05)
+        return ports
+
     def tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -163,22 +193,6 @@ def poll_until(ready: Callable[[], bool], what: str, timeout: float = 30, interv
         time.sleep(interval)
 
 
-def wait_healthy(address: str, timeout: float = 30) -> None:
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        serving = health_pb2.HealthCheckResponse.SERVING
-        poll_until(lambda: stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == serving,
-                   f"{address} not healthy", timeout)
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    def listening() -> bool:
-        with socket.create_connection((HOST, port), timeout=1):
-            return True
-
-    poll_until(listening, f"nothing listens on {HOST}:{port}", timeout)
-
-
 def wait_domain_hosted(router_address: str, domain: str = "example.test", timeout: float = 30) -> None:
     not_hosted = mail_pb2.CheckRecipientResponse.Status.NOT_HOSTED
     request = mail_pb2.CheckRecipientRequest(address=f"postmaster@{domain}")
@@ -198,7 +212,7 @@ class LocalCluster:
 
     def _metrics(self, name: str) -> list[str]:
         port = self.layout.metrics_ports.get(name)
-        return ["--metrics-port", str(port)] if port else []
+        return ["--metrics-port", str(port)] if port is not None else ["--no-metrics"]
 
     def storage_process(self, index: int, tied_to_parent: bool = True) -> Process:
         base = self.layout.base_dir
@@ -209,29 +223,29 @@ class LocalCluster:
                               *self._metrics(name)], self.layout, tied_to_parent)
 
     def start(self, edges: tuple[str, ...] = ("smtp", "http")) -> None:
+        """Storage nodes, then the router (given their real ports), then the edges (given
+        the router's); each step once the previous one serves."""
         lay = self.layout
         lay.base_dir.mkdir(parents=True, exist_ok=True)
-        for index in range(1, lay.members + 1):
-            self.start_storage(index, wait=False)
-        for index in self.storage:
-            wait_healthy(lay.storage_address(index))
+        nodes = [self.start_storage(index, wait=False) for index in range(1, lay.members + 1)]
+        self._wait_ready(nodes)
         self._start(Process("router", [self.python, "-m", "router", "--listen", lay.router_address,
-                                       "--nodes", lay.nodes_spec, *self._metrics("router"), *self.router_args], lay))
-        wait_healthy(lay.router_address)
-        wait_domain_hosted(lay.router_address)
+                                       "--nodes", self.layout.nodes_spec, *self._metrics("router"),
+                                       *self.router_args], lay))
+        self._wait_ready([self.processes["router"]])
+        wait_domain_hosted(self.layout.router_address)
         self.start_edges(edges)
 
     def start_edges(self, edges: tuple[str, ...]) -> None:
-        lay = self.layout
         if "smtp" in edges:
             self._start_smtp()
         if "http" in edges:
             self._start_http()
-        if "smtp" in edges:
-            wait_port(lay.smtp_port)
-            wait_port(lay.submission_port)
-        if "http" in edges:
-            wait_port(lay.http_port)
+        self._wait_ready([self.processes[name] for name in edges])
+
+    def _wait_ready(self, processes: list[Process]) -> None:
+        for process in processes:
+            self.layout = self.layout.bound(process.name, process.wait_ready())
 
     def _start_smtp(self) -> None:
         lay = self.layout
@@ -251,12 +265,14 @@ class LocalCluster:
         process.start()
         self.processes[process.name] = process
 
-    def start_storage(self, index: int, wait: bool = True, tied_to_parent: bool = True) -> None:
+    def start_storage(self, index: int, wait: bool = True, tied_to_parent: bool = True) -> Process:
+        """Start storage node `index` on its recorded port (the ring knows that address)."""
         process = self.storage_process(index, tied_to_parent)
         self.storage[index] = process
         self._start(process)
         if wait:
-            wait_healthy(self.layout.storage_address(index))
+            self._wait_ready([process])
+        return process
 
     def kill_storage(self, index: int) -> None:
         self.storage[index].kill()

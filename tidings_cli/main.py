@@ -12,10 +12,9 @@ from pathlib import Path
 import grpc
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc
-from tidings_cli.cluster import HOST, Layout, LocalCluster
+from tidings_cli.cluster import HOST, ClusterError, Layout, LocalCluster
 from tidings_cli.ports import PortsTaken, check_free
 from tidings_cli.settings import CliSettings
-
 
 
 def _admin(router: str) -> tuple[grpc.Channel, mail_pb2_grpc.AdminStub]:
@@ -62,6 +61,11 @@ def _layout_file(base: Path) -> Path:
     return base / "cluster.json"
 
 
+def _save_layout(layout: Layout) -> None:
+    record = {k: v for k, v in asdict(layout).items() if k != "base_dir"}
+    _layout_file(layout.base_dir).write_text(json.dumps(record))
+
+
 def _load_layout(base: Path) -> Layout:
     path = _layout_file(base)
     if not path.exists():
@@ -82,8 +86,7 @@ def cmd_cluster_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         cluster.start()
-        record = {k: v for k, v in asdict(layout).items() if k != "base_dir"}
-        _layout_file(layout.base_dir).write_text(json.dumps(record))
+        _save_layout(cluster.layout)
         print("Tidings local cluster is up (N=3, W=2, R=2); data in", layout.base_dir, flush=True)
         for line in cluster.describe():
             print("  " + line, flush=True)
@@ -145,7 +148,9 @@ def cmd_node_start(args: argparse.Namespace) -> int:
         return 2
     cluster = LocalCluster(layout)
     cluster.start_storage(args.id, tied_to_parent=False)  # outlives this command
-    print(f"storage node {args.id} started on {layout.storage_address(args.id)}")
+    if cluster.layout != layout:  # it was started on port 0: record the one it got
+        _save_layout(cluster.layout)
+    print(f"storage node {args.id} started on {cluster.layout.storage_address(args.id)}")
     return 0
 
 
@@ -218,4 +223,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except PortsTaken as exc:
         print(f"tidings: cannot start, {exc}; nothing was started", file=sys.stderr)
+        sys.exit(1)
+    except ClusterError as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
+
+from tidings_runtime.ready import write_ready
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CHANNEL_OPTIONS = [
@@ -31,7 +35,10 @@ class Mounted:
 
 async def serve(mounted: list[Mounted], listen: str, metrics_port: int | None, banner: str,
                 on_start: Callable[[], Awaitable[None]] | None = None,
-                on_stop: Callable[[], Awaitable[None]] | None = None) -> None:
+                on_stop: Callable[[], Awaitable[None]] | None = None, ready_file: Path | None = None) -> None:
+    """Serve until SIGINT/SIGTERM. `listen` may have port 0 and `metrics_port` may be 0
+    (any free port; None: no metrics); the bound ports are printed and, once serving,
+    written to `ready_file` as {"grpc": ..., "metrics": ...}."""
     server = grpc.aio.server(options=CHANNEL_OPTIONS)
     for m in mounted:
         m.add_to_server(m.servicer, server)
@@ -39,16 +46,22 @@ async def serve(mounted: list[Mounted], listen: str, metrics_port: int | None, b
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [m.service_name for m in mounted]
     reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
-    if server.add_insecure_port(listen) == 0:
+    port = server.add_insecure_port(listen)
+    if port == 0:
         raise SystemExit(f"cannot listen on {listen}")
-    if metrics_port:
-        start_http_server(metrics_port, addr="127.0.0.1")
+    bound_metrics = None
+    if metrics_port is not None:
+        metrics_server, _ = start_http_server(metrics_port, addr="127.0.0.1")
+        bound_metrics = metrics_server.server_port
     if on_start is not None:
         await on_start()
     await server.start()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    print(f"{banner} listening on {listen}" + (f", metrics :{metrics_port}" if metrics_port else ""), flush=True)
+    write_ready(ready_file, {"grpc": port, "metrics": bound_metrics})
+    host = listen.rpartition(":")[0]
+    print(f"{banner} listening on {host}:{port}" + (f", metrics :{bound_metrics}" if bound_metrics else ""),
+          flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

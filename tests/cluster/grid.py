@@ -1,10 +1,10 @@
-"""A cluster for tests: real processes on free loopback ports in a temporary directory,
-as restartable node objects (after Tahoe-LAFS integration/grid.py)."""
+"""A cluster for tests: real processes in a temporary directory, each binding port 0 and
+reporting the port it got, as restartable node objects (after Tahoe-LAFS integration/grid.py)."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import grpc
 
@@ -15,12 +15,11 @@ from tidings_cli.cluster import Layout, LocalCluster
 class Grid:
     def __init__(self, base_dir: Path, edges: tuple[str, ...] = ("smtp", "http"),
                  router_args: tuple[str, ...] = ()) -> None:
-        self.layout = Layout.on_free_ports(base_dir)
-        self.cluster = LocalCluster(self.layout, router_args=router_args)
+        self.cluster = LocalCluster(Layout.any_port(base_dir), router_args=router_args)
         self.edges = edges
         self._channel: grpc.Channel | None = None
 
-    def start(self) -> "Grid":
+    def start(self) -> Grid:
         try:
             self.cluster.start(edges=self.edges)
         except Exception:
@@ -33,6 +32,11 @@ class Grid:
         if self._channel is not None:
             self._channel.close()
         self.cluster.stop()
+
+    @property
+    def layout(self) -> Layout:
+        """The real ports, as the processes reported them."""
+        return self.cluster.layout
 
     @property
     def router_address(self) -> str:

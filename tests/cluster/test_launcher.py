@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tidings_cli.cluster import Layout
+from tidings_cli.cluster import ClusterError, Layout, Process
 
 UP_LINE = "Tidings local cluster is up"
 
@@ -108,3 +108,11 @@ def test_a_second_launcher_on_taken_ports_refuses(launched: tuple[subprocess.Pop
     holder = int((layout.base_dir / "pids" / "router.pid").read_text())
     assert str(layout.router_port) in second.stderr and f"pid {holder}" in second.stderr, second.stderr
     assert processes_of(other) == []
+
+
+def test_a_process_that_dies_before_ready_is_reported_with_its_log(tmp_path: Path) -> None:
+    layout = Layout.any_port(tmp_path)
+    process = Process("storage-1", [sys.executable, "-m", "storage_node", "--listen", "127.0.0.1:99999"], layout)
+    process.start()
+    with pytest.raises(ClusterError, match=r"storage-1 exited \(2\) before it was ready(.|\n)*--listen"):
+        process.wait_ready(timeout=30)

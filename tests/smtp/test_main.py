@@ -1,4 +1,5 @@
-"""``python -m smtp_edge`` as a process: flags and environment, ready line, clean stop.
+"""``python -m smtp_edge`` as a process: flags and environment, ready line and ready file
+(port 0 everywhere), clean stop.
 
 The router is the ``fake_router`` test double of the ``tidings.v1.Mail``
 contract (see conftest.py).
@@ -8,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -17,12 +17,7 @@ from pathlib import Path
 import pytest
 
 from smtp_edge.config import DEFAULT_MAX_SIZE, Settings
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tidings_runtime.ready import read_ready
 
 
 def test_flags_win_over_environment_which_wins_over_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -44,16 +39,19 @@ def test_bad_settings_exit_2_naming_the_setting(tmp_path: Path) -> None:
 
 
 def test_process_serves_until_sigterm(fake_router, tmp_path: Path) -> None:
-    port, submission, metrics = free_port(), free_port(), free_port()
     env = {**os.environ, "TIDINGS_SMTP_HOSTNAME": "mx.example.test"}
+    ready = tmp_path / "ready.json"
     process = subprocess.Popen(
         [sys.executable, "-m", "smtp_edge", "--router", fake_router.address,
-         "--host", "127.0.0.1", "--port", str(port), "--submission-port", str(submission),
-         "--metrics-port", str(metrics), "--data-dir", str(tmp_path / "smtp")],
+         "--host", "127.0.0.1", "--port", "0", "--submission-port", "0",
+         "--metrics-port", "0", "--data-dir", str(tmp_path / "smtp"), "--ready-file", str(ready)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     try:
         assert process.stdout is not None
         line = process.stdout.readline().strip()
+        ports = read_ready(ready)
+        assert ports is not None and set(ports) == {"smtp", "submission", "metrics"} and 0 not in ports.values()
+        port, submission, metrics = ports["smtp"], ports["submission"], ports["metrics"]
         assert line == (f"smtp_edge listening on 127.0.0.1:{port} "
                         f"(submission {submission}), metrics :{metrics}")
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
