@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 GEN := clients/python/tidings/v1/mail_pb2.py
 
-.PHONY: all setup proto run test bench clean
+.PHONY: all setup proto run test lint bench clean
 
 all: setup
 
@@ -25,7 +25,11 @@ setup proto: $(STAMP) $(GEN)
 run: setup
 	$(BIN)/tidings cluster run
 
-test: setup
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 bench: setup

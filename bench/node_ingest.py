@@ -14,16 +14,17 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from email.utils import format_datetime, formataddr
-from datetime import datetime, timezone
 from pathlib import Path
 
 from bench.search_bench import USER, make_corpus
-from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES, IndexDoc, SearchIndex
-from storage_node.rdict_store import RdictStore
+from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES
+from search_node.index import IndexDoc, SearchIndex
 from storage_node.blobs import LocalBlobStore
 from storage_node.engine import Engine, MessageState, NewMessage, run_group
 from storage_node.indexing import EmbeddedIndex
+from storage_node.rdict_store import RdictStore
 
 
 def mime(doc: IndexDoc) -> bytes:
@@ -33,7 +34,7 @@ def mime(doc: IndexDoc) -> bytes:
     html = bool(doc.html)
     headers = [f"From: {addresses(doc.from_)}", f"To: {addresses(doc.to)}", f"Subject: {doc.subject}",
                f"Message-ID: <{doc.rfc822msgid}>",
-               f"Date: {format_datetime(datetime.fromtimestamp(doc.received_ms / 1000, timezone.utc))}",
+               f"Date: {format_datetime(datetime.fromtimestamp(doc.received_ms / 1000, UTC))}",
                "MIME-Version: 1.0", f"Content-Type: text/{'html' if html else 'plain'}; charset=utf-8"]
     if doc.cc:
         headers.append(f"Cc: {addresses(doc.cc)}")
@@ -75,7 +76,7 @@ def node_rates(raws: list[bytes], docs: list[IndexDoc], groups: list[int], root:
 
         raw_db = RdictStore(str(root / f"raw{group}"), ["messages"], sync=True)
 
-        def put(batch: list[tuple[bytes, bytes]]) -> None:
+        def put(batch: list[tuple[bytes, bytes]], raw_db: RdictStore = raw_db) -> None:
             with raw_db.txn() as txn:
                 for key, raw in batch:
                     txn.put("messages", key, raw)

@@ -15,7 +15,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from search_node.index import COLUMN_FAMILIES, IndexDoc, SearchIndex
@@ -24,7 +24,7 @@ from storage_node.rdict_store import RdictChunks, RdictStore, RdictTxn
 
 USER = "00000000000000b1"
 DAY = 86_400_000
-START_MS = int(datetime(2024, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+START_MS = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)
 SPAN_MS = 730 * DAY
 SYLLABLES = ("ka lo mi ne ru sa ti vo ber dan el fi gor han is jun kel lum mar nor ol pen qui ros sul tor ur vin "
              "wes yan zed ba co de ga").split()
@@ -110,7 +110,7 @@ def make_queries(corpus: Corpus, per_class: int, seed: int = 2) -> dict[str, lis
         lo = START_MS + rng.randrange(SPAN_MS - 60 * DAY)
         lo -= lo % DAY
         hi = lo + rng.choice((7, 30, 60)) * DAY
-        day = lambda ms: datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y/%m/%d")  # noqa: E731
+        day = lambda ms: datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y/%m/%d")  # noqa: E731
         out["date range"].append({"ours": f"{a} after:{day(lo)} before:{day(hi)}", "fts": a, "tv": a,
                                   "lo": str(lo), "hi": str(hi)})
     return out

@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sock = _bind(settings.host, settings.port)
         metrics_port = None
         if settings.metrics_port is not None:
-            httpd, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host)
+            httpd, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host or settings.host)
             metrics_port = httpd.server_port
     except OSError as exc:
         print(f"http_edge: cannot listen: {exc}", file=sys.stderr)

@@ -15,7 +15,7 @@ import binascii
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -113,7 +113,7 @@ class Draft:
     attachments: Sequence[AttachmentData] = ()
     in_reply_to: str | None = None  # an RFC 5322 Message-ID, `<...>`
     references: Sequence[str] = ()
-    date: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    date: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def compose(draft: Draft, *, max_bytes: int) -> Composed:
         msg["Cc"] = [m.header_value() for m in draft.cc]
     # Bcc: envelope only, never a header.
     msg["Subject"] = draft.subject
-    msg["Date"] = format_datetime(draft.date.astimezone(timezone.utc), usegmt=True)
+    msg["Date"] = format_datetime(draft.date.astimezone(UTC), usegmt=True)
     msg["Message-ID"] = message_id
     if draft.in_reply_to:
         msg["In-Reply-To"] = draft.in_reply_to

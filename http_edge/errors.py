@@ -25,8 +25,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from tidings_client import errors as client_errors
 
+from tidings_client import errors as client_errors
 from tidings_runtime.addresses import AddressError
 
 from .compose import ComposeError, MessageTooLarge

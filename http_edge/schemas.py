@@ -6,7 +6,7 @@ and serialised by alias). Request bodies forbid unknown fields, so a typo
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
@@ -21,12 +21,12 @@ MAX_ATTACHMENTS = 100
 
 def rfc3339_ms(ms: int) -> str:
     """RFC 3339 UTC with millisecond precision, e.g. `2026-11-24T10:26:00.123Z`."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def rfc3339_s(seconds: int) -> str:
-    dt = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    dt = datetime.fromtimestamp(seconds, tz=UTC)
     return dt.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 

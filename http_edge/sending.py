@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from tidings.v1 import mail_pb2
 from tidings_client import MailClient, NotFound
@@ -106,7 +106,7 @@ async def send(client: MailClient, user: Principal, request: SendRequest, settin
         ],
         in_reply_to=in_reply_to,
         references=references,
-        date=datetime.now(timezone.utc),
+        date=datetime.now(UTC),
     )
     composed = await asyncio.to_thread(compose, draft, max_bytes=settings.max_message_bytes)
     await check_recipients(client, composed.envelope_recipients)

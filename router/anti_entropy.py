@@ -15,8 +15,10 @@ import asyncio
 import logging
 from bisect import bisect_left
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable
+from functools import partial
+from typing import Any
 
 from prometheus_client import Counter, Histogram
 
@@ -115,6 +117,14 @@ def transfers(held: dict[str, dict[Ref, Held]]) -> dict[tuple[str, str], list[Re
     return dict(plan)
 
 
+def _read_items(request: storage_pb2.ReadItemsRequest, stub: Any) -> Awaitable[storage_pb2.ReplicaItems]:
+    return stub.ReadItems(request, timeout=CALL_TIMEOUT)
+
+
+def _apply_items(items: storage_pb2.ReplicaItems, stub: Any) -> Awaitable[Any]:
+    return stub.ApplyItems(items, timeout=CALL_TIMEOUT)
+
+
 def _token_ranges(ranges: Iterable[Range]) -> list[storage_pb2.TokenRange]:
     return [storage_pb2.TokenRange(start=s, end=e) for s, e in ranges]
 
@@ -195,9 +205,9 @@ class AntiEntropy:
         for k in range(0, len(refs), ITEMS_PER_CALL):
             chunk = [storage_pb2.ItemRef(user_id=u, id=i, directory_key=d) for u, i, d in refs[k:k + ITEMS_PER_CALL]]
             items = await self.replicas.call(
-                source, lambda stub: stub.ReadItems(storage_pb2.ReadItemsRequest(refs=chunk), timeout=CALL_TIMEOUT))
+                source, partial(_read_items, storage_pb2.ReadItemsRequest(refs=chunk)))
             if items.items:
-                await self.replicas.call(destination, lambda stub: stub.ApplyItems(items, timeout=CALL_TIMEOUT))
+                await self.replicas.call(destination, partial(_apply_items, items))
             copied += len(items.items)
         ITEMS_REPAIRED.inc(copied)
         return copied

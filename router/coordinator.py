@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from router import read_repair
 from router.directory import Directory
 from router.errors import InvalidArgument, NotFound
-from tidings_runtime import cursor
-from tidings_runtime.hlc import HybridLogicalClock
 from router.mutations import Mutation
 from router.replicas import Replicas, newest
 from router.ring import NodeInfo
-from tidings_runtime.partitions import SYSTEM_FOLDERS
-from tidings_runtime.mime import thread_candidates
 from tidings.v1 import storage_pb2, types_pb2
+from tidings_runtime import cursor
+from tidings_runtime.hlc import HybridLogicalClock
 from tidings_runtime.ids import entry_id_ms, is_entry_id
+from tidings_runtime.mime import thread_candidates
+from tidings_runtime.partitions import SYSTEM_FOLDERS
 
 MAX_LIMIT = 200
 

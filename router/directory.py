@@ -9,14 +9,14 @@ import secrets
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
-from argon2.exceptions import VerificationError, InvalidHashError
+from argon2.exceptions import InvalidHashError, VerificationError
 
 from router.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
-from tidings_runtime.hlc import HybridLogicalClock
 from router.mutations import Mutation
 from router.replicas import Replicas, newest
 from tidings.v1 import storage_pb2
 from tidings_runtime.addresses import AddressError, canonical, parse_domain
+from tidings_runtime.hlc import HybridLogicalClock
 
 _hasher = PasswordHasher()
 

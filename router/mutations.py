@@ -2,13 +2,14 @@
 replica layer can send it, time it out, and hold it as a hint for a replica that is down."""
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Union
+from typing import Any, TypeAlias
 
 from router.ring import NodeInfo
 from tidings.v1 import storage_pb2, storage_pb2_grpc
 
-Request = Union[storage_pb2.StoreMessageRequest, storage_pb2.UpdateMessageRequest, storage_pb2.DirectoryEntry]
+Request: TypeAlias = storage_pb2.StoreMessageRequest | storage_pb2.UpdateMessageRequest | storage_pb2.DirectoryEntry
 
 # The RPC of each mutation type, and the Hint field that carries it.
 _RPC: dict[type, tuple[str, str]] = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 import grpc
 
 from router.ring import NodeInfo
-from tidings_runtime.channels import PeerPool
 from tidings.v1 import storage_pb2_grpc
+from tidings_runtime.channels import PeerPool
 
 
 class NodePool:

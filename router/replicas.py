@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
@@ -21,7 +21,7 @@ from router.ring import NodeInfo, Ring
 from tidings.v1 import storage_pb2_grpc
 
 T = TypeVar("T")
-Stub = storage_pb2_grpc.StorageNodeStub
+Stub: TypeAlias = storage_pb2_grpc.StorageNodeStub
 
 __all__ = ["Consistency", "Replicas", "judge_rpc", "newest"]
 
@@ -74,7 +74,7 @@ class Replicas:
     def read_plan(self, partition_key: str) -> ReadPlan:
         return read_plan(self.ring, partition_key, self.consistency, self.detector.is_up)
 
-    async def write(self, partition_key: str, mutation: Mutation) -> Outcome[object]:
+    async def write(self, partition_key: str, mutation: Mutation) -> Outcome[Any]:
         """W of the plan's contacts take the write; the replicas seen down get a hint at once."""
         plan = self.write_plan(partition_key)
         timeout = self.consistency.timeout
@@ -138,5 +138,5 @@ class Replicas:
         return answers, failures
 
 
-def newest(answers: list[T], version: Callable[[T], int]) -> T | None:
+def newest(answers: list[T], version: Callable[[T], int | tuple[bool, int]]) -> T | None:
     return max(answers, key=version, default=None)

@@ -5,7 +5,7 @@ so routers and nodes converge on one version without a coordinator of their own.
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from prometheus_client import Gauge
 

@@ -9,16 +9,16 @@ from router.anti_entropy import AntiEntropy
 from router.coordinator import Coordinator
 from router.directory import Directory
 from router.errors import RouterError
-from tidings_runtime.hlc import HybridLogicalClock
-from router.nodes import NodePool
 from router.membership import Membership
+from router.nodes import NodePool
 from router.replicas import Consistency, Replicas
-from router.ring_keeper import RingKeeper
 from router.ring import NodeInfo, Ring
-from router.settings import Settings
+from router.ring_keeper import RingKeeper
 from router.service import AdminService, MailService
-from tidings_runtime.grpc_server import Mounted, serve
+from router.settings import Settings
 from tidings.v1 import mail_pb2, mail_pb2_grpc
+from tidings_runtime.grpc_server import Mounted, serve
+from tidings_runtime.hlc import HybridLogicalClock
 from tidings_runtime.periodic import Periodic
 
 log = logging.getLogger("router")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, Awaitable, Callable, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 from prometheus_client import Counter, Histogram
@@ -12,14 +13,21 @@ from prometheus_client import Counter, Histogram
 from router.anti_entropy import AntiEntropy
 from router.coordinator import Coordinator
 from router.directory import Directory
-from router.errors import (AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, RouterError,
-                           Unauthenticated, Unavailable)
-from tidings_runtime.mime import find_attachment, parse_mail
+from router.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    RouterError,
+    Unauthenticated,
+    Unavailable,
+)
 from router.membership import Membership
 from router.replicas import Replicas
 from router.ring import NodeInfo
 from tidings.v1 import mail_pb2, mail_pb2_grpc, storage_pb2, types_pb2
 from tidings_runtime.addresses import AddressError, canonical
+from tidings_runtime.mime import find_attachment, parse_mail
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 

@@ -16,11 +16,27 @@ from typing import Any, TypeVar
 from pyroaring import BitMap
 
 from search_node import fields as F
-from search_node.keys import (ALL, DISPLACED, DOCS_CF, DocTag, bitmap_name, bitmap_range, forward_key, key_doc_id,
-                              key_docnum, late_docnum, late_range, meta_key, rebuild_marker, split_posting_key,
-                              state_key, tag_range, unpack_docnum)
-from search_node.records import DocMeta, UserState, doc_bitmaps, meta_of
 from search_node import segments
+from search_node.keys import (
+    ALL,
+    DISPLACED,
+    DOCS_CF,
+    DocTag,
+    bitmap_name,
+    bitmap_range,
+    forward_key,
+    key_doc_id,
+    key_docnum,
+    late_docnum,
+    late_range,
+    meta_key,
+    rebuild_marker,
+    split_posting_key,
+    state_key,
+    tag_range,
+    unpack_docnum,
+)
+from search_node.records import DocMeta, UserState, doc_bitmaps, meta_of
 from search_node.segment_reader import Postings
 from search_node.store import Reader
 from search_node.tiers import scan_bitmaps

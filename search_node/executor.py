@@ -12,10 +12,26 @@ from collections.abc import Callable, Iterable
 from pyroaring import BitMap
 
 from search_node import fields as F
-from search_node.plan import EVERYTHING, Bitmap, Phrase, PAnd, Plan, PNot, POr, Received, Size, Terms
-from search_node.keys import (ALL, DISPLACED, DOCS_CF, PAIR, TERM, Kind, bitmap_key, forward_key, late_docnum,
-                              late_range, meta_key, posting_field, posting_key, prefix_range, size_slice, summary_key,
-                              term_range)
+from search_node.keys import (
+    ALL,
+    DISPLACED,
+    DOCS_CF,
+    PAIR,
+    TERM,
+    Kind,
+    bitmap_key,
+    forward_key,
+    late_docnum,
+    late_range,
+    meta_key,
+    posting_field,
+    posting_key,
+    prefix_range,
+    size_slice,
+    summary_key,
+    term_range,
+)
+from search_node.plan import EVERYTHING, Bitmap, PAnd, Phrase, Plan, PNot, POr, Received, Size, Terms
 from search_node.records import SIZE_BITS, DocMeta
 from search_node.segment_reader import Postings
 from search_node.segments import PLAIN_CODES, SUMMARY_CHARS

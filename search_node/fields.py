@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from search_node.analysis import ADDRESS, FILENAME, HTML, TEXT, looks_like_keyword, normalize, fold_accents
+from search_node.analysis import ADDRESS, FILENAME, HTML, TEXT, fold_accents, looks_like_keyword, normalize
 from search_node.keys import PAIR, TERM, posting_affixes
 
 if TYPE_CHECKING:

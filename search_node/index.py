@@ -13,15 +13,35 @@ from search_node import fields as F
 from search_node.check import batched, check_user
 from search_node.executor import Execution
 from search_node.grammar import QuerySyntaxError, parse
+from search_node.keys import (
+    ALL,
+    COLUMN_FAMILIES,
+    DISPLACED,
+    DOCS_CF,
+    PENDING_CF,
+    bitmap_key,
+    dir_key,
+    doc_id_bytes,
+    forward_key,
+    fresh_key,
+    id_key,
+    late_key,
+    meta_key,
+    pack_docnum,
+    pending_key,
+    pending_user,
+    rebuild_marker,
+    state_key,
+    unpack_docnum,
+    user_prefix,
+    user_range,
+)
 from search_node.maintenance import Plan as MaintenancePlan
 from search_node.maintenance import apply, has_retired, plan_step
 from search_node.plan import plan
-from search_node.keys import (ALL, COLUMN_FAMILIES, DISPLACED, DOCS_CF, PENDING_CF, bitmap_key, dir_key, doc_id_bytes,
-                              forward_key, fresh_key, id_key, late_key, meta_key, pack_docnum, pending_key,
-                              pending_user, rebuild_marker, state_key, unpack_docnum, user_prefix, user_range)
 from search_node.records import ATTACHMENT, DocMeta, UserState, doc_bitmaps, flags_of, meta_of
 from search_node.segments import Directory, fresh_record
-from search_node.store import Committer, Reader, Txn
+from search_node.store import AnyCommitter, Reader, Txn
 from search_node.tiers import BitmapChanges, read_bitmap
 from tidings_runtime.cursor import InvalidCursor
 from tidings_runtime.cursor import decode as decode_cursor
@@ -59,7 +79,7 @@ class _Chunker:
     """A rebuild's current batch: with a Committer, each chunk is committed on its own and the
     last writes go into the caller's txn; without, everything goes into the caller's txn."""
 
-    def __init__(self, last: Txn, chunks: Committer | None) -> None:
+    def __init__(self, last: Txn, chunks: AnyCommitter | None) -> None:
         self.last = last
         self._chunks = chunks
         self.txn = chunks.new_txn() if chunks is not None else last
@@ -181,7 +201,7 @@ class SearchIndex:
         return docnum, DocMeta.decode(data)
 
     def rebuild(self, txn: Txn, reader: Reader, user_id: str, docs: Iterable[IndexDoc],
-                chunks: Committer | None = None) -> int:
+                chunks: AnyCommitter | None = None) -> int:
         """Replace a user's index by one built from `docs`, numbered in time order (no displaced docs).
 
         `docs` must come in (received_ms, id) order without repeats (`in_time_order` sorts a
@@ -265,7 +285,7 @@ class SearchIndex:
         txn.delete(PENDING_CF, pending_key(user))
         return True
 
-    def maintain(self, reader: Reader, committer: Committer, user_id: str, max_steps: int | None = None) -> int:
+    def maintain(self, reader: Reader, committer: AnyCommitter, user_id: str, max_steps: int | None = None) -> int:
         """Plan and commit steps one after another until none is left or after `max_steps`;
         returns the docs sealed."""
         sealed = steps = 0

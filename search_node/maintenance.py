@@ -13,8 +13,16 @@ from dataclasses import dataclass, field
 from pyroaring import BitMap
 
 from search_node import segments
-from search_node.keys import (DOCS_CF, POSTINGS_CF, dir_key, fresh_key, retired_key, retired_range, segment_prefix,
-                              state_key)
+from search_node.keys import (
+    DOCS_CF,
+    POSTINGS_CF,
+    dir_key,
+    fresh_key,
+    retired_key,
+    retired_range,
+    segment_prefix,
+    state_key,
+)
 from search_node.records import UserState
 from search_node.segments import Directory, Run, encode_blocks, fresh_keys, merge, read_run, with_summaries
 from search_node.store import Reader, Txn

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from search_node import fields as F
 from search_node.grammar import All, And, Clause, Node, Not, Or, QuerySyntaxError
@@ -142,7 +142,7 @@ def _date_ms(clause: Clause) -> int:
     try:
         if m is None:
             raise ValueError
-        day = datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=timezone.utc)
+        day = datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=UTC)
     except ValueError:
         raise _error(clause, "dates are YYYY/MM/DD or YYYY-MM-DD") from None
     return int(day.timestamp() * 1000)

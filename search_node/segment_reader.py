@@ -19,11 +19,33 @@ from pyroaring import BitMap
 
 from search_node import segments
 from search_node.fields import BY_CODE
-from search_node.keys import (DOCS_CF, KEY_END, POSTINGS_CF, SUMMARY, TERM, dir_key, field_suffix, fresh_key,
-                              kind_range, posting_field, segment_prefix, state_key)
+from search_node.keys import (
+    DOCS_CF,
+    KEY_END,
+    POSTINGS_CF,
+    SUMMARY,
+    TERM,
+    dir_key,
+    field_suffix,
+    fresh_key,
+    kind_range,
+    posting_field,
+    segment_prefix,
+    state_key,
+)
 from search_node.records import UserState
-from search_node.segments import (SEP, Block, Directory, Run, Span, blocks_of, concat_runs, fresh_keys, slice_run,
-                                  with_summaries)
+from search_node.segments import (
+    SEP,
+    Block,
+    Directory,
+    Run,
+    Span,
+    blocks_of,
+    concat_runs,
+    fresh_keys,
+    slice_run,
+    with_summaries,
+)
 from search_node.store import Reader
 
 

@@ -33,8 +33,18 @@ import numpy as np
 from pyroaring import BitMap
 
 from search_node.fields import PLAIN_FIELDS
-from search_node.keys import (KEY_END, POSTINGS_CF, TERM, block_key, block_last_key, kind_range, posting_field,
-                              posting_term, segment_range, summary_key)
+from search_node.keys import (
+    KEY_END,
+    POSTINGS_CF,
+    TERM,
+    block_key,
+    block_last_key,
+    kind_range,
+    posting_field,
+    posting_term,
+    segment_range,
+    summary_key,
+)
 from search_node.store import Reader
 
 SEAL_DOCS = 32

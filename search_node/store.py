@@ -7,7 +7,7 @@ commits through a `Committer`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 
 class Txn(Protocol):
@@ -38,8 +38,15 @@ class Reader(Protocol):
     def cursor(self, cf: str) -> Cursor: ...
 
 
-class Committer(Protocol):
-    """Writes batches of its own: a chunked rebuild commits its intermediate chunks through it."""
+TxnT = TypeVar("TxnT", bound=Txn)
 
-    def new_txn(self) -> Txn: ...
-    def commit(self, txn: Txn) -> None: ...
+
+class Committer(Protocol[TxnT]):
+    """Writes batches of its own: a chunked rebuild commits its intermediate chunks through it
+    (each commits the transactions it made)."""
+
+    def new_txn(self) -> TxnT: ...
+    def commit(self, txn: TxnT) -> None: ...
+
+
+AnyCommitter = Committer[Any]

@@ -166,7 +166,7 @@ class EdgeHandler:
         """Wait until no delivery is in flight; ``False`` if ``timeout`` ran out."""
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 

@@ -15,10 +15,10 @@ import json
 from collections.abc import Sequence
 
 import grpc
-from tidings.v1 import mail_pb2, mail_pb2_grpc
 
 from smtp_edge.errors import EdgeError, InvalidCredentials, PermanentFailure, TemporaryFailure
 from smtp_edge.model import Account, Recipient
+from tidings.v1 import mail_pb2, mail_pb2_grpc
 from tidings_runtime.addresses import AddressError
 
 _SERVICE_CONFIG = json.dumps({

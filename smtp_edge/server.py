@@ -42,10 +42,10 @@ class SmtpEdge:
         self.api = MailApi(settings.router, rpc_timeout=settings.rpc_timeout,
                            deliver_timeout=settings.deliver_timeout,
                            max_message_bytes=settings.max_size)
-        common = dict(hostname=settings.hostname, max_size=settings.max_size,
-                      max_recipients=settings.max_recipients)
-        self.mx_handler = MxHandler(self.api, **common)
-        self.submission_handler = SubmissionHandler(self.api, **common)
+        limits: dict[str, Any] = dict(hostname=settings.hostname, max_size=settings.max_size,
+                                      max_recipients=settings.max_recipients)
+        self.mx_handler = MxHandler(self.api, **limits)
+        self.submission_handler = SubmissionHandler(self.api, **limits)
         self._servers: list[asyncio.Server] = []
         self._sessions: weakref.WeakSet[EdgeSMTP] = weakref.WeakSet()
         self._metrics: Any = None

@@ -29,7 +29,7 @@ def ensure_dev_certificate(data_dir: Path, hostname: str) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Tidings development")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     names: list[x509.GeneralName] = [x509.DNSName(hostname), x509.DNSName("localhost"),
                                      x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
     certificate = (

@@ -6,9 +6,10 @@ mutation that fails leaves nothing behind.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator, Protocol
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
-from rocksdict import WriteBatch
+from rocksdict import ColumnFamily, WriteBatch
 
 from storage_node.rdict_store import read_through
 
@@ -62,10 +63,10 @@ class Txn:
         self._overlay = {(c, k): v for (c, k), v in self._overlay.items() if c != cf or not start <= k < end}
         self._ranges.append((cf, start, end))
 
-    def child(self) -> "Txn":
+    def child(self) -> Txn:
         return Txn(self)
 
-    def fold_into(self, parent: "Txn") -> None:
+    def fold_into(self, parent: Txn) -> None:
         for cf, start, end in self._ranges:
             parent.delete_range(cf, start, end)
         parent._overlay.update(self._overlay)
@@ -77,7 +78,7 @@ class Txn:
         for (cf, key), value in self._overlay.items():
             yield cf, key, value
 
-    def to_write_batch(self, handle: Callable[[str], object]) -> WriteBatch:
+    def to_write_batch(self, handle: Callable[[str], ColumnFamily]) -> WriteBatch:
         batch = WriteBatch(raw_mode=True)
         for cf, start, end in self._ranges:
             batch.delete_range(start, end, handle(cf))

@@ -7,7 +7,8 @@ thread, so one fsync serves many writers and the event loop never blocks on Rock
 from __future__ import annotations
 
 import asyncio
-from typing import Callable, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from prometheus_client import Histogram
 
@@ -67,7 +68,7 @@ class GroupCommitter:
                         future.set_result(result)
 
 
-def _group_size(pending: list[tuple[object, object, bool]]) -> int:
+def _group_size(pending: Sequence[tuple[object, object, bool]]) -> int:
     """How many queued mutations go into the next batch: up to MAX_GROUP, stopping
     before a mutation that must run alone (or taking just that one)."""
     for i, (_, _, alone) in enumerate(pending[:MAX_GROUP]):

@@ -7,17 +7,18 @@ idempotent: storing an id twice, or applying an older version, changes nothing.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Protocol
 
 from storage_node import codec, keys
-from storage_node.rdict_store import RdictStore
 from storage_node.batch import Txn
 from storage_node.blobs import BlobStore
 from storage_node.errors import InvalidArgument, NotFound
-from tidings_runtime.mime import ParsedMail, parse_mail
 from storage_node.model import DirectoryValue, FolderCounts, MessageRecord
+from storage_node.rdict_store import RdictStore
+from tidings_runtime.mime import ParsedMail, parse_mail
 
 INLINE_BODY_LIMIT = 256 * 1024  # larger raw messages go to the object store
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from functools import partial
 
 from prometheus_client import Counter
 
@@ -65,7 +66,7 @@ async def collect_garbage(engine: Engine, committer: GroupCommitter, hints: Hint
     while start is not None:
         candidates, start = await asyncio.to_thread(expired_tombstones, engine, cutoff, start)
         if candidates:
-            tombstones += await committer.submit(lambda txn, c=candidates: drop_tombstones(txn, c, cutoff))
+            tombstones += await committer.submit(partial(drop_tombstones, candidates=candidates, cutoff=cutoff))
     dropped_hints = await hints.collect(cutoff_ms)
     TOMBSTONES_COLLECTED.inc(tombstones)
     HINTS_COLLECTED.inc(dropped_hints)

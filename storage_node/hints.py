@@ -12,7 +12,8 @@ import itertools
 import logging
 import time
 from collections import Counter as Tally
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 from prometheus_client import Counter, Gauge
@@ -22,9 +23,9 @@ from storage_node.batch import Txn
 from storage_node.commit import GroupCommitter
 from storage_node.engine import Engine, check_new_message_id, check_user_id
 from storage_node.errors import InvalidArgument
-from tidings_runtime.hlc import first_version_at
-from tidings_runtime.channels import PeerPool
 from tidings.v1 import storage_pb2, storage_pb2_grpc
+from tidings_runtime.channels import PeerPool
+from tidings_runtime.hlc import first_version_at
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +122,13 @@ class HintStore:
         targets = [target for target, count in self._pending.items() if count]
         await asyncio.gather(*(self._replay_target(target) for target in targets))
 
+    def _read_chunk(self, start: bytes, end: bytes) -> list[tuple[bytes, bytes]]:
+        return list(itertools.islice(self._engine.scan(keys.CF_HINTS, start, end), REPLAY_CHUNK))
+
     async def _replay_target(self, target: str) -> None:
         start, end = keys.hint_target(target), keys.prefix_end(keys.hint_target(target))
         while True:
-            chunk = await asyncio.to_thread(lambda s=start: list(
-                itertools.islice(self._engine.scan(keys.CF_HINTS, s, end), REPLAY_CHUNK)))
+            chunk = await asyncio.to_thread(self._read_chunk, start, end)
             done, dropped, reachable = await self._send_all(chunk)
             deleted = set(await self._delete(done + dropped))
             HINTS_REPLAYED.inc(len(deleted.intersection(done)))

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import threading
 import time
+from functools import partial
 
 from prometheus_client import Counter, Gauge
 
@@ -82,7 +83,7 @@ class IndexMaintainer:
             plan = await asyncio.to_thread(self._index.plan_maintenance, self._engine, user_id)
             if plan is None:
                 break
-            applied = await self._committer.submit(lambda txn, p=plan: self._index.apply_maintenance(txn, p))
+            applied = await self._committer.submit(partial(self._index.apply_maintenance, step=plan))
             STEPS.labels("applied" if applied else "stale").inc()
             if applied:
                 DOCS_SEALED.inc(plan.docs)

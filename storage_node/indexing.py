@@ -2,14 +2,14 @@
 matching index change in the same Txn, so index and mail share one WriteBatch."""
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
+from search_node.index import IndexDoc, SearchIndex
 from storage_node import keys
 from storage_node.batch import Txn
 from storage_node.engine import Engine
-from tidings_runtime.mime import parse_mail
 from storage_node.model import MessageRecord, ParsedMail
-from search_node.index import IndexDoc, SearchIndex
+from tidings_runtime.mime import parse_mail
 
 
 def index_doc(record: MessageRecord, parsed: ParsedMail) -> IndexDoc:

@@ -43,7 +43,7 @@ class FolderCounts:
     total: int = 0
     unread: int = 0
 
-    def plus(self, total: int, unread: int) -> "FolderCounts":
+    def plus(self, total: int, unread: int) -> FolderCounts:
         return FolderCounts(self.total + total, self.unread + unread)
 
 

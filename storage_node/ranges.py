@@ -5,8 +5,8 @@ Every partition-keyed column family starts its keys with the 8-byte big-endian t
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from storage_node import keys
 from storage_node.errors import InvalidArgument

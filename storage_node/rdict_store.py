@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Self
 
-from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import BlockBasedOptions, ColumnFamily, Options, Rdict, WriteBatch, WriteOptions
 
 from search_node.store import Txn
 
@@ -64,7 +64,7 @@ class RdictStore:
         self._handles.clear()
         self._db.close()
 
-    def handle(self, cf: str) -> object:
+    def handle(self, cf: str) -> ColumnFamily:
         """The column family handle that WriteBatch operations name."""
         return self._handles[cf]
 

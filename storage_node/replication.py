@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import heapq
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from search_node import keys as search_keys
 from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES
-
 from storage_node import codec, keys
 from storage_node.batch import Txn
 from storage_node.commit import GroupCommitter

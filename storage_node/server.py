@@ -4,13 +4,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES
 from storage_node.blobs import blob_store
 from storage_node.commit import GroupCommitter
 from storage_node.engine import Engine
 from storage_node.gc import collect_garbage
 from storage_node.index_maintenance import IndexMaintainer
 from storage_node.indexing import EmbeddedIndex
-from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES
 from storage_node.service import StorageService
 from storage_node.settings import Settings
 from tidings.v1 import storage_pb2, storage_pb2_grpc

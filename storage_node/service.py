@@ -4,11 +4,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
+from typing import Any, TypeVar
 
 import grpc
 from prometheus_client import Counter
 
+from search_node.index import InvalidCursor, QuerySyntaxError, SearchIndex
 from storage_node import keys, replication
 from storage_node.commit import GroupCommitter
 from storage_node.engine import Change, Engine, MessageState, NewMessage, check_new_message_id, check_user_id
@@ -17,13 +20,12 @@ from storage_node.gc import collect_garbage
 from storage_node.hints import HintStore
 from storage_node.indexing import check_user, rebuild_user
 from storage_node.model import DirectoryValue, MessageRecord
-from tidings_runtime.channels import PeerPool
 from storage_node.ranges import TokenRange, check_ranges, union_bounds
 from storage_node.replication import DirectoryItem, Item, ItemRef, ItemVersion
 from storage_node.ring_map import RingStore
 from storage_node.settings import Settings
-from search_node.index import InvalidCursor, QuerySyntaxError, SearchIndex
 from tidings.v1 import storage_pb2, storage_pb2_grpc, types_pb2
+from tidings_runtime.channels import PeerPool
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -253,7 +255,7 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         documents = 0
         for user_id in users:
             documents += await self.committer.submit(
-                lambda txn, u=user_id: rebuild_user(self.engine, self.search_index, txn, u), alone=True)
+                partial(rebuild_user, self.engine, self.search_index, user_id=user_id), alone=True)
         return storage_pb2.IndexReport(node_id=self.node_id, users=len(users), documents=documents)
 
     @maps_errors

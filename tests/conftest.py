@@ -3,7 +3,7 @@ the whole session, and a factory for tests that need a cluster of their own to b
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 

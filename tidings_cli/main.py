@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         sys.exit(args.func(args))
     except grpc.RpcError as exc:
-        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         sys.exit(1)
     except PortsTaken as exc:
         print(f"tidings: cannot start, {exc}; nothing was started", file=sys.stderr)

@@ -34,8 +34,9 @@ def check_free(host: str, ports: Iterable[int]) -> None:
     (or at every address)."""
     wanted = set(ports) - {0}
     addresses = {host, "0.0.0.0", "::"}
-    holders = {c.laddr.port: _describe(c.pid) for c in psutil.net_connections(kind="tcp")
-               if c.status == psutil.CONN_LISTEN and c.laddr.port in wanted
-               and c.laddr.ip.removeprefix("::ffff:") in addresses}  # gRPC listens on IPv4-mapped IPv6
+    listening = [(c.laddr, c.pid) for c in psutil.net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN]
+    holders = {laddr[1]: _describe(pid) for laddr, pid in listening
+               if len(laddr) == 2 and laddr[1] in wanted
+               and laddr[0].removeprefix("::ffff:") in addresses}  # gRPC listens on IPv4-mapped IPv6
     if holders:
         raise PortsTaken(holders)

@@ -6,8 +6,8 @@ import asyncio
 
 import grpc
 
-from tidings_runtime.grpc_server import CHANNEL_OPTIONS
 from tidings.v1 import storage_pb2_grpc
+from tidings_runtime.grpc_server import CHANNEL_OPTIONS
 
 # A node that comes back is used again within a second, not after gRPC's default
 # exponential backoff (up to two minutes) has run out.

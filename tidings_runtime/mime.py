@@ -14,12 +14,12 @@ import email
 import email.parser
 import html as html_lib
 import re
+from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
-from email.policy import compat32, default as default_policy
+from email.policy import compat32
+from email.policy import default as default_policy
 from email.utils import getaddresses
-from dataclasses import dataclass
-
 
 Address = tuple[str, str]  # (display name, email)
 

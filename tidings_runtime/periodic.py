@@ -63,7 +63,7 @@ class PeriodicTask:
             try:
                 await asyncio.wait_for(self._woken.wait(), self.interval_s)
                 await asyncio.sleep(self._wake_delay_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._woken.clear()
             await self.run_once()

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from email.utils import getaddresses
 
-from tidings_runtime.addresses import same_mailbox
-
 from smtp_edge import replies
 from smtp_edge.pipeline.message import InboundMessage
+from tidings_runtime.addresses import same_mailbox
 
 Check = Callable[[InboundMessage], Awaitable[str | None]]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
 _UNSAFE = re.compile(r"[^\x21-\x7e]|[()\\;]")
@@ -28,7 +28,7 @@ def _clean(text: str, limit: int = 255) -> str:
 
 
 def received_header(trace: Trace, now: datetime | None = None) -> bytes:
-    when = format_datetime(now or datetime.now(timezone.utc))
+    when = format_datetime(now or datetime.now(UTC))
     recipient = f"\r\n\tfor <{_clean(trace.recipient, 254)}>" if trace.recipient else ""
     return (f"Received: from {_clean(trace.helo)} ([{_clean(trace.peer, 64)}])\r\n"
             f"\tby {_clean(trace.by)} (Tidings) with {trace.protocol} id {trace.entry_id}"

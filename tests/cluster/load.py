@@ -45,7 +45,7 @@ class Load:
         if api:
             self._threads.append(threading.Thread(target=self._star, daemon=True))
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for t in self._threads:
             t.start()
         return self

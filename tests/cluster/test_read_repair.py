@@ -5,8 +5,8 @@ this cluster runs without scheduled anti-entropy and the hints are collected fir
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from email.message import EmailMessage
-from typing import Iterator
 
 import grpc
 import pytest

@@ -5,7 +5,7 @@ quarter of the data and handing it back, with nothing acknowledged lost or doubl
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import grpc
 import pytest

@@ -3,7 +3,7 @@ replicas equal, the ring is described, and ring changes that cannot be done are 
 with a reason, changing nothing."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 import pytest

@@ -3,8 +3,8 @@ flag changes show in `is:` queries, and bad queries are INVALID_ARGUMENT with a 
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Callable
 from email.message import EmailMessage
-from typing import Callable
 
 import grpc
 import pytest

@@ -11,10 +11,10 @@ from email import message_from_bytes, policy
 
 import httpx
 import pytest
-from tidings.v1 import mail_pb2
-from tidings_runtime.ids import new_entry_id
 
 from tests.cluster.grid import Grid
+from tidings.v1 import mail_pb2
+from tidings_runtime.ids import new_entry_id
 
 PASSWORD = "correct horse battery"  # the grid's default for add_user
 

@@ -13,9 +13,9 @@ import uuid
 
 import grpc
 import pytest
-from tidings.v1 import mail_pb2
 
 from tests.cluster.grid import Grid
+from tidings.v1 import mail_pb2
 from tidings_cli.cluster import HOST
 
 SENDER = "carol@example.org"

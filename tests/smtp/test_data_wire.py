@@ -17,10 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tidings.v1 import mail_pb2
 
 from smtp_edge.server import SmtpEdge
 from tests.cluster.grid import Grid
+from tidings.v1 import mail_pb2
 
 ALICE = "alice@example.test"
 PASSWORD = "correct horse battery"  # the grid's default for add_user

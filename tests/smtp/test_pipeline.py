@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -65,7 +65,7 @@ def test_submission_without_from_is_refused() -> None:
 def test_received_header_is_safe_and_folded() -> None:
     trace = Trace(helo="evil\x7f(host);", peer="192.0.2.1", by="mx.example.test",
                   protocol="ESMTP", entry_id="e" * 32, recipient="alice@example.test")
-    header = received_header(trace, datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    header = received_header(trace, datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
     assert header == (b"Received: from evil??host?? ([192.0.2.1])\r\n"
                       b"\tby mx.example.test (Tidings) with ESMTP id " + b"e" * 32 +
                       b"\r\n\tfor <alice@example.test>; Fri, 02 Jan 2026 03:04:05 +0000\r\n")

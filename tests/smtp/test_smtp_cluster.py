@@ -14,9 +14,9 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 
 import pytest
-from tidings.v1 import mail_pb2
 
 from tests.cluster.grid import Grid, running
+from tidings.v1 import mail_pb2
 from tidings_cli.cluster import HOST
 
 PASSWORD = "correct horse battery"

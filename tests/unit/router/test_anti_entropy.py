@@ -2,7 +2,8 @@
 copies which item to which (newest wins, a tombstone wins over any live copy)."""
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from router.anti_entropy import range_groups, segment_bounds, transfers
 from router.ring import NodeInfo, Ring, range_size

@@ -53,11 +53,11 @@ class RecordingPool:
     def __init__(self) -> None:
         self.held: list[tuple[str, storage_pb2.Hint]] = []
 
-    def stub(self, node: NodeInfo) -> "RecordingPool._Stub":
+    def stub(self, node: NodeInfo) -> RecordingPool._Stub:
         return RecordingPool._Stub(self, node)
 
     class _Stub:
-        def __init__(self, pool: "RecordingPool", node: NodeInfo) -> None:
+        def __init__(self, pool: RecordingPool, node: NodeInfo) -> None:
             self.pool, self.node = pool, node
 
         async def PutHint(self, hint: storage_pb2.Hint, timeout: float) -> storage_pb2.HintAck:

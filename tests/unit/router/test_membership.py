@@ -61,8 +61,10 @@ def test_moved_groups_name_old_and_new_owners_then_new_ones() -> None:
 
 def test_while_the_ring_moves_writes_also_go_to_new_owners_and_w_grows() -> None:
     replicas = Replicas(OLD_RING, NodePool(), Consistency())
-    key = next(f"user{i}" for i in range(1000)
-               if {n.node_id for n in NEW_RING.preference_list(f"user{i}", 3)} != {n.node_id for n in OLD_RING.preference_list(f"user{i}", 3)})
+    def owners(ring: Ring, key: str) -> set[str]:
+        return {n.node_id for n in ring.preference_list(key, 3)}
+
+    key = next(f"user{i}" for i in range(1000) if owners(NEW_RING, f"user{i}") != owners(OLD_RING, f"user{i}"))
     plan = replicas.write_plan(key)
     assert (list(plan.targets), plan.block_for) == (OLD_RING.preference_list(key, 3), 2)
     replicas.pending = NEW_RING

@@ -7,8 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tidings_runtime.hlc import (LOGICAL_MASK, ClockSkewError, HybridLogicalClock, hlc_logical, hlc_ms,
-                        hlc_pack)
+from tidings_runtime.hlc import LOGICAL_MASK, ClockSkewError, HybridLogicalClock, hlc_logical, hlc_ms, hlc_pack
 
 
 class FakeClock:

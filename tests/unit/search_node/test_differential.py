@@ -11,23 +11,23 @@ import random
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from search_node import fields as F
-from search_node.grammar import All, And, Clause, Node, Not, Or, QuerySyntaxError, parse
 from search_node import index as search_index
 from search_node import keys as K
 from search_node import segment_reader, segments, tiers
+from search_node.grammar import All, And, Clause, Node, Not, Or, QuerySyntaxError, parse
 from search_node.index import COLUMN_FAMILIES, IndexDoc, SearchIndex, in_time_order
 from search_node.store import Txn
 from storage_node.rdict_store import RdictChunks, RdictStore
 
 USER = "00000000000000aa"
 DAY = 86_400_000
-BASE_MS = int(datetime(2024, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+BASE_MS = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)
 NOW_MS = BASE_MS + 420 * DAY
 WORDS = ("meeting report budget quarterly café naïve résumé straße data project alpha beta gamma delta review "
          "update invoice payment lunch friday server deploy release ticket urgent hello thanks team sales q3 2024 "
@@ -79,7 +79,7 @@ def make_mailbox(seed: int = 7) -> list[IndexDoc]:
 
 def _date(value: str) -> int:
     y, m, d = (int(p) for p in value.replace("-", "/").split("/"))
-    return int(datetime(y, m, d, tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime(y, m, d, tzinfo=UTC).timestamp() * 1000)
 
 
 def _size(value: str) -> int:
@@ -177,14 +177,16 @@ class QueryGen:
         return '"' + " ".join(toks[i:i + n]) + '"'
 
     def atom(self) -> str:
-        r, rng = self.rng.random(), self.rng
+        rng = self.rng
         name, local = rng.choice(PEOPLE)
-        day = datetime.fromtimestamp((BASE_MS + rng.randint(-5, 420) * DAY) / 1000, timezone.utc)
+        day = datetime.fromtimestamp((BASE_MS + rng.randint(-5, 420) * DAY) / 1000, UTC)
         options = [
             lambda: rng.choice(WORDS + ["CAFÉ", "Resume", "zzz", "example.com", "ann@example.org"]),
             lambda: rng.choice(WORDS)[:rng.randint(1, 3)] + "*",
             self.phrase,
-            lambda: f"{rng.choice(['from', 'to', 'cc', 'bcc'])}:{rng.choice([local, rng.choice(DOMAINS), 'example.com', name.split(' ')[0] or 'x', local + '@' + rng.choice(DOMAINS), 'bo*', 'uni.ac.uk'])}",
+            lambda: f"{rng.choice(['from', 'to', 'cc', 'bcc'])}:" + rng.choice(
+                [local, rng.choice(DOMAINS), 'example.com', name.split(' ')[0] or 'x',
+                 local + '@' + rng.choice(DOMAINS), 'bo*', 'uni.ac.uk']),
             lambda: f"subject:{rng.choice(WORDS)}" if rng.random() < 0.7 else f"subject:{self.phrase()}",
             lambda: f"filename:{rng.choice(['pdf', 'report.pdf', 'budget', 'txt', 'resume', 'q3*'])}",
             lambda: rng.choice(["has:attachment", "is:unread", "is:read", "is:starred", "in:inbox", "in:Archive",

@@ -8,12 +8,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyroaring import BitMap
 
+from search_node import keys as K
 from search_node import maintenance as M
 from search_node import segments as S
-from search_node.segment_reader import Postings
-from search_node import keys as K
 from search_node.keys import COLUMN_FAMILIES, DOCS_CF, POSTINGS_CF, state_key
 from search_node.records import UserState
+from search_node.segment_reader import Postings
 from storage_node.rdict_store import RdictStore
 
 USER = bytes.fromhex("00000000000000cc")

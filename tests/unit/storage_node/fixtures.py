@@ -1,9 +1,10 @@
 """Shared test helpers for the storage node: raw mail, ids, engines with the embedded index."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES
 from storage_node import codec

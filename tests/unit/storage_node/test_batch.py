@@ -1,7 +1,8 @@
 """Txn reads: get and multi_get agree with a plain model of puts, deletes and range deletes over a parent."""
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from storage_node.batch import Txn
 

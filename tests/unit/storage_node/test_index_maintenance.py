@@ -11,8 +11,8 @@ from search_node import segments
 from search_node.index import SearchIndex
 from search_node.keys import retired_range, user_prefix
 from search_node.segment_reader import Postings
-from storage_node.commit import GroupCommitter
 from storage_node import index_maintenance
+from storage_node.commit import GroupCommitter
 from storage_node.index_maintenance import IndexMaintainer
 from storage_node.indexing import EmbeddedIndex, check_user
 from tests.unit.storage_node.fixtures import USER, apply, indexed_engine, mid, new, raw_mail

@@ -3,8 +3,8 @@ tombstone wins over any live version, a held tombstone never comes back), with c
 the unread table and the search index kept true."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -3,27 +3,28 @@ garbage collection, the hint store, range deletes in a Txn, reopening with new C
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES, SearchIndex
-from storage_node.rdict_store import RdictStore
+from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES
+from search_node.index import SearchIndex
 from storage_node import keys, replication
 from storage_node.batch import Txn
 from storage_node.blobs import LocalBlobStore
 from storage_node.commit import GroupCommitter
 from storage_node.engine import Engine
-from storage_node.gc import collect_garbage
 from storage_node.errors import InvalidArgument
+from storage_node.gc import collect_garbage
 from storage_node.hints import HintStore, check_hint
-from tidings_runtime.hlc import first_version_at
 from storage_node.model import DirectoryValue
 from storage_node.ranges import TokenRange, key_bounds, union_bounds
+from storage_node.rdict_store import RdictStore
 from storage_node.replication import DirectoryItem, ItemRef
 from tests.unit.storage_node.fixtures import OTHER, USER, apply, indexed_engine, mid, state
 from tidings.v1 import storage_pb2
+from tidings_runtime.hlc import first_version_at
 
 WHOLE = TokenRange(0, 0)
 NOW_MS = 1_700_000_000_000

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 import grpc
 import pytest
 from prometheus_client import REGISTRY
 
 from storage_node import keys
-from tidings_runtime.grpc_server import CHANNEL_OPTIONS
-from tidings_runtime.hlc import first_version_at
 from storage_node.server import StorageNode
 from storage_node.settings import Settings
 from tests.unit.storage_node.fixtures import OTHER, USER, mid, raw_mail
 from tidings.v1 import storage_pb2, storage_pb2_grpc
+from tidings_runtime.grpc_server import CHANNEL_OPTIONS
+from tidings_runtime.hlc import first_version_at
 
 WHOLE = storage_pb2.TokenRange(start=0, end=0)
 # Background tasks stay idle: the tests run replay and GC rounds themselves.
@@ -38,7 +38,7 @@ class Running:
         self.port = port or free_port()
         self.address = f"127.0.0.1:{self.port}"
 
-    async def __aenter__(self) -> "Running":
+    async def __aenter__(self) -> Running:
         self.node = StorageNode(self.name, self.root / self.name, self.root / "blobs", self.settings)
         self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
         storage_pb2_grpc.add_StorageNodeServicer_to_server(self.node.service, self.server)
