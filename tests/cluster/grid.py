@@ -11,6 +11,7 @@ import grpc
 from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
 from tidings_cli.cluster import Layout, LocalCluster
 
+PASSWORD = "correct horse battery"  # what add_user gives a user unless told otherwise
 
 class Grid:
     def __init__(self, base_dir: Path, edges: tuple[str, ...] = ("smtp", "http"),
@@ -64,7 +65,7 @@ class Grid:
         assert self._channel is not None
         return mail_pb2_grpc.AdminStub(self._channel)
 
-    def add_user(self, email: str, password: str = "correct horse battery") -> types_pb2.Account:
+    def add_user(self, email: str, password: str = PASSWORD) -> types_pb2.Account:
         return self.admin.AddUser(mail_pb2.AddUserRequest(email=email, password=password), timeout=30)
 
     def kill_storage(self, index: int) -> None:

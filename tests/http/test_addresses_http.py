@@ -2,29 +2,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email import message_from_string, policy
 
 import httpx
 import pytest
 
 from tests.cluster.grid import Grid
-
-PASSWORD = "correct horse battery"  # the grid's default for add_user
+from tests.http.conftest import Login
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture(scope="module")
-def http(grid: Grid) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=grid.http_url, timeout=30) as client:
-        yield client
-
-
-def auth(http: httpx.Client, email: str) -> dict[str, str]:
-    r = http.post("/v1/auth/token", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['token']}"}
 
 
 def inbox(http: httpx.Client, headers: dict[str, str]) -> list[dict]:
@@ -41,17 +28,17 @@ def post(http: httpx.Client, headers: dict[str, str], **body: object) -> httpx.R
     "ann@[127.0.0.1]", "a..b@example.test", "Ann <ann@localhost>", {"email": "no at sign"},
     {"email": "x" * 65 + "@example.test"},
 ])
-def test_bad_recipient_is_400_with_a_json_error(http: httpx.Client, new_user: Callable[[str], str],
+def test_bad_recipient_is_400_with_a_json_error(http: httpx.Client, login: Login, new_user: Callable[[str], str],
                                                recipient: object) -> None:
-    r = post(http, auth(http, new_user("sender")), to=[recipient])
+    r = post(http, login(new_user("sender")), to=[recipient])
     assert r.status_code == 400, r.text
     error = r.json()["error"]
     assert error["code"] == "invalid_request" and "malformed address" in error["message"]
 
 
-def test_rfc_5321_recipients_are_delivered(grid: Grid, http: httpx.Client,
+def test_rfc_5321_recipients_are_delivered(grid: Grid, http: httpx.Client, login: Login,
                                            new_user: Callable[[str], str]) -> None:
-    sender = auth(http, new_user("sender"))
+    sender = login(new_user("sender"))
     quoted = f'"ann lee {uuid.uuid4().hex[:6]}"@example.test'
     greek = f"δοκιμή{uuid.uuid4().hex[:6]}@example.test"
     for email in (quoted, greek):
@@ -60,17 +47,17 @@ def test_rfc_5321_recipients_are_delivered(grid: Grid, http: httpx.Client,
     r = post(http, sender, to=[f"Ann <{quoted}>", greek.upper()], subject="rfc 5321")
     assert r.status_code == 202, r.text
     for email in (quoted, greek):
-        [summary] = inbox(http, auth(http, email))
+        [summary] = inbox(http, login(email))
         assert summary["subject"] == "rfc 5321"
-        raw = http.get(f"/v1/messages/{summary['id']}/raw", headers=auth(http, email)).content
+        raw = http.get(f"/v1/messages/{summary['id']}/raw", headers=login(email)).content
         to = message_from_string(raw.decode("utf-8"), policy=policy.default)["To"]   # RFC 6532
         assert [a.addr_spec for a in to.addresses] == [quoted, greek_sent]
 
 
-def test_spellings_of_one_user_get_one_copy(http: httpx.Client, new_user: Callable[[str], str]) -> None:
-    sender = auth(http, new_user("sender"))
+def test_spellings_of_one_user_get_one_copy(http: httpx.Client, login: Login, new_user: Callable[[str], str]) -> None:
+    sender = login(new_user("sender"))
     email = new_user("bea")
     local, domain = email.split("@")
     r = post(http, sender, to=[email.upper()], cc=[f'"{local}"@{domain}'], subject="once")
     assert r.status_code == 202, r.text
-    assert [m["subject"] for m in inbox(http, auth(http, email.title()))] == ["once"]
+    assert [m["subject"] for m in inbox(http, login(email.title()))] == ["once"]

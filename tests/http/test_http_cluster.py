@@ -5,41 +5,21 @@ from __future__ import annotations
 import base64
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from email import message_from_bytes, policy
 
 import httpx
 import pytest
 
-from tests.cluster.grid import Grid
+from tests.cluster.grid import PASSWORD, Grid
+from tests.http.conftest import Login
 from tidings.v1 import mail_pb2
 from tidings_runtime.ids import new_entry_id
-
-PASSWORD = "correct horse battery"  # the grid's default for add_user
 
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module")
-def http(grid: Grid) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=grid.http_url, timeout=30) as client:
-        yield client
-
-
-Login = Callable[[str], dict[str, str]]
-
-
-@pytest.fixture
-def login(http: httpx.Client) -> Login:
-    """email -> Authorization header."""
-
-    def do(email: str) -> dict[str, str]:
-        r = http.post("/v1/auth/token", json={"email": email, "password": PASSWORD})
-        assert r.status_code == 200, r.text
-        return {"Authorization": f"Bearer {r.json()['token']}"}
-
-    return do
 
 
 def send(http: httpx.Client, auth: dict[str, str], **body: object) -> dict[str, str]:

@@ -19,11 +19,10 @@ import httpx
 import pytest
 
 from smtp_edge.server import SmtpEdge
-from tests.cluster.grid import Grid
+from tests.cluster.grid import PASSWORD, Grid
 from tidings.v1 import mail_pb2
 
 ALICE = "alice@example.test"
-PASSWORD = "correct horse battery"  # the grid's default for add_user
 SMUGGLING = {"LF.LF": b"\n.\n", "LF.CRLF": b"\n.\r\n", "CR.CR": b"\r.\r", "CRLF.LF": b"\r\n.\n"}
 CORPUS = Path(sysconfig.get_paths()["stdlib"]) / "test" / "test_email" / "data"
 

@@ -15,11 +15,9 @@ from email.message import EmailMessage
 
 import pytest
 
-from tests.cluster.grid import Grid, running
+from tests.cluster.grid import PASSWORD, Grid, running
 from tidings.v1 import mail_pb2
 from tidings_cli.cluster import HOST
-
-PASSWORD = "correct horse battery"
 
 
 @pytest.fixture(scope="module")
