@@ -13,6 +13,7 @@ from prometheus_client import Counter, Histogram
 from router.anti_entropy import AntiEntropy
 from router.coordinator import Coordinator
 from router.directory import Directory
+from router.dkim_keys import DkimKeys
 from router.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -26,7 +27,7 @@ from router.membership import Membership
 from router.replicas import Replicas
 from router.ring import NodeInfo
 from tidings.v1 import mail_pb2, mail_pb2_grpc, storage_pb2, types_pb2
-from tidings_runtime.addresses import AddressError, canonical
+from tidings_runtime.addresses import AddressError, canonical, parse_domain
 from tidings_runtime.mime import find_attachment, parse_mail
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -181,11 +182,12 @@ class MailService(mail_pb2_grpc.MailServicer):
 
 class AdminService(mail_pb2_grpc.AdminServicer):
     def __init__(self, directory: Directory, replicas: Replicas, anti_entropy: AntiEntropy,
-                 membership: Membership) -> None:
+                 membership: Membership, dkim: DkimKeys | None = None) -> None:
         self.directory = directory
         self.replicas = replicas
         self.anti_entropy = anti_entropy
         self.membership = membership
+        self.dkim = dkim if dkim is not None else DkimKeys(directory)
 
     async def _on_nodes(self, command: mail_pb2.IndexCommand, method: str) -> mail_pb2.IndexReports:
         """Run an index command on every replica of the user, or on every node."""
@@ -233,7 +235,15 @@ class AdminService(mail_pb2_grpc.AdminServicer):
     @rpc
     async def AddDomain(self, request: mail_pb2.AddDomainRequest, context: Any) -> mail_pb2.AddDomainResponse:
         domain, created = await self.directory.add_domain(request.domain)
+        await self.dkim.create(domain)  # its signing keys, with the domain (kept if it had some)
         return mail_pb2.AddDomainResponse(domain=domain, created=created)
+
+    @rpc
+    async def DkimRecords(self, request: mail_pb2.AddDomainRequest, context: Any) -> mail_pb2.DkimRecordList:
+        domain = parse_domain(request.domain)
+        records = [mail_pb2.DkimRecordList.Record(name=k.record_name, value=k.record_value)
+                   for k in await self.dkim.records(domain)]
+        return mail_pb2.DkimRecordList(domain=domain, records=records)
 
     @rpc
     async def AddUser(self, request: mail_pb2.AddUserRequest, context: Any) -> types_pb2.Account:
