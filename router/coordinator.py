@@ -11,13 +11,15 @@ import hashlib
 from dataclasses import dataclass
 
 from router import read_repair
-from router.directory import Directory
-from router.errors import InvalidArgument, NotFound
+from router.directory import Account, Directory
+from router.errors import InvalidArgument, NotFound, NotHosted
 from router.mutations import Mutation
+from router.queue import OutboundQueue
 from router.replicas import Replicas, newest
 from router.ring import NodeInfo
 from tidings.v1 import storage_pb2, types_pb2
 from tidings_runtime import cursor
+from tidings_runtime.addresses import parse_address
 from tidings_runtime.hlc import HybridLogicalClock
 from tidings_runtime.ids import entry_id_ms, is_entry_id
 from tidings_runtime.mime import thread_candidates
@@ -75,35 +77,67 @@ def _merge(answers: list[storage_pb2.NodeSummaries]) -> tuple[dict[str, types_pb
     return best, dead
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What a delivery did: hosted recipients' copies, the sender's Sent copy, and the
+    recipients handed to the outgoing queue."""
+
+    delivered: list[Delivered]
+    sent: Delivered | None
+    queued: list[str]
+
+
 class Coordinator:
-    def __init__(self, replicas: Replicas, directory: Directory, clock: HybridLogicalClock) -> None:
+    def __init__(self, replicas: Replicas, directory: Directory, clock: HybridLogicalClock,
+                 queue: OutboundQueue) -> None:
         self.replicas = replicas
         self.directory = directory
         self.clock = clock
+        self.queue = queue
         self.read_repair = read_repair.ReadRepair(replicas.pool.stub, replicas.consistency.timeout)
 
     # -- delivery ------------------------------------------------------------------------
     async def deliver(self, entry_id: str, raw: bytes, recipients: list[str], folder_id: str,
-                      sender_user_id: str) -> tuple[list[Delivered], Delivered | None]:
+                      sender_user_id: str, mail_from: str = "") -> Outcome:
+        """Hosted recipients get their copy directly (never through the queue), the sender a
+        Sent copy, and recipients outside our domains one queue item, only for a sending user:
+        all durable on W replicas when this returns."""
         if not is_entry_id(entry_id):
             raise InvalidArgument(f"malformed entry id {entry_id!r}")
         if not raw:
             raise InvalidArgument("empty message")
         folder_id = check_folder(folder_id or "inbox")
-        accounts = list(await asyncio.gather(*(self.directory.local_account(r) for r in recipients)))
-        if not accounts and not sender_user_id:
+        accounts, remote = await self._classify(recipients)
+        if remote and not sender_user_id:
+            raise NotHosted(f"not a hosted domain: {', '.join(remote)} (only our users send outside)")
+        if not accounts and not remote and not sender_user_id:
             raise InvalidArgument("no recipients")
         candidates, root = await asyncio.to_thread(thread_candidates, raw)
         received_ms = entry_id_ms(entry_id)
         jobs = [self._store(a.user_id, entry_id, raw, folder_id, True, received_ms, candidates, root)
                 for a in accounts]
+        sent_id = sent_copy_id(entry_id)
         if sender_user_id:
-            jobs.append(self._store(sender_user_id, sent_copy_id(entry_id), raw, "sent", False,
-                                    received_ms, candidates, root))
+            jobs.append(self._store(sender_user_id, sent_id, raw, "sent", False, received_ms, candidates, root))
+        queued = self.queue.enqueue(sent_id, raw, remote, mail_from=mail_from, sender_user_id=sender_user_id,
+                                    created_ms=received_ms, sent_message_id=sent_id) if remote else None
         results = await asyncio.gather(*jobs)
+        if queued is not None:
+            await queued
         delivered = [Delivered(a.email, a.user_id, i, t) for a, (i, t) in zip(accounts, results)]
         sent = Delivered("", sender_user_id, *results[-1]) if sender_user_id else None
-        return delivered, sent
+        return Outcome(delivered, sent, remote)
+
+    async def _classify(self, recipients: list[str]) -> tuple[list[Account], list[str]]:
+        """Hosted users (an unknown user of a hosted domain is NotFound) and outside addresses."""
+        async def one(address: str) -> Account | str:
+            try:
+                return await self.directory.local_account(address)
+            except NotHosted:
+                return str(parse_address(address))     # the far end's local part keeps its case
+
+        found = await asyncio.gather(*(one(r) for r in dict.fromkeys(recipients)))
+        return [a for a in found if isinstance(a, Account)], [a for a in found if isinstance(a, str)]
 
     async def _store(self, user_id: str, message_id: str, raw: bytes, folder_id: str, unread: bool,
                      received_ms: int, candidates: list[str], root: str) -> tuple[str, str]:

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from router.errors import AlreadyExists, InvalidArgument, NotFound, Unauthenticated
+from router.errors import AlreadyExists, InvalidArgument, NotFound, NotHosted, Unauthenticated
 from router.mutations import Mutation
 from router.replicas import Replicas, newest
 from tidings.v1 import storage_pb2
 from tidings_runtime.addresses import AddressError, canonical, parse_domain
 from tidings_runtime.hlc import HybridLogicalClock
+from tidings_runtime.partitions import directory_partition
 
 _hasher = PasswordHasher()
 
@@ -34,14 +35,23 @@ class Directory:
         self.clock = clock
 
     async def _get(self, key: str) -> bytes | None:
-        outcome = await self.replicas.read(key, lambda stub: stub.GetDirectory(storage_pb2.DirectoryKey(key=key)))
+        outcome = await self.replicas.read(directory_partition(key),
+                                           lambda stub: stub.GetDirectory(storage_pb2.DirectoryKey(key=key)))
         found = [entry for _, entry in outcome.answers if entry.found]
         best = newest(found, lambda e: e.version)
         return None if best is None else bytes(best.value)
 
     async def _put(self, key: str, value: bytes) -> None:
         entry = storage_pb2.DirectoryEntry(key=key, value=value, version=self.clock.now())
-        await self.replicas.write(key, Mutation(entry))
+        await self.replicas.write(directory_partition(key), Mutation(entry))
+
+    async def get(self, key: str) -> bytes | None:
+        """A directory entry of another router module (e.g. "dkim:DOMAIN"), newest of R."""
+        return await self._get(key)
+
+    async def put(self, key: str, value: bytes) -> None:
+        """Write a directory entry on W replicas (last writer wins)."""
+        await self._put(key, value)
 
     async def is_hosted(self, domain: str) -> bool:
         return await self._get(f"domain:{domain}") is not None
@@ -93,7 +103,7 @@ class Directory:
             return account
         if await self.is_hosted(email.rpartition("@")[2]):
             raise NotFound(f"no user {email}")
-        raise InvalidArgument(f"domain of {email} is not hosted")
+        raise NotHosted(f"domain of {email} is not hosted")
 
 
 def _verify(password_hash: str, password: str) -> bool:

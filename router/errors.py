@@ -27,6 +27,10 @@ class InvalidArgument(RouterError):
     pass
 
 
+class NotHosted(InvalidArgument):
+    """An address outside every domain we host (a permanent refusal where no relaying is allowed)."""
+
+
 class Unauthenticated(RouterError):
     pass
 

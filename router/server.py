@@ -1,27 +1,31 @@
-"""Start and stop the router: build the ring from the node list, serve Mail and Admin."""
+"""Start and stop the router: build the ring from the node list, serve Mail, Admin and Queue."""
 from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 from router.anti_entropy import AntiEntropy
 from router.coordinator import Coordinator
 from router.directory import Directory
+from router.dkim_keys import DkimKeys
 from router.errors import RouterError
 from router.membership import Membership
 from router.nodes import NodePool
+from router.queue import OutboundQueue
+from router.queue_service import QueueService
 from router.replicas import Consistency, Replicas
 from router.ring import NodeInfo, Ring
 from router.ring_keeper import RingKeeper
 from router.service import AdminService, MailService
 from router.settings import Settings
-from tidings.v1 import mail_pb2, mail_pb2_grpc
+from tidings.v1 import mail_pb2, mail_pb2_grpc, queue_pb2, queue_pb2_grpc
 from tidings_runtime.grpc_server import Mounted, serve
 from tidings_runtime.hlc import HybridLogicalClock
 from tidings_runtime.periodic import Periodic
 
 log = logging.getLogger("router")
+
+QUEUE_METRICS_INTERVAL_S = 15.0   # queue depth and oldest item age, for dashboards and alerts
 
 
 async def ensure_domains(directory: Directory, domains: list[str]) -> None:
@@ -42,29 +46,35 @@ def serving_nodes(replicas: Replicas) -> list[NodeInfo]:
     return list(dict.fromkeys([*replicas.ring.nodes, *pending]))
 
 
-async def run(listen: str, nodes: list[NodeInfo], consistency: Consistency, metrics_port: int | None,
-              domains: list[str], anti_entropy_interval: float, ready_file: Path | None = None) -> None:
+async def run(settings: Settings) -> None:
+    consistency = Consistency(n=settings.n, w=settings.w, r=settings.r, timeout=settings.timeout)
     clock = HybridLogicalClock()
     pool = NodePool()
-    replicas = Replicas(Ring(nodes), pool, consistency)
+    replicas = Replicas(Ring(settings.ring_nodes), pool, consistency)
     keeper = RingKeeper(replicas)
-    anti_entropy = AntiEntropy(replicas, anti_entropy_interval)
+    anti_entropy = AntiEntropy(replicas, settings.anti_entropy_interval)
     replicas.detector.on_up(lambda node: anti_entropy.soon())
     membership = Membership(replicas, keeper, anti_entropy)
     directory = Directory(replicas, clock)
-    coordinator = Coordinator(replicas, directory, clock)
+    queue = OutboundQueue(replicas, clock, int(settings.queue_lifetime * 1000))
+    coordinator = Coordinator(replicas, directory, clock, queue)
+    dkim = DkimKeys(directory)
     background = Periodic()
     setup: list[asyncio.Task[None]] = []
     services = [
         Mounted(mail_pb2_grpc.add_MailServicer_to_server, MailService(coordinator, directory),
                 mail_pb2.DESCRIPTOR.services_by_name["Mail"].full_name),
-        Mounted(mail_pb2_grpc.add_AdminServicer_to_server, AdminService(directory, replicas, anti_entropy, membership),
+        Mounted(mail_pb2_grpc.add_AdminServicer_to_server,
+                AdminService(directory, replicas, anti_entropy, membership, dkim),
                 mail_pb2.DESCRIPTOR.services_by_name["Admin"].full_name),
+        Mounted(queue_pb2_grpc.add_QueueServicer_to_server, QueueService(queue, dkim),
+                queue_pb2.DESCRIPTOR.services_by_name["Queue"].full_name),
     ]
 
     async def start() -> None:
         await keeper.sync()  # serve the newest ring map the nodes hold (a node may have joined)
-        setup.append(asyncio.create_task(ensure_domains(directory, domains)))
+        setup.append(asyncio.create_task(ensure_domains(directory, settings.domains)))
+        background.every("queue-metrics", QUEUE_METRICS_INTERVAL_S, queue.listing)
         background.every("ring-sync", keeper.interval, keeper.sync)
         background.every("heartbeat", replicas.detector.interval,
                          lambda: replicas.detector.probe_all(serving_nodes(replicas)), immediately=True)
@@ -77,12 +87,11 @@ async def run(listen: str, nodes: list[NodeInfo], consistency: Consistency, metr
         await background.stop()
         await pool.close()
 
-    await serve(services, listen, metrics_port, "router", on_start=start, on_stop=stop, ready_file=ready_file)
+    await serve(services, settings.listen, settings.metrics_port, "router", on_start=start, on_stop=stop,
+                ready_file=settings.ready_file)
 
 
 def main(argv: list[str] | None = None) -> None:
     settings = Settings.load(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s router %(levelname)s %(message)s")
-    consistency = Consistency(n=settings.n, w=settings.w, r=settings.r, timeout=settings.timeout)
-    asyncio.run(run(settings.listen, settings.ring_nodes, consistency, settings.metrics_port, settings.domains,
-                    settings.anti_entropy_interval, settings.ready_file))
+    asyncio.run(run(settings))

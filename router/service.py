@@ -109,14 +109,15 @@ class MailService(mail_pb2_grpc.MailServicer):
     @rpc
     async def Deliver(self, request: mail_pb2.DeliverRequest, context: Any) -> mail_pb2.DeliverResponse:
         try:
-            delivered, sent = await self.coordinator.deliver(
+            outcome = await self.coordinator.deliver(
                 request.entry_id, bytes(request.raw), list(request.recipients), request.folder_id,
-                request.sender_user_id)
+                request.sender_user_id, request.mail_from)
         except NotFound as exc:  # an unknown recipient is the caller's mistake here
             raise FailedPrecondition(str(exc)) from exc
-        response = mail_pb2.DeliverResponse(deliveries=[_delivery(d) for d in delivered])
-        if sent is not None:
-            response.sent_copy.CopyFrom(_delivery(sent))
+        response = mail_pb2.DeliverResponse(deliveries=[_delivery(d) for d in outcome.delivered],
+                                            queued=outcome.queued)
+        if outcome.sent is not None:
+            response.sent_copy.CopyFrom(_delivery(outcome.sent))
         return response
 
     @rpc
@@ -133,7 +134,10 @@ class MailService(mail_pb2_grpc.MailServicer):
     async def GetMessage(self, request: mail_pb2.MessageRef, context: Any) -> types_pb2.MessageDetail:
         held = await self.coordinator.stored(request.user_id, request.id)
         parsed = await asyncio.to_thread(parse_mail, bytes(held.raw))
+        outgoing = await self.coordinator.queue.find(request.id) if held.summary.folder_id == "sent" else None
+        delivery = outgoing.recipients if outgoing is not None and outgoing.sender_user_id == request.user_id else []
         return types_pb2.MessageDetail(
+            delivery=delivery,
             summary=held.summary, message_id=parsed.rfc822_msgid, in_reply_to=parsed.in_reply_to,
             references=list(parsed.references), text=parsed.text, html=parsed.html,
             bcc=_addresses(parsed.bcc),

@@ -6,13 +6,14 @@ idempotent: storing an id twice, or applying an older version, changes nothing.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from storage_node import codec, keys
+from storage_node import codec, keys, queue_index
 from storage_node.batch import Txn
 from storage_node.blobs import BlobStore
 from storage_node.errors import InvalidArgument, NotFound
@@ -259,11 +260,12 @@ class Engine(RdictStore):
     def put_directory(self, txn: Txn, key: str, entry: DirectoryValue) -> DirectoryValue:
         dkey = keys.directory(key)
         current = txn.get(keys.CF_DIRECTORY, dkey)
-        if current is not None:
-            held = codec.decode_directory(current)
-            if held.version >= entry.version:
-                return held
+        held = None if current is None else codec.decode_directory(current)
+        if held is not None and held.version >= entry.version:
+            return held
         txn.put(keys.CF_DIRECTORY, dkey, codec.encode_directory(entry))
+        if queue_index.is_queue_item(key):
+            queue_index.reindex(txn, key, held.value if held is not None else None, entry.value)
         return entry
 
     def apply_directory(self, txn: Txn, key: str, entry: DirectoryValue) -> bool:
@@ -345,6 +347,28 @@ class Engine(RdictStore):
             if value is not None:
                 return value.hex()
         return ""
+
+    def list_directory(self, partition: str, limit: int, *, due_by_ms: int | None = None,
+                       after_key: str = "") -> list[tuple[str, DirectoryValue]]:
+        """Entries of a multi-key partition (the queue's shards): due by `due_by_ms` from the
+        due index, earliest first, or (None) every entry in key order after `after_key`."""
+        if due_by_ms is None:
+            start, end = keys.directory_partition_range(partition)
+            if after_key:
+                start = max(start, keys.prefix_end(keys.directory(after_key)))
+            found = [(k[8:].decode(), codec.decode_directory(v))
+                     for k, v in itertools.islice(self.scan(keys.CF_DIRECTORY, start, end), limit)]
+            return found
+        prefix = keys.queue_due_prefix(partition)
+        due: list[tuple[str, DirectoryValue]] = []
+        for index_key, _ in self.scan(keys.CF_QUEUE_DUE, prefix, prefix + keys.u64(max(due_by_ms, 0) + 1)):
+            key = index_key[len(prefix) + 8:].decode()
+            held = self.directory(key)
+            if held is not None:
+                due.append((key, held))
+            if len(due) >= limit:
+                break
+        return due
 
     def directory(self, key: str) -> DirectoryValue | None:
         value = self.get(keys.CF_DIRECTORY, keys.directory(key))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import struct
 
-from tidings_runtime.partitions import SYSTEM_FOLDERS, partition_token
+from tidings_runtime.partitions import SYSTEM_FOLDERS, directory_partition, partition_token
 
 MAX_U64 = (1 << 64) - 1
 _U64 = struct.Struct(">Q")
@@ -34,8 +34,10 @@ CF_MESSAGES = "messages"       # partition | id                   -> message rec
 CF_BODIES = "bodies"           # partition | id                   -> raw body (compressed or blob ref)
 CF_THREADS = "threads"         # partition | thread | ms | id     -> b""
 CF_MSGIDS = "msgids"           # partition | hash(Message-Id)     -> thread id
+CF_QUEUE_DUE = "queue_due"     # token | queue partition | 0 | due | key -> b"" (derived from directory)
 MAIL_COLUMN_FAMILIES = (
     CF_DIRECTORY, CF_FOLDERS, CF_BY_FOLDER, CF_UNREAD, CF_MESSAGES, CF_BODIES, CF_THREADS, CF_MSGIDS,
+    CF_QUEUE_DUE,
 )
 # Column families of the node itself, outside every token range.
 CF_HINTS = "hints"             # target node | 0x00 | version | seq  -> serialized Hint
@@ -57,7 +59,22 @@ def partition(user_id: str) -> bytes:
 
 
 def directory(key: str) -> bytes:
-    return u64(partition_token(key)) + key.encode()
+    return u64(partition_token(directory_partition(key))) + key.encode()
+
+
+def directory_partition_range(partition: str) -> tuple[bytes, bytes]:
+    """Every directory key of a partition of several keys (the queue's `queue:SHARD:`)."""
+    start = u64(partition_token(partition)) + (partition + ":").encode()
+    return start, prefix_end(start)
+
+
+def queue_due(key: str, due_ms: int) -> bytes:
+    """The due index: partition token | partition | 0x00 | due ms | key."""
+    return queue_due_prefix(directory_partition(key)) + u64(due_ms) + key.encode()
+
+
+def queue_due_prefix(partition: str) -> bytes:
+    return u64(partition_token(partition)) + partition.encode() + b"\x00"
 
 
 def folder(user_id: str, folder_no: int) -> bytes:

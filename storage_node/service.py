@@ -26,6 +26,7 @@ from storage_node.ring_map import RingStore
 from storage_node.settings import Settings
 from tidings.v1 import storage_pb2, storage_pb2_grpc, types_pb2
 from tidings_runtime.channels import PeerPool
+from tidings_runtime.partitions import QUEUE_PREFIX
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -222,6 +223,19 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         if held is None:
             return storage_pb2.DirectoryEntry(key=request.key, found=False)
         return storage_pb2.DirectoryEntry(key=request.key, value=held.value, version=held.version, found=True)
+
+    @maps_errors
+    async def ListDirectory(self, request: storage_pb2.DirectoryListRequest, context: Any
+                            ) -> storage_pb2.DirectoryEntries:
+        if not request.partition.startswith(QUEUE_PREFIX) or ":" in request.partition[len(QUEUE_PREFIX):]:
+            raise InvalidArgument(f"not a listable directory partition: {request.partition!r}")
+        limit = min(request.limit or 100, 1000)
+        due_by = None if request.all else request.before_ms
+        found = await asyncio.to_thread(self.engine.list_directory, request.partition, limit,
+                                        due_by_ms=due_by, after_key=request.after_key)
+        return storage_pb2.DirectoryEntries(entries=[
+            storage_pb2.DirectoryEntry(key=key, value=held.value, version=held.version, found=True)
+            for key, held in found])
 
     def _search(self, request: storage_pb2.NodeSearchRequest) -> storage_pb2.NodeSearchResponse:
         limit = request.limit or 50

@@ -19,3 +19,17 @@ SYSTEM_FOLDERS: dict[str, int] = {
 def partition_token(partition_key: str) -> int:
     """The 64-bit ring token of a partition key (a user id, or a directory key)."""
     return int(_U64.unpack(hashlib.blake2b(partition_key.encode(), digest_size=8).digest())[0])
+
+
+# Directory entries live in the partition of their key, except the outgoing queue's:
+# `queue:SHARD:ID` lives in partition `queue:SHARD`, so one shard's items share a replica
+# set and a node can list a shard's due items from its own index.
+QUEUE_PREFIX = "queue:"
+
+
+def directory_partition(key: str) -> str:
+    """The partition (and so the ring token) of a directory key."""
+    if key.startswith(QUEUE_PREFIX):
+        shard, _, _ = key[len(QUEUE_PREFIX):].partition(":")
+        return QUEUE_PREFIX + shard
+    return key
