@@ -27,12 +27,10 @@ from .tokens import Principal
 
 DELIVER_TIMEOUT = 30.0
 
+# Hosted users get their copy at once; other domains' recipients go to the outgoing queue.
+_DELIVERABLE = (mail_pb2.CheckRecipientResponse.LOCAL_USER, mail_pb2.CheckRecipientResponse.NOT_HOSTED)
 _REJECT_REASONS = {
     mail_pb2.CheckRecipientResponse.UNKNOWN_USER: ("unknown_user", "no such user"),
-    mail_pb2.CheckRecipientResponse.NOT_HOSTED: (
-        "not_hosted",
-        "not a domain hosted here (sending to other domains is not supported yet)",
-    ),
     mail_pb2.CheckRecipientResponse.MALFORMED: ("malformed_address", "not a valid email address"),
 }
 
@@ -70,7 +68,7 @@ async def check_recipients(client: MailClient, recipients: list[str]) -> None:
     answers = await asyncio.gather(*(client.check_recipient(r) for r in recipients))
     rejected = []
     for address, answer in zip(recipients, answers):
-        if answer.status == mail_pb2.CheckRecipientResponse.LOCAL_USER:
+        if answer.status in _DELIVERABLE:
             continue
         reason, text = _REJECT_REASONS.get(answer.status, ("rejected", "cannot be delivered"))
         if answer.reason:
@@ -115,6 +113,7 @@ async def send(client: MailClient, user: Principal, request: SendRequest, settin
         composed.raw,
         composed.envelope_recipients,
         sender_user_id=user.user_id,
+        mail_from=user.email,
         timeout=max(settings.rpc_timeout, DELIVER_TIMEOUT),
     )
     return SendResponse(

@@ -97,8 +97,11 @@ class EdgeHandler:
         if not (address.isascii() or envelope.smtp_utf8):
             return replies.needs_smtputf8(address)
         try:
-            mailbox = canonical(address)
-            if mailbox in envelope.rcpt_tos:
+            parsed = parse_address(address)
+            # Our users by their canonical form (one copy a user); another domain's local
+            # part keeps its case, which only the far end may interpret (RFC 5321 2.4).
+            mailbox = parsed.canonical
+            if any(canonical(r) == mailbox for r in envelope.rcpt_tos):
                 return replies.RECIPIENT_OK
             if len(envelope.rcpt_tos) >= self._max_recipients:
                 return replies.TOO_MANY_RECIPIENTS
@@ -112,7 +115,7 @@ class EdgeHandler:
         rejection = self.recipient_policy[status]
         if rejection is not None:
             return rejection(mailbox)
-        envelope.rcpt_tos.append(mailbox)
+        envelope.rcpt_tos.append(str(parsed) if status is Recipient.NOT_HOSTED else mailbox)
         envelope.rcpt_options.extend(rcpt_options)
         return replies.RECIPIENT_OK
 
@@ -128,7 +131,7 @@ class EdgeHandler:
         entry_id = new_entry_id()
         raw = stamp(message.raw, self._trace(session, message, entry_id))
         return await self._deliver(entry_id, raw, message.recipients,
-                                   author.user_id if author else "")
+                                   author.user_id if author else "", message.mail_from)
 
     async def handle_exception(self, error: Exception) -> str:
         if isinstance(error, TLSSetupException):      # aiosmtpd closes the connection
@@ -140,13 +143,13 @@ class EdgeHandler:
     # -- delivery -------------------------------------------------------------
 
     async def _deliver(self, entry_id: str, raw: bytes, recipients: tuple[str, ...],
-                       sender_user_id: str) -> str:
+                       sender_user_id: str, mail_from: str) -> str:
         self._deliveries += 1
         self._idle.clear()
         started = time.perf_counter()
         outcome = "failed"
         try:
-            await self._api.deliver(entry_id, raw, recipients, sender_user_id)
+            await self._api.deliver(entry_id, raw, recipients, sender_user_id, mail_from)
             outcome = "ok"
         except TemporaryFailure as error:
             log.warning("%s: delivery of %s failed: %s", self.listener, entry_id, error.reason)
@@ -207,7 +210,7 @@ class SubmissionHandler(EdgeHandler):
     recipient_policy: RecipientPolicy = {
         Recipient.LOCAL_USER: None,
         Recipient.UNKNOWN_USER: replies.no_such_user,
-        Recipient.NOT_HOSTED: replies.outbound_unavailable,
+        Recipient.NOT_HOSTED: None,                     # the outgoing queue (after AUTH only)
     }
     checks = pipeline.SUBMISSION
 

@@ -121,10 +121,11 @@ class MailApi:
         return status
 
     async def deliver(self, entry_id: str, raw: bytes, recipients: Sequence[str],
-                      sender_user_id: str = "") -> None:
-        """Return only once the router says the message is durable (W replicas)."""
+                      sender_user_id: str = "", mail_from: str = "") -> None:
+        """Return only once the router says the message is durable (W replicas): stored for
+        hosted recipients, queued for the others."""
         request = mail_pb2.DeliverRequest(entry_id=entry_id, raw=raw, recipients=list(recipients),
-                                          sender_user_id=sender_user_id)
+                                          sender_user_id=sender_user_id, mail_from=mail_from)
         try:
             await self.stub.Deliver(request, timeout=self._deliver_timeout)
         except grpc.RpcError as error:

@@ -47,11 +47,6 @@ def relay_denied(address: str) -> str:
     return f"550 5.7.1 <{address}>: relay access denied"
 
 
-def outbound_unavailable(address: str) -> str:
-    """Submission to a domain we do not host: no outbound queue exists yet."""
-    return f"554 5.3.3 <{address}>: outbound delivery not available yet"
-
-
 def _shown(text: str) -> str:
     """Client-supplied text made safe to echo (aiosmtpd keeps undecodable bytes as surrogates)."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -285,14 +285,18 @@ class FakeMail(mail_pb2_grpc.MailServicer):
     async def Deliver(self, request: mail_pb2.DeliverRequest,
                       context: grpc.aio.ServicerContext) -> mail_pb2.DeliverResponse:
         users: dict[str, tuple[str, User]] = {}   # one copy a user
+        queued: list[str] = []                    # the router's outgoing queue, for a sending user
         for recipient in request.recipients:
+            if request.sender_user_id and recipient.rpartition("@")[2].lower() not in self.domains:
+                queued.append(recipient)
+                continue
             user = self._find(recipient)
             if user is None:
                 await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"no user {recipient}")
             users.setdefault(user.account.user_id, (recipient, user))
         if request.sender_user_id and request.sender_user_id not in self.users:
             await _abort(context, grpc.StatusCode.FAILED_PRECONDITION, f"no user {request.sender_user_id}")
-        response = mail_pb2.DeliverResponse()
+        response = mail_pb2.DeliverResponse(queued=queued)
         for recipient, user in users.values():
             copy = self._keep(user, request.raw, request.folder_id or "inbox", True)
             response.deliveries.add(recipient=recipient, user_id=user.account.user_id, id=copy.summary.id,

@@ -113,11 +113,16 @@ def test_local_recipients_are_delivered_with_a_sent_copy(edge: SmtpEdge, fake_ro
     assert request.raw.endswith(message())
 
 
-def test_external_recipients_are_refused_until_outbound_exists(edge: SmtpEdge) -> None:
+def test_external_recipients_go_to_the_router_with_the_envelope_sender(edge: SmtpEdge, fake_router) -> None:
     with logged_in(edge) as client:
         client.mail(ALICE)
-        assert client.rcpt("dave@elsewhere.example") == (
-            554, b"5.3.3 <dave@elsewhere.example>: outbound delivery not available yet")
+        assert client.rcpt("Dave@elsewhere.example")[0] == 250
+        assert client.rcpt(BOB)[0] == 250
+        code, _ = client.data(message())
+    assert code == 250
+    [request] = fake_router.delivered
+    assert list(request.recipients) == ["Dave@elsewhere.example", BOB]   # the far end's local part keeps its case
+    assert request.mail_from == ALICE and request.sender_user_id == ALICE_ID
 
 
 def test_dev_certificate_is_made_once_and_reused(start_edge, tmp_path) -> None:

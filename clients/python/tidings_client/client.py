@@ -158,6 +158,7 @@ class MailClient(_BaseClient):
         *,
         folder_id: str = "",
         sender_user_id: str = "",
+        mail_from: str = "",
         timeout: float | None = None,
     ) -> mail_pb2.DeliverResponse:
         request = mail_pb2.DeliverRequest(
@@ -166,6 +167,7 @@ class MailClient(_BaseClient):
             recipients=list(recipients),
             folder_id=folder_id,
             sender_user_id=sender_user_id,
+            mail_from=mail_from,
         )
         return await self._call(self._stub.Deliver, request, timeout)
 
