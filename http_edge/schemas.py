@@ -7,7 +7,7 @@ and serialised by alias). Request bodies forbid unknown fields, so a typo
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
 
@@ -108,6 +108,24 @@ class AttachmentOut(BaseModel):
     size: int
 
 
+class DeliveryOut(BaseModel):
+    """One outside recipient of a sent message, as the outgoing queue tracks it."""
+
+    email: str
+    state: Literal["queued", "deferred", "delivered", "failed", "bounced"]
+    attempts: int
+    next_attempt_at: str | None = Field(description="RFC 3339, UTC; while deferred")
+    last_reply: str | None = Field(description="the far end's last reply, or why there was none")
+
+    @classmethod
+    def from_pb(cls, r: types_pb2.QueueRecipient) -> DeliveryOut:
+        state = types_pb2.QueueRecipient.State.Name(r.state).lower()
+        deferred = r.state == types_pb2.QueueRecipient.DEFERRED
+        return cls(email=r.address, state=state, attempts=r.attempts,
+                   next_attempt_at=rfc3339_ms(r.next_attempt_ms) if deferred and r.next_attempt_ms else None,
+                   last_reply=r.last_reply or None)
+
+
 class MessageDetailOut(Summary):
     message_id: str
     in_reply_to: str | None
@@ -116,6 +134,8 @@ class MessageDetailOut(Summary):
     html: str | None = Field(description="sanitised with nh3")
     attachments: list[AttachmentOut]
     bcc: list[AddressOut] = Field(default_factory=list, description="only on the sender's own copy")
+    delivery: list[DeliveryOut] = Field(default_factory=list,
+                                        description="a sent message's recipients outside our domains")
 
     @classmethod
     def from_pb_detail(cls, d: types_pb2.MessageDetail, sanitized_html: str | None) -> MessageDetailOut:
@@ -131,6 +151,7 @@ class MessageDetailOut(Summary):
                 for a in d.attachments
             ],
             bcc=[AddressOut.from_pb(a) for a in d.bcc],
+            delivery=[DeliveryOut.from_pb(r) for r in d.delivery],
         )
 
 
