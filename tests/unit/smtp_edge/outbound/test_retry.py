@@ -3,8 +3,17 @@ from __future__ import annotations
 
 import pytest
 
-from smtp_edge.outbound.retry import (DEFAULT_SCHEDULE, Decision, Next, RetrySchedule, Verdict, decide, expires_ms,
-                                      is_expired, parse_duration_ms)
+from smtp_edge.outbound.retry import (
+    DEFAULT_SCHEDULE,
+    Decision,
+    Next,
+    RetrySchedule,
+    Verdict,
+    decide,
+    expires_ms,
+    is_expired,
+    parse_duration_ms,
+)
 
 MIN = 60_000
 HOUR = 60 * MIN
