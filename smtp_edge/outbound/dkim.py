@@ -116,7 +116,11 @@ class Signer:
         if not keys:
             log.info("no DKIM key for %s: sent unsigned", domain)
             return raw
-        return await asyncio.to_thread(sign, raw, _idna(domain), keys)
+        try:
+            return await asyncio.to_thread(sign, raw, _idna(domain), keys)
+        except dkim.DKIMException as exc:     # a message dkimpy cannot parse: better unsigned than stuck
+            log.error("DKIM signing for %s failed, sent unsigned: %s", domain, exc)
+            return raw
 
 
 def _idna(domain: str) -> str:

@@ -107,3 +107,10 @@ def test_signer_caches_keys_per_domain_and_leaves_foreign_mail_unsigned(
 
     asyncio.run(run())
     assert calls == ["example.test", "elsewhere.example", "example.test"]
+
+
+def test_a_message_dkimpy_cannot_sign_goes_unsigned(keys: tuple[list[Key], dict[bytes, bytes]]) -> None:
+    async def source(domain: str) -> list[Key] | None:
+        return [Key("broken", "rsa-sha256", b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n")]
+
+    assert asyncio.run(Signer(source).sign(RAW)) == RAW
