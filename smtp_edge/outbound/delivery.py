@@ -222,7 +222,10 @@ class _Session:
             return      # refused: go on in plain text on this connection
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise _TlsFailed(str(exc)) from exc
-        await self._hello()
+        try:
+            await self._hello()
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as exc:
+            raise _TlsFailed(str(exc)) from exc     # TLS 1.3: a refused handshake shows on the next read
 
     async def _login(self) -> None:
         assert self.relay is not None and self.relay.username is not None

@@ -10,6 +10,7 @@ import asyncio
 import base64
 import contextlib
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -435,6 +436,24 @@ def test_starttls_with_a_self_signed_certificate_is_used(zone: Zone, tmp_path: P
         assert states(await w.attempt(item)) == {"bob@tls.test": State.DELIVERED}
         [got] = sink.received
         assert got.tls and dkim_keys.verify(got.content) == [True, True]
+
+    run(zone, tmp_path, dkim_keys, scenario)
+
+
+def test_a_failed_tls_handshake_is_retried_in_plain_text(zone: Zone, tmp_path: Path, dkim_keys: DkimKeys) -> None:
+    async def scenario(w: World) -> None:
+        tls = server_context(tmp_path, "mx.picky.test")
+        tls.verify_mode = ssl.CERT_REQUIRED     # we present no client certificate: the handshake fails
+        tls.load_verify_locations(tmp_path / "tls" / "cert.pem")
+        sink = Sink()
+        loop = asyncio.get_running_loop()
+        await w.far._listen(lambda: SMTP(sink, hostname="mx.picky.test", decode_data=False, tls_context=tls,
+                                         loop=loop), "127.0.0.16")
+        w.mx("picky.test", (10, "mx.picky.test", "127.0.0.16"))
+        item = w.router.enqueue("0e" * 16, ["bob@picky.test"], message("bob@picky.test"))
+        assert states(await w.attempt(item)) == {"bob@picky.test": State.DELIVERED}
+        [got] = sink.received
+        assert not got.tls
 
     run(zone, tmp_path, dkim_keys, scenario)
 
