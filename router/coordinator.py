@@ -98,17 +98,19 @@ class Coordinator:
 
     # -- delivery ------------------------------------------------------------------------
     async def deliver(self, entry_id: str, raw: bytes, recipients: list[str], folder_id: str,
-                      sender_user_id: str, mail_from: str = "") -> Outcome:
+                      sender_user_id: str, mail_from: str = "", bounce: bool = False) -> Outcome:
         """Hosted recipients get their copy directly (never through the queue), the sender a
-        Sent copy, and recipients outside our domains one queue item, only for a sending user:
-        all durable on W replicas when this returns."""
+        Sent copy, and recipients outside our domains one queue item, only for a sending user
+        or a bounce: all durable on W replicas when this returns."""
         if not is_entry_id(entry_id):
             raise InvalidArgument(f"malformed entry id {entry_id!r}")
         if not raw:
             raise InvalidArgument("empty message")
         folder_id = check_folder(folder_id or "inbox")
         accounts, remote = await self._classify(recipients)
-        if remote and not sender_user_id:
+        if bounce and (sender_user_id or mail_from):
+            raise InvalidArgument("a bounce has the null sender and no sending user")
+        if remote and not (sender_user_id or bounce):
             raise NotHosted(f"not a hosted domain: {', '.join(remote)} (only our users send outside)")
         if not accounts and not remote and not sender_user_id:
             raise InvalidArgument("no recipients")
@@ -119,8 +121,10 @@ class Coordinator:
         sent_id = sent_copy_id(entry_id)
         if sender_user_id:
             jobs.append(self._store(sender_user_id, sent_id, raw, "sent", False, received_ms, candidates, root))
-        queued = self.queue.enqueue(sent_id, raw, remote, mail_from=mail_from, sender_user_id=sender_user_id,
-                                    created_ms=received_ms, sent_message_id=sent_id) if remote else None
+        item_id = sent_id if sender_user_id else entry_id
+        queued = self.queue.enqueue(item_id, raw, remote, mail_from=mail_from, sender_user_id=sender_user_id,
+                                    created_ms=received_ms, is_bounce=bounce,
+                                    sent_message_id=sent_id if sender_user_id else "") if remote else None
         results = await asyncio.gather(*jobs)
         if queued is not None:
             await queued

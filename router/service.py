@@ -111,7 +111,7 @@ class MailService(mail_pb2_grpc.MailServicer):
         try:
             outcome = await self.coordinator.deliver(
                 request.entry_id, bytes(request.raw), list(request.recipients), request.folder_id,
-                request.sender_user_id, request.mail_from)
+                request.sender_user_id, request.mail_from, request.bounce)
         except NotFound as exc:  # an unknown recipient is the caller's mistake here
             raise FailedPrecondition(str(exc)) from exc
         response = mail_pb2.DeliverResponse(deliveries=[_delivery(d) for d in outcome.delivered],

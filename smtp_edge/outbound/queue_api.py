@@ -95,14 +95,13 @@ class QueueApi:
     async def send_bounce(self, bounce: Bounce) -> None:
         """Deliver a DSN with the null sender (`Mail.Deliver`, idempotent per entry id).
 
-        To a hosted sender it lands in their Inbox. A remote sender needs the router to
-        queue a null-sender message for a recipient outside our domains (an item with
-        `is_bounce` set, which this worker then delivers like any other); until it
-        does, the router refuses that and the caller learns it as BounceRefused."""
+        To a hosted sender it lands in their Inbox; to a remote sender the router queues it
+        as an item with `is_bounce` set, which a worker then delivers like any other (and
+        never bounces). A refusal (say, a hosted sender's account is gone) is BounceRefused."""
         if self._mail is None:
             raise RouterError("QueueApi used before open()")
         request = mail_pb2.DeliverRequest(entry_id=bounce.entry_id, raw=bounce.raw, recipients=[bounce.sender],
-                                          mail_from="")
+                                          mail_from="", bounce=True)
         try:
             await self._mail.Deliver(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as exc:
