@@ -1,20 +1,23 @@
 """The local cluster: every part in its own process on loopback, started in order,
 checked ready, stopped cleanly. `make run` and the test grid both use it.
 
-Layout: data under one base directory (`var/` by default): node<i>/ (RocksDB),
-blobs/ (object store), smtp/ (dev certificate), logs/<process>.log, pids/<process>.pid,
-ready/<process>.json (the ports it bound: a process may be started on port 0).
+Layout: every process bound to one loopback address (127.0.0.1 by default; a second
+cluster on 127.0.0.2 uses the same port numbers), data under one base directory (`var/` by
+default): node<i>/ (RocksDB), blobs/ (object store), smtp/ (dev certificate),
+logs/<process>.log, pids/<process>.pid, ready/<process>.json (the ports it bound: a process
+may be started on port 0), cluster.json (the layout of a running cluster).
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import grpc
@@ -23,7 +26,10 @@ import psutil
 from tidings.v1 import mail_pb2, mail_pb2_grpc
 from tidings_runtime.ready import read_ready
 
-HOST = "127.0.0.1"
+HOST = "127.0.0.1"                  # the default cluster's address
+DEFAULT_DOMAIN = "example.test"     # the domain it hosts
+EDGES = ("smtp", "http", "outbound")  # the processes that may start after the router, in order
+DEFAULT_EDGES = EDGES  # what `tidings cluster run` starts
 
 
 class ClusterError(Exception):
@@ -33,6 +39,7 @@ class ClusterError(Exception):
 @dataclass(frozen=True)
 class Layout:
     base_dir: Path
+    host: str = HOST
     router_port: int = 7000
     # Ports of storage nodes 1, 2, ...: the first `members` form the initial ring; the rest
     # are spares, started by `tidings node start ID` and joined by `tidings node add ID`.
@@ -45,21 +52,22 @@ class Layout:
     members: int = 3
 
     @classmethod
-    def default(cls, base_dir: Path, offset: int = 0) -> Layout:
+    def default(cls, base_dir: Path, offset: int = 0, host: str = HOST) -> Layout:
         """The CONTRACT's ports (router 7000, storage 7101-7105, SMTP 2525/2587, HTTP 8080,
-        metrics from 9100), each plus `offset`."""
-        names = ["router", *(f"storage-{i}" for i in (1, 2, 3)), "smtp", "http", "storage-4", "storage-5"]
-        return cls(base_dir, router_port=7000 + offset, storage_ports=tuple(p + offset for p in range(7101, 7106)),
+        metrics from 9100), each plus `offset`, on `host`."""
+        names = ["router", *(f"storage-{i}" for i in (1, 2, 3)), "smtp", "http", "storage-4", "storage-5",
+                 "outbound"]
+        return cls(base_dir, host=host, router_port=7000 + offset, storage_ports=tuple(p + offset for p in range(7101, 7106)),
                    smtp_port=2525 + offset, submission_port=2587 + offset, http_port=8080 + offset,
                    metrics_ports={n: 9100 + i + offset for i, n in enumerate(names)})
 
     @classmethod
-    def any_port(cls, base_dir: Path, storage_nodes: int = 3, spares: int = 1) -> Layout:
+    def any_port(cls, base_dir: Path, storage_nodes: int = 3, spares: int = 1, host: str = HOST) -> Layout:
         """Every port 0: each process binds any free port, and the cluster records the real
         one from its ready file."""
         count = storage_nodes + spares
-        names = ["router", *(f"storage-{i}" for i in range(1, count + 1)), "smtp", "http"]
-        return cls(base_dir, router_port=0, members=storage_nodes, storage_ports=(0,) * count,
+        names = ["router", *(f"storage-{i}" for i in range(1, count + 1)), *EDGES]
+        return cls(base_dir, host=host, router_port=0, members=storage_nodes, storage_ports=(0,) * count,
                    smtp_port=0, submission_port=0, http_port=0, metrics_ports=dict.fromkeys(names, 0))
 
     def bound(self, name: str, ports: dict[str, int]) -> Layout:
@@ -79,6 +87,18 @@ class Layout:
             changes["metrics_ports"] = {**self.metrics_ports, name: ports["metrics"]}
         return replace(self, **changes)  # type: ignore[arg-type]
 
+    def to_json(self) -> str:
+        """The layout of a running cluster, for the commands that act on it (cluster.json)."""
+        return json.dumps({k: v for k, v in asdict(self).items() if k != "base_dir"})
+
+    @classmethod
+    def from_json(cls, base_dir: Path, text: str) -> Layout:
+        data = json.loads(text)
+        return cls(base_dir=base_dir, host=data.get("host", HOST), router_port=data["router_port"],
+                   storage_ports=tuple(data["storage_ports"]), smtp_port=data["smtp_port"],
+                   submission_port=data["submission_port"], http_port=data["http_port"],
+                   metrics_ports=data["metrics_ports"], zones=tuple(data["zones"]), members=data.get("members", 3))
+
     @property
     def ports(self) -> set[int]:
         """Every port of the cluster, spares' included."""
@@ -87,10 +107,10 @@ class Layout:
 
     @property
     def router_address(self) -> str:
-        return f"{HOST}:{self.router_port}"
+        return f"{self.host}:{self.router_port}"
 
     def storage_address(self, index: int) -> str:
-        return f"{HOST}:{self.storage_ports[index - 1]}"
+        return f"{self.host}:{self.storage_ports[index - 1]}"
 
     def zone(self, index: int) -> str:
         return self.zones[(index - 1) % len(self.zones)] if index <= self.members else f"zone-{index}"
@@ -102,7 +122,7 @@ class Layout:
 
     @property
     def http_url(self) -> str:
-        return f"http://{HOST}:{self.http_port}"
+        return f"http://{self.host}:{self.http_port}"
 
 
 class Process:
@@ -193,7 +213,7 @@ def poll_until(ready: Callable[[], bool], what: str, timeout: float = 30, interv
         time.sleep(interval)
 
 
-def wait_domain_hosted(router_address: str, domain: str = "example.test", timeout: float = 30) -> None:
+def wait_domain_hosted(router_address: str, domain: str = DEFAULT_DOMAIN, timeout: float = 30) -> None:
     not_hosted = mail_pb2.CheckRecipientResponse.Status.NOT_HOSTED
     request = mail_pb2.CheckRecipientRequest(address=f"postmaster@{domain}")
     with grpc.insecure_channel(router_address) as channel:
@@ -203,10 +223,15 @@ def wait_domain_hosted(router_address: str, domain: str = "example.test", timeou
 
 
 class LocalCluster:
-    def __init__(self, layout: Layout, python: str = sys.executable, router_args: tuple[str, ...] = ()) -> None:
+    """The processes of one cluster on `layout`: storage nodes, the router hosting `domains`,
+    then the edges; `args` adds flags to a process by name ("router", "smtp", "outbound")."""
+
+    def __init__(self, layout: Layout, python: str = sys.executable, domains: tuple[str, ...] = (DEFAULT_DOMAIN,),
+                 args: Mapping[str, tuple[str, ...]] | None = None) -> None:
         self.layout = layout
         self.python = python
-        self.router_args = router_args
+        self.domains = domains
+        self.args = dict(args or {})
         self.storage: dict[int, Process] = {}
         self.processes: dict[str, Process] = {}
 
@@ -214,52 +239,59 @@ class LocalCluster:
         port = self.layout.metrics_ports.get(name)
         return ["--metrics-port", str(port)] if port is not None else ["--no-metrics"]
 
+    def _process(self, name: str, argv: list[str], tied_to_parent: bool = True) -> Process:
+        """Process `name` running `python -m argv...`, with its metrics port and extra flags."""
+        return Process(name, [self.python, "-m", *argv, *self._metrics(name), *self.args.get(name, ())],
+                       self.layout, tied_to_parent)
+
     def storage_process(self, index: int, tied_to_parent: bool = True) -> Process:
         base = self.layout.base_dir
-        name = f"storage-{index}"
-        return Process(name, [self.python, "-m", "storage_node", "--node-id", str(index),
-                              "--listen", self.layout.storage_address(index),
-                              "--data-dir", str(base / f"node{index}"), "--blob-dir", str(base / "blobs"),
-                              *self._metrics(name)], self.layout, tied_to_parent)
+        return self._process(f"storage-{index}", [
+            "storage_node", "--node-id", str(index), "--listen", self.layout.storage_address(index),
+            "--data-dir", str(base / f"node{index}"), "--blob-dir", str(base / "blobs")], tied_to_parent)
 
-    def start(self, edges: tuple[str, ...] = ("smtp", "http")) -> None:
+    def start(self, edges: tuple[str, ...] = DEFAULT_EDGES) -> None:
         """Storage nodes, then the router (given their real ports), then the edges (given
         the router's); each step once the previous one serves."""
         lay = self.layout
         lay.base_dir.mkdir(parents=True, exist_ok=True)
         nodes = [self.start_storage(index, wait=False) for index in range(1, lay.members + 1)]
         self._wait_ready(nodes)
-        self._start(Process("router", [self.python, "-m", "router", "--listen", lay.router_address,
-                                       "--nodes", self.layout.nodes_spec, *self._metrics("router"),
-                                       *self.router_args], lay))
+        lay = self.layout  # with the nodes' real ports
+        domains = [flag for domain in self.domains for flag in ("--domain", domain)]
+        self._start(self._process("router", ["router", "--listen", lay.router_address,
+                                             "--nodes", lay.nodes_spec, *domains]))
         self._wait_ready([self.processes["router"]])
-        wait_domain_hosted(self.layout.router_address)
+        for domain in self.domains:
+            wait_domain_hosted(self.layout.router_address, domain)
         self.start_edges(edges)
 
     def start_edges(self, edges: tuple[str, ...]) -> None:
-        if "smtp" in edges:
-            self._start_smtp()
-        if "http" in edges:
-            self._start_http()
+        unknown = set(edges) - set(EDGES)
+        if unknown:
+            raise ValueError(f"no edge {', '.join(sorted(unknown))}; edges are {', '.join(EDGES)}")
+        for name in edges:
+            self._start(self.edge_process(name))
         self._wait_ready([self.processes[name] for name in edges])
+
+    def edge_process(self, name: str) -> Process:
+        """Edge `name` (one of EDGES), calling the router."""
+        return self._process(name, self._edge_argv(name))
+
+    def _edge_argv(self, name: str) -> list[str]:
+        lay = self.layout
+        router = ["--router", lay.router_address]
+        if name == "smtp":
+            return ["smtp_edge", *router, "--host", lay.host, "--port", str(lay.smtp_port),
+                    "--submission-port", str(lay.submission_port), "--data-dir", str(lay.base_dir / "smtp")]
+        if name == "http":
+            return ["http_edge", *router, "--host", lay.host, "--port", str(lay.http_port),
+                    "--token-secret-file", str(lay.base_dir / "token.secret")]
+        return ["smtp_edge.outbound", *router, "--hostname", f"mail.{self.domains[0]}", "--metrics-host", lay.host]
 
     def _wait_ready(self, processes: list[Process]) -> None:
         for process in processes:
             self.layout = self.layout.bound(process.name, process.wait_ready())
-
-    def _start_smtp(self) -> None:
-        lay = self.layout
-        self._start(Process("smtp", [self.python, "-m", "smtp_edge", "--router", lay.router_address,
-                                     "--host", HOST, "--port", str(lay.smtp_port),
-                                     "--submission-port", str(lay.submission_port),
-                                     "--data-dir", str(lay.base_dir / "smtp"), *self._metrics("smtp")], lay))
-
-    def _start_http(self) -> None:
-        lay = self.layout
-        self._start(Process("http", [self.python, "-m", "http_edge", "--router", lay.router_address,
-                                     "--host", HOST, "--port", str(lay.http_port),
-                                     "--token-secret-file", str(lay.base_dir / "token.secret"),
-                                     *self._metrics("http")], lay))
 
     def _start(self, process: Process) -> None:
         process.start()
@@ -285,10 +317,14 @@ class LocalCluster:
     def describe(self) -> list[str]:
         lay = self.layout
         lines = [f"storage-{i}: gRPC {lay.storage_address(i)}" for i in self.storage]
-        lines += [f"router: gRPC {lay.router_address} (tidings.v1.Mail, tidings.v1.Admin)",
-                  f"smtp: SMTP {HOST}:{lay.smtp_port}, submission {HOST}:{lay.submission_port}",
-                  f"http: {lay.http_url} (/v1, /openapi.json)"]
-        lines += [f"metrics {name}: http://{HOST}:{port}/metrics" for name, port in lay.metrics_ports.items()]
+        lines.append(f"router: gRPC {lay.router_address} (tidings.v1.Mail, Admin, Queue), hosting "
+                     + ", ".join(self.domains))
+        edges = {"smtp": f"smtp: SMTP {lay.host}:{lay.smtp_port}, submission {lay.host}:{lay.submission_port}",
+                 "http": f"http: {lay.http_url} (/v1, /openapi.json)",
+                 "outbound": "outbound: delivery worker for the outgoing queue"}
+        lines += [line for name, line in edges.items() if name in self.processes]
+        lines += [f"metrics {name}: http://{lay.host}:{port}/metrics" for name, port in lay.metrics_ports.items()
+                  if name in self.processes]
         return lines
 
 

@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import json
+import ipaddress
 import signal
 import sys
 import threading
-from dataclasses import asdict
 from pathlib import Path
 
 import grpc
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc
-from tidings_cli.cluster import HOST, ClusterError, Layout, LocalCluster
+from tidings_cli import queue
+from tidings_cli.cluster import DEFAULT_DOMAIN, HOST, ClusterError, Layout, LocalCluster
+from tidings_cli.dkim import cmd_domain_dkim
 from tidings_cli.ports import PortsTaken, check_free
 from tidings_cli.settings import CliSettings
 
@@ -62,25 +63,19 @@ def _layout_file(base: Path) -> Path:
 
 
 def _save_layout(layout: Layout) -> None:
-    record = {k: v for k, v in asdict(layout).items() if k != "base_dir"}
-    _layout_file(layout.base_dir).write_text(json.dumps(record))
+    _layout_file(layout.base_dir).write_text(layout.to_json())
 
 
 def _load_layout(base: Path) -> Layout:
     path = _layout_file(base)
-    if not path.exists():
-        return Layout.default(base)
-    data = json.loads(path.read_text())
-    return Layout(base_dir=base, router_port=data["router_port"], storage_ports=tuple(data["storage_ports"]),
-                  smtp_port=data["smtp_port"], submission_port=data["submission_port"],
-                  http_port=data["http_port"], metrics_ports=data["metrics_ports"], zones=tuple(data["zones"]),
-                  members=data.get("members", 3))
+    return Layout.from_json(base, path.read_text()) if path.exists() else Layout.default(base)
 
 
 def cmd_cluster_run(args: argparse.Namespace) -> int:
-    layout = Layout.default(args.base_dir.resolve(), args.port_offset)
-    check_free(HOST, layout.ports)
-    cluster = LocalCluster(layout)
+    base_dir = (args.data or args.base_dir).resolve()
+    layout = Layout.default(base_dir, args.port_offset, host=args.ip)
+    check_free(layout.host, layout.ports)
+    cluster = LocalCluster(layout, domains=tuple(args.domain or (DEFAULT_DOMAIN,)))
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -93,7 +88,7 @@ def cmd_cluster_run(args: argparse.Namespace) -> int:
         print(f"  logs: {layout.base_dir / 'logs'}/ ; Ctrl-C stops everything", flush=True)
         while not stop.wait(1):
             for name, process in cluster.processes.items():
-                if not process.running and name.startswith(("router", "smtp", "http")):
+                if not process.running and not name.startswith("storage-"):
                     print(f"{name} exited; see {process.log_path}:\n{process.tail()}", flush=True)
                     stop.set()
     finally:
@@ -161,6 +156,16 @@ def _port_offset(text: str) -> int:
     return offset
 
 
+def _loopback(text: str) -> str:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: not an IP address") from None
+    if address.version != 4 or not address.is_loopback:
+        raise argparse.ArgumentTypeError(f"{text}: the local cluster binds an IPv4 loopback address (127.x.x.x)")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = CliSettings.load([])
     parser = argparse.ArgumentParser(prog="tidings", description=__doc__)
@@ -179,12 +184,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_domain = domain.add_parser("add", help="host a domain")
     add_domain.add_argument("domain")
     add_domain.set_defaults(func=cmd_domain_add)
+    dkim = domain.add_parser("dkim", help="the DKIM TXT records to publish for a hosted domain")
+    dkim.add_argument("domain")
+    dkim.set_defaults(func=cmd_domain_dkim)
 
     cluster = sub.add_parser("cluster").add_subparsers(dest="action", required=True)
     run = cluster.add_parser("run", help="run the local cluster in the foreground")
     run.add_argument("--port-offset", type=_port_offset, default=0, metavar="N",
                      help="add N to every default port (a second cluster on this host, tests)")
+    run.add_argument("--ip", type=_loopback, default=HOST,
+                     help=f"the loopback address every process binds (default {HOST}; another one, e.g. "
+                          "127.0.0.2, runs a second cluster on the same port numbers)")
+    run.add_argument("--domain", action="append", metavar="DOMAIN",
+                     help=f"a domain the cluster hosts (repeatable; default {DEFAULT_DOMAIN})")
+    run.add_argument("--data", type=Path, metavar="DIR", help="its data directory (default: --base-dir)")
     run.set_defaults(func=cmd_cluster_run)
+
+    queue.add_parser(sub)
 
     index = sub.add_parser("index").add_subparsers(dest="action", required=True)
     for action, text in (("rebuild", "rebuild the search index from the stored messages"),

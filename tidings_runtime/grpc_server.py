@@ -49,9 +49,10 @@ async def serve(mounted: list[Mounted], listen: str, metrics_port: int | None, b
     port = server.add_insecure_port(listen)
     if port == 0:
         raise SystemExit(f"cannot listen on {listen}")
+    host = listen.rpartition(":")[0]
     bound_metrics = None
-    if metrics_port is not None:
-        metrics_server, _ = start_http_server(metrics_port, addr="127.0.0.1")
+    if metrics_port is not None:  # on the gRPC address: clusters on 127.0.0.1 and .2 share port numbers
+        metrics_server, _ = start_http_server(metrics_port, addr=host.strip("[]"))
         bound_metrics = metrics_server.server_port
     if on_start is not None:
         await on_start()
@@ -59,7 +60,6 @@ async def serve(mounted: list[Mounted], listen: str, metrics_port: int | None, b
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     write_ready(ready_file, {"grpc": port, "metrics": bound_metrics})
-    host = listen.rpartition(":")[0]
     print(f"{banner} listening on {host}:{port}" + (f", metrics :{bound_metrics}" if bound_metrics else ""),
           flush=True)
 

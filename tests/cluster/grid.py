@@ -1,22 +1,34 @@
 """A cluster for tests: real processes in a temporary directory, each binding port 0 and
-reporting the port it got, as restartable node objects (after Tahoe-LAFS integration/grid.py)."""
+reporting the port it got, as restartable node objects (after Tahoe-LAFS integration/grid.py).
+
+A grid may bind another loopback address and host another domain; cross-cluster tests give
+both grids one fixed SMTP port, the one the delivery worker connects to."""
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 
-from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
-from tidings_cli.cluster import Layout, LocalCluster
+from tidings.v1 import mail_pb2, mail_pb2_grpc, queue_pb2_grpc, types_pb2
+from tidings_cli.cluster import DEFAULT_DOMAIN, HOST, Layout, LocalCluster
 
 PASSWORD = "correct horse battery"  # what add_user gives a user unless told otherwise
+EDGES = ("smtp", "http")
+
 
 class Grid:
-    def __init__(self, base_dir: Path, edges: tuple[str, ...] = ("smtp", "http"),
-                 router_args: tuple[str, ...] = ()) -> None:
-        self.cluster = LocalCluster(Layout.any_port(base_dir), router_args=router_args)
+    """`args` adds flags to a process by name ("router", "outbound", ...)."""
+
+    def __init__(self, base_dir: Path, edges: tuple[str, ...] = EDGES, router_args: tuple[str, ...] = (), *,
+                 host: str = HOST, domain: str = DEFAULT_DOMAIN, smtp_port: int = 0,
+                 args: dict[str, tuple[str, ...]] | None = None) -> None:
+        layout = replace(Layout.any_port(base_dir, host=host), smtp_port=smtp_port)
+        self.cluster = LocalCluster(layout, domains=(domain,), args={"router": router_args, **(args or {})})
+        self.domain = domain
         self.edges = edges
         self._channel: grpc.Channel | None = None
 
@@ -38,6 +50,10 @@ class Grid:
     def layout(self) -> Layout:
         """The real ports, as the processes reported them."""
         return self.cluster.layout
+
+    @property
+    def host(self) -> str:
+        return self.layout.host
 
     @property
     def router_address(self) -> str:
@@ -65,6 +81,11 @@ class Grid:
         assert self._channel is not None
         return mail_pb2_grpc.AdminStub(self._channel)
 
+    @property
+    def queue(self) -> queue_pb2_grpc.QueueStub:
+        assert self._channel is not None
+        return queue_pb2_grpc.QueueStub(self._channel)
+
     def add_user(self, email: str, password: str = PASSWORD) -> types_pb2.Account:
         return self.admin.AddUser(mail_pb2.AddUserRequest(email=email, password=password), timeout=30)
 
@@ -79,10 +100,10 @@ class Grid:
 
 
 @contextmanager
-def running(base_dir: Path, edges: tuple[str, ...] = ("smtp", "http"),
-            router_args: tuple[str, ...] = ()) -> Iterator[Grid]:
-    """A started grid, stopped (its processes gone) when the block ends."""
-    grid = Grid(base_dir, edges, router_args).start()
+def running(base_dir: Path, edges: tuple[str, ...] = EDGES, router_args: tuple[str, ...] = (),
+            **options: Any) -> Iterator[Grid]:
+    """A started grid (`options` as Grid's), stopped (its processes gone) when the block ends."""
+    grid = Grid(base_dir, edges, router_args, **options).start()
     try:
         yield grid
     finally:
