@@ -55,8 +55,8 @@ class Layout:
     def default(cls, base_dir: Path, offset: int = 0, host: str = HOST) -> Layout:
         """The CONTRACT's ports (router 7000, storage 7101-7105, SMTP 2525/2587, HTTP 8080,
         metrics from 9100), each plus `offset`, on `host`."""
-        names = ["router", *(f"storage-{i}" for i in (1, 2, 3)), "smtp", "http", "storage-4", "storage-5",
-                 "outbound"]
+        names = ["router", *(f"storage-{i}" for i in (1, 2, 3)), "smtp", "http", "outbound", "storage-4",
+                 "storage-5"]  # as deploy/prometheus.yml scrapes them
         return cls(base_dir, host=host, router_port=7000 + offset, storage_ports=tuple(p + offset for p in range(7101, 7106)),
                    smtp_port=2525 + offset, submission_port=2587 + offset, http_port=8080 + offset,
                    metrics_ports={n: 9100 + i + offset for i, n in enumerate(names)})

@@ -62,3 +62,10 @@ def test_a_port_taken_on_one_loopback_address_is_free_on_another(listening_on_de
     check_free(OTHER, [port])
     with pytest.raises(PortsTaken, match=f"port {port} taken by pid"):
         check_free(HOST, [port])
+
+
+def test_the_default_metrics_ports_are_those_prometheus_scrapes() -> None:
+    ports = Layout.default(Path("var")).metrics_ports
+    assert [ports[n] for n in ("router", "storage-1", "storage-3", "smtp", "http", "outbound")] == \
+        [9100, 9101, 9103, 9104, 9105, 9106]
+    assert len(set(ports.values())) == len(ports)
