@@ -37,6 +37,7 @@ from tidings_runtime.partitions import QUEUE_PREFIX, directory_partition
 SHARDS = 16
 DEFAULT_LIFETIME_MS = 5 * 86_400_000
 LIST_PAGE = 500
+MAX_DUE_MS = (1 << 62)
 
 State = types_pb2.QueueRecipient.State
 PENDING = (State.QUEUED, State.DEFERRED)
@@ -75,6 +76,16 @@ def due_ms(item: queue_pb2.QueueItem, at_ms: int) -> int:
 
 def _list_call(request: storage_pb2.DirectoryListRequest) -> Callable[[Any], Awaitable[Any]]:
     return lambda stub: stub.ListDirectory(request)
+
+
+def _newest_by_key(best: dict[str, storage_pb2.DirectoryEntry], answers: Iterable[tuple[Any, Any]]
+                   ) -> dict[str, storage_pb2.DirectoryEntry]:
+    """Fold replicas' listings into `best`: the newest copy of each key."""
+    for _, answer in answers:
+        for entry in answer.entries:
+            if entry.key not in best or entry.version > best[entry.key].version:
+                best[entry.key] = entry
+    return best
 
 
 def _decode(entry: storage_pb2.DirectoryEntry) -> queue_pb2.QueueItem | None:
@@ -202,16 +213,8 @@ class OutboundQueue:
     async def listing(self, limit: int = 100, include_done: bool = False) -> list[queue_pb2.QueueItem]:
         limit = limit if limit > 0 else 100
         found: list[queue_pb2.QueueItem] = []
-        pending: list[queue_pb2.QueueItem] = []
         for shard in range(SHARDS):
-            for item in await self._every(shard):
-                if item.due_ms:
-                    pending.append(item)
-                if item.due_ms or include_done:
-                    found.append(item)
-        QUEUE_DEPTH.set(len(pending))
-        oldest = min((i.created_ms for i in pending), default=0)
-        OLDEST_AGE.set((now_ms() - oldest) / 1000 if oldest else 0)
+            found.extend(i for i in await self._every(shard) if i.due_ms or include_done)
         found.sort(key=lambda i: (i.created_ms, i.id))
         return found[:limit]
 
@@ -242,14 +245,31 @@ class OutboundQueue:
         item.lease_owner, item.lease_until_ms = "", 0
         return await self._save(item)
 
+    async def measure(self) -> None:
+        """Queue depth and the oldest pending item's age, from the replicas' due indexes (only
+        items with something left to do are read; done items are not)."""
+        pending: dict[str, queue_pb2.QueueItem] = {}
+        for shard in range(SHARDS):
+            for entry in await self._due_entries(shard, LIST_PAGE, due_by_ms=MAX_DUE_MS):
+                item = _decode(entry)
+                if item is not None and item.due_ms:
+                    pending[item.id] = item
+        QUEUE_DEPTH.set(len(pending))
+        oldest = min((i.created_ms for i in pending.values()), default=0)
+        OLDEST_AGE.set((now_ms() - oldest) / 1000 if oldest else 0)
+
     # -- listing ---------------------------------------------------------------------------
-    async def _listed(self, shard: int, limit: int, due_by_ms: int) -> list[str]:
-        """Keys that some replica's index says are due (to be checked against the newest copy)."""
+    async def _due_entries(self, shard: int, limit: int, due_by_ms: int) -> list[storage_pb2.DirectoryEntry]:
+        """What the replicas' indexes say is due, newest copy of each among the answers (a
+        stale replica may still list an item: callers check the item itself)."""
         request = storage_pb2.DirectoryListRequest(partition=f"{QUEUE_PREFIX}{shard}", before_ms=due_by_ms,
                                                    limit=limit)
         outcome = await self.replicas.read(request.partition, _list_call(request))
-        keys = {e.key: None for _, answer in outcome.answers for e in answer.entries}
-        return list(keys)[:limit]
+        return list(_newest_by_key({}, outcome.answers).values())[:limit]
+
+    async def _listed(self, shard: int, limit: int, due_by_ms: int) -> list[str]:
+        """Keys that some replica's index says are due (to be checked against the newest copy)."""
+        return [entry.key for entry in await self._due_entries(shard, limit, due_by_ms)]
 
     async def _every(self, shard: int) -> list[queue_pb2.QueueItem]:
         """Every item of a shard, newest copy of each among R replicas."""
@@ -260,10 +280,7 @@ class OutboundQueue:
             request = storage_pb2.DirectoryListRequest(partition=partition, all=True, limit=LIST_PAGE,
                                                        after_key=after)
             outcome = await self.replicas.read(partition, _list_call(request))
-            entries = [e for _, answer in outcome.answers for e in answer.entries]
-            for entry in entries:
-                if entry.key not in best or entry.version > best[entry.key].version:
-                    best[entry.key] = entry
+            _newest_by_key(best, outcome.answers)
             full = [answer for _, answer in outcome.answers if len(answer.entries) >= LIST_PAGE]
             if not full:
                 break

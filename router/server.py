@@ -74,7 +74,7 @@ async def run(settings: Settings) -> None:
     async def start() -> None:
         await keeper.sync()  # serve the newest ring map the nodes hold (a node may have joined)
         setup.append(asyncio.create_task(ensure_domains(directory, settings.domains)))
-        background.every("queue-metrics", QUEUE_METRICS_INTERVAL_S, queue.listing)
+        background.every("queue-metrics", QUEUE_METRICS_INTERVAL_S, queue.measure)
         background.every("ring-sync", keeper.interval, keeper.sync)
         background.every("heartbeat", replicas.detector.interval,
                          lambda: replicas.detector.probe_all(serving_nodes(replicas)), immediately=True)
