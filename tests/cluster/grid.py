@@ -95,6 +95,19 @@ class Grid:
     def start_storage(self, index: int) -> None:
         self.cluster.start_storage(index)
 
+    def kill(self, name: str) -> None:
+        """SIGKILL process `name` ("outbound", "smtp", ...), as a crash would."""
+        self.cluster.processes[name].kill()
+
+    def restart_edge(self, name: str) -> None:
+        """Start edge `name` again (after `kill`), once it serves."""
+        self.cluster.start_edges((name,))
+
+    def pid(self, name: str) -> int:
+        popen = self.cluster.processes[name].popen
+        assert popen is not None
+        return popen.pid
+
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.tail()}" for p in self.cluster.processes.values())
 

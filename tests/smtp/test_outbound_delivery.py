@@ -1,8 +1,9 @@
 """The delivery worker against real servers on loopback: aiosmtpd sinks as the far end's
 MX hosts (127.0.0.1-127.0.0.9, all on one port, as `TIDINGS_OUTBOUND_PORT` is one port),
-a dnslib DNS server answering MX and A for the test domains, and an in-process
-`grpc.aio` double of the router's Queue service and Mail.Deliver (the real router's
-end-to-end tests live with the cluster tests).
+a dnslib DNS server answering MX and A for the test domains (both from tests/mailnet.py),
+and an in-process `grpc.aio` double of the router's Queue service and Mail.Deliver (the
+real router's end-to-end tests, with real clusters and the worker process, are
+tests/outbound/).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,10 @@ from typing import Any
 import dkim
 import grpc
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from dnslib import MX, QTYPE, RCODE, RR, A, DNSRecord
-from dnslib.server import BaseResolver, DNSHandler, DNSServer
+from dnslib import MX, A
 
 from smtp_edge.outbound.delivery import Deliverer, Relay, Timeouts
 from smtp_edge.outbound.delivery import Envelope as Mail
@@ -35,6 +35,7 @@ from smtp_edge.outbound.queue_api import QueueApi
 from smtp_edge.outbound.retry import RetrySchedule
 from smtp_edge.outbound.worker import Worker
 from smtp_edge.tls import server_context
+from tests.mailnet import FarEnd, Sink, Zone, serving
 from tidings.v1 import mail_pb2, mail_pb2_grpc, queue_pb2, queue_pb2_grpc, types_pb2
 
 State = types_pb2.QueueRecipient
@@ -44,115 +45,12 @@ MINUTE_MS = 60_000
 FAST = Timeouts(connect=2, greeting=5, ehlo=5, starttls=5, mail=5, rcpt=5, data=5)
 
 
-# --- DNS: a zone on 127.0.0.1, port 0 -------------------------------------------------------------
-
-class Zone(BaseResolver):  # type: ignore[misc]
-    """Answers from `records` ((name, type) -> rdata list); SERVFAIL for `broken` names;
-    NXDOMAIN for names it has no record of."""
-
-    def __init__(self) -> None:
-        self.records: dict[tuple[str, str], list[Any]] = {}
-        self.broken: set[str] = set()
-
-    def add(self, name: str, rtype: str, rdata: Any) -> None:
-        self.records.setdefault((name.rstrip(".") + ".", rtype), []).append(rdata)
-
-    def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:
-        answer = request.reply()
-        name, rtype = str(request.q.qname), QTYPE[request.q.qtype]
-        if name.rstrip(".") in self.broken:
-            answer.header.rcode = RCODE.SERVFAIL
-        elif not any(known == name for known, _ in self.records):
-            answer.header.rcode = RCODE.NXDOMAIN
-        for rdata in self.records.get((name, rtype), []):
-            answer.add_answer(RR(name, getattr(QTYPE, rtype), rdata=rdata, ttl=60))
-        return answer
-
+# --- DNS and the far end (tests/mailnet.py) -------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def zone() -> Iterator[Zone]:
-    zone = Zone()
-    server = DNSServer(zone, address="127.0.0.1", port=0)
-    server.start_thread()
-    zone.port = server.server.server_address[1]  # type: ignore[attr-defined]
-    yield zone
-    server.stop()
-
-
-# --- The far end: aiosmtpd sinks ------------------------------------------------------------------
-
-@dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    content: bytes
-    tls: bool
-    mail_options: list[str]
-
-
-@dataclass
-class Sink:
-    """A far-end MX: refuses the RCPTs in `refuse`, answers DATA with `data_reply`."""
-
-    refuse: dict[str, str] = field(default_factory=dict)
-    data_reply: str = "250 2.0.0 Ok: queued"
-    received: list[Received] = field(default_factory=list)
-
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          rcpt_options: list[str]) -> str:
-        if address in self.refuse:
-            return self.refuse[address]
-        envelope.rcpt_tos.append(address)
-        return "250 2.1.5 Ok"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        if self.data_reply.startswith("250"):
-            self.received.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), bytes(envelope.content),
-                                          session.ssl is not None, list(envelope.mail_options)))
-        return self.data_reply
-
-
-class Greeter(asyncio.Protocol):
-    """A far end that only greets with a refusal and hangs up."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.write(b"421 4.3.2 too busy, come back later\r\n")
-        transport.close()
-
-
-class FarEnd:
-    """Sinks on 127.0.0.N, all on one port (the first one's)."""
-
-    def __init__(self, tls_dir: Path) -> None:
-        self.port = 0
-        self.tls_dir = tls_dir
-        self.servers: list[asyncio.Server] = []
-
-    async def sink(self, address: str, sink: Sink | None = None, *, starttls: bool = False) -> Sink:
-        sink = sink or Sink()
-        loop = asyncio.get_running_loop()
-        tls = server_context(self.tls_dir, "mx.far.test") if starttls else None
-
-        def session() -> SMTP:
-            return SMTP(sink, hostname="mx.far.test", decode_data=False, enable_SMTPUTF8=True, tls_context=tls,
-                        loop=loop)
-
-        await self._listen(session, address)
-        return sink
-
-    async def greeter(self, address: str) -> None:
-        await self._listen(Greeter, address)
-
-    async def _listen(self, factory: Any, address: str) -> None:
-        server = await asyncio.get_running_loop().create_server(factory, address, self.port)
-        self.port = self.port or server.sockets[0].getsockname()[1]
-        self.servers.append(server)
-
-    async def close(self) -> None:
-        for server in self.servers:
-            server.close()
-            await server.wait_closed()
+    with serving(Zone()) as zone:
+        yield zone
 
 
 # --- The router's double: Queue and Mail.Deliver --------------------------------------------------
@@ -260,9 +158,7 @@ class World:
 
     def mx(self, domain: str, *hosts: tuple[int, str, str]) -> None:
         """`domain`'s MX records: (preference, host name, address)."""
-        for preference, name, address in hosts:
-            self.zone.add(domain, "MX", MX(name, preference))
-            self.zone.add(name, "A", A(address))
+        self.zone.mx(domain, *hosts)
 
     async def attempt(self, item: queue_pb2.QueueItem) -> queue_pb2.QueueItem:
         return await self.worker.process(item)
@@ -282,7 +178,7 @@ async def world(zone: Zone, tls_dir: Path, dkim_keys: DkimKeys, *, relay: Relay 
     await server.start()
     api = QueueApi(f"127.0.0.1:{grpc_port}", rpc_timeout=5)
     await api.open()
-    resolver = MxResolver(make_resolver([("127.0.0.1", zone.port)]))  # type: ignore[attr-defined]
+    resolver = MxResolver(make_resolver([("127.0.0.1", zone.port)]))
     deliverer = Deliverer(resolver, hostname="out.example.test", port=far.port, timeouts=timeouts, relay=relay)
     worker = Worker(api, deliverer, Signer(api.signing_keys), worker_id="test-worker", hostname="out.example.test",
                     schedule=RetrySchedule.parse(SCHEDULE), lifetime_ms=5 * 86_400_000, lease_s=60,
