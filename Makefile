@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 GEN := clients/python/tidings/v1/mail_pb2.py
 
-.PHONY: all setup proto run test lint bench clean
+.PHONY: all setup proto run test lint bench clean postfix
 
 all: setup
 
@@ -20,7 +20,20 @@ $(GEN): $(STAMP) $(wildcard proto/tidings/v1/*.proto) proto/generate.py
 	rm -rf clients/python/tidings
 	$(BIN)/python proto/generate.py clients/python
 
-setup proto: $(STAMP) $(GEN)
+setup proto: $(STAMP) $(GEN) postfix
+
+# Debian's Postfix, the real MTA of tests/interop and bench/outbound, installed when missing:
+# no configuration and no service start (policy-rc.d), so nothing listens on :25; each test
+# and benchmark writes its own config directory and runs its own instance (postfix -c DIR).
+postfix:
+	@dpkg-query -W -f='$${Status}' postfix 2>/dev/null | grep -q 'install ok installed' || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "postfix is not installed (needs root to install): tests/interop will skip"; exit 0; fi; \
+	  made_policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+	    chmod +x /usr/sbin/policy-rc.d; made_policy=1; fi; \
+	  apt-get update -q && \
+	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postfix; status=$$?; \
+	  [ -z "$$made_policy" ] || rm -f /usr/sbin/policy-rc.d; exit $$status; }
 
 run: setup
 	$(BIN)/tidings cluster run
