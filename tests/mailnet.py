@@ -23,7 +23,7 @@ import dns.exception
 import dns.resolver
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from dnslib import MX, QTYPE, RCODE, RR, TXT, A, DNSRecord
-from dnslib.server import BaseResolver, DNSHandler, DNSServer
+from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
 
 from smtp_edge.tls import server_context
 
@@ -92,7 +92,7 @@ class Zone(BaseResolver):
 @contextlib.contextmanager
 def serving(zone: Zone) -> Iterator[Zone]:
     """`zone` answering on 127.0.0.1, a free UDP port (`zone.port`), until the block ends."""
-    server = DNSServer(zone, address="127.0.0.1", port=0)
+    server = DNSServer(zone, address="127.0.0.1", port=0, logger=DNSLogger("-request,-reply", prefix=False))
     server.start_thread()
     zone.port = server.server.server_address[1]
     try:
@@ -113,7 +113,8 @@ class Received:
 
     @property
     def message_id(self) -> str:
-        return str(BytesHeaderParser().parsebytes(self.content)["Message-ID"] or "").strip()
+        """Without its angle brackets, as the HTTP API gives it."""
+        return str(BytesHeaderParser().parsebytes(self.content)["Message-ID"] or "").strip().strip("<>")
 
 
 @dataclass
