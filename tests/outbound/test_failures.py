@@ -37,7 +37,9 @@ def status_blocks(report: EmailMessage) -> list[dict[str, str]]:
     """The per-recipient blocks of a DSN's message/delivery-status part."""
     status = list(report.iter_parts())[1]
     assert status.get_content_type() == "message/delivery-status"
-    return [dict(block.items()) for block in status.get_payload()[1:]]
+    blocks = status.get_payload()
+    assert isinstance(blocks, list)
+    return [dict(block.items()) for block in blocks[1:] if not isinstance(block, str)]
 
 
 def dsn_for(net: Net, address: str) -> EmailMessage | None:
