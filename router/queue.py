@@ -19,6 +19,7 @@ before it is acknowledged.
 """
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -145,18 +146,13 @@ class OutboundQueue:
     async def lease_due(self, worker: str, limit: int, lease_ms: int) -> list[queue_pb2.QueueItem]:
         if not worker or limit <= 0 or lease_ms <= 0:
             raise InvalidArgument("a lease needs a worker name, a positive limit and a positive lease")
-        leased: list[queue_pb2.QueueItem] = []
         shards = list(range(SHARDS))
-        random.shuffle(shards)            # several workers start on different shards
-        for shard in shards:
-            if len(leased) >= limit:
-                break
-            candidates = await self._listed(shard, limit - len(leased), due_by_ms=now_ms())
-            for key in candidates:
-                item = await self._lease(key, worker, lease_ms)
-                if item is not None:
-                    leased.append(item)
-        return leased
+        random.shuffle(shards)            # several workers take from different shards first
+        at = now_ms()
+        listed = await asyncio.gather(*(self._listed(shard, limit, due_by_ms=at) for shard in shards))
+        candidates = [key for keys in listed for key in keys][:limit]
+        leased = await asyncio.gather(*(self._lease(key, worker, lease_ms) for key in candidates))
+        return [item for item in leased if item is not None]
 
     async def _lease(self, key: str, worker: str, lease_ms: int) -> queue_pb2.QueueItem | None:
         held = await self._read(key)
