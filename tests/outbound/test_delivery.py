@@ -12,6 +12,7 @@ from email.message import EmailMessage
 
 import dkim
 
+from tests.cluster.grid import PASSWORD
 from tests.outbound.conftest import ALICE, BOB, Net, eventually
 
 
@@ -66,7 +67,7 @@ def test_submission_message_reaches_the_other_cluster_signed(net: Net) -> None:
     context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
     with smtplib.SMTP(net.a.host, net.a.submission_port, timeout=30) as client:
         client.starttls(context=context)
-        client.login(ALICE, "correct horse battery")
+        client.login(ALICE, PASSWORD)
         assert client.send_message(message) == {}
     got = net.bob.wait_for(subject)
     raw = net.bob.raw(got["id"])
