@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from storage_node import codec, keys, queue_index
+from storage_node import codec, keys, queue_index, spam_model
 from storage_node.batch import Txn
 from storage_node.blobs import BlobStore
 from storage_node.errors import InvalidArgument, NotFound
@@ -266,6 +266,8 @@ class Engine(RdictStore):
         txn.put(keys.CF_DIRECTORY, dkey, codec.encode_directory(entry))
         if queue_index.is_queue_item(key):
             queue_index.reindex(txn, key, held.value if held is not None else None, entry.value)
+        elif spam_model.is_event(key):
+            spam_model.rederive(txn, key, held.value if held is not None else None, entry.value)
         return entry
 
     def apply_directory(self, txn: Txn, key: str, entry: DirectoryValue) -> bool:
@@ -369,6 +371,10 @@ class Engine(RdictStore):
             if len(due) >= limit:
                 break
         return due
+
+    def spam_counts(self, model: str, tokens: list[str]) -> spam_model.Counts:
+        """A spam model's counts for these tokens (one multi-get)."""
+        return spam_model.counts(self, model, tokens)
 
     def directory(self, key: str) -> DirectoryValue | None:
         value = self.get(keys.CF_DIRECTORY, keys.directory(key))

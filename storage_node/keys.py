@@ -35,9 +35,10 @@ CF_BODIES = "bodies"           # partition | id                   -> raw body (c
 CF_THREADS = "threads"         # partition | thread | ms | id     -> b""
 CF_MSGIDS = "msgids"           # partition | hash(Message-Id)     -> thread id
 CF_QUEUE_DUE = "queue_due"     # token | queue partition | 0 | due | key -> b"" (derived from directory)
+CF_SPAM = "spam_counts"        # token | model | 0 | spam token -> spam(8) | ham(8) (derived from directory)
 MAIL_COLUMN_FAMILIES = (
     CF_DIRECTORY, CF_FOLDERS, CF_BY_FOLDER, CF_UNREAD, CF_MESSAGES, CF_BODIES, CF_THREADS, CF_MSGIDS,
-    CF_QUEUE_DUE,
+    CF_QUEUE_DUE, CF_SPAM,
 )
 # Column families of the node itself, outside every token range.
 CF_HINTS = "hints"             # target node | 0x00 | version | seq  -> serialized Hint
@@ -75,6 +76,16 @@ def queue_due(key: str, due_ms: int) -> bytes:
 
 def queue_due_prefix(partition: str) -> bytes:
     return u64(partition_token(partition)) + partition.encode() + b"\x00"
+
+
+def spam_model_prefix(model: str) -> bytes:
+    """A spam model's counts: the model partition's token | model | 0x00 (then the token;
+    the empty token holds the model's message totals)."""
+    return u64(partition_token(model)) + model.encode() + b"\x00"
+
+
+def spam_count(model: str, token: str) -> bytes:
+    return spam_model_prefix(model) + token.encode()
 
 
 def folder(user_id: str, folder_no: int) -> bytes:

@@ -12,7 +12,7 @@ import grpc
 from prometheus_client import Counter
 
 from search_node.index import InvalidCursor, QuerySyntaxError, SearchIndex
-from storage_node import keys, replication
+from storage_node import keys, replication, spam_model
 from storage_node.commit import GroupCommitter
 from storage_node.engine import Change, Engine, MessageState, NewMessage, check_new_message_id, check_user_id
 from storage_node.errors import BlobMissing, CorruptValue, InvalidArgument, NotFound, PeerUnavailable, StorageError
@@ -236,6 +236,23 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         return storage_pb2.DirectoryEntries(entries=[
             storage_pb2.DirectoryEntry(key=key, value=held.value, version=held.version, found=True)
             for key, held in found])
+
+    def _spam_counts(self, request: storage_pb2.SpamCountsRequest) -> storage_pb2.SpamCountsResponse:
+        tokens = list(dict.fromkeys(request.tokens))[:2 * spam_model.MAX_TOKENS]
+        if request.HasField("text"):    # the text's tokens, then the ones named
+            t = request.text
+            text_tokens = spam_model.tokens_of(t.subject, t.text, t.html, getattr(t, "from"))
+            tokens = list(dict.fromkeys([*text_tokens, *tokens]))
+        found = self.engine.spam_counts(request.model, tokens)
+        return storage_pb2.SpamCountsResponse(
+            spam_messages=found.spam_messages, ham_messages=found.ham_messages, tokens=found.tokens,
+            counts=[storage_pb2.SpamTokenCount(spam=s, ham=h) for s, h in found.counts])
+
+    @maps_errors
+    async def SpamCounts(self, request: storage_pb2.SpamCountsRequest, context: Any) -> storage_pb2.SpamCountsResponse:
+        if not request.model:
+            raise InvalidArgument("no spam model named")
+        return await asyncio.to_thread(self._spam_counts, request)
 
     def _search(self, request: storage_pb2.NodeSearchRequest) -> storage_pb2.NodeSearchResponse:
         limit = request.limit or 50

@@ -27,9 +27,20 @@ def partition_token(partition_key: str) -> int:
 QUEUE_PREFIX = "queue:"
 
 
+# Spam training events are directory entries too: `spam:u:USER:MSG` lives with the user's
+# mail (partition USER), `spam:g:K:USER:MSG` in global shard `spam:g:K`, and
+# `spam:r:KEY:USER:MSG` in the sender's reputation `spam:r:KEY` (KEY has no colon).
+SPAM_PREFIX = "spam:"
+SPAM_USER_PREFIX = "spam:u:"
+
+
 def directory_partition(key: str) -> str:
     """The partition (and so the ring token) of a directory key."""
     if key.startswith(QUEUE_PREFIX):
         shard, _, _ = key[len(QUEUE_PREFIX):].partition(":")
         return QUEUE_PREFIX + shard
+    if key.startswith(SPAM_PREFIX):
+        if key.startswith(SPAM_USER_PREFIX):
+            return key[len(SPAM_USER_PREFIX):].partition(":")[0]
+        return key.rsplit(":", 2)[0]
     return key
