@@ -126,6 +126,25 @@ class DeliveryOut(BaseModel):
                    last_reply=r.last_reply or None)
 
 
+class SpamRuleOut(BaseModel):
+    name: str
+    score: float
+    detail: str | None = None
+
+
+class SpamOut(BaseModel):
+    """A received message's spam verdict, as its copy keeps it (the X-Tidings-Spam header)."""
+
+    score: float
+    verdict: Literal["spam", "ham"]
+    reasons: list[SpamRuleOut]
+
+    @classmethod
+    def from_pb(cls, v: types_pb2.SpamVerdict) -> SpamOut:
+        return cls(score=round(v.score, 2), verdict="spam" if v.spam else "ham",
+                   reasons=[SpamRuleOut(name=r.name, score=r.score, detail=r.detail or None) for r in v.reasons])
+
+
 class MessageDetailOut(Summary):
     message_id: str
     in_reply_to: str | None
@@ -136,6 +155,7 @@ class MessageDetailOut(Summary):
     bcc: list[AddressOut] = Field(default_factory=list, description="only on the sender's own copy")
     delivery: list[DeliveryOut] = Field(default_factory=list,
                                         description="a sent message's recipients outside our domains")
+    spam: SpamOut | None = Field(default=None, description="a received message's spam verdict")
 
     @classmethod
     def from_pb_detail(cls, d: types_pb2.MessageDetail, sanitized_html: str | None) -> MessageDetailOut:
@@ -152,6 +172,7 @@ class MessageDetailOut(Summary):
             ],
             bcc=[AddressOut.from_pb(a) for a in d.bcc],
             delivery=[DeliveryOut.from_pb(r) for r in d.delivery],
+            spam=SpamOut.from_pb(d.spam) if d.HasField("spam") else None,
         )
 
 

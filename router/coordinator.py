@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from router import read_repair
@@ -17,6 +18,7 @@ from router.mutations import Mutation
 from router.queue import OutboundQueue
 from router.replicas import Replicas, newest
 from router.ring import NodeInfo
+from router.spam import SpamFilter, Verdict, strip_header
 from tidings.v1 import storage_pb2, types_pb2
 from tidings_runtime import cursor
 from tidings_runtime.addresses import parse_address
@@ -34,6 +36,13 @@ class Delivered:
     user_id: str
     id: str
     thread_id: str
+
+
+def _filed(raw: bytes, folder_id: str, verdict: Verdict | None) -> tuple[bytes, str]:
+    """A recipient's copy and folder under its verdict (the verdict's header first)."""
+    if verdict is None:
+        return raw, folder_id
+    return verdict.header() + raw, "spam" if verdict.spam else folder_id
 
 
 def sent_copy_id(entry_id: str) -> str:
@@ -89,19 +98,25 @@ class Outcome:
 
 class Coordinator:
     def __init__(self, replicas: Replicas, directory: Directory, clock: HybridLogicalClock,
-                 queue: OutboundQueue) -> None:
+                 queue: OutboundQueue, spam: SpamFilter | None = None) -> None:
         self.replicas = replicas
         self.directory = directory
         self.clock = clock
         self.queue = queue
+        self.spam = spam if spam is not None else SpamFilter(replicas, directory)
         self.read_repair = read_repair.ReadRepair(replicas.pool.stub, replicas.consistency.timeout)
 
     # -- delivery ------------------------------------------------------------------------
     async def deliver(self, entry_id: str, raw: bytes, recipients: list[str], folder_id: str,
-                      sender_user_id: str, mail_from: str = "", bounce: bool = False) -> Outcome:
+                      sender_user_id: str, mail_from: str = "", bounce: bool = False,
+                      screening: types_pb2.Screening | None = None) -> Outcome:
         """Hosted recipients get their copy directly (never through the queue), the sender a
         Sent copy, and recipients outside our domains one queue item, only for a sending user
-        or a bounce: all durable on W replicas when this returns."""
+        or a bounce: all durable on W replicas when this returns.
+
+        A screened message (the SMTP edge's inbound checks ran) is classified for each hosted
+        recipient: its copy carries the verdict (an X-Tidings-Spam header) and goes to Spam
+        over the spam threshold; over the reject threshold for all of them, SpamRejected."""
         if not is_entry_id(entry_id):
             raise InvalidArgument(f"malformed entry id {entry_id!r}")
         if not raw:
@@ -114,9 +129,14 @@ class Coordinator:
             raise NotHosted(f"not a hosted domain: {', '.join(remote)} (only our users send outside)")
         if not accounts and not remote and not sender_user_id:
             raise InvalidArgument("no recipients")
+        raw = strip_header(raw)     # only our own verdict is believed
+        verdicts: dict[str, Verdict] = {}
+        if screening is not None and screening.screened and accounts:
+            verdicts = await self.spam.classify(accounts, raw, screening)
         candidates, root = await asyncio.to_thread(thread_candidates, raw)
         received_ms = entry_id_ms(entry_id)
-        jobs = [self._store(a.user_id, entry_id, raw, folder_id, True, received_ms, candidates, root)
+        jobs = [self._store(a.user_id, entry_id, *_filed(raw, folder_id, verdicts.get(a.user_id)), True,
+                            received_ms, candidates, root)
                 for a in accounts]
         sent_id = sent_copy_id(entry_id)
         if sender_user_id:
@@ -247,17 +267,41 @@ class Coordinator:
     # -- changes -------------------------------------------------------------------------
     async def update(self, user_id: str, message_id: str, *, unread: bool | None = None,
                      starred: bool | None = None, folder_id: str | None = None,
-                     expunge: bool = False) -> types_pb2.MessageSummary:
+                     expunge: bool = False, train: bool = False) -> types_pb2.MessageSummary:
+        """Set a message's cells. With `train` (a user's move), a move into Spam trains the
+        spam filter with it as spam, a move out of Spam (not to Trash) as ham."""
         if folder_id is not None:
             check_folder(folder_id)
+        training = None
+        if train and folder_id is not None and not expunge:
+            training = await self._training(user_id, message_id, folder_id)
         # None leaves an optional field unset: that cell is not changed.
         request = storage_pb2.UpdateMessageRequest(user_id=user_id, id=message_id, expunge=expunge,
                                                    version=self.clock.now(), unread=unread, starred=starred,
                                                    folder_id=folder_id)
-        outcome = await self.replicas.write(user_id, Mutation(request))
+        write = self.replicas.write(user_id, Mutation(request))
+        if training is not None:    # both idempotent: a retried move trains once
+            outcome, _ = await asyncio.gather(write, training)
+        else:
+            outcome = await write
         summary = newest([s for _, s in outcome.answers], lambda s: s.version)
         assert summary is not None  # a write outcome has at least W answers
         return summary
+
+    async def _training(self, user_id: str, message_id: str, folder_id: str) -> Awaitable[None] | None:
+        """The training a move owes (into Spam: spam; out of Spam, not to Trash: ham), if any."""
+        request = storage_pb2.NodeMessageRefs(user_id=user_id, ids=[message_id])
+        outcome = await self.replicas.read(user_id, lambda stub: stub.GetSummaries(request))
+        best, dead = _merge([a for _, a in outcome.answers])
+        held = best.get(message_id)
+        if held is None or message_id in dead:
+            raise NotFound(f"no message {message_id}")
+        into = folder_id == "spam" and held.folder_id != "spam"
+        out = held.folder_id == "spam" and folder_id not in ("spam", "trash")
+        if not (into or out):
+            return None
+        stored = await self.stored(user_id, message_id)
+        return self.spam.train(user_id, message_id, bytes(stored.raw), spam=into)
 
     async def delete(self, user_id: str, message_id: str) -> bool:
         """Move to Trash; from Trash, delete for good. Returns True when expunged."""

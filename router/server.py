@@ -18,6 +18,7 @@ from router.ring import NodeInfo, Ring
 from router.ring_keeper import RingKeeper
 from router.service import AdminService, MailService
 from router.settings import Settings
+from router.spam import SpamFilter
 from tidings.v1 import mail_pb2, mail_pb2_grpc, queue_pb2, queue_pb2_grpc
 from tidings_runtime.grpc_server import Mounted, serve
 from tidings_runtime.hlc import HybridLogicalClock
@@ -57,7 +58,8 @@ async def run(settings: Settings) -> None:
     membership = Membership(replicas, keeper, anti_entropy)
     directory = Directory(replicas, clock)
     queue = OutboundQueue(replicas, clock, int(settings.queue_lifetime * 1000))
-    coordinator = Coordinator(replicas, directory, clock, queue)
+    spam = SpamFilter(replicas, directory, settings.spam_threshold, settings.reject_threshold)
+    coordinator = Coordinator(replicas, directory, clock, queue, spam)
     dkim = DkimKeys(directory)
     background = Periodic()
     setup: list[asyncio.Task[None]] = []

@@ -26,6 +26,7 @@ from router.errors import (
 from router.membership import Membership
 from router.replicas import Replicas
 from router.ring import NodeInfo
+from router.spam import parse_header
 from tidings.v1 import mail_pb2, mail_pb2_grpc, storage_pb2, types_pb2
 from tidings_runtime.addresses import AddressError, canonical, parse_domain
 from tidings_runtime.mime import find_attachment, parse_mail
@@ -111,7 +112,8 @@ class MailService(mail_pb2_grpc.MailServicer):
         try:
             outcome = await self.coordinator.deliver(
                 request.entry_id, bytes(request.raw), list(request.recipients), request.folder_id,
-                request.sender_user_id, request.mail_from, request.bounce)
+                request.sender_user_id, request.mail_from, request.bounce,
+                request.screening if request.HasField("screening") else None)
         except NotFound as exc:  # an unknown recipient is the caller's mistake here
             raise FailedPrecondition(str(exc)) from exc
         response = mail_pb2.DeliverResponse(deliveries=[_delivery(d) for d in outcome.delivered],
@@ -136,8 +138,9 @@ class MailService(mail_pb2_grpc.MailServicer):
         parsed = await asyncio.to_thread(parse_mail, bytes(held.raw))
         outgoing = await self.coordinator.queue.find(request.id) if held.summary.folder_id == "sent" else None
         delivery = outgoing.recipients if outgoing is not None and outgoing.sender_user_id == request.user_id else []
+        verdict = parse_header(bytes(held.raw)) if held.summary.folder_id != "sent" else None
         return types_pb2.MessageDetail(
-            delivery=delivery,
+            delivery=delivery, spam=verdict.to_proto() if verdict is not None else None,
             summary=held.summary, message_id=parsed.rfc822_msgid, in_reply_to=parsed.in_reply_to,
             references=list(parsed.references), text=parsed.text, html=parsed.html,
             bcc=_addresses(parsed.bcc),
@@ -166,7 +169,7 @@ class MailService(mail_pb2_grpc.MailServicer):
             request.user_id, request.id,
             unread=request.unread if request.HasField("unread") else None,
             starred=request.starred if request.HasField("starred") else None,
-            folder_id=request.folder_id if request.HasField("folder_id") else None)
+            folder_id=request.folder_id if request.HasField("folder_id") else None, train=True)
 
     @rpc
     async def DeleteMessage(self, request: mail_pb2.MessageRef, context: Any) -> mail_pb2.DeleteResponse:

@@ -66,6 +66,18 @@ class Settings(ServerSettings):
         "5d", "TIDINGS_QUEUE_LIFETIME",
         help="how long an outgoing message is retried before it bounces (30s, 5m, 5d, ...)")
 
+    spam_threshold: float = setting(5.0, "TIDINGS_SPAM_THRESHOLD",
+                                    help="a received message scoring this much goes to the recipient's Spam")
+    reject_threshold: float = setting(10.0, "TIDINGS_REJECT_THRESHOLD",
+                                      help="a received message scoring this much is refused (SMTP 550 5.7.1)")
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> Self:
+        if self.reject_threshold < self.spam_threshold:
+            raise ValueError(f"the reject threshold ({self.reject_threshold}) is below the spam threshold "
+                             f"({self.spam_threshold})")
+        return self
+
     @model_validator(mode="after")
     def _quorum(self) -> Self:
         if self.w > self.n or self.r > self.n:
