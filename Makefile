@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 GEN := clients/python/tidings/v1/mail_pb2.py
 
-.PHONY: all setup proto run test lint bench clean postfix
+.PHONY: all setup proto run test lint bench clean postfix clamav rspamd
 
 all: setup
 
@@ -20,7 +20,7 @@ $(GEN): $(STAMP) $(wildcard proto/tidings/v1/*.proto) proto/generate.py
 	rm -rf clients/python/tidings
 	$(BIN)/python proto/generate.py clients/python
 
-setup proto: $(STAMP) $(GEN) postfix
+setup proto: $(STAMP) $(GEN) postfix clamav rspamd
 
 # Debian's Postfix, the real MTA of tests/interop and bench/outbound, installed when missing:
 # no configuration and no service start (policy-rc.d), so nothing listens on :25; each test
@@ -34,6 +34,26 @@ postfix:
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postfix; status=$$?; \
 	  [ -z "$$made_policy" ] || rm -f /usr/sbin/policy-rc.d; exit $$status; }
+
+# Debian's clamd (clamav-daemon), the virus scanner the local cluster starts with the test
+# signatures of deploy/clamav/ (no freshclam: no network for signatures), and Debian's rspamd,
+# which tests/smtp/test_rspamd*.py runs with its own config directory; both installed when
+# missing, as postfix above: non-interactive, no service started (policy-rc.d).
+define debian_package
+@dpkg-query -W -f='$${Status}' $(1) 2>/dev/null | grep -q 'install ok installed' || { \
+  if [ "$$(id -u)" != 0 ]; then echo "$(1) is not installed (needs root to install): $(2)"; exit 0; fi; \
+  made_policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; \
+    chmod +x /usr/sbin/policy-rc.d; made_policy=1; fi; \
+  apt-get update -q && \
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(1); status=$$?; \
+  [ -z "$$made_policy" ] || rm -f /usr/sbin/policy-rc.d; exit $$status; }
+endef
+
+clamav:
+	$(call debian_package,clamav-daemon,the cluster runs without virus scanning only with TIDINGS_VIRUS_SCAN=off)
+
+rspamd:
+	$(call debian_package,rspamd,tests/smtp/test_rspamd.py will skip)
 
 run: setup
 	$(BIN)/tidings cluster run

@@ -5,14 +5,17 @@ Layout: every process bound to one loopback address (127.0.0.1 by default; a sec
 cluster on 127.0.0.2 uses the same port numbers), data under one base directory (`var/` by
 default): node<i>/ (RocksDB), blobs/ (object store), smtp/ (dev certificate),
 logs/<process>.log, pids/<process>.pid, ready/<process>.json (the ports it bound: a process
-may be started on port 0), cluster.json (the layout of a running cluster).
+may be started on port 0), cluster.json (the layout of a running cluster), clamd/ (the virus
+scanner's config, socket and temporary files; started before the SMTP edge).
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,12 +27,15 @@ import grpc
 import psutil
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc
-from tidings_runtime.ready import read_ready
+from tidings_runtime.ready import read_ready, write_ready
 
 HOST = "127.0.0.1"                  # the default cluster's address
 DEFAULT_DOMAIN = "example.test"     # the domain it hosts
 EDGES = ("smtp", "http", "outbound")  # the processes that may start after the router, in order
 DEFAULT_EDGES = EDGES  # what `tidings cluster run` starts
+SCANNER = "clamd"  # Debian's clamd, started before the SMTP edge unless virus scanning is off
+CLAMAV_DIR = Path(__file__).resolve().parents[1] / "deploy" / "clamav"  # clamd.conf.in, db/ (EICAR)
+CLAMD_STREAM_MAX = "30M"  # clamd's StreamMaxLength: above the SMTP edge's 25 MiB messages
 
 
 class ClusterError(Exception):
@@ -128,12 +134,13 @@ class Layout:
 class Process:
     """One child process with its log file, pid file and ready file."""
 
-    def __init__(self, name: str, argv: list[str], layout: Layout, tied_to_parent: bool = True) -> None:
+    def __init__(self, name: str, argv: list[str], layout: Layout, tied_to_parent: bool = True,
+                 ready_flag: bool = True) -> None:
         self.name = name
         self.log_path = layout.base_dir / "logs" / f"{name}.log"
         self.pid_path = layout.base_dir / "pids" / f"{name}.pid"
         self.ready_path = layout.base_dir / "ready" / f"{name}.json"
-        self.argv = [*argv, "--ready-file", str(self.ready_path)]
+        self.argv = [*argv, "--ready-file", str(self.ready_path)] if ready_flag else argv
         self.tied_to_parent = tied_to_parent
         self.popen: subprocess.Popen[bytes] | None = None
 
@@ -199,6 +206,67 @@ class Process:
             return ""
 
 
+class ClamdProcess(Process):
+    """Debian's clamd in the foreground on a unix socket under DATA/clamd/, with the test
+    signatures of deploy/clamav/db/ (no freshclam). Ready once it answers PING; the launcher
+    writes its ready file (clamd has no --ready-file)."""
+
+    def __init__(self, layout: Layout, tied_to_parent: bool = True) -> None:
+        self.directory = (layout.base_dir / SCANNER).resolve()
+        self.socket_path = self.directory / "clamd.sock"
+        self.config_path = self.directory / "clamd.conf"
+        binary = shutil.which("clamd") or shutil.which("clamd", path="/usr/sbin:/usr/local/sbin") or "clamd"
+        super().__init__(SCANNER, [binary, "--foreground", f"--config-file={self.config_path}"], layout,
+                         tied_to_parent, ready_flag=False)
+
+    @property
+    def address(self) -> str:
+        """The SMTP edge's --clamd."""
+        return f"unix:{self.socket_path}"
+
+    def start(self) -> None:
+        if not Path(self.argv[0]).is_absolute():
+            raise ClusterError("clamd not found: `make setup` installs Debian's clamav-daemon; "
+                               "or run without virus scanning: TIDINGS_VIRUS_SCAN=off")
+        if len(str(self.socket_path).encode()) > 100:  # sun_path holds 108 bytes
+            raise ClusterError(f"clamd's socket path is too long for a unix socket: {self.socket_path}")
+        (self.directory / "tmp").mkdir(parents=True, exist_ok=True)
+        template = (CLAMAV_DIR / "clamd.conf.in").read_text()
+        self.config_path.write_text(template.format(
+            socket=self.socket_path, database=CLAMAV_DIR / "db", tmp=self.directory / "tmp",
+            pid_file=self.directory / "clamd.pid", stream_max=CLAMD_STREAM_MAX))
+        super().start()
+
+    def ping(self) -> bool:
+        with socket.socket(socket.AF_UNIX) as probe:
+            probe.settimeout(2)
+            probe.connect(str(self.socket_path))
+            probe.sendall(b"zPING\0")
+            return probe.recv(16) == b"PONG\0"
+
+    def wait_ready(self, timeout: float = 60) -> dict[str, int]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if self.ping():
+                    break
+            except OSError:
+                pass
+            if not self.running:
+                code = self.popen.returncode if self.popen is not None else None
+                raise ClusterError(f"clamd exited ({code}) before it was ready; {self.log_path}:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"clamd not ready after {timeout}s; {self.log_path}:\n{self.tail()}")
+            time.sleep(0.02)
+        write_ready(self.ready_path, {})
+        return {}
+
+
+def virus_scan_on(environ: Mapping[str, str] = os.environ) -> bool:
+    """TIDINGS_VIRUS_SCAN as the SMTP edge reads it (pydantic's booleans): off unless unset or true."""
+    return environ.get("TIDINGS_VIRUS_SCAN", "on").strip().lower() not in ("off", "0", "false", "no", "f", "n")
+
+
 def poll_until(ready: Callable[[], bool], what: str, timeout: float = 30, interval: float = 0.1) -> None:
     """Call `ready` until it is true; a check that raises counts as not ready yet."""
     deadline = time.monotonic() + timeout
@@ -224,14 +292,16 @@ def wait_domain_hosted(router_address: str, domain: str = DEFAULT_DOMAIN, timeou
 
 class LocalCluster:
     """The processes of one cluster on `layout`: storage nodes, the router hosting `domains`,
-    then the edges; `args` adds flags to a process by name ("router", "smtp", "outbound")."""
+    then the edges; `args` adds flags to a process by name ("router", "smtp", "outbound").
+    clamd starts before the SMTP edge unless `virus_scan` is false (default: TIDINGS_VIRUS_SCAN)."""
 
     def __init__(self, layout: Layout, python: str = sys.executable, domains: tuple[str, ...] = (DEFAULT_DOMAIN,),
-                 args: Mapping[str, tuple[str, ...]] | None = None) -> None:
+                 args: Mapping[str, tuple[str, ...]] | None = None, virus_scan: bool | None = None) -> None:
         self.layout = layout
         self.python = python
         self.domains = domains
         self.args = dict(args or {})
+        self.virus_scan = virus_scan_on() if virus_scan is None else virus_scan
         self.storage: dict[int, Process] = {}
         self.processes: dict[str, Process] = {}
 
@@ -270,9 +340,29 @@ class LocalCluster:
         unknown = set(edges) - set(EDGES)
         if unknown:
             raise ValueError(f"no edge {', '.join(sorted(unknown))}; edges are {', '.join(EDGES)}")
+        if "smtp" in edges and self.virus_scan and not self.clamd_running:
+            self.start_clamd()
         for name in edges:
             self._start(self.edge_process(name))
         self._wait_ready([self.processes[name] for name in edges])
+
+    @property
+    def clamd_running(self) -> bool:
+        process = self.processes.get(SCANNER)
+        return process is not None and process.running
+
+    def start_clamd(self) -> ClamdProcess:
+        """clamd (about 0.1 s with the test signatures), once it answers PING."""
+        process = ClamdProcess(self.layout)
+        self._start(process)
+        self._wait_ready([process])
+        return process
+
+    def stop_clamd(self) -> None:
+        """SIGTERM to clamd (the SMTP edge then answers 451 4.7.0); start_clamd starts it again."""
+        process = self.processes.get(SCANNER)
+        if process is not None:
+            process.stop()
 
     def edge_process(self, name: str) -> Process:
         """Edge `name` (one of EDGES), calling the router."""
@@ -282,8 +372,9 @@ class LocalCluster:
         lay = self.layout
         router = ["--router", lay.router_address]
         if name == "smtp":
+            scan = ["--clamd", ClamdProcess(lay).address] if self.virus_scan else ["--virus-scan", "off"]
             return ["smtp_edge", *router, "--host", lay.host, "--port", str(lay.smtp_port),
-                    "--submission-port", str(lay.submission_port), "--data-dir", str(lay.base_dir / "smtp")]
+                    "--submission-port", str(lay.submission_port), "--data-dir", str(lay.base_dir / "smtp"), *scan]
         if name == "http":
             return ["http_edge", *router, "--host", lay.host, "--port", str(lay.http_port),
                     "--token-secret-file", str(lay.base_dir / "token.secret")]
@@ -319,6 +410,10 @@ class LocalCluster:
         lines = [f"storage-{i}: gRPC {lay.storage_address(i)}" for i in self.storage]
         lines.append(f"router: gRPC {lay.router_address} (tidings.v1.Mail, Admin, Queue), hosting "
                      + ", ".join(self.domains))
+        if SCANNER in self.processes:
+            lines.append(f"clamd: virus scanner on {ClamdProcess(lay).address} (test signatures: EICAR)")
+        elif "smtp" in self.processes and not self.virus_scan:
+            lines.append("WARNING: virus scanning is OFF (TIDINGS_VIRUS_SCAN=off): mail is not scanned")
         edges = {"smtp": f"smtp: SMTP {lay.host}:{lay.smtp_port}, submission {lay.host}:{lay.submission_port}",
                  "http": f"http: {lay.http_url} (/v1, /openapi.json)",
                  "outbound": "outbound: delivery worker for the outgoing queue"}

@@ -39,7 +39,7 @@ def test_bad_settings_exit_2_naming_the_setting(tmp_path: Path) -> None:
 
 
 def test_process_serves_until_sigterm(fake_router, tmp_path: Path) -> None:
-    env = {**os.environ, "TIDINGS_SMTP_HOSTNAME": "mx.example.test"}
+    env = {**os.environ, "TIDINGS_SMTP_HOSTNAME": "mx.example.test", "TIDINGS_VIRUS_SCAN": "off"}
     ready = tmp_path / "ready.json"
     process = subprocess.Popen(
         [sys.executable, "-m", "smtp_edge", "--router", fake_router.address,
