@@ -41,7 +41,8 @@ MAX_TEXT = 32 * 1024        # body characters sent to be tokenized
 ROBINSON_S, ROBINSON_X = 1.0, 0.5   # strength and prior of an unknown token
 MIN_DEVIATION = 0.1         # tokens with |f(w) - 0.5| below this say nothing
 MAX_INTERESTING = 150       # the most extreme tokens combined
-BAYES_WEIGHT = 8.0          # score = weight * (p - 0.5): from -4 to +4
+BAYES_SPAM_WEIGHT = 12.0    # score = weight * (p - 0.5): up to +6 (p >= 0.92 alone files to Spam)
+BAYES_HAM_WEIGHT = 6.0      # down to -3: ham words alone cannot cancel strong edge rules
 REPUTATION_WEIGHT = 8.0     # weight * (spam - ham) / (spam + ham + 2)
 USER_SENDER_WEIGHT = 4.0    # weight * (spam - ham) / (spam + ham + 1), the user's own marks
 SENDER_TOKEN = "r:"         # the user's model counts its marks per sender under "r:KEY"
@@ -175,7 +176,7 @@ def score(screening: types_pb2.Screening, user: ModelCounts, world: ModelCounts 
         used.append("global")
     if used:
         p, n = bayes_probability(bayes)
-        points = BAYES_WEIGHT * (p - 0.5)
+        points = (BAYES_SPAM_WEIGHT if p > 0.5 else BAYES_HAM_WEIGHT) * (p - 0.5)
         if n and abs(points) >= 0.01:
             rules.append(_rule("BAYES_SPAM" if points > 0 else "BAYES_HAM", points,
                                f"p={p:.3f} over {n} tokens ({'+'.join(used)})"))

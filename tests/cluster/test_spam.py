@@ -152,7 +152,9 @@ def test_bayes_learns_the_users_spam_and_ham(grid: Grid, http: httpx.Client,
 
     spam_id = deliver(grid, email, raw("new@spammers.example", email, "cheap viagra", "cheap pharmacy casino bonus"))
     ham_id = deliver(grid, email, raw("boss@colleagues.example", email, "project agenda", "review meeting agenda"))
-    spam_verdict = http.get(f"/v1/messages/{spam_id}", headers=auth).json()["spam"]
-    ham_verdict = http.get(f"/v1/messages/{ham_id}", headers=auth).json()["spam"]
-    assert [r["name"] for r in spam_verdict["reasons"]] == ["BAYES_SPAM"] and spam_verdict["score"] > 3
-    assert [r["name"] for r in ham_verdict["reasons"]] == ["BAYES_HAM"] and ham_verdict["score"] < -3
+    spam_detail = http.get(f"/v1/messages/{spam_id}", headers=auth).json()
+    ham_detail = http.get(f"/v1/messages/{ham_id}", headers=auth).json()
+    assert [r["name"] for r in spam_detail["spam"]["reasons"]] == ["BAYES_SPAM"] and spam_detail["spam"]["score"] > 5
+    assert spam_detail["folder_id"] == "spam"
+    assert [r["name"] for r in ham_detail["spam"]["reasons"]] == ["BAYES_HAM"] and ham_detail["spam"]["score"] < -2
+    assert ham_detail["folder_id"] == "inbox"

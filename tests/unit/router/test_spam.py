@@ -38,9 +38,9 @@ def test_a_model_counts_only_once_it_has_enough_of_both() -> None:
     trained = _model(20, 20, {f"w{i}": (20, 0) for i in range(10)})
     verdict = spam.score(screening, trained, None, None, "", 5.0)
     assert [r.name for r in verdict.reasons] == ["BAYES_SPAM"]
-    assert verdict.score == pytest.approx(4.0, abs=0.01)
+    assert verdict.score == pytest.approx(6.0, abs=0.01) and verdict.spam
     hammy = _model(20, 20, {f"w{i}": (0, 20) for i in range(10)})
-    assert spam.score(screening, hammy, None, None, "", 5.0).score == pytest.approx(-4.0, abs=0.01)
+    assert spam.score(screening, hammy, None, None, "", 5.0).score == pytest.approx(-3.0, abs=0.01)
 
 
 def test_reputation_and_the_users_own_marks_and_quarantine() -> None:
