@@ -4,7 +4,8 @@ then each host's A and AAAA addresses, looked up when that host's turn comes.
 
 A null MX (`0 .`, RFC 7505) and a domain that does not exist are permanent failures;
 SERVFAIL and timeouts are temporary. Both are `DnsError`s carrying the `Reply` to record.
-The resolvers come from `TIDINGS_DNS` (`IP:PORT[,IP:PORT]`), else the system's.
+The resolvers come from `TIDINGS_DNS` (`IP:PORT[,IP:PORT]`), else the system's, made by
+`tidings_runtime.dns.make_resolver` (shared with the SMTP edge's sender authentication).
 """
 from __future__ import annotations
 
@@ -15,16 +16,14 @@ from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
-import dns.inet
-import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
 from smtp_edge.outbound import reply
 from smtp_edge.outbound.reply import Reply
+from tidings_runtime.dns import make_resolver, parse_resolvers
 
-DNS_TIMEOUT_S = 5.0        # per query to one server
-DNS_LIFETIME_S = 15.0      # per lookup, across servers and retries
+__all__ = ["DnsError", "MxHost", "MxResolver", "is_null_mx", "make_resolver", "order_mx", "parse_resolvers"]
 
 
 class DnsError(Exception):
@@ -40,31 +39,6 @@ class MxHost:
     name: str               # without the trailing dot
     preference: int
     implicit: bool = False  # the domain itself: it has no MX records
-
-
-def parse_resolvers(text: str) -> list[tuple[str, int]]:
-    """`IP:PORT[,IP:PORT]` (an IPv6 address in brackets) as (ip, port) pairs; ValueError if malformed."""
-    servers = []
-    for entry in (part.strip() for part in text.split(",")):
-        host, sep, port = entry.rpartition(":")
-        host = host.removeprefix("[").removesuffix("]")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
-            raise ValueError(f"{entry!r} is not IP:PORT")
-        dns.inet.af_for_address(host)   # ValueError unless an IP address
-        servers.append((host, int(port)))
-    if not servers:
-        raise ValueError(f"{text!r} names no resolver")
-    return servers
-
-
-def make_resolver(servers: Sequence[tuple[str, int]] | None) -> dns.asyncresolver.Resolver:
-    """An asyncio resolver on `servers`, or on the system's (/etc/resolv.conf) when None."""
-    resolver = dns.asyncresolver.Resolver(configure=servers is None)
-    if servers is not None:
-        resolver.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in servers]
-    resolver.timeout = DNS_TIMEOUT_S
-    resolver.lifetime = DNS_LIFETIME_S
-    return resolver
 
 
 def order_mx(records: Sequence[tuple[int, str]], rng: random.Random | None = None) -> list[MxHost]:
