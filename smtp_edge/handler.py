@@ -29,6 +29,7 @@ from smtp_edge.mail_api import MailApi
 from smtp_edge.metrics import ACCEPTED, DELIVERY_SECONDS
 from smtp_edge.model import Account, Recipient
 from smtp_edge.pipeline import InboundMessage
+from smtp_edge.pipeline.findings import Screening
 from smtp_edge.pipeline.trace import Trace, stamp
 from tidings_runtime.addresses import AddressError, canonical, parse_address, same_mailbox
 from tidings_runtime.ids import new_entry_id
@@ -48,8 +49,10 @@ class EdgeHandler:
     checks: tuple[pipeline.Check, ...] = ()
 
     def __init__(self, api: MailApi, *, hostname: str, max_size: int,
-                 max_recipients: int) -> None:
+                 max_recipients: int, checks: tuple[pipeline.Check, ...] | None = None) -> None:
         self._api = api
+        if checks is not None:
+            self.checks = checks
         self._hostname = hostname
         self._max_size = max_size
         self._max_recipients = max_recipients
@@ -124,14 +127,18 @@ class EdgeHandler:
         author = self.author(session)
         message = InboundMessage(raw=envelope.original_content, mail_from=envelope.mail_from,
                                  recipients=tuple(envelope.rcpt_tos), max_size=self._max_size,
-                                 account=author)
+                                 account=author, client_ip=_peer_ip(session), helo=session.host_name or "")
         rejection = await pipeline.screen(message, self.checks)
         if rejection is not None:
             return rejection
         entry_id = new_entry_id()
-        raw = stamp(message.raw, self._trace(session, message, entry_id))
+        raw = stamp(message.findings.apply(message.raw), self._trace(session, message, entry_id))
         return await self._deliver(entry_id, raw, message.recipients,
-                                   author.user_id if author else "", message.mail_from)
+                                   author.user_id if author else "", message.mail_from, self.screening(message))
+
+    def screening(self, message: InboundMessage) -> Screening | None:
+        """What ``Mail.Deliver`` is told of the checks (None: nothing, as for submission)."""
+        return None
 
     async def handle_exception(self, error: Exception) -> str:
         if isinstance(error, TLSSetupException):      # aiosmtpd closes the connection
@@ -143,13 +150,13 @@ class EdgeHandler:
     # -- delivery -------------------------------------------------------------
 
     async def _deliver(self, entry_id: str, raw: bytes, recipients: tuple[str, ...],
-                       sender_user_id: str, mail_from: str) -> str:
+                       sender_user_id: str, mail_from: str, screening: Screening | None = None) -> str:
         self._deliveries += 1
         self._idle.clear()
         started = time.perf_counter()
         outcome = "failed"
         try:
-            await self._api.deliver(entry_id, raw, recipients, sender_user_id, mail_from)
+            await self._api.deliver(entry_id, raw, recipients, sender_user_id, mail_from, screening=screening)
             outcome = "ok"
         except TemporaryFailure as error:
             log.warning("%s: delivery of %s failed: %s", self.listener, entry_id, error.reason)
@@ -179,9 +186,8 @@ class EdgeHandler:
             protocol += "S"
         if session.authenticated:
             protocol += "A"
-        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
         single = message.recipients[0] if len(message.recipients) == 1 else ""
-        return Trace(helo=session.host_name or "", peer=peer, by=self._hostname,
+        return Trace(helo=session.host_name or "", peer=_peer_ip(session), by=self._hostname,
                      protocol=protocol, entry_id=entry_id, recipient=single)
 
 
@@ -195,6 +201,15 @@ class MxHandler(EdgeHandler):
         Recipient.NOT_HOSTED: replies.relay_denied,     # never an open relay
     }
     checks = pipeline.INBOUND
+
+    def screening(self, message: InboundMessage) -> Screening | None:
+        return message.screening()
+
+
+def _peer_ip(session: Session) -> str:
+    """The client's IP address (aiosmtpd's ``session.peer`` is (host, port) on TCP)."""
+    peer = session.peer
+    return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
 
 
 class SubmissionHandler(EdgeHandler):

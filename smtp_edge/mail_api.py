@@ -18,7 +18,8 @@ import grpc
 
 from smtp_edge.errors import EdgeError, InvalidCredentials, PermanentFailure, TemporaryFailure
 from smtp_edge.model import Account, Recipient
-from tidings.v1 import mail_pb2, mail_pb2_grpc
+from smtp_edge.pipeline.findings import Screening
+from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
 from tidings_runtime.addresses import AddressError
 
 _SERVICE_CONFIG = json.dumps({
@@ -54,6 +55,14 @@ _RECIPIENT = {
     mail_pb2.CheckRecipientResponse.UNKNOWN_USER: Recipient.UNKNOWN_USER,
     mail_pb2.CheckRecipientResponse.NOT_HOSTED: Recipient.NOT_HOSTED,
 }
+
+
+def screening_message(screening: Screening) -> types_pb2.Screening:
+    """The pipeline's plain :class:`Screening` as ``tidings.v1.Screening``."""
+    return types_pb2.Screening(
+        screened=screening.screened, authenticated_domain=screening.authenticated_domain,
+        client_ip=screening.client_ip, quarantine=screening.quarantine, sender_domain=screening.sender_domain,
+        rules=[types_pb2.SpamRule(name=rule.name, score=rule.score, detail=rule.detail) for rule in screening.rules])
 
 
 def translate(error: grpc.RpcError, *, credentials: bool = False) -> EdgeError:
@@ -121,11 +130,14 @@ class MailApi:
         return status
 
     async def deliver(self, entry_id: str, raw: bytes, recipients: Sequence[str],
-                      sender_user_id: str = "", mail_from: str = "") -> None:
+                      sender_user_id: str = "", mail_from: str = "", *,
+                      screening: Screening | None = None) -> None:
         """Return only once the router says the message is durable (W replicas): stored for
-        hosted recipients, queued for the others."""
+        hosted recipients, queued for the others. ``screening``: what port 2525's checks found."""
         request = mail_pb2.DeliverRequest(entry_id=entry_id, raw=raw, recipients=list(recipients),
                                           sender_user_id=sender_user_id, mail_from=mail_from)
+        if screening is not None:
+            request.screening.CopyFrom(screening_message(screening))
         try:
             await self.stub.Deliver(request, timeout=self._deliver_timeout)
         except grpc.RpcError as error:

@@ -1,5 +1,6 @@
-"""A small mail network on loopback for outbound tests: a dnslib DNS server answering from a
-`Zone` (MX, A, TXT), and aiosmtpd sinks standing in for far-end MX hosts on 127.0.0.N, all on
+"""A small mail network on loopback for outbound and sender-authentication tests: a dnslib DNS
+server answering from a `Zone` (MX, A, TXT: SPF, DKIM keys, DMARC), one that never answers
+(`silent_dns`), and aiosmtpd sinks standing in for far-end MX hosts on 127.0.0.N, all on
 one port (the worker's `--outbound-port` is one port for every host).
 
 `FarEnd` runs in the caller's event loop (tests that drive the worker in-process);
@@ -57,6 +58,14 @@ class Zone(BaseResolver):
         data = value.encode()
         self.add(name, "TXT", TXT([data[i:i + 255] for i in range(0, len(data), 255)]))
 
+    def spf(self, domain: str, policy: str) -> None:
+        """`domain`'s SPF record (RFC 7208), e.g. "v=spf1 ip4:127.0.0.0/8 -all"."""
+        self.txt(domain, policy)
+
+    def dmarc(self, domain: str, policy: str) -> None:
+        """`domain`'s DMARC record at `_dmarc.domain` (RFC 7489), e.g. "v=DMARC1; p=reject"."""
+        self.txt(f"_dmarc.{domain}", policy)
+
     def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:
         answer = request.reply()
         name, rtype = str(request.q.qname), QTYPE[request.q.qtype]
@@ -99,6 +108,15 @@ def serving(zone: Zone) -> Iterator[Zone]:
         yield zone
     finally:
         server.stop()
+
+
+@contextlib.contextmanager
+def silent_dns() -> Iterator[str]:
+    """A DNS "server" on 127.0.0.1 that reads every query and never answers (a resolver
+    timeout); yields its address as `--dns` takes it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
 
 
 # --- The far end: aiosmtpd sinks ------------------------------------------------------------------

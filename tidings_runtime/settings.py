@@ -80,11 +80,15 @@ class TidingsSettings(BaseSettings):
             if not extra["cli"]:
                 continue
             flags = extra["flags"] or ["--" + name.replace("_", "-")]
-            parser.add_argument(*flags, dest=name, action="append" if extra["append"] else "store",
-                                help=_help(info))
+            switch = info.annotation is bool   # --flag [true|false]; its off_flag sets False
+            if switch:
+                parser.add_argument(*flags, dest=name, action="store", nargs="?", const=True, help=_help(info))
+            else:
+                parser.add_argument(*flags, dest=name, action="append" if extra["append"] else "store",
+                                    help=_help(info))
             if extra["off_flag"]:
-                parser.add_argument(extra["off_flag"], dest=name, action="store_const", const=None,
-                                    help=f"none (sets {flags[0]} off)")
+                parser.add_argument(extra["off_flag"], dest=name, action="store_const", const=False if switch else None,
+                                    help=f"{'false' if switch else 'none'} (sets {flags[0]} off)")
         return parser
 
     @classmethod

@@ -8,6 +8,7 @@ unfolded, otherwise kept as sent.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _FIELD = re.compile(rb"^([\x21-\x39\x3b-\x7e]+)[ \t]*:(.*)$", re.DOTALL)
@@ -43,3 +44,45 @@ def read_header_section(raw: bytes) -> HeaderSection:
         position = match.end()
     section = raw[:position]
     return HeaderSection(fields=tuple(fields), size=len(section), has_nul=b"\0" in section)
+
+
+def remove_fields(raw: bytes, drop: Callable[[str, bytes], bool]) -> bytes:
+    """``raw`` without the header fields for which ``drop(lower-case name, unfolded value)``
+    is true (with their folded lines); every other byte unchanged."""
+    kept: list[bytes] = []
+    removing = False
+    current: list[bytes] = []      # the lines of the field being read
+    name, value = "", b""
+    position = 0
+    changed = False
+
+    def close() -> None:
+        nonlocal changed
+        if current:
+            if removing:
+                changed = True
+            else:
+                kept.extend(current)
+
+    for match in _LINE_END.finditer(raw):
+        line = raw[position:match.start()]
+        whole = raw[position:match.end()]
+        if not line:
+            break
+        if line[:1] in (b" ", b"\t") and current:
+            current.append(whole)
+            value = value + b" " + line.strip()
+            removing = drop(name, value)
+        else:
+            parsed = _FIELD.match(line)
+            if parsed is None:
+                break
+            close()
+            name, value = parsed.group(1).decode("ascii").lower(), parsed.group(2).strip()
+            current = [whole]
+            removing = drop(name, value)
+        position = match.end()
+    close()
+    if not changed:
+        return raw
+    return b"".join(kept) + raw[position:]
