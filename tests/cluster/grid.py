@@ -28,9 +28,9 @@ class Grid:
                  host: str = HOST, domain: str = DEFAULT_DOMAIN, smtp_port: int = 0,
                  args: dict[str, tuple[str, ...]] | None = None, virus_scan: bool = True) -> None:
         layout = replace(Layout.any_port(base_dir, host=host), smtp_port=smtp_port)
-        self.cluster = LocalCluster(layout, domains=(domain,), args={"router": router_args, "smtp": ("--no-auth-checks",),  # no DNS served: a test
-                                                                                        # that serves one passes --dns
-                                                  **(args or {})},
+        # no DNS is served to the SMTP edge unless a test passes its own "smtp" flags (--dns)
+        defaults = {"router": router_args, "smtp": ("--no-auth-checks",)}
+        self.cluster = LocalCluster(layout, domains=(domain,), args={**defaults, **(args or {})},
                                     virus_scan=virus_scan)  # clamd before the SMTP edge (~0.1 s)
         self.domain = domain
         self.edges = edges
