@@ -21,7 +21,9 @@ import ipaddress
 import logging
 import math
 import re
-from collections.abc import Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Histogram
@@ -45,6 +47,7 @@ BAYES_SPAM_WEIGHT = 12.0    # score = weight * (p - 0.5): up to +6 (p >= 0.92 al
 BAYES_HAM_WEIGHT = 6.0      # down to -3: ham words alone cannot cancel strong edge rules
 REPUTATION_WEIGHT = 8.0     # weight * (spam - ham) / (spam + ham + 2)
 USER_SENDER_WEIGHT = 4.0    # weight * (spam - ham) / (spam + ham + 1), the user's own marks
+CACHE_TTL = 10.0            # seconds a router keeps the shared models' counts it read
 SENDER_TOKEN = "r:"         # the user's model counts its marks per sender under "r:KEY"
 
 SPAM, HAM = storage_pb2.SpamTraining.SPAM, storage_pb2.SpamTraining.HAM
@@ -52,6 +55,7 @@ CLASSIFIED = Counter("tidings_spam_verdicts_total", "Classified copies by verdic
 REJECTED = Counter("tidings_spam_rejected_total", "Deliveries refused over the reject threshold")
 TRAINED = Counter("tidings_spam_trained_total", "Training events by label", ["label"])
 CLASSIFY_SECONDS = Histogram("tidings_spam_classify_seconds", "Classifying one delivery (all recipients)")
+CACHE = Counter("tidings_spam_cache_reads_total", "Shared spam model reads by cache outcome", ["outcome"])
 _NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -271,6 +275,7 @@ class SpamFilter:
         self.directory = directory
         self.spam_threshold = spam_threshold
         self.reject_threshold = reject_threshold
+        self.cache = SharedModelCache()
 
     async def _read(self, model: str, tokens: Sequence[str] = (),
                     text: storage_pb2.SpamText | None = None) -> storage_pb2.SpamCountsResponse:
@@ -283,9 +288,10 @@ class SpamFilter:
         return max(answers, key=lambda a: a.spam_messages + a.ham_messages)
 
     async def _optional(self, model: str, tokens: Sequence[str] = ()) -> ModelCounts | None:
-        """A shared model (global shard, reputation): classified without it when unavailable."""
+        """A shared model (global shard, reputation), through the cache: only tokens not seen
+        within CACHE_TTL are read. None (classified without it) when it is unavailable."""
         try:
-            return ModelCounts.of(await self._read(model, tokens))
+            return await self.cache.counts(model, tokens, self._read)
         except Unavailable as exc:
             log.warning("spam model %s unavailable, classifying without it: %s", model, exc)
             return None
@@ -345,10 +351,62 @@ class SpamFilter:
         if sender:
             writes.append(self._event(f"spam:r:{sender}:{user_id}:{message_id}", label, []))
         await asyncio.gather(*writes)
+        self.cache.forget(f"spam:g:{global_shard(user_id, message_id)}", f"spam:r:{sender}")
         TRAINED.labels("spam" if spam else "ham").inc()
 
     async def _event(self, key: str, label: int, tokens: list[str]) -> None:
         await self.directory.put(key, storage_pb2.SpamTraining(label=label, tokens=tokens).SerializeToString())
+
+
+Reader = Callable[[str, Sequence[str]], Awaitable[storage_pb2.SpamCountsResponse]]
+
+
+class SharedModelCache:
+    """The global shards' and reputations' counts as this router last read them, for CACHE_TTL
+    seconds: every delivery reads them, they move slowly, and a shard's common tokens are
+    the same for everyone. A router forgets what its own training changed (a model's
+    generation rises: its entries are stale); another router's training shows within the TTL."""
+
+    def __init__(self, ttl: float = CACHE_TTL, max_tokens: int = 200_000) -> None:
+        self.ttl = ttl
+        self.max_tokens = max_tokens
+        self._generation: dict[str, int] = {}
+        self._totals: dict[str, tuple[float, int, int, int]] = {}
+        self._tokens: OrderedDict[tuple[str, str], tuple[float, int, int, int]] = OrderedDict()
+
+    def _fresh(self, entry: tuple[float, int, int, int] | None, model: str, now: float) -> bool:
+        return entry is not None and now - entry[0] < self.ttl and entry[1] == self._generation.get(model, 0)
+
+    async def counts(self, model: str, tokens: Sequence[str], read: Reader) -> ModelCounts:
+        now = time.monotonic()
+        generation = self._generation.get(model, 0)
+        held: dict[str, tuple[int, int]] = {}
+        missing = []
+        for token in tokens:
+            entry = self._tokens.get((model, token))
+            if entry is not None and self._fresh(entry, model, now):
+                held[token] = (entry[2], entry[3])
+            else:
+                missing.append(token)
+        totals = self._totals.get(model)
+        if missing or totals is None or not self._fresh(totals, model, now):
+            CACHE.labels("miss").inc()
+            answer = await read(model, missing)
+            totals = (now, generation, answer.spam_messages, answer.ham_messages)
+            self._totals[model] = totals
+            for token, c in zip(answer.tokens, answer.counts):
+                held[token] = (c.spam, c.ham)
+                self._tokens[(model, token)] = (now, generation, c.spam, c.ham)
+                self._tokens.move_to_end((model, token))
+            while len(self._tokens) > self.max_tokens:
+                self._tokens.popitem(last=False)
+        else:
+            CACHE.labels("hit").inc()
+        return ModelCounts(totals[2], totals[3], held)
+
+    def forget(self, *models: str) -> None:
+        for model in models:
+            self._generation[model] = self._generation.get(model, 0) + 1
 
 
 async def _none() -> None:

@@ -78,3 +78,29 @@ def test_the_header_round_trips_and_a_senders_own_is_stripped() -> None:
     assert spam.strip_header(forged) == b"Subject: hi\r\nFrom: a@b.example\r\n\r\nbody\r\n"
     assert spam.parse_header(b"Subject: hi\r\n\r\nX-Tidings-Spam: score=1\r\n") is None
     assert spam.strip_header(b"Subject: x\n\nbody") == b"Subject: x\n\nbody"
+
+
+def test_the_shared_model_cache_reads_only_what_it_lacks_and_forgets_its_own_training() -> None:
+    import asyncio
+
+    from tidings.v1 import storage_pb2
+    asked: list[list[str]] = []
+
+    async def read(model: str, tokens: object) -> storage_pb2.SpamCountsResponse:
+        names = list(tokens)  # type: ignore[call-overload]
+        asked.append(names)
+        return storage_pb2.SpamCountsResponse(spam_messages=7, ham_messages=9, tokens=names,
+                                              counts=[storage_pb2.SpamTokenCount(spam=1, ham=2) for _ in names])
+
+    async def run() -> None:
+        cache = spam.SharedModelCache(ttl=60)
+        first = await cache.counts("spam:g:0", ["a", "b"], read)
+        assert (first.spam_messages, first.ham_messages, first.tokens) == (7, 9, {"a": (1, 2), "b": (1, 2)})
+        again = await cache.counts("spam:g:0", ["b", "c"], read)
+        assert again.tokens == {"b": (1, 2), "c": (1, 2)}
+        await cache.counts("spam:g:0", ["a", "c"], read)          # all held: no read
+        cache.forget("spam:g:0")
+        await cache.counts("spam:g:0", ["a"], read)
+        assert asked == [["a", "b"], ["c"], ["a"]]
+
+    asyncio.run(run())
