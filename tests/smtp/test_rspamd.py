@@ -17,6 +17,9 @@ starts take about 1.5 s.
 from __future__ import annotations
 
 import asyncio
+import grp
+import os
+import pwd
 import shutil
 import smtplib
 import socket
@@ -104,7 +107,8 @@ class Rspamd:
         for pattern in CACHE_GLOBS:
             for cached in HS_CACHE.glob(pattern):
                 shutil.copy2(cached, self.db / cached.name)
-        self.argv = [RSPAMD, "-f", "-i", "-u", "root", "-g", "root", "-c", "/etc/rspamd/rspamd.conf",
+        user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name  # -i: root allowed
+        self.argv = [RSPAMD, "-f", "-i", "-u", user, "-g", group, "-c", "/etc/rspamd/rspamd.conf",
                      f"--var=DBDIR={self.db}", f"--var=RUNDIR={self.run}", f"--var=LOGDIR={base}",
                      f"--var=LOCAL_CONFDIR={self.local}"]
         self.process: subprocess.Popen[bytes] | None = None
