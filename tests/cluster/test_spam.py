@@ -66,8 +66,8 @@ def test_marking_a_senders_mail_as_spam_files_the_next_to_spam_and_not_spam_lets
     domain = f"bulk{next(_n)}.example"
     sender = dict(authenticated_domain=domain, client_ip="192.0.2.10", sender_domain=domain)
 
-    def offer(n: int) -> bytes:
-        return raw(f"deals@{domain}", email, f"Exclusive offer {n}", f"Buy now, limited offer number {n}!")
+    def offer(n: int) -> bytes:     # words of its own: the global model is shared by the whole session
+        return raw(f"deals@{domain}", email, f"Exclusivx offerx {n}", f"Buyx nowx, limitedx offerx number {n}!")
 
     first = [deliver(grid, email, offer(i), **sender) for i in range(3)]
     assert [folder_of(http, auth, i) for i in first] == ["inbox"] * 3
@@ -138,9 +138,10 @@ def test_quarantine_files_to_spam_and_over_the_reject_threshold_nothing_is_deliv
 def test_bayes_learns_the_users_spam_and_ham(grid: Grid, http: httpx.Client,
                                             user: tuple[str, dict[str, str]]) -> None:
     email, auth = user
-    spammy = ["cheap pills viagra pharmacy discount", "casino bonus jackpot winner claim",
-              "cheap loans credit approval instant", "viagra cialis pharmacy online cheap",
-              "jackpot casino free spins bonus", "claim your prize winner lottery cheap"]
+    # Spam words of its own ("...x"): the global model is shared by every test of the session.
+    spammy = ["cheapx pillsx viagrax pharmacyx discountx", "casinox bonusx jackpotx winnerx claimx",
+              "cheapx loansx creditx approvalx instantx", "viagrax cialisx pharmacyx onlinex cheapx",
+              "jackpotx casinox freex spinsx bonusx", "claimx yourx prizex winnerx lotteryx cheapx"]
     hammy = ["meeting agenda for the project review", "lunch tomorrow with the team",
              "project review notes and agenda", "quarterly report draft attached for review",
              "team offsite planning agenda", "minutes of the project meeting"]
@@ -150,7 +151,7 @@ def test_bayes_learns_the_users_spam_and_ham(grid: Grid, http: httpx.Client,
         message_id = deliver(grid, email, raw(f"c{i}@colleagues.example", email, words, words), quarantine=True)
         move(http, auth, message_id, "inbox")
 
-    spam_id = deliver(grid, email, raw("new@spammers.example", email, "cheap viagra", "cheap pharmacy casino bonus"))
+    spam_id = deliver(grid, email, raw("new@spammers.example", email, "cheapx viagrax", "cheapx pharmacyx casinox bonusx"))
     ham_id = deliver(grid, email, raw("boss@colleagues.example", email, "project agenda", "review meeting agenda"))
     spam_detail = http.get(f"/v1/messages/{spam_id}", headers=auth).json()
     ham_detail = http.get(f"/v1/messages/{ham_id}", headers=auth).json()
@@ -158,3 +159,19 @@ def test_bayes_learns_the_users_spam_and_ham(grid: Grid, http: httpx.Client,
     assert spam_detail["folder_id"] == "spam"
     assert [r["name"] for r in ham_detail["spam"]["reasons"]] == ["BAYES_HAM"] and ham_detail["spam"]["score"] < -2
     assert ham_detail["folder_id"] == "inbox"
+
+
+def test_mail_received_on_port_2525_is_classified(grid: Grid, http: httpx.Client,
+                                                  user: tuple[str, dict[str, str]]) -> None:
+    """The SMTP edge screens it (screened, the client IP): the router's verdict is on the copy.
+    Nothing is trained here: 127.0.0.0/24 is every SMTP test's reputation."""
+    import smtplib
+    email, auth = user
+    with smtplib.SMTP(grid.host, grid.smtp_port, timeout=30) as client:
+        client.sendmail("someone@elsewhere.example", [email], raw("someone@elsewhere.example", email, "Hi", "Hello"))
+    listed = http.get("/v1/folders/inbox/messages", headers=auth).json()["messages"]
+    assert len(listed) == 1
+    detail = http.get(f"/v1/messages/{listed[0]['id']}", headers=auth).json()
+    assert detail["spam"]["verdict"] == "ham"
+    stored = http.get(f"/v1/messages/{listed[0]['id']}/raw", headers=auth).content
+    assert stored.startswith(b"X-Tidings-Spam: score=") and b"; sender=ip4-127.0.0;" in stored.split(b"\r\n")[0]
