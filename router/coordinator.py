@@ -39,10 +39,10 @@ class Delivered:
 
 
 def _filed(raw: bytes, folder_id: str, verdict: Verdict | None) -> tuple[bytes, str]:
-    """A recipient's copy and folder under its verdict (the verdict's header first)."""
+    """A recipient's copy (with the verdict's header) and folder under its verdict."""
     if verdict is None:
         return raw, folder_id
-    return verdict.header() + raw, "spam" if verdict.spam else folder_id
+    return verdict.stamp(raw), "spam" if verdict.spam else folder_id
 
 
 def sent_copy_id(entry_id: str) -> str:

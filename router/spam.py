@@ -47,6 +47,7 @@ BAYES_SPAM_WEIGHT = 12.0    # score = weight * (p - 0.5): up to +6 (p >= 0.92 al
 BAYES_HAM_WEIGHT = 6.0      # down to -3: ham words alone cannot cancel strong edge rules
 REPUTATION_WEIGHT = 8.0     # weight * (spam - ham) / (spam + ham + 2)
 USER_SENDER_WEIGHT = 4.0    # weight * (spam - ham) / (spam + ham + 1), the user's own marks
+MAX_REASONS = 30            # named in the header, which stays one line of under 998 characters
 CACHE_TTL = 10.0            # seconds a router keeps the shared models' counts it read
 SENDER_TOKEN = "r:"         # the user's model counts its marks per sender under "r:KEY"
 
@@ -73,10 +74,20 @@ class Verdict:
 
     def header(self) -> bytes:
         """The header prepended to the recipient's stored copy."""
-        reasons = ",".join(f"{_NAME.sub('_', r.name)}({r.score:.2f})" for r in self.reasons)
+        reasons = ",".join(f"{_NAME.sub('_', r.name)}({r.score:.2f})" for r in self.reasons[:MAX_REASONS])
         text = (f"{HEADER}: score={self.score:.2f}; verdict={'spam' if self.spam else 'ham'}"
                 + (f"; sender={self.sender}" if self.sender else "") + f"; reasons={reasons}\r\n")
         return text.encode("ascii", "replace")
+
+    def stamp(self, raw: bytes) -> bytes:
+        """The copy with the header: right under the topmost Received field (our edge's trace
+        of this hop) when there is one, else first."""
+        if raw[:9].lower() != b"received:":
+            return self.header() + raw
+        head = raw[:_header_end(raw)]
+        spans = _fields(head)
+        at = spans[0][1] if spans else 0
+        return raw[:at] + self.header() + raw[at:]
 
     def to_proto(self) -> types_pb2.SpamVerdict:
         return types_pb2.SpamVerdict(score=self.score, spam=self.spam, reasons=list(self.reasons))

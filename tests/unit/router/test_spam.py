@@ -104,3 +104,13 @@ def test_the_shared_model_cache_reads_only_what_it_lacks_and_forgets_its_own_tra
         assert asked == [["a", "b"], ["c"], ["a"]]
 
     asyncio.run(run())
+
+
+def test_the_header_goes_under_our_edges_received_field() -> None:
+    verdict = Verdict(1.0, False, (), "")
+    traced = b"Received: from a\r\n by b; now\r\nAuthentication-Results: x\r\nSubject: s\r\n\r\nbody"
+    stamped = verdict.stamp(traced)
+    trace = b"Received: from a\r\n by b; now\r\n"
+    assert stamped == trace + verdict.header() + traced[len(trace):]
+    assert spam.parse_header(stamped) is not None
+    assert verdict.stamp(b"Subject: s\r\n\r\nbody").startswith(b"X-Tidings-Spam: ")
