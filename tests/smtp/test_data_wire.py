@@ -70,9 +70,10 @@ def crlf(raw: bytes) -> bytes:
 
 
 def stored_text(raw: bytes) -> bytes:
-    """The message after the edge's Received: header."""
+    """The message after the edge's Received: header (and the router's verdict under it)."""
     assert raw.startswith(b"Received: ")
-    return raw[re.search(rb"\r\n(?![ \t])", raw).end():]  # type: ignore[union-attr]
+    rest = raw[re.search(rb"\r\n(?![ \t])", raw).end():]  # type: ignore[union-attr]
+    return rest[rest.index(b"\r\n") + 2:] if rest.startswith(b"X-Tidings-Spam: ") else rest
 
 
 # -- against the edge, the router a test double ----------------------------------
