@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import PositiveInt
+from pydantic import AfterValidator, BeforeValidator, PositiveInt
 
+from smtp_edge.pipeline.virus import parse_clamd_address
+from tidings_runtime.dns import valid_resolvers
 from tidings_runtime.settings import HostPort, MetricsPort, Port, Seconds, ServerSettings, setting
 
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
+DEFAULT_CLAMD = "unix:var/clamd/clamd.sock"   # the local cluster's clamd (tidings_cli/cluster.py)
+
+Resolvers = Annotated[str | None, AfterValidator(valid_resolvers)]
+ClamdAddress = Annotated[str, AfterValidator(parse_clamd_address)]
+OptionalUrl = Annotated[str | None, BeforeValidator(lambda value: None if value == "" else value)]
 
 
 class Settings(ServerSettings):
@@ -33,3 +41,17 @@ class Settings(ServerSettings):
                                        help="seconds for Deliver (durable on W replicas)")
     session_timeout: Seconds = setting(300.0, "TIDINGS_SMTP_SESSION_TIMEOUT",
                                        help="seconds of client silence (RFC 5321 4.5.3.2)")
+    # content scanning (smtp_edge/pipeline/virus.py, rspamd.py)
+    virus_scan: bool = setting(True, "TIDINGS_VIRUS_SCAN", help="scan every message with clamd (off: no scanning, "
+                               "a WARNING at start)")
+    clamd: ClamdAddress = setting(DEFAULT_CLAMD, "TIDINGS_CLAMD", help="clamd's socket: unix:/path or tcp:HOST:PORT")
+    clamd_timeout: Seconds = setting(30.0, "TIDINGS_CLAMD_TIMEOUT", help="seconds for one clamd scan")
+    rspamd: OptionalUrl = setting(None, "TIDINGS_RSPAMD", help="rspamd's URL, e.g. http://127.0.0.1:11333 (none: off)")
+    rspamd_timeout: Seconds = setting(10.0, "TIDINGS_RSPAMD_TIMEOUT", help="seconds for one rspamd check")
+    # sender authentication on port 2525 (smtp_edge/pipeline/auth.py)
+    auth_checks: bool = setting(True, "TIDINGS_SMTP_AUTH_CHECKS", off_flag="--no-auth-checks",
+                                help="check SPF, DKIM and DMARC on port 2525")
+    authserv_id: str | None = setting(None, "TIDINGS_SMTP_AUTHSERV_ID",
+                                      help="the authserv-id of our Authentication-Results (none: the hostname)")
+    dns: Resolvers = setting(None, "TIDINGS_DNS", help="resolvers IP:PORT[,IP:PORT] (none: the system's)")
+    dns_timeout: Seconds = setting(5.0, "TIDINGS_DNS_TIMEOUT", help="seconds for one DNS query to one server")

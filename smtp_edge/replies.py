@@ -102,3 +102,33 @@ def reply_code(line: str) -> tuple[str, str]:
     if not (enhanced.count(".") == 2 and enhanced.replace(".", "").isdigit()):
         enhanced = ""
     return code[:3], enhanced
+
+
+# Content scanning (smtp_edge/pipeline/virus.py, content.py, rspamd.py)
+SCANNER_UNAVAILABLE = "451 4.7.0 virus scanner unavailable, try again later"
+SPAM_SCANNER_UNAVAILABLE = "451 4.7.0 spam scanner unavailable, try again later"
+SPAM_GREYLISTED = "451 4.7.1 message deferred by the spam filter, try again later"
+GTUBE = "550 5.7.1 message refused as spam (GTUBE test string)"
+
+
+def virus_found(signature: str) -> str:
+    """clamd found ``signature`` (e.g. ``Eicar-Test-Signature``) in the message."""
+    return f"554 5.7.1 message refused: virus found ({_shown(signature)[:200]})"
+
+
+def spam_rejected(score: float) -> str:
+    """The spam filter (rspamd) said reject."""
+    return f"550 5.7.1 message refused as spam (score {score:.1f})"
+
+
+# Sender authentication (smtp_edge/pipeline/auth.py)
+def auth_temporary(name: str, reason: str) -> str:
+    """SPF, DKIM or DMARC could not be checked now (a DNS timeout or SERVFAIL)."""
+    where = f" for {_shown(name)}" if name else ""
+    return f"451 4.7.0 sender authentication failed temporarily{where} ({_shown(reason)}), try again later"
+
+
+def dmarc_reject(domain: str) -> str:
+    """The From domain publishes DMARC p=reject and neither SPF nor DKIM passed aligned with it."""
+    return (f"550 5.7.1 message refused: {_shown(domain)} publishes a DMARC reject policy and the message "
+            f"is not authenticated by it (SPF and DKIM not aligned)")

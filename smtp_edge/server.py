@@ -15,12 +15,16 @@ from typing import Any
 
 from prometheus_client import start_http_server
 
+from smtp_edge import pipeline
 from smtp_edge.config import Settings
 from smtp_edge.handler import EdgeHandler, MxHandler, SubmissionHandler
 from smtp_edge.mail_api import MailApi
 from smtp_edge.metrics import SESSIONS
+from smtp_edge.pipeline import rspamd, virus
+from smtp_edge.pipeline.auth import SenderAuth
 from smtp_edge.protocol import EdgeSMTP
 from smtp_edge.tls import server_context
+from tidings_runtime.dns import make_resolver, parse_resolvers
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,7 @@ class SmtpEdge:
                            max_message_bytes=settings.max_size)
         limits: dict[str, Any] = dict(hostname=settings.hostname, max_size=settings.max_size,
                                       max_recipients=settings.max_recipients)
-        self.mx_handler = MxHandler(self.api, **limits)
+        self.mx_handler = MxHandler(self.api, checks=pipeline.inbound(sender_auth(settings)), **limits)
         self.submission_handler = SubmissionHandler(self.api, **limits)
         self._servers: list[asyncio.Server] = []
         self._sessions: weakref.WeakSet[EdgeSMTP] = weakref.WeakSet()
@@ -57,6 +61,7 @@ class SmtpEdge:
         settings = self.settings
         logging.getLogger("mail.log").addFilter(_QuietDeprecations())
         await self.api.open()
+        await self._configure_scanning()
         tls = server_context(settings.data_dir, settings.hostname)
         mx = await self._listen(self.mx_handler, settings.port)
         submission = await self._listen(
@@ -67,6 +72,19 @@ class SmtpEdge:
         if settings.metrics_port is not None:
             self._metrics, _ = start_http_server(settings.metrics_port, addr=settings.host)
             self.metrics_port = self._metrics.server_port
+
+    async def _configure_scanning(self) -> None:
+        """The content checks' scanners (smtp_edge.pipeline.virus, .rspamd), from the settings."""
+        settings = self.settings
+        if not settings.virus_scan:
+            virus.configure(None)
+            log.warning("TIDINGS_VIRUS_SCAN=off: messages are NOT scanned for viruses")
+        else:
+            virus.configure(settings.clamd, settings.clamd_timeout)
+            if not await virus.ClamdClient(settings.clamd, timeout=2.0).ping():
+                log.warning("clamd at %s does not answer: mail is refused with 451 4.7.0 until it does",
+                            settings.clamd)
+        rspamd.configure(settings.rspamd, settings.rspamd_timeout)
 
     async def stop(self, grace: float = 10.0) -> None:
         for server in self._servers:
@@ -81,6 +99,10 @@ class SmtpEdge:
             await server.wait_closed()
         self._servers.clear()
         await self.api.close()
+        virus.configure(None)
+        if (spam_filter := rspamd.client()) is not None:
+            await spam_filter.close()
+        rspamd.configure(None)
         if self._metrics is not None:
             self._metrics.shutdown()
             self._metrics.server_close()
@@ -108,6 +130,16 @@ class SmtpEdge:
         server = await loop.create_server(session, settings.host, port)
         self._servers.append(server)
         return server
+
+
+def sender_auth(settings: Settings) -> SenderAuth | None:
+    """Port 2525's SPF, DKIM and DMARC check on the resolvers of ``--dns`` (None: ``--no-auth-checks``)."""
+    if not settings.auth_checks:
+        log.warning("TIDINGS_SMTP_AUTH_CHECKS=off: no SPF, DKIM or DMARC checks on port %s", settings.port)
+        return None
+    resolver = make_resolver(parse_resolvers(settings.dns) if settings.dns else None, timeout=settings.dns_timeout,
+                             lifetime=3 * settings.dns_timeout)
+    return SenderAuth(resolver, settings.authserv_id or settings.hostname, deadline=6 * settings.dns_timeout)
 
 
 def _port(server: asyncio.Server) -> int:

@@ -4,19 +4,41 @@
 - ``headers``  a small, lenient reader of the header section (bytes in, bytes out).
 - ``checks``   the checks: each an async callable returning ``None`` (pass) or
                a reply line from :mod:`smtp_edge.replies` (reject).
+- ``findings`` what checks add besides a rejection: scored rules, facts (authenticated
+               domain, DMARC quarantine), header fields to prepend or drop; the
+               ``Screening`` handed to ``Mail.Deliver``.
+- ``auth``     sender authentication (port 2525): SPF (``spf_check``), DKIM
+               (``dkim_check``), DMARC (``dmarc``, pure), their lookups (``auth_dns``).
 - ``trace``    the ``Received:`` header prepended before delivery.
 
-The check lists below are the seam for later work: spam scoring and virus
-scanning are further checks appended to :data:`INBOUND` (a verdict that
-files to Spam instead of rejecting will travel on :class:`InboundMessage`).
+A check is ``async (InboundMessage) -> reply | None``: a reply rejects; anything else it
+found goes on ``message.findings``. Checks run in list order, the cheap ones first; one
+check may do its own work concurrently (sender authentication runs its SPF, DKIM and
+DMARC lookups together).
 """
 from __future__ import annotations
 
 from smtp_edge.pipeline.checks import Check, check_from_owned, check_headers, check_size
+from smtp_edge.pipeline.content import check_gtube
+from smtp_edge.pipeline.findings import Findings, Rule, Screening
 from smtp_edge.pipeline.message import InboundMessage
+from smtp_edge.pipeline.rspamd import check_rspamd
+from smtp_edge.pipeline.virus import check_virus
 
-INBOUND: tuple[Check, ...] = (check_size, check_headers)
-SUBMISSION: tuple[Check, ...] = (check_size, check_headers, check_from_owned)
+# Port 2525, in memory before any network work: size, header sanity, GTUBE (a byte search).
+CHEAP: tuple[Check, ...] = (check_size, check_headers, check_gtube)
+# Then sender authentication (``inbound``), then the scanners and classifiers: the virus
+# scan (clamd, both ports), rspamd (when TIDINGS_RSPAMD is set).
+SCANS: tuple[Check, ...] = (check_virus, check_rspamd)
+INBOUND: tuple[Check, ...] = (*CHEAP, *SCANS)   # without sender authentication
+
+
+def inbound(sender_auth: Check | None) -> tuple[Check, ...]:
+    """Port 2525's checks in order, with sender authentication between the cheap ones and the scans."""
+    return INBOUND if sender_auth is None else (*CHEAP, sender_auth, *SCANS)
+
+
+SUBMISSION: tuple[Check, ...] = (check_size, check_headers, check_from_owned, check_virus)
 
 
 async def screen(message: InboundMessage, checks: tuple[Check, ...]) -> str | None:
@@ -28,4 +50,5 @@ async def screen(message: InboundMessage, checks: tuple[Check, ...]) -> str | No
     return None
 
 
-__all__ = ["INBOUND", "SUBMISSION", "Check", "InboundMessage", "screen"]
+__all__ = ["CHEAP", "INBOUND", "SCANS", "SUBMISSION", "Check", "Findings", "InboundMessage", "Rule", "Screening",
+           "inbound", "screen"]

@@ -62,7 +62,10 @@ def start_edge(loop_thread: LoopThread, fake_router: FakeMail,
     def start(**overrides: Any) -> SmtpEdge:
         settings = Settings(**{**dict(router=fake_router.address, port=0, submission_port=0, metrics_port=None,
                                       data_dir=tmp_path / "smtp", hostname="mx.example.test",
-                                      rpc_timeout=2.0, deliver_timeout=2.0), **overrides})
+                                      rpc_timeout=2.0, deliver_timeout=2.0,
+                                      virus_scan=False,  # test_virus*.py scan with a real clamd
+                                      auth_checks=False),  # no DNS here: test_auth_*.py serve one
+                                 **overrides})
         edge = SmtpEdge(settings)
         loop_thread.run(edge.start())
         started.append(edge)
