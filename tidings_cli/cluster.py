@@ -27,6 +27,7 @@ import grpc
 import psutil
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc
+from tidings_cli.settings import CliSettings
 from tidings_runtime.ready import read_ready, write_ready
 
 HOST = "127.0.0.1"                  # the default cluster's address
@@ -262,11 +263,6 @@ class ClamdProcess(Process):
         return {}
 
 
-def virus_scan_on(environ: Mapping[str, str] = os.environ) -> bool:
-    """TIDINGS_VIRUS_SCAN as the SMTP edge reads it (pydantic's booleans): off unless unset or true."""
-    return environ.get("TIDINGS_VIRUS_SCAN", "on").strip().lower() not in ("off", "0", "false", "no", "f", "n")
-
-
 def poll_until(ready: Callable[[], bool], what: str, timeout: float = 30, interval: float = 0.1) -> None:
     """Call `ready` until it is true; a check that raises counts as not ready yet."""
     deadline = time.monotonic() + timeout
@@ -301,7 +297,7 @@ class LocalCluster:
         self.python = python
         self.domains = domains
         self.args = dict(args or {})
-        self.virus_scan = virus_scan_on() if virus_scan is None else virus_scan
+        self.virus_scan = CliSettings.load([]).virus_scan if virus_scan is None else virus_scan
         self.storage: dict[int, Process] = {}
         self.processes: dict[str, Process] = {}
 

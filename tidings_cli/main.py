@@ -75,7 +75,11 @@ def cmd_cluster_run(args: argparse.Namespace) -> int:
     base_dir = (args.data or args.base_dir).resolve()
     layout = Layout.default(base_dir, args.port_offset, host=args.ip)
     check_free(layout.host, layout.ports)
-    cluster = LocalCluster(layout, domains=tuple(args.domain or (DEFAULT_DOMAIN,)))
+    # Sender authentication needs DNS that answers: the local cluster checks SPF, DKIM and
+    # DMARC only when TIDINGS_DNS names resolvers (an offline machine would defer all mail).
+    dns = CliSettings.load([]).dns
+    smtp_flags = () if dns else ("--no-auth-checks",)
+    cluster = LocalCluster(layout, domains=tuple(args.domain or (DEFAULT_DOMAIN,)), args={"smtp": smtp_flags})
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -85,6 +89,9 @@ def cmd_cluster_run(args: argparse.Namespace) -> int:
         print("Tidings local cluster is up (N=3, W=2, R=2); data in", layout.base_dir, flush=True)
         for line in cluster.describe():
             print("  " + line, flush=True)
+        if not dns:
+            print("  WARNING: sender authentication (SPF, DKIM, DMARC) is OFF: set TIDINGS_DNS=IP:PORT to check it",
+                  flush=True)
         print(f"  logs: {layout.base_dir / 'logs'}/ ; Ctrl-C stops everything", flush=True)
         while not stop.wait(1):
             for name, process in cluster.processes.items():

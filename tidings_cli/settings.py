@@ -1,4 +1,5 @@
-"""The `tidings` command's defaults from the environment: which router, which base dir."""
+"""The `tidings` command's defaults from the environment: which router, which base dir, and
+what the local cluster's SMTP edge checks (the children read the same variables)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,3 +12,6 @@ class CliSettings(TidingsSettings):
 
     router: HostPort = setting("127.0.0.1:7000", "TIDINGS_ROUTER", help="router gRPC address")
     base_dir: Path = setting(Path("var"), "TIDINGS_VAR", help="local cluster data directory")
+    virus_scan: bool = setting(True, "TIDINGS_VIRUS_SCAN", cli=False, help="the SMTP edge scans with clamd")
+    dns: str = setting("", "TIDINGS_DNS", cli=False,
+                       help="resolvers IP:PORT,...; the local cluster checks SPF/DKIM/DMARC only when set")

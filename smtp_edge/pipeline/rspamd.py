@@ -23,7 +23,6 @@ controller, by default port 11334 of the same host; ``TIDINGS_RSPAMD_CONTROLLER`
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 
 import httpx
@@ -169,14 +168,12 @@ async def check_rspamd(message: InboundMessage) -> str | None:
 async def learn(raw: bytes, spam: bool, *, url: str | None = None, timeout: float = 10.0) -> None:
     """Feedback for rspamd's classifier (a message moved into or out of Spam): ``/learnspam``
     or ``/learnham`` on rspamd's controller. ``url`` is rspamd's (as TIDINGS_RSPAMD: the
-    controller is port 11334 beside 11333); by default the configured one, else the
-    ``TIDINGS_RSPAMD`` environment variable. A no-op when there is none; RspamdUnavailable
-    when rspamd did not take the message."""
-    if url is None and _client is not None:
-        await _client.learn(raw, spam)
-        return
-    url = url or os.environ.get("TIDINGS_RSPAMD") or None
+    controller is port 11334 beside 11333); by default the one the edge was configured with
+    (`--rspamd`). A no-op when there is none; RspamdUnavailable when rspamd did not take the
+    message."""
     if url is None:
+        if _client is not None:
+            await _client.learn(raw, spam)
         return
     one = RspamdClient(url, timeout)
     try:
