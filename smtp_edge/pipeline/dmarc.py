@@ -65,7 +65,7 @@ def parse_record(text: str) -> DmarcRecord | None:
         policy = "none"
     subdomain = tags.get("sp")
     pct_text = tags.get("pct", "100")
-    pct = int(pct_text) if pct_text.isdigit() else 100
+    pct = int(pct_text) if pct_text.isascii() and pct_text.isdigit() else 100   # "²".isdigit(), int("²") fails
     return DmarcRecord(policy=policy, subdomain_policy=subdomain if subdomain in POLICIES else None,
                        pct=min(pct, 100), adkim="s" if tags.get("adkim") == "s" else "r",
                        aspf="s" if tags.get("aspf") == "s" else "r")
