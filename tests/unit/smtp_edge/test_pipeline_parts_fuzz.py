@@ -49,7 +49,7 @@ def test_header_reader_never_raises_and_is_consistent(raw: bytes) -> None:
     assert section.has_nul == (b"\0" in raw[:section.size])
     for field_name, field_value in section.fields:
         assert field_name == field_name.lower() and field_name.isascii() and ":" not in field_name
-        assert b"\n" not in field_value and field_value == field_value.strip()
+        assert b"\n" not in field_value and b"\r\n" not in field_value    # unfolded
     # a reader of the prefix it consumed finds the same fields
     assert read_header_section(raw[:section.size]).fields == section.fields
 
