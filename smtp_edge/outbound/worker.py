@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from smtp_edge.outbound import reply
+from smtp_edge.outbound import hold, reply
 from smtp_edge.outbound.delivery import Deliverer, Envelope, Results, group_by_domain
 from smtp_edge.outbound.dkim import Signer
 from smtp_edge.outbound.dsn import Bounce, FailedRecipient, Report, bounce
@@ -52,7 +52,7 @@ class Worker:
     def __init__(self, api: QueueApi, deliverer: Deliverer, signer: Signer, *, worker_id: str, hostname: str,
                  schedule: RetrySchedule, lifetime_ms: int, lease_s: float, poll_interval_s: float = 1.0,
                  concurrency: int = 16, send_bounce: SendBounce | None = None,
-                 clock_ms: Callable[[], int] = _now_ms) -> None:
+                 clock_ms: Callable[[], int] = _now_ms, sender_hold: hold.SenderHold | None = None) -> None:
         self._api = api
         self._deliverer = deliverer
         self._signer = signer
@@ -66,6 +66,7 @@ class Worker:
         self._send_bounce = send_bounce or api.send_bounce
         self._clock_ms = clock_ms
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._hold = sender_hold or hold.SenderHold()
         self._task: PeriodicTask | None = None
 
     def start(self, periodic: Periodic) -> PeriodicTask:
@@ -120,10 +121,16 @@ class Worker:
         if due and is_expired(now, expiry):
             for recipient in due:
                 self._expire(recipient, item, expiry, now)
+        elif due and self._hold.is_held(item.sender_user_id, now):
+            held = hold.held_reply(item.mail_from)
+            for recipient in due:
+                self._apply(recipient, held, item, expiry, now)
+            hold.HELD_ATTEMPTS.inc(len(due))
         elif due:
             signed = await self._signer.sign(raw)
             results = await self._deliver(item.mail_from, [r.address for r in due], signed, deadline_s)
             for recipient in due:
+                self._hold.record(item.sender_user_id, results[recipient.address], now)
                 self._apply(recipient, results[recipient.address], item, expiry, now)
         await self._bounce(item, raw, now)
         return await self._api.report(item)
