@@ -65,8 +65,14 @@ def needs_smtputf8(address: str) -> str:
     return f"553 5.6.7 <{_shown(address)}>: non-ASCII address needs SMTPUTF8"
 
 
+SPAM_REFUSAL = "spam:"   # how the router's detail begins when its classifier refuses a message
+
+
 def refused(reason: str) -> str:
-    """The router refused the delivery for good (an invalid request, an unknown user)."""
+    """The router refused the delivery for good: as spam (policy, 5.7.1), or an invalid
+    request or an unknown user (5.3.0)."""
+    if reason.startswith(SPAM_REFUSAL):
+        return f"550 5.7.1 {_shown(reason)}"
     return f"554 5.3.0 {_shown(reason)}"
 
 

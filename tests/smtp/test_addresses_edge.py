@@ -71,3 +71,14 @@ def test_undecodable_address_bytes_are_553_and_the_session_goes_on(edge: SmtpEdg
         code, reply = client.getreply()
         assert code == 553 and reply.startswith(b"5.1.3 <bad\\udcff@example.test>: ")
         assert client.rcpt(ALICE)[0] == 250
+
+
+def test_delivery_refused_by_the_spam_classifier_is_550_5_7_1(edge: SmtpEdge, fake_router) -> None:
+    detail = "spam: score 11.00 is over the reject threshold 10 (BAYES_SPAM(6.00), DNSBL(5.00))"
+    with connect(edge) as client:
+        client.mail("carol@example.org")
+        assert client.rcpt(ALICE)[0] == 250
+        fake_router.fail("Deliver", grpc.StatusCode.FAILED_PRECONDITION, detail, times=1)
+        code, reply = client.data(RAW)
+    assert (code, reply.decode()) == (550, f"5.7.1 {detail}")
+    assert fake_router.delivered == []
