@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, PositiveInt
+from pydantic_settings import NoDecode
 
 from smtp_edge.pipeline.virus import parse_clamd_address
 from tidings_runtime.dns import valid_resolvers
@@ -17,6 +18,13 @@ DEFAULT_CLAMD = "unix:var/clamd/clamd.sock"   # the local cluster's clamd (tidin
 
 Resolvers = Annotated[str | None, AfterValidator(valid_resolvers)]
 ClamdAddress = Annotated[str, AfterValidator(parse_clamd_address)]
+def _zones(value: object) -> object:
+    """`zen.example,bl.example` (the environment) or a list (flags) as zone names."""
+    if isinstance(value, str):
+        return tuple(z.strip().rstrip(".").lower() for z in value.split(",") if z.strip())
+    return value
+
+
 OptionalUrl = Annotated[str | None, BeforeValidator(lambda value: None if value == "" else value)]
 
 
@@ -55,3 +63,5 @@ class Settings(ServerSettings):
                                       help="the authserv-id of our Authentication-Results (none: the hostname)")
     dns: Resolvers = setting(None, "TIDINGS_DNS", help="resolvers IP:PORT[,IP:PORT] (none: the system's)")
     dns_timeout: Seconds = setting(5.0, "TIDINGS_DNS_TIMEOUT", help="seconds for one DNS query to one server")
+    dnsbl: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_zones)] = setting(
+        (), "TIDINGS_DNSBL", help="DNS blocklist zones to look the client up in, comma-separated (none: off)")

@@ -22,6 +22,7 @@ from smtp_edge.mail_api import MailApi
 from smtp_edge.metrics import SESSIONS
 from smtp_edge.pipeline import rspamd, virus
 from smtp_edge.pipeline.auth import SenderAuth
+from smtp_edge.pipeline.rules import DnsBlocklists
 from smtp_edge.protocol import EdgeSMTP
 from smtp_edge.tls import server_context
 from tidings_runtime.dns import make_resolver, parse_resolvers
@@ -48,7 +49,8 @@ class SmtpEdge:
                            max_message_bytes=settings.max_size)
         limits: dict[str, Any] = dict(hostname=settings.hostname, max_size=settings.max_size,
                                       max_recipients=settings.max_recipients)
-        self.mx_handler = MxHandler(self.api, checks=pipeline.inbound(sender_auth(settings)), **limits)
+        self.mx_handler = MxHandler(self.api, checks=pipeline.inbound(sender_auth(settings), blocklists(settings)),
+                                    **limits)
         self.submission_handler = SubmissionHandler(self.api, **limits)
         self._servers: list[asyncio.Server] = []
         self._sessions: weakref.WeakSet[EdgeSMTP] = weakref.WeakSet()
@@ -140,6 +142,15 @@ def sender_auth(settings: Settings) -> SenderAuth | None:
     resolver = make_resolver(parse_resolvers(settings.dns) if settings.dns else None, timeout=settings.dns_timeout,
                              lifetime=3 * settings.dns_timeout)
     return SenderAuth(resolver, settings.authserv_id or settings.hostname, deadline=6 * settings.dns_timeout)
+
+
+def blocklists(settings: Settings) -> DnsBlocklists | None:
+    """The optional DNS blocklist lookup of port 2525's clients (``--dnsbl``)."""
+    if not settings.dnsbl:
+        return None
+    resolver = make_resolver(parse_resolvers(settings.dns) if settings.dns else None, timeout=settings.dns_timeout,
+                             lifetime=settings.dns_timeout)
+    return DnsBlocklists(resolver, settings.dnsbl)
 
 
 def _port(server: asyncio.Server) -> int:

@@ -23,19 +23,23 @@ from smtp_edge.pipeline.content import check_gtube
 from smtp_edge.pipeline.findings import Findings, Rule, Screening
 from smtp_edge.pipeline.message import InboundMessage
 from smtp_edge.pipeline.rspamd import check_rspamd
+from smtp_edge.pipeline.rules import check_header_rules
 from smtp_edge.pipeline.virus import check_virus
 
-# Port 2525, in memory before any network work: size, header sanity, GTUBE (a byte search).
-CHEAP: tuple[Check, ...] = (check_size, check_headers, check_gtube)
+# Port 2525, in memory before any network work: size, header sanity, GTUBE (a byte search),
+# the scored header rules.
+CHEAP: tuple[Check, ...] = (check_size, check_headers, check_gtube, check_header_rules)
 # Then sender authentication (``inbound``), then the scanners and classifiers: the virus
 # scan (clamd, both ports), rspamd (when TIDINGS_RSPAMD is set).
 SCANS: tuple[Check, ...] = (check_virus, check_rspamd)
 INBOUND: tuple[Check, ...] = (*CHEAP, *SCANS)   # without sender authentication
 
 
-def inbound(sender_auth: Check | None) -> tuple[Check, ...]:
-    """Port 2525's checks in order, with sender authentication between the cheap ones and the scans."""
-    return INBOUND if sender_auth is None else (*CHEAP, sender_auth, *SCANS)
+def inbound(sender_auth: Check | None, blocklists: Check | None = None) -> tuple[Check, ...]:
+    """Port 2525's checks in order: the cheap ones, then the DNS work (sender authentication,
+    blocklists), then the scans."""
+    dns_checks = tuple(check for check in (sender_auth, blocklists) if check is not None)
+    return (*CHEAP, *dns_checks, *SCANS)
 
 
 SUBMISSION: tuple[Check, ...] = (check_size, check_headers, check_from_owned, check_virus)
