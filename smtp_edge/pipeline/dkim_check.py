@@ -47,11 +47,17 @@ def _verify(raw: bytes, signatures: Sequence[dict[bytes, bytes]], keys: dict[str
         return keys.get(name.decode("ascii", "replace").rstrip(".").lower())
 
     results = []
-    message = dkim.DKIM(raw, logger=_QUIET)
+    try:
+        message: dkim.DKIM | None = dkim.DKIM(raw, logger=_QUIET)
+    except dkim.DKIMException:      # a header line dkimpy cannot read (e.g. b"\0: x"): no signature verifies
+        message = None
     for index, tags in enumerate(signatures):
         domain = tags.get(b"d", b"").decode("ascii", "replace").lower()
         selector = tags.get(b"s", b"").decode("ascii", "replace")
         b = b"".join(tags.get(b"b", b"").split())[:8].decode("ascii", "replace")
+        if message is None:
+            results.append(DkimResult("permerror", domain, selector, b))
+            continue
         try:
             result = "pass" if message.verify(idx=index, dnsfunc=dnsfunc) else "fail"
         except dkim.DKIMException as error:     # RFC 8601 2.7.1: a body changed in transit fails,

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from smtp_edge.data_reader import MAX_LINE, DataDecoder, DataProblem
 from smtp_edge.pipeline import dmarc
 from smtp_edge.pipeline.auth import authserv_id_of, claims, results_header
-from smtp_edge.pipeline.dkim_check import DkimResult
+from smtp_edge.pipeline.dkim_check import DkimResult, _tags, _verify
 from smtp_edge.pipeline.headers import read_header_section, remove_fields
 from smtp_edge.pipeline.message import InboundMessage
 from smtp_edge.pipeline.spf_check import SpfResult
@@ -224,3 +224,11 @@ def test_data_decoder_matches_the_reference(lines: list[bytes], end: bool, cuts:
         if want_problem is None:
             assert decoder.content == want_content
             assert decoder.size == len(want_content)
+
+
+def test_a_header_dkimpy_cannot_read_is_a_permerror_not_a_crash() -> None:
+    """Found by tests/smtp/test_pipeline_fuzz.py: ``dkim.DKIM(raw)`` raised MessageFormatError on a header
+    line such as ``\\0: `` (past the end of the section as our reader sees it), outside verify's try."""
+    value = b"v=1; a=rsa-sha256; d=pass.test; s=sel; h=from; bh=x; b=y"
+    raw = b"DKIM-Signature: " + value + b"\r\nFrom: <a@pass.test>\r\n\x00: \r\n\r\nhi\r\n"
+    assert _verify(raw, [_tags(value)], {}) == [DkimResult("permerror", "pass.test", "sel", "y")]
