@@ -20,6 +20,7 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any, TypeVar
 
+import dkim
 import dns.exception
 import dns.resolver
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -280,3 +281,18 @@ def nothing_listens(address: str, port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.5)
         return probe.connect_ex((address, port)) != 0
+
+
+def verify_signatures(message: bytes, records: dict[bytes, bytes]) -> list[bool]:
+    """Whether each DKIM-Signature of `message` verifies (dkimpy) against the TXT `records`
+    (name with its final dot -> record)."""
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
+        return records.get(name if name.endswith(b".") else name + b".")
+
+    def one(index: int) -> bool:
+        try:
+            return bool(dkim.DKIM(message).verify(idx=index, dnsfunc=dnsfunc))
+        except dkim.DKIMException:
+            return False
+
+    return [one(i) for i in range(message.count(b"DKIM-Signature:"))]

@@ -19,7 +19,6 @@ from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any
 
-import dkim
 import grpc
 import pytest
 from aiosmtpd.smtp import SMTP
@@ -35,7 +34,7 @@ from smtp_edge.outbound.queue_api import QueueApi
 from smtp_edge.outbound.retry import RetrySchedule
 from smtp_edge.outbound.worker import Worker
 from smtp_edge.tls import server_context
-from tests.mailnet import FarEnd, Sink, Zone, serving
+from tests.mailnet import FarEnd, Sink, Zone, serving, verify_signatures
 from tidings.v1 import mail_pb2, mail_pb2_grpc, queue_pb2, queue_pb2_grpc, types_pb2
 
 State = types_pb2.QueueRecipient
@@ -114,16 +113,7 @@ class DkimKeys:
     records: dict[bytes, bytes]
 
     def verify(self, message: bytes) -> list[bool]:
-        def dnsfunc(name: bytes, timeout: int = 5) -> bytes | None:
-            return self.records.get(name if name.endswith(b".") else name + b".")
-
-        def one(index: int) -> bool:
-            try:
-                return bool(dkim.DKIM(message).verify(idx=index, dnsfunc=dnsfunc))
-            except dkim.DKIMException:
-                return False
-
-        return [one(i) for i in range(message.count(b"DKIM-Signature:"))]
+        return verify_signatures(message, self.records)
 
 
 @pytest.fixture(scope="module")
