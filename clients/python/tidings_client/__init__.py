@@ -1,4 +1,6 @@
-"""Tidings client: the generated tidings.v1 stubs (package `tidings`) and an asyncio wrapper."""
+"""Tidings client: the generated tidings.v1 stubs (package `tidings`), an asyncio wrapper and its sync twin."""
+
+from tidings import __version__  # proto/generate.py's VERSION, the package's too
 
 from .client import AdminClient, MailClient
 from .errors import (
@@ -13,12 +15,18 @@ from .errors import (
     Unavailable,
     Unimplemented,
 )
-from .paging import MessagePager
+from .ids import new_entry_id
+from .paging import MessagePager, SyncMessagePager
+from .sync import SyncAdminClient, SyncMailClient
 
 __all__ = [
+    "__version__",
     "AdminClient",
     "MailClient",
     "MessagePager",
+    "SyncAdminClient",
+    "SyncMailClient",
+    "SyncMessagePager",
     "TidingsError",
     "AlreadyExists",
     "DeadlineExceeded",
@@ -29,4 +37,5 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
+    "new_entry_id",
 ]
