@@ -1,25 +1,10 @@
-"""Identifiers assigned once, where a message first enters the system.
+"""Entry ids, assigned once by the edge that accepts a message and reused on every retry.
 
-An entry id is 128 bits as 32 lowercase hex digits: 48 bits of Unix milliseconds then
-80 random bits, so ids sort by creation time and never collide in practice.
+The format is part of the wire contract, so the client distribution (which ships the
+generated stubs) owns it; every part reads it from here.
 """
 from __future__ import annotations
 
-import re
-import secrets
-import time
+from tidings_client.ids import entry_id_ms, is_entry_id, new_entry_id
 
-_ENTRY_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-def new_entry_id(now_ms: int | None = None) -> str:
-    ms = int(time.time() * 1000) if now_ms is None else now_ms
-    return f"{ms & ((1 << 48) - 1):012x}{secrets.randbits(80):020x}"
-
-
-def is_entry_id(value: str) -> bool:
-    return bool(_ENTRY_ID.match(value))
-
-
-def entry_id_ms(entry_id: str) -> int:
-    return int(entry_id[:12], 16)
+__all__ = ["entry_id_ms", "is_entry_id", "new_entry_id"]
