@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -15,6 +16,21 @@ from .metrics import MetricsMiddleware
 from .routes import ROUTERS
 from .settings import Settings
 from .tokens import TokenSigner
+
+
+def without_default_422(spec: dict[str, Any]) -> dict[str, Any]:
+    """Drop the 422 `HTTPValidationError` FastAPI adds to every route with parameters: invalid
+    input is a 400 `invalid_request` here (`errors.py`), which the routes declare themselves."""
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.get("responses", {})
+            ref = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+            if ref == "#/components/schemas/HTTPValidationError":
+                del responses["422"]
+    schemas = spec.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    return spec
 
 
 def create_app(settings: Settings, *, client: MailClient | None = None) -> FastAPI:
@@ -44,4 +60,11 @@ def create_app(settings: Settings, *, client: MailClient | None = None) -> FastA
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(push.router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = without_default_422(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

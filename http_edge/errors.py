@@ -14,6 +14,12 @@ Every error leaves the edge as `{"error": {"code": ..., "message": ...}}`
   large 413);
 - anything else → 500 `internal`, logged, with no details leaked.
 Routes never catch exceptions themselves.
+
+What a route can answer is documented from one table here, `ERROR_RESPONSES`
+(status → OpenAPI response with the `ErrorBody` model): routes pick their
+statuses with `error_responses(...)`, usually through the tuples below, so
+`/openapi.json` says which errors each route gives (and the schemathesis test
+holds it to that).
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings_client import errors as client_errors
@@ -34,6 +41,59 @@ from .compose import ComposeError, MessageTooLarge
 log = logging.getLogger("http_edge")
 
 RETRY_AFTER_SECONDS = "1"
+
+
+# ---- the error body, and which routes give which errors (OpenAPI) ---------------
+
+
+class ErrorDetail(BaseModel):
+    """Some codes add fields (e.g. `recipients_rejected`: `recipients: [{"email", "reason"}]`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    code: str = Field(description="machine-readable, e.g. `invalid_request`, `not_found`, `rate_limited`")
+    message: str = Field(description="for people")
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+def _retry_after(description: str) -> dict[str, Any]:
+    return {"Retry-After": {"description": description, "schema": {"type": "integer", "minimum": 0}}}
+
+
+# status → OpenAPI response. Other modules may add statuses or headers here (at import time).
+ERROR_RESPONSES: dict[int, dict[str, Any]] = {
+    400: {"description": "a malformed request: bad JSON, a wrong type, an invalid parameter (`invalid_request`)"},
+    401: {
+        "description": "no, a malformed or an expired bearer token; or a wrong password (`unauthenticated`)",
+        "headers": {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+    },
+    403: {"description": "not allowed (`forbidden`)"},
+    404: {"description": "no such resource (`not_found`)"},
+    409: {"description": "conflicts with the current state (`conflict`, `failed_precondition`)"},
+    413: {"description": "the request body (`payload_too_large`) or the message (`message_too_large`) is too large"},
+    422: {"description": "well-formed but refused: `recipients_rejected`, with `recipients: [{\"email\", \"reason\"}]`"},
+    429: {"description": "too many requests (`rate_limited`)", "headers": _retry_after("seconds to wait")},
+    503: {
+        "description": "the mail store is temporarily unavailable (`unavailable`); retry",
+        "headers": _retry_after("seconds to wait"),
+    },
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route that can answer these error statuses, each with `ErrorBody`."""
+    return {status: {"model": ErrorBody, **ERROR_RESPONSES[status]} for status in statuses}
+
+
+# What every route that reaches the router as the signed-in user can answer besides its own errors.
+AUTHENTICATED = (401, 429, 503)
+# ... and one that takes parameters or a body as well.
+AUTHENTICATED_WITH_INPUT = (400, *AUTHENTICATED)
+# ... and a JSON body (the body limit).
+WITH_BODY = (400, 413)
 
 
 class ApiError(Exception):

@@ -34,6 +34,12 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class StatusOut(BaseModel):
+    """`/healthz` and `/readyz`."""
+
+    status: Literal["ok", "ready"]
+
+
 # ---- auth ----------------------------------------------------------------
 
 

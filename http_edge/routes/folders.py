@@ -6,6 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from ..deps import Client, CurrentUser
+from ..errors import AUTHENTICATED, AUTHENTICATED_WITH_INPUT, error_responses
 from ..schemas import FolderListOut, MessagePageOut
 
 router = APIRouter(prefix="/v1/folders", tags=["folders"])
@@ -13,12 +14,12 @@ router = APIRouter(prefix="/v1/folders", tags=["folders"])
 FolderId = Annotated[str, Path(min_length=1, max_length=128, description="a folder id or a role (`inbox`)")]
 
 
-@router.get("")
+@router.get("", responses=error_responses(*AUTHENTICATED))
 async def list_folders(user: CurrentUser, client: Client) -> FolderListOut:
     return FolderListOut.from_pb(await client.list_folders(user.user_id))
 
 
-@router.get("/{folder_id}/messages")
+@router.get("/{folder_id}/messages", responses=error_responses(*AUTHENTICATED_WITH_INPUT, 404))
 async def list_messages(
     folder_id: FolderId,
     user: CurrentUser,

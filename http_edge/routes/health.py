@@ -4,18 +4,19 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ..deps import Client, router_ready
-from ..errors import RETRY_AFTER_SECONDS, ApiError
+from ..errors import RETRY_AFTER_SECONDS, ApiError, error_responses
+from ..schemas import StatusOut
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+async def healthz() -> StatusOut:
+    return StatusOut(status="ok")
 
 
-@router.get("/readyz")
-async def readyz(client: Client) -> dict[str, str]:
+@router.get("/readyz", responses=error_responses(503))
+async def readyz(client: Client) -> StatusOut:
     if not await router_ready(client):
         raise ApiError(503, "unavailable", "the router is not reachable", headers={"Retry-After": RETRY_AFTER_SECONDS})
-    return {"status": "ready"}
+    return StatusOut(status="ready")

@@ -10,12 +10,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from ..deps import Client, CurrentUser
+from ..errors import AUTHENTICATED_WITH_INPUT, error_responses
 from ..schemas import SearchPageOut
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
 
-@router.get("")
+@router.get("", responses=error_responses(*AUTHENTICATED_WITH_INPUT))
 async def search(
     user: CurrentUser,
     client: Client,

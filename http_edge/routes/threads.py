@@ -6,12 +6,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 
 from ..deps import Client, CurrentUser
+from ..errors import AUTHENTICATED_WITH_INPUT, error_responses
 from ..schemas import ThreadOut
 
 router = APIRouter(prefix="/v1/threads", tags=["threads"])
 
 
-@router.get("/{thread_id}")
+@router.get("/{thread_id}", responses=error_responses(*AUTHENTICATED_WITH_INPUT, 404))
 async def get_thread(
     thread_id: Annotated[str, Path(min_length=1, max_length=256)], user: CurrentUser, client: Client
 ) -> ThreadOut:
