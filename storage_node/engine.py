@@ -163,6 +163,7 @@ class Engine(RdictStore):
         return True, record
 
     def update_message(self, txn: Txn, change: Change) -> MessageRecord:
+        check_message_id(change.id)  # an id that cannot exist is NotFound, not a ValueError (UNKNOWN)
         key = keys.message(change.user_id, change.id)
         value = txn.get(keys.CF_MESSAGES, key)
         if value is None:
@@ -339,6 +340,8 @@ class Engine(RdictStore):
         }
 
     def thread(self, user_id: str, thread_id: str) -> list[MessageRecord]:
+        if not _is_hex(thread_id):
+            return []  # no such thread (and no ValueError out of bytes.fromhex)
         prefix = keys.thread(user_id, thread_id)
         ids = [key[-keys.ID_BYTES:].hex() for key, _ in self.scan(keys.CF_THREADS, prefix, keys.prefix_end(prefix))]
         return [r for r in self.records(user_id, ids) if not r.tombstone]
