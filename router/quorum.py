@@ -80,8 +80,14 @@ async def quorum(plan: ReplicaPlan, call: Callable[[NodeInfo], Awaitable[T]], ti
                 outcome.timed_out.extend(tasks[task] for task in pending)
                 raise QuorumTimeout(f"{_acks(outcome, plan)} of {plan.block_for} replicas answered "
                                     f"in {timeout:.1f}s")
-            for task in done:
-                _record(outcome, tasks[task], task, judge)
+            rejected: InvalidArgument | None = None
+            for task in done:      # every finished call is looked at, so none leaves an unretrieved error
+                try:
+                    _record(outcome, tasks[task], task, judge)
+                except InvalidArgument as exc:
+                    rejected = rejected or exc
+            if rejected is not None:
+                raise rejected
             if _acks(outcome, plan) >= plan.block_for:
                 return outcome
             if _acks(outcome, plan) + len(pending) < plan.block_for:
