@@ -9,14 +9,23 @@
 4. `Mail.Deliver` once, with an entry id assigned here (the router writes each
    recipient's copy and the sender's Sent copy under it, so a retry of the
    call is harmless).
+
+With an `Idempotency-Key` (1-255 printable ASCII, else 400), the call carries the key,
+the SHA-256 of the request body (its canonical JSON) and the composed Message-ID; the
+router records them as `idem:USER:KEY` for 24 h before delivering and, for the same key
+and hash again, delivers under the first request's entry id (nothing is stored or queued
+twice) and answers its ids: the same `id`, `message_id`, `thread_id`. The same key with
+another body is a 422 `idempotency_key_reused` (router/idempotency.py has the race).
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from datetime import UTC, datetime
 
 from tidings.v1 import mail_pb2
-from tidings_client import MailClient, NotFound
+from tidings_client import AlreadyExists, MailClient, NotFound
 from tidings_runtime.ids import new_entry_id
 
 from .compose import AttachmentData, ComposeError, Draft, Mailbox, compose, normalize_message_id
@@ -84,11 +93,30 @@ async def check_recipients(client: MailClient, recipients: list[str]) -> None:
         )
 
 
+IDEMPOTENCY_REUSED = "idempotency_key_reused"
+
+
+def check_idempotency_key(key: str | None) -> str:
+    """The key as given ("" when absent); 400 unless 1-255 printable ASCII characters."""
+    if key is None:
+        return ""
+    if not 1 <= len(key) <= 255 or not all(" " <= c <= "~" for c in key):
+        raise invalid_request("Idempotency-Key must be 1-255 printable ASCII characters")
+    return key
+
+
+def request_hash(request: SendRequest) -> bytes:
+    """SHA-256 of the request's canonical JSON: the same body, however spelled, hashes alike."""
+    canonical = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).digest()
+
+
 def _mailboxes(items: list[AddressIn]) -> list[Mailbox]:
     return [Mailbox(email=a.email, name=a.name) for a in items]
 
 
-async def send(client: MailClient, user: Principal, request: SendRequest, settings: Settings) -> SendResponse:
+async def send(client: MailClient, user: Principal, request: SendRequest, settings: Settings,
+               idempotency_key: str = "") -> SendResponse:
     in_reply_to, references = await reply_headers(client, user, request.in_reply_to)
     draft = Draft(
         sender=Mailbox(email=user.email),
@@ -108,16 +136,26 @@ async def send(client: MailClient, user: Principal, request: SendRequest, settin
     )
     composed = await asyncio.to_thread(compose, draft, max_bytes=settings.max_message_bytes)
     await check_recipients(client, composed.envelope_recipients)
-    result = await client.deliver(
-        new_entry_id(),
-        composed.raw,
-        composed.envelope_recipients,
-        sender_user_id=user.user_id,
-        mail_from=user.email,
-        timeout=max(settings.rpc_timeout, DELIVER_TIMEOUT),
-    )
+    try:
+        result = await client.deliver(
+            new_entry_id(),
+            composed.raw,
+            composed.envelope_recipients,
+            sender_user_id=user.user_id,
+            mail_from=user.email,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash(request) if idempotency_key else b"",
+            message_id=composed.message_id if idempotency_key else "",
+            timeout=max(settings.rpc_timeout, DELIVER_TIMEOUT),
+        )
+    except AlreadyExists as exc:
+        if IDEMPOTENCY_REUSED not in str(exc):
+            raise
+        raise ApiError(422, IDEMPOTENCY_REUSED,
+                       "this Idempotency-Key was used for a different request in the last 24 hours") from None
+    message_id = result.message_id or composed.message_id   # a replay: the first request's
     return SendResponse(
         id=result.sent_copy.id,
-        message_id=composed.message_id.strip("<>"),  # as the router reports Message-IDs: no angle brackets
+        message_id=message_id.strip("<>"),  # as the router reports Message-IDs: no angle brackets
         thread_id=result.sent_copy.thread_id,
     )

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import PositiveInt, ValidationInfo, field_validator
+from pydantic import NonNegativeInt, PositiveInt, ValidationInfo, field_validator
 
 from tidings_runtime.settings import HostPort, MetricsPort, Port, Seconds, ServerSettings, setting
 
@@ -34,6 +34,9 @@ class Settings(ServerSettings):
     max_message_bytes: PositiveInt = setting(25 * 1024 * 1024, "TIDINGS_MAX_MESSAGE_BYTES",
                                              help="largest message sent through the API")
     rpc_timeout: Seconds = setting(10.0, "TIDINGS_RPC_TIMEOUT", help="seconds a router call may take")
+    send_rate: NonNegativeInt = setting(60, "TIDINGS_HTTP_SEND_RATE",
+                                        help="POST /v1/messages a user may make a minute, per edge process (0: no limit)")
+    send_burst: PositiveInt = setting(20, "TIDINGS_HTTP_SEND_BURST", help="sends a user may make at once")
     log_level: str = setting("info", "TIDINGS_LOG_LEVEL", help="uvicorn and logging level")
 
     @field_validator("metrics_host")

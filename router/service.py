@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import grpc
 from prometheus_client import Counter, Histogram
 
+from router import idempotency
 from router.anti_entropy import AntiEntropy
 from router.coordinator import Coordinator
 from router.directory import Directory
@@ -29,6 +30,7 @@ from router.ring import NodeInfo
 from router.spam import parse_header
 from tidings.v1 import mail_pb2, mail_pb2_grpc, storage_pb2, types_pb2
 from tidings_runtime.addresses import AddressError, canonical, parse_domain
+from tidings_runtime.ids import is_entry_id
 from tidings_runtime.mime import find_attachment, parse_mail
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -89,6 +91,7 @@ class MailService(mail_pb2_grpc.MailServicer):
     def __init__(self, coordinator: Coordinator, directory: Directory) -> None:
         self.coordinator = coordinator
         self.directory = directory
+        self.claims = idempotency.DirectoryStore(directory)
 
     @rpc
     async def Authenticate(self, request: mail_pb2.AuthenticateRequest, context: Any) -> types_pb2.Account:
@@ -107,17 +110,35 @@ class MailService(mail_pb2_grpc.MailServicer):
         hosted = await self.directory.is_hosted(email.rpartition("@")[2])
         return mail_pb2.CheckRecipientResponse(status=Status.UNKNOWN_USER if hosted else Status.NOT_HOSTED)
 
+    async def _claim(self, request: mail_pb2.DeliverRequest) -> idempotency.Claim | None:
+        """The entry id to deliver under: an earlier request's with this key or digest, if any."""
+        if not is_entry_id(request.entry_id):
+            raise InvalidArgument(f"malformed entry id {request.entry_id!r}")
+        if request.idempotency_key:
+            entry = idempotency.idempotency_entry(request.sender_user_id, request.idempotency_key)
+            return await idempotency.claim(self.claims, entry, bytes(request.request_hash), request.entry_id,
+                                           request.message_id, idempotency.IDEMPOTENCY_TTL_MS)
+        if request.dedupe_digest:
+            digest = bytes(request.dedupe_digest)
+            return await idempotency.claim(self.claims, idempotency.dedupe_entry(digest), digest,
+                                           request.entry_id, "", idempotency.DEDUPE_TTL_MS)
+        return None
+
     @rpc
     async def Deliver(self, request: mail_pb2.DeliverRequest, context: Any) -> mail_pb2.DeliverResponse:
+        claimed = await self._claim(request)
+        entry_id = claimed.entry_id if claimed is not None else request.entry_id
         try:
             outcome = await self.coordinator.deliver(
-                request.entry_id, bytes(request.raw), list(request.recipients), request.folder_id,
+                entry_id, bytes(request.raw), list(request.recipients), request.folder_id,
                 request.sender_user_id, request.mail_from, request.bounce,
                 request.screening if request.HasField("screening") else None)
         except NotFound as exc:  # an unknown recipient is the caller's mistake here
             raise FailedPrecondition(str(exc)) from exc
         response = mail_pb2.DeliverResponse(deliveries=[_delivery(d) for d in outcome.delivered],
-                                            queued=outcome.queued)
+                                            queued=outcome.queued, entry_id=entry_id,
+                                            message_id=claimed.message_id if claimed else "",
+                                            replayed=claimed.replayed if claimed else False)
         if outcome.sent is not None:
             response.sent_copy.CopyFrom(_delivery(outcome.sent))
         return response

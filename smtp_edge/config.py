@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, PositiveInt
+from pydantic import AfterValidator, BeforeValidator, NonNegativeInt, PositiveInt
 from pydantic_settings import NoDecode
 
 from smtp_edge.pipeline.virus import parse_clamd_address
@@ -47,6 +47,11 @@ class Settings(ServerSettings):
                                    help="seconds for CheckRecipient and Authenticate")
     deliver_timeout: Seconds = setting(30.0, "TIDINGS_SMTP_DELIVER_TIMEOUT",
                                        help="seconds for Deliver (durable on W replicas)")
+    submission_rate: NonNegativeInt = setting(60, "TIDINGS_SMTP_SUBMISSION_RATE",
+                                              help="messages a user may submit a minute, per edge process (0: no limit)")
+    submission_burst: PositiveInt = setting(20, "TIDINGS_SMTP_SUBMISSION_BURST", help="messages a user may submit at once")
+    dedupe: bool = setting(True, "TIDINGS_SMTP_DEDUPE", help="deliver a retried transaction (same envelope and bytes "
+                           "within 3 days) once")
     session_timeout: Seconds = setting(300.0, "TIDINGS_SMTP_SESSION_TIMEOUT",
                                        help="seconds of client silence (RFC 5321 4.5.3.2)")
     # content scanning (smtp_edge/pipeline/virus.py, rspamd.py)

@@ -16,7 +16,9 @@ is a 5xx. Envelope addresses are checked, and put in their canonical form, by
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -49,8 +51,11 @@ class EdgeHandler:
     checks: tuple[pipeline.Check, ...] = ()
 
     def __init__(self, api: MailApi, *, hostname: str, max_size: int,
-                 max_recipients: int, checks: tuple[pipeline.Check, ...] | None = None) -> None:
+                 max_recipients: int, checks: tuple[pipeline.Check, ...] | None = None,
+                 send_rate: int = 0, send_burst: int = 1, dedupe: bool = True) -> None:
         self._api = api
+        self._rate = SendRate(send_rate, send_burst)
+        self._dedupe = dedupe
         if checks is not None:
             self.checks = checks
         self._hostname = hostname
@@ -132,9 +137,12 @@ class EdgeHandler:
         if rejection is not None:
             return rejection
         entry_id = new_entry_id()
+        sender_user_id = author.user_id if author else ""
+        digest = transaction_digest(self.listener, sender_user_id, message.mail_from, message.recipients,
+                                    message.raw) if self._dedupe else b""
         raw = stamp(message.findings.apply(message.raw), self._trace(session, message, entry_id))
-        return await self._deliver(entry_id, raw, message.recipients,
-                                   author.user_id if author else "", message.mail_from, self.screening(message))
+        return await self._deliver(entry_id, raw, message.recipients, sender_user_id, message.mail_from,
+                                   self.screening(message), digest)
 
     def screening(self, message: InboundMessage) -> Screening | None:
         """What ``Mail.Deliver`` is told of the checks (None: nothing, as for submission)."""
@@ -150,13 +158,15 @@ class EdgeHandler:
     # -- delivery -------------------------------------------------------------
 
     async def _deliver(self, entry_id: str, raw: bytes, recipients: tuple[str, ...],
-                       sender_user_id: str, mail_from: str, screening: Screening | None = None) -> str:
+                       sender_user_id: str, mail_from: str, screening: Screening | None = None,
+                       dedupe_digest: bytes = b"") -> str:
         self._deliveries += 1
         self._idle.clear()
         started = time.perf_counter()
         outcome = "failed"
         try:
-            await self._api.deliver(entry_id, raw, recipients, sender_user_id, mail_from, screening=screening)
+            entry_id = await self._api.deliver(entry_id, raw, recipients, sender_user_id, mail_from,
+                                               screening=screening, dedupe_digest=dedupe_digest) or entry_id
             outcome = "ok"
         except TemporaryFailure as error:
             log.warning("%s: delivery of %s failed: %s", self.listener, entry_id, error.reason)
@@ -189,6 +199,43 @@ class EdgeHandler:
         single = message.recipients[0] if len(message.recipients) == 1 else ""
         return Trace(helo=session.host_name or "", peer=_peer_ip(session), by=self._hostname,
                      protocol=protocol, entry_id=entry_id, recipient=single)
+
+
+def transaction_digest(listener: str, user_id: str, mail_from: str, recipients: tuple[str, ...], raw: bytes) -> bytes:
+    """What makes two transactions one message retried: the listener, the authenticated user,
+    MAIL FROM, the RCPT TOs (as accepted) and the bytes as received (before our trace headers)."""
+    h = hashlib.blake2b(digest_size=32, person=b"tidings-dedupe")
+    for part in (listener, user_id, mail_from, *recipients):
+        data = part.encode("utf-8", "surrogateescape")
+        h.update(len(data).to_bytes(4, "big") + data)
+    h.update(raw)
+    return h.digest()
+
+
+class SendRate:
+    """A token bucket per user in this process (limits are per edge process): `burst` at
+    once, then `per_minute` a minute; 0 is off."""
+
+    def __init__(self, per_minute: int, burst: int) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(max(burst, 1))
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str) -> float:
+        """0 when allowed (a token is taken), else the seconds until one is available."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return (1 - tokens) / self.rate
+        if len(self._buckets) >= 100_000 and key not in self._buckets:     # forget full buckets
+            self._buckets = {k: (t, a) for k, (t, a) in self._buckets.items()
+                             if t + (now - a) * self.rate < self.burst}
+        self._buckets[key] = (tokens - 1, now)
+        return 0.0
 
 
 class MxHandler(EdgeHandler):
@@ -239,6 +286,9 @@ class SubmissionHandler(EdgeHandler):
             return replies.AUTH_REQUIRED
         if not same_mailbox(address, account.email):
             return replies.sender_not_owned(address)
+        wait = self._rate.take(account.user_id)
+        if wait > 0:
+            return replies.rate_limited(max(1, math.ceil(wait)))
         return None
 
     # aiosmtpd parses the mechanism (challenges, base64, splitting) and hands

@@ -131,17 +131,21 @@ class MailApi:
 
     async def deliver(self, entry_id: str, raw: bytes, recipients: Sequence[str],
                       sender_user_id: str = "", mail_from: str = "", *,
-                      screening: Screening | None = None) -> None:
+                      screening: Screening | None = None, dedupe_digest: bytes = b"") -> str:
         """Return only once the router says the message is durable (W replicas): stored for
-        hosted recipients, queued for the others. ``screening``: what port 2525's checks found."""
+        hosted recipients, queued for the others. ``screening``: what port 2525's checks found;
+        ``dedupe_digest``: the transaction's, so that a retry reuses the first entry id.
+        Returns the entry id the router delivered under ("" from a router that does not say)."""
         request = mail_pb2.DeliverRequest(entry_id=entry_id, raw=raw, recipients=list(recipients),
-                                          sender_user_id=sender_user_id, mail_from=mail_from)
+                                          sender_user_id=sender_user_id, mail_from=mail_from,
+                                          dedupe_digest=dedupe_digest)
         if screening is not None:
             request.screening.CopyFrom(screening_message(screening))
         try:
-            await self.stub.Deliver(request, timeout=self._deliver_timeout)
+            response = await self.stub.Deliver(request, timeout=self._deliver_timeout)
         except grpc.RpcError as error:
             raise translate(error) from error
+        return str(getattr(response, "entry_id", "") or "")
 
     async def authenticate(self, email: str, password: str) -> Account:
         try:

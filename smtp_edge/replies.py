@@ -23,6 +23,12 @@ AUTH_TEMPORARY_FAILURE = "454 4.7.0 temporary authentication failure, try again 
 LOCAL_ERROR = "451 4.3.0 local error in processing, try again later"
 
 
+def rate_limited(seconds: int) -> str:
+    """MAIL on submission over the user's sending rate (451 is MAIL's temporary reply in
+    RFC 5321 4.3.2; 4.7.0: a policy reason, RFC 3463)."""
+    return f"451 4.7.0 sending rate limit exceeded, try again in {seconds} seconds"
+
+
 def temporary_failure(reason: str) -> str:
     """The router could not be reached or did not confirm durability."""
     return f"451 4.3.0 {reason}, try again later"

@@ -48,10 +48,11 @@ class SmtpEdge:
                            deliver_timeout=settings.deliver_timeout,
                            max_message_bytes=settings.max_size)
         limits: dict[str, Any] = dict(hostname=settings.hostname, max_size=settings.max_size,
-                                      max_recipients=settings.max_recipients)
+                                      max_recipients=settings.max_recipients, dedupe=settings.dedupe)
         self.mx_handler = MxHandler(self.api, checks=pipeline.inbound(sender_auth(settings), blocklists(settings)),
                                     **limits)
-        self.submission_handler = SubmissionHandler(self.api, **limits)
+        self.submission_handler = SubmissionHandler(self.api, send_rate=settings.submission_rate,
+                                                    send_burst=settings.submission_burst, **limits)
         self._servers: list[asyncio.Server] = []
         self._sessions: weakref.WeakSet[EdgeSMTP] = weakref.WeakSet()
         self._metrics: Any = None

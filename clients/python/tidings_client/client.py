@@ -159,8 +159,13 @@ class MailClient(_BaseClient):
         folder_id: str = "",
         sender_user_id: str = "",
         mail_from: str = "",
+        idempotency_key: str = "",
+        request_hash: bytes = b"",
+        message_id: str = "",
         timeout: float | None = None,
     ) -> mail_pb2.DeliverResponse:
+        """With ``idempotency_key`` (and the request's hash and the Message-ID of ``raw``), a
+        repeat of the same request delivers under the first one's entry id and gets its answer."""
         request = mail_pb2.DeliverRequest(
             entry_id=entry_id,
             raw=raw,
@@ -168,6 +173,9 @@ class MailClient(_BaseClient):
             folder_id=folder_id,
             sender_user_id=sender_user_id,
             mail_from=mail_from,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            message_id=message_id,
         )
         return await self._call(self._stub.Deliver, request, timeout)
 
