@@ -7,10 +7,12 @@ from typing import Annotated
 from urllib.parse import quote
 
 import nh3
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Header, Path, Request, Response
 
 from .. import sending
 from ..deps import Client, CurrentUser, SettingsDep
+from ..errors import AUTHENTICATED_WITH_INPUT, WITH_BODY, error_responses
+from ..limits import send_limiter
 from ..schemas import MessageDetailOut, MessagePatch, SendRequest, SendResponse, Summary
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
@@ -20,6 +22,7 @@ AttachmentId = Annotated[str, Path(min_length=1, max_length=256)]
 
 _SAFE_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+$")
 _INLINE_SANITIZE_LIMIT = 64 * 1024  # larger HTML is cleaned in a worker thread
+_BYTES = {"schema": {"type": "string", "format": "binary"}}
 
 
 async def sanitize_html(html: str) -> str | None:
@@ -39,20 +42,29 @@ def attachment_headers(filename: str) -> dict[str, str]:
     }
 
 
-@router.post("", status_code=202)
+@router.post("", status_code=202, responses=error_responses(*AUTHENTICATED_WITH_INPUT, *WITH_BODY, 409, 422))
 async def send_message(
-    body: SendRequest, user: CurrentUser, client: Client, settings: SettingsDep
+    body: SendRequest, user: CurrentUser, client: Client, settings: SettingsDep, request: Request,
+    idempotency_key: Annotated[str | None, Header(description="1-255 printable ASCII characters; the same key "
+                                                  "and body within 24 h get the first answer, nothing is sent "
+                                                  "twice")] = None,
 ) -> SendResponse:
-    return await sending.send(client, user, body, settings)
+    key = sending.check_idempotency_key(idempotency_key)
+    send_limiter(request.app.state, settings).check(user.user_id)
+    return await sending.send(client, user, body, settings, key)
 
 
-@router.get("/{message_id}")
+@router.get("/{message_id}", responses=error_responses(*AUTHENTICATED_WITH_INPUT, 404))
 async def get_message(message_id: MessageId, user: CurrentUser, client: Client) -> MessageDetailOut:
     detail = await client.get_message(user.user_id, message_id)
     return MessageDetailOut.from_pb_detail(detail, await sanitize_html(detail.html))
 
 
-@router.get("/{message_id}/raw", response_class=Response, responses={200: {"content": {"message/rfc822": {}}}})
+@router.get(
+    "/{message_id}/raw",
+    response_class=Response,
+    responses={200: {"content": {"message/rfc822": _BYTES}}, **error_responses(*AUTHENTICATED_WITH_INPUT, 404)},
+)
 async def get_raw_message(message_id: MessageId, user: CurrentUser, client: Client) -> Response:
     raw = await client.get_raw_message(user.user_id, message_id)
     return Response(content=raw, media_type="message/rfc822", headers={"X-Content-Type-Options": "nosniff"})
@@ -61,7 +73,10 @@ async def get_raw_message(message_id: MessageId, user: CurrentUser, client: Clie
 @router.get(
     "/{message_id}/attachments/{attachment_id}",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}},
+    responses={
+        200: {"description": "the bytes, as the attachment's (safe) content type", "content": {"*/*": _BYTES}},
+        **error_responses(*AUTHENTICATED_WITH_INPUT, 404),
+    },
 )
 async def get_attachment(
     message_id: MessageId, attachment_id: AttachmentId, user: CurrentUser, client: Client
@@ -77,7 +92,7 @@ async def get_attachment(
     )
 
 
-@router.patch("/{message_id}")
+@router.patch("/{message_id}", responses=error_responses(*AUTHENTICATED_WITH_INPUT, *WITH_BODY, 404, 409))
 async def update_message(message_id: MessageId, patch: MessagePatch, user: CurrentUser, client: Client) -> Summary:
     if patch.is_empty:
         detail = await client.get_message(user.user_id, message_id)
@@ -88,7 +103,9 @@ async def update_message(message_id: MessageId, patch: MessagePatch, user: Curre
     return Summary.from_pb(summary)
 
 
-@router.delete("/{message_id}", status_code=204, response_class=Response)
+@router.delete(
+    "/{message_id}", status_code=204, response_class=Response, responses=error_responses(*AUTHENTICATED_WITH_INPUT, 404)
+)
 async def delete_message(message_id: MessageId, user: CurrentUser, client: Client) -> Response:
     await client.delete_message(user.user_id, message_id)
     return Response(status_code=204)
