@@ -8,17 +8,15 @@ which FastAPI lets through to the handlers in `errors.py`.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
 from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ApiError, error_response
+from tidings_runtime.rate import TokenBuckets
 
-MAX_TRACKED = 100_000     # users with a bucket; beyond, full buckets are forgotten
+from .errors import ApiError, error_response
 
 
 class BodyLimitMiddleware:
@@ -51,31 +49,8 @@ class BodyLimitMiddleware:
         await self.app(scope, receive_limited, send)
 
 
-class RateLimiter:
-    """A token bucket per key (a user id) in this process: `burst` at once, then `per_minute`
-    a minute. Limits are per edge process: N edges let a user send N times as much.
-    `per_minute` 0 is off."""
-
-    def __init__(self, per_minute: int, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.rate = per_minute / 60.0
-        self.burst = float(max(burst, 1))
-        self.clock = clock
-        self._buckets: dict[str, tuple[float, float]] = {}     # key -> (tokens, at)
-
-    def take(self, key: str) -> float:
-        """0 when allowed (a token is taken), else the seconds until one is available."""
-        if self.rate <= 0:
-            return 0.0
-        now = self.clock()
-        tokens, at = self._buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
-        if tokens < 1:
-            self._buckets[key] = (tokens, now)
-            return (1 - tokens) / self.rate
-        if len(self._buckets) >= MAX_TRACKED and key not in self._buckets:
-            self._forget_full(now)
-        self._buckets[key] = (tokens - 1, now)
-        return 0.0
+class RateLimiter(TokenBuckets):
+    """`POST /v1/messages`'s per-user token bucket (tidings_runtime.rate), answering 429."""
 
     def check(self, key: str, what: str = "sending") -> None:
         """Take a token for `key`, or raise the 429 with `Retry-After` (whole seconds)."""
@@ -84,11 +59,6 @@ class RateLimiter:
             seconds = max(1, math.ceil(wait))
             raise ApiError(429, "rate_limited", f"{what} rate limit exceeded, retry in {seconds} s",
                            headers={"Retry-After": str(seconds)}, extra={"retry_after": seconds})
-
-    def _forget_full(self, now: float) -> None:
-        full = [k for k, (tokens, at) in self._buckets.items() if tokens + (now - at) * self.rate >= self.burst]
-        for k in full:
-            del self._buckets[k]
 
 
 def send_limiter(state: Any, settings: Any) -> RateLimiter:

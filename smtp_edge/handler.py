@@ -35,6 +35,7 @@ from smtp_edge.pipeline.findings import Screening
 from smtp_edge.pipeline.trace import Trace, stamp
 from tidings_runtime.addresses import AddressError, canonical, parse_address, same_mailbox
 from tidings_runtime.ids import new_entry_id
+from tidings_runtime.rate import TokenBuckets
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class EdgeHandler:
                  max_recipients: int, checks: tuple[pipeline.Check, ...] | None = None,
                  send_rate: int = 0, send_burst: int = 1, dedupe: bool = True) -> None:
         self._api = api
-        self._rate = SendRate(send_rate, send_burst)
+        self._rate = TokenBuckets(send_rate, send_burst)
         self._dedupe = dedupe
         if checks is not None:
             self.checks = checks
@@ -210,32 +211,6 @@ def transaction_digest(listener: str, user_id: str, mail_from: str, recipients: 
         h.update(len(data).to_bytes(4, "big") + data)
     h.update(raw)
     return h.digest()
-
-
-class SendRate:
-    """A token bucket per user in this process (limits are per edge process): `burst` at
-    once, then `per_minute` a minute; 0 is off."""
-
-    def __init__(self, per_minute: int, burst: int) -> None:
-        self.rate = per_minute / 60.0
-        self.burst = float(max(burst, 1))
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def take(self, key: str) -> float:
-        """0 when allowed (a token is taken), else the seconds until one is available."""
-        if self.rate <= 0:
-            return 0.0
-        now = time.monotonic()
-        tokens, at = self._buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
-        if tokens < 1:
-            self._buckets[key] = (tokens, now)
-            return (1 - tokens) / self.rate
-        if len(self._buckets) >= 100_000 and key not in self._buckets:     # forget full buckets
-            self._buckets = {k: (t, a) for k, (t, a) in self._buckets.items()
-                             if t + (now - a) * self.rate < self.burst}
-        self._buckets[key] = (tokens - 1, now)
-        return 0.0
 
 
 class MxHandler(EdgeHandler):

@@ -131,6 +131,16 @@ class _BaseClient:
         await self.close()
 
 
+def deliver_request(entry_id: str, raw: bytes, recipients: Sequence[str], *, folder_id: str = "",
+                    sender_user_id: str = "", mail_from: str = "", idempotency_key: str = "",
+                    request_hash: bytes = b"", message_id: str = "") -> mail_pb2.DeliverRequest:
+    """`Mail.Deliver`'s request, as both clients send it."""
+    return mail_pb2.DeliverRequest(entry_id=entry_id, raw=raw, recipients=list(recipients), folder_id=folder_id,
+                                   sender_user_id=sender_user_id, mail_from=mail_from,
+                                   idempotency_key=idempotency_key, request_hash=request_hash,
+                                   message_id=message_id)
+
+
 class MailClient(_BaseClient):
     """The mail API: what the edges and webmail call, `user_id` given by the caller."""
 
@@ -166,17 +176,9 @@ class MailClient(_BaseClient):
     ) -> mail_pb2.DeliverResponse:
         """With ``idempotency_key`` (and the request's hash and the Message-ID of ``raw``), a
         repeat of the same request delivers under the first one's entry id and gets its answer."""
-        request = mail_pb2.DeliverRequest(
-            entry_id=entry_id,
-            raw=raw,
-            recipients=list(recipients),
-            folder_id=folder_id,
-            sender_user_id=sender_user_id,
-            mail_from=mail_from,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            message_id=message_id,
-        )
+        request = deliver_request(entry_id, raw, recipients, folder_id=folder_id, sender_user_id=sender_user_id,
+                                  mail_from=mail_from, idempotency_key=idempotency_key,
+                                  request_hash=request_hash, message_id=message_id)
         return await self._call(self._stub.Deliver, request, timeout)
 
     async def list_folders(self, user_id: str, *, timeout: float | None = None) -> list[types_pb2.Folder]:

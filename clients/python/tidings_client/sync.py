@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
 
-from .client import _ADMIN, _IDEMPOTENT_ADMIN, _IDEMPOTENT_MAIL, _MAIL, DEFAULT_TIMEOUT, channel_options
+from .client import _ADMIN, _IDEMPOTENT_ADMIN, _IDEMPOTENT_MAIL, _MAIL, DEFAULT_TIMEOUT, channel_options, deliver_request
 from .errors import from_rpc_error
 from .paging import SyncMessagePager
 
@@ -100,16 +100,14 @@ class SyncMailClient(_SyncBaseClient):
         folder_id: str = "",
         sender_user_id: str = "",
         mail_from: str = "",
+        idempotency_key: str = "",
+        request_hash: bytes = b"",
+        message_id: str = "",
         timeout: float | None = None,
     ) -> mail_pb2.DeliverResponse:
-        request = mail_pb2.DeliverRequest(
-            entry_id=entry_id,
-            raw=raw,
-            recipients=list(recipients),
-            folder_id=folder_id,
-            sender_user_id=sender_user_id,
-            mail_from=mail_from,
-        )
+        request = deliver_request(entry_id, raw, recipients, folder_id=folder_id, sender_user_id=sender_user_id,
+                                  mail_from=mail_from, idempotency_key=idempotency_key,
+                                  request_hash=request_hash, message_id=message_id)
         return self._call(self._stub.Deliver, request, timeout)
 
     def list_folders(self, user_id: str, *, timeout: float | None = None) -> list[types_pb2.Folder]:
