@@ -10,14 +10,15 @@ from pydantic import AfterValidator, BeforeValidator, NonNegativeInt, PositiveIn
 from pydantic_settings import NoDecode
 
 from smtp_edge.pipeline.virus import parse_clamd_address
-from tidings_runtime.dns import valid_resolvers
+from tidings_runtime.dns import Resolvers
 from tidings_runtime.settings import HostPort, MetricsPort, Port, Seconds, ServerSettings, setting
 
 DEFAULT_MAX_SIZE = 25 * 1024 * 1024
 DEFAULT_CLAMD = "unix:var/clamd/clamd.sock"   # the local cluster's clamd (tidings_cli/cluster.py)
 
-Resolvers = Annotated[str | None, AfterValidator(valid_resolvers)]
 ClamdAddress = Annotated[str, AfterValidator(parse_clamd_address)]
+
+
 def _zones(value: object) -> object:
     """`zen.example,bl.example` (the environment) or a list (flags) as zone names."""
     if isinstance(value, str):

@@ -10,11 +10,13 @@ caller's: both treat SERVFAIL and timeouts as temporary.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 import dns.asyncresolver
 import dns.inet
 import dns.nameserver
 import dns.resolver
+from pydantic import AfterValidator
 
 DNS_TIMEOUT_S = 5.0        # per query to one server
 DNS_LIFETIME_S = 15.0      # per lookup, across servers and retries
@@ -41,6 +43,10 @@ def valid_resolvers(value: str | None) -> str | None:
     if value:
         parse_resolvers(value)
     return value or None
+
+
+# A setting naming resolvers: checked at start, kept as written (None: the system's).
+Resolvers = Annotated[str | None, AfterValidator(valid_resolvers)]
 
 
 def make_resolver(servers: Sequence[tuple[str, int]] | None, *, timeout: float = DNS_TIMEOUT_S,

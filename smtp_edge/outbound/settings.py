@@ -9,15 +9,9 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, PositiveInt
 
 from smtp_edge.outbound.delivery import Relay, Timeouts
-from smtp_edge.outbound.mx import parse_resolvers
 from smtp_edge.outbound.retry import DEFAULT_LIFETIME, DEFAULT_SCHEDULE, RetrySchedule, parse_duration_ms
+from tidings_runtime.dns import Resolvers, parse_resolvers
 from tidings_runtime.settings import HostPort, MetricsPort, Port, Seconds, ServerSettings, setting
-
-
-def _resolvers(value: str | None) -> str | None:
-    if value:
-        parse_resolvers(value)
-    return value or None
 
 
 def _schedule(value: str) -> str:
@@ -38,7 +32,7 @@ class Settings(ServerSettings):
     router: HostPort = setting("127.0.0.1:7000", "TIDINGS_ROUTER", help="router gRPC address")
     hostname: str = setting(socket.getfqdn(), "TIDINGS_OUTBOUND_HOSTNAME",
                             help="our name in EHLO, Reporting-MTA and the worker id")
-    dns: Annotated[str | None, AfterValidator(_resolvers)] = setting(
+    dns: Resolvers = setting(
         None, "TIDINGS_DNS", help="resolvers IP:PORT[,IP:PORT] (none: the system's)")
     outbound_port: Port = setting(25, "TIDINGS_OUTBOUND_PORT", help="SMTP port of the MX hosts")
     retry_schedule: Annotated[str, AfterValidator(_schedule)] = setting(
