@@ -20,6 +20,7 @@ import hashlib
 import logging
 import math
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -33,7 +34,7 @@ from smtp_edge.model import Account, Recipient
 from smtp_edge.pipeline import InboundMessage
 from smtp_edge.pipeline.findings import Screening
 from smtp_edge.pipeline.trace import Trace, stamp
-from tidings_runtime.addresses import AddressError, canonical, parse_address, same_mailbox
+from tidings_runtime.addresses import AddressError, parse_address, same_mailbox
 from tidings_runtime.ids import new_entry_id
 from tidings_runtime.rate import TokenBuckets
 
@@ -56,6 +57,8 @@ class EdgeHandler:
                  send_rate: int = 0, send_burst: int = 1, dedupe: bool = True) -> None:
         self._api = api
         self._rate = TokenBuckets(send_rate, send_burst)
+        # each transaction's accepted recipients in canonical form (one copy a user)
+        self._accepted: weakref.WeakKeyDictionary[Envelope, set[str]] = weakref.WeakKeyDictionary()
         self._dedupe = dedupe
         if checks is not None:
             self.checks = checks
@@ -110,7 +113,8 @@ class EdgeHandler:
             # Our users by their canonical form (one copy a user); another domain's local
             # part keeps its case, which only the far end may interpret (RFC 5321 2.4).
             mailbox = parsed.canonical
-            if any(canonical(r) == mailbox for r in envelope.rcpt_tos):
+            accepted = self._accepted.setdefault(envelope, set())
+            if mailbox in accepted:
                 return replies.RECIPIENT_OK
             if len(envelope.rcpt_tos) >= self._max_recipients:
                 return replies.TOO_MANY_RECIPIENTS
@@ -125,6 +129,7 @@ class EdgeHandler:
         if rejection is not None:
             return rejection(mailbox)
         envelope.rcpt_tos.append(str(parsed) if status is Recipient.NOT_HOSTED else mailbox)
+        accepted.add(mailbox)
         envelope.rcpt_options.extend(rcpt_options)
         return replies.RECIPIENT_OK
 
