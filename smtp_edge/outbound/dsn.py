@@ -53,8 +53,8 @@ class Bounce:
 
 
 def bounce(report: Report, original: bytes, now_ms: int) -> Bounce:
-    return Bounce(report.item_id, bounce_entry_id(report.item_id, report.recipients), report.sender,
-                  build(report, original, now_ms))
+    entry_id = bounce_entry_id(report.item_id, report.recipients)
+    return Bounce(report.item_id, entry_id, report.sender, build(report, original, now_ms, entry_id))
 
 
 def bounce_entry_id(item_id: str, failed: Sequence[FailedRecipient]) -> str:
@@ -66,8 +66,10 @@ def bounce_entry_id(item_id: str, failed: Sequence[FailedRecipient]) -> str:
     return f"{ms & ((1 << 48) - 1):012x}{digest}"
 
 
-def build(report: Report, original: bytes, now_ms: int) -> bytes:
-    """The DSN as bytes (CRLF), ready for Mail.Deliver or SMTP."""
+def build(report: Report, original: bytes, now_ms: int, entry_id: str | None = None) -> bytes:
+    """The DSN as bytes (CRLF), ready for Mail.Deliver or SMTP; its Message-ID names
+    `entry_id` (default: the report's bounce_entry_id)."""
+    entry_id = entry_id or bounce_entry_id(report.item_id, report.recipients)
     domain = report.sender.rpartition("@")[2]
     utf8 = not all(text.isascii() for text in (report.sender, *(r.address for r in report.recipients)))
     outer = MIMEMultipart("report", boundary=_boundary(report), report_type="delivery-status",
@@ -76,7 +78,7 @@ def build(report: Report, original: bytes, now_ms: int) -> bytes:
     outer["To"] = report.sender
     outer["Subject"] = SUBJECT
     outer["Date"] = format_datetime(_utc(now_ms))
-    outer["Message-ID"] = f"<{bounce_entry_id(report.item_id, report.recipients)}.dsn@{domain}>"
+    outer["Message-ID"] = f"<{entry_id}.dsn@{domain}>"
     outer["Auto-Submitted"] = "auto-replied"
     outer.attach(_text(_human(report), "plain"))
     outer.attach(_delivery_status(report))

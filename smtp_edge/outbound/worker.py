@@ -116,7 +116,14 @@ class Worker:
         now = self._clock_ms()
         deadline_s = self._budget_s(item, now)
         expiry = expires_ms(item.created_ms, item.expires_ms, self._lifetime_ms)
-        raw = await self._api.body(item.id)
+        fetched: list[bytes] = []
+
+        async def body() -> bytes:
+            """The body, fetched only when an attempt or a bounce needs it, and only once."""
+            if not fetched:
+                fetched.append(await self._api.body(item.id))
+            return fetched[0]
+
         due = [r for r in item.recipients if r.state in PENDING and r.next_attempt_ms <= now]
         if due and is_expired(now, expiry):
             for recipient in due:
@@ -127,12 +134,12 @@ class Worker:
                 self._apply(recipient, held, item, expiry, now)
             hold.HELD_ATTEMPTS.inc(len(due))
         elif due:
-            signed = await self._signer.sign(raw)
+            signed = await self._signer.sign(await body())
             results = await self._deliver(item.mail_from, [r.address for r in due], signed, deadline_s)
             for recipient in due:
                 self._hold.record(item.sender_user_id, results[recipient.address], now)
                 self._apply(recipient, results[recipient.address], item, expiry, now)
-        await self._bounce(item, raw, now)
+        await self._bounce(item, body, now)
         return await self._api.report(item)
 
     def _budget_s(self, item: queue_pb2.QueueItem, now: int) -> float:
@@ -179,7 +186,7 @@ class Worker:
     def _lifetime_text(item: queue_pb2.QueueItem, expiry: int) -> str:
         return format_duration(max(expiry - item.created_ms, 1000) // 1000)
 
-    async def _bounce(self, item: queue_pb2.QueueItem, raw: bytes, now: int) -> None:
+    async def _bounce(self, item: queue_pb2.QueueItem, body: Callable[[], Awaitable[bytes]], now: int) -> None:
         """One DSN for every FAILED recipient, then BOUNCED; a bounce's failures tell no one."""
         failed = [r for r in item.recipients if r.state == State.FAILED]
         if not failed:
@@ -188,7 +195,7 @@ class Worker:
             report = Report(item.id, item.mail_from, self._hostname, item.created_ms,
                             tuple(FailedRecipient(r.address, r.last_reply, r.remote_mta, r.updated_ms) for r in failed))
             try:
-                await self._send_bounce(bounce(report, raw, now))
+                await self._send_bounce(bounce(report, await body(), now))
             except BounceRefused as exc:
                 log.warning("item %s: the bounce to %s was refused, no one is told: %s", item.id, item.mail_from, exc)
             except RouterError as exc:
