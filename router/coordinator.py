@@ -142,12 +142,13 @@ class Coordinator:
         if sender_user_id:
             jobs.append(self._store(sender_user_id, sent_id, raw, "sent", False, received_ms, candidates, root))
         item_id = sent_id if sender_user_id else entry_id
-        queued = self.queue.enqueue(item_id, raw, remote, mail_from=mail_from, sender_user_id=sender_user_id,
-                                    created_ms=received_ms, is_bounce=bounce,
-                                    sent_message_id=sent_id if sender_user_id else "") if remote else None
-        results = await asyncio.gather(*jobs)
-        if queued is not None:
-            await queued
+        enqueue = [self.queue.enqueue(item_id, raw, remote, mail_from=mail_from, sender_user_id=sender_user_id,
+                                      created_ms=received_ms, is_bounce=bounce,
+                                      sent_message_id=sent_id if sender_user_id else "")] if remote else []
+        # the copies and the queue item at once (a retry rewrites each at the same version)
+        stored: list[tuple[str, str]]
+        stored, _ = await asyncio.gather(asyncio.gather(*jobs), asyncio.gather(*enqueue))
+        results = stored
         delivered = [Delivered(a.email, a.user_id, i, t) for a, (i, t) in zip(accounts, results)]
         sent = Delivered("", sender_user_id, *results[-1]) if sender_user_id else None
         return Outcome(delivered, sent, remote)

@@ -40,9 +40,6 @@ class FailureDetector:
     def is_up(self, node: NodeInfo) -> bool:
         return node.node_id not in self._down
 
-    def live(self, nodes: Iterable[NodeInfo]) -> list[NodeInfo]:
-        return [n for n in nodes if self.is_up(n)]
-
     def on_up(self, listener: Callable[[NodeInfo], None]) -> None:
         """Call listener(node) whenever a node comes back."""
         self._listeners.append(listener)

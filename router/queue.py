@@ -208,9 +208,8 @@ class OutboundQueue:
 
     async def listing(self, limit: int = 100, include_done: bool = False) -> list[queue_pb2.QueueItem]:
         limit = limit if limit > 0 else 100
-        found: list[queue_pb2.QueueItem] = []
-        for shard in range(SHARDS):
-            found.extend(i for i in await self._every(shard) if i.due_ms or include_done)
+        shards = await asyncio.gather(*(self._every(shard) for shard in range(SHARDS)))
+        found = [i for items in shards for i in items if i.due_ms or include_done]
         found.sort(key=lambda i: (i.created_ms, i.id))
         return found[:limit]
 
@@ -245,8 +244,10 @@ class OutboundQueue:
         """Queue depth and the oldest pending item's age, from the replicas' due indexes (only
         items with something left to do are read; done items are not)."""
         pending: dict[str, queue_pb2.QueueItem] = {}
-        for shard in range(SHARDS):
-            for entry in await self._due_entries(shard, LIST_PAGE, due_by_ms=MAX_DUE_MS):
+        shards = await asyncio.gather(*(self._due_entries(shard, LIST_PAGE, due_by_ms=MAX_DUE_MS)
+                                        for shard in range(SHARDS)))
+        for entries in shards:
+            for entry in entries:
                 item = _decode(entry)
                 if item is not None and item.due_ms:
                     pending[item.id] = item
