@@ -361,19 +361,13 @@ class Engine(RdictStore):
             start, end = keys.directory_partition_range(partition)
             if after_key:
                 start = max(start, keys.prefix_end(keys.directory(after_key)))
-            found = [(k[8:].decode(), codec.decode_directory(v))
-                     for k, v in itertools.islice(self.scan(keys.CF_DIRECTORY, start, end), limit)]
-            return found
-        prefix = keys.queue_due_prefix(partition)
-        due: list[tuple[str, DirectoryValue]] = []
-        for index_key, _ in self.scan(keys.CF_QUEUE_DUE, prefix, prefix + keys.u64(max(due_by_ms, 0) + 1)):
-            key = index_key[len(prefix) + 8:].decode()
-            held = self.directory(key)
-            if held is not None:
-                due.append((key, held))
-            if len(due) >= limit:
-                break
-        return due
+            return [(k[8:].decode(), codec.decode_directory(v))
+                    for k, v in itertools.islice(self.scan(keys.CF_DIRECTORY, start, end), limit)]
+        prefix = keys.derived_prefix(partition)
+        index = itertools.islice(self.scan(keys.CF_QUEUE_DUE, prefix, prefix + keys.u64(max(due_by_ms, 0) + 1)), limit)
+        due = [index_key[len(prefix) + 8:].decode() for index_key, _ in index]
+        held = self.multi_get(keys.CF_DIRECTORY, [keys.directory(key) for key in due])   # one read, not one a key
+        return [(key, codec.decode_directory(value)) for key, value in zip(due, held) if value is not None]
 
     def spam_counts(self, model: str, tokens: list[str]) -> spam_model.Counts:
         """A spam model's counts for these tokens (one multi-get)."""

@@ -71,21 +71,18 @@ def directory_partition_range(partition: str) -> tuple[bytes, bytes]:
 
 def queue_due(key: str, due_ms: int) -> bytes:
     """The due index: partition token | partition | 0x00 | due ms | key."""
-    return queue_due_prefix(directory_partition(key)) + u64(due_ms) + key.encode()
+    return derived_prefix(directory_partition(key)) + u64(due_ms) + key.encode()
 
 
-def queue_due_prefix(partition: str) -> bytes:
+def derived_prefix(partition: str) -> bytes:
+    """Where a replica keeps what it derives from a multi-key partition's entries (the queue's
+    due index, a spam model's counts): the partition's token | partition | 0x00."""
     return u64(partition_token(partition)) + partition.encode() + b"\x00"
 
 
-def spam_model_prefix(model: str) -> bytes:
-    """A spam model's counts: the model partition's token | model | 0x00 (then the token;
-    the empty token holds the model's message totals)."""
-    return u64(partition_token(model)) + model.encode() + b"\x00"
-
 
 def spam_count(model: str, token: str) -> bytes:
-    return spam_model_prefix(model) + token.encode()
+    return derived_prefix(model) + token.encode()   # the empty token holds the model's message totals
 
 
 def folder(user_id: str, folder_no: int) -> bytes:

@@ -71,8 +71,8 @@ def test_replicas_applying_the_same_events_in_any_order_agree(tmp_path: Path) ->
 
 def test_models_and_reputations_are_partitions_of_their_own() -> None:
     assert keys.directory(f"spam:u:{USER}:m1")[:8] == keys.partition(USER)[:8]    # with the user's mail
-    assert keys.directory("spam:g:2:u:m")[:8] == keys.spam_model_prefix("spam:g:2")[:8]
-    assert keys.directory("spam:r:example.com:u:m")[:8] == keys.spam_model_prefix("spam:r:example.com")[:8]
+    assert keys.directory("spam:g:2:u:m")[:8] == keys.derived_prefix("spam:g:2")[:8]
+    assert keys.directory("spam:r:example.com:u:m")[:8] == keys.derived_prefix("spam:r:example.com")[:8]
     assert keys.directory("spam:r:example.com:u:m")[:8] != keys.directory("spam:r:example.org:u:m")[:8]
 
 
