@@ -20,8 +20,10 @@ from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from functools import cached_property
 
-from tidings_runtime.addresses import canonical, parse_address
+from tidings_runtime.addresses import Address as ParsedAddress
+from tidings_runtime.addresses import parse_address
 
 _NAME_ADDR = re.compile(r"^\s*(?P<name>.*?)\s*<(?P<addr>[^<>]*)>\s*$", re.DOTALL)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -46,16 +48,21 @@ class Mailbox:
     email: str
     name: str = ""
 
+    @cached_property
+    def address(self) -> ParsedAddress:
+        """The checked address, parsed once however often a send asks about it."""
+        return parse_address(self.email)
+
     @property
     def domain(self) -> str:
-        return parse_address(self.email).domain
+        return self.address.domain
 
     @property
     def smtputf8(self) -> bool:
-        return parse_address(self.email).smtputf8
+        return self.address.smtputf8
 
     def header_value(self) -> Address:
-        address = parse_address(self.email)   # headerregistry quotes the local part itself
+        address = self.address   # headerregistry quotes the local part itself
         return Address(display_name=self.name, username=address.local_text, domain=address.domain)
 
 
@@ -148,7 +155,7 @@ def envelope_recipients(draft: Draft) -> list[str]:
     seen: set[str] = set()
     out: list[str] = []
     for mailbox in (*draft.to, *draft.cc, *draft.bcc):
-        key = canonical(mailbox.email)
+        key = mailbox.address.canonical
         if key not in seen:
             seen.add(key)
             out.append(mailbox.email)
