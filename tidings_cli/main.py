@@ -77,9 +77,10 @@ def cmd_cluster_run(args: argparse.Namespace) -> int:
     check_free(layout.host, layout.ports)
     # Sender authentication needs DNS that answers: the local cluster checks SPF, DKIM and
     # DMARC only when TIDINGS_DNS names resolvers (an offline machine would defer all mail).
-    dns = CliSettings.load([]).dns
+    dns = args.settings.dns
     smtp_flags = () if dns else ("--no-auth-checks",)
-    cluster = LocalCluster(layout, domains=tuple(args.domain or (DEFAULT_DOMAIN,)), args={"smtp": smtp_flags})
+    cluster = LocalCluster(layout, domains=tuple(args.domain or (DEFAULT_DOMAIN,)), args={"smtp": smtp_flags},
+                           virus_scan=args.settings.virus_scan)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--router", default=defaults.router, help="router gRPC address (env TIDINGS_ROUTER)")
     parser.add_argument("--base-dir", type=Path, default=defaults.base_dir,
                         help="local cluster data directory (env TIDINGS_VAR)")
+    parser.set_defaults(settings=defaults)       # read once: the commands take what they need from it
     sub = parser.add_subparsers(dest="area", required=True)
 
     user = sub.add_parser("user").add_subparsers(dest="action", required=True)
