@@ -192,10 +192,7 @@ class Coordinator:
                             page_cursor: str) -> tuple[list[types_pb2.MessageSummary], str]:
         folder_id = check_folder(folder_id)
         limit = check_limit(limit)
-        try:
-            after = cursor.decode(page_cursor) if page_cursor else None
-        except cursor.InvalidCursor as exc:
-            raise InvalidArgument(str(exc)) from None
+        after = cursor.decode(page_cursor) if page_cursor else None     # InvalidCursor: INVALID_ARGUMENT (service.rpc)
         request = storage_pb2.NodeListFolderRequest(
             user_id=user_id, folder_id=folder_id, unread_only=unread_only, limit=limit + 1,
             after_received_ms=after[0] if after else 0, after_id=after[1] if after else "")

@@ -30,6 +30,7 @@ from router.ring import NodeInfo
 from router.spam import parse_header
 from tidings.v1 import mail_pb2, mail_pb2_grpc, storage_pb2, types_pb2
 from tidings_runtime.addresses import AddressError, canonical, parse_domain
+from tidings_runtime.cursor import InvalidCursor
 from tidings_runtime.ids import is_entry_id
 from tidings_runtime.mime import find_attachment, parse_mail
 
@@ -41,6 +42,7 @@ LATENCY = Histogram("tidings_router_rpc_seconds", "Router RPC latency", ["method
 
 _STATUS: dict[type[Exception], grpc.StatusCode] = {
     AddressError: grpc.StatusCode.INVALID_ARGUMENT,     # its message names the text and why
+    InvalidCursor: grpc.StatusCode.INVALID_ARGUMENT,
     Unavailable: grpc.StatusCode.UNAVAILABLE,
     NotFound: grpc.StatusCode.NOT_FOUND,
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
@@ -50,7 +52,7 @@ _STATUS: dict[type[Exception], grpc.StatusCode] = {
 }
 
 
-def _status_of(exc: RouterError | AddressError) -> grpc.StatusCode:
+def _status_of(exc: RouterError | AddressError | InvalidCursor) -> grpc.StatusCode:
     for cls in type(exc).__mro__:
         if cls in _STATUS:
             return _STATUS[cls]
@@ -65,7 +67,7 @@ def rpc(method: F) -> F:
         with LATENCY.labels(method.__name__).time():
             try:
                 response = await method(self, request, context)
-            except (RouterError, AddressError) as exc:
+            except (RouterError, AddressError, InvalidCursor) as exc:
                 code = _status_of(exc)
                 RPCS.labels(method.__name__, code.name).inc()
                 await context.abort(code, str(exc))

@@ -52,3 +52,11 @@ def test_every_route_documents_its_errors() -> None:
                 assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
     send = spec["paths"]["/v1/messages"]["post"]["responses"]
     assert "Retry-After" in send["429"]["headers"] and "422" in send
+
+
+def test_a_cursor_we_did_not_make_is_400(http: httpx.Client, new_user: Callable[[str], str], login: Login) -> None:
+    auth = login(new_user("cursors"))
+    for cursor in ("nonsense", "zz.0123456789abcdef0123456789abcdef", "1." + "0" * 31):
+        r = http.get("/v1/folders/inbox/messages", params={"cursor": cursor}, headers=auth)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "invalid_request" and "cursor" in r.json()["error"]["message"]
