@@ -34,38 +34,35 @@ class Directory:
         self.replicas = replicas
         self.clock = clock
 
-    async def _get(self, key: str) -> bytes | None:
+    async def entry(self, key: str) -> storage_pb2.DirectoryEntry | None:
+        """The newest copy of a directory entry among R replicas (None: no replica holds it)."""
         outcome = await self.replicas.read(directory_partition(key),
                                            lambda stub: stub.GetDirectory(storage_pb2.DirectoryKey(key=key)))
-        found = [entry for _, entry in outcome.answers if entry.found]
-        best = newest(found, lambda e: e.version)
-        return None if best is None else bytes(best.value)
-
-    async def _put(self, key: str, value: bytes) -> None:
-        entry = storage_pb2.DirectoryEntry(key=key, value=value, version=self.clock.now())
-        await self.replicas.write(directory_partition(key), Mutation(entry))
+        return newest([entry for _, entry in outcome.answers if entry.found], lambda e: e.version)
 
     async def get(self, key: str) -> bytes | None:
-        """A directory entry of another router module (e.g. "dkim:DOMAIN"), newest of R."""
-        return await self._get(key)
+        """A directory entry's value (accounts, domains, DKIM keys, claims), newest of R."""
+        best = await self.entry(key)
+        return None if best is None else bytes(best.value)
 
-    async def put(self, key: str, value: bytes) -> None:
-        """Write a directory entry on W replicas (last writer wins)."""
-        await self._put(key, value)
+    async def put(self, key: str, value: bytes, version: int | None = None) -> None:
+        """Write a directory entry on W replicas, last writer wins; at `version` (default: now)."""
+        entry = storage_pb2.DirectoryEntry(key=key, value=value, version=self.clock.now() if version is None else version)
+        await self.replicas.write(directory_partition(key), Mutation(entry))
 
     async def is_hosted(self, domain: str) -> bool:
-        return await self._get(f"domain:{domain}") is not None
+        return await self.get(f"domain:{domain}") is not None
 
     async def add_domain(self, name: str) -> tuple[str, bool]:
         """Host ``name``: its canonical form, and whether it was new; AddressError if malformed."""
         domain = parse_domain(name)
         if await self.is_hosted(domain):
             return domain, False
-        await self._put(f"domain:{domain}", json.dumps({"domain": domain}).encode())
+        await self.put(f"domain:{domain}", json.dumps({"domain": domain}).encode())
         return domain, True
 
     async def account(self, email: str) -> Account | None:
-        value = await self._get(f"account:{email}")
+        value = await self.get(f"account:{email}")
         if value is None:
             return None
         d = json.loads(value)
@@ -81,7 +78,7 @@ class Directory:
             raise AlreadyExists(f"{email} exists")
         password_hash = await asyncio.to_thread(_hasher.hash, password)
         account = Account(user_id=secrets.token_hex(8), email=email, password_hash=password_hash)
-        await self._put(f"account:{email}", json.dumps(account.__dict__).encode())
+        await self.put(f"account:{email}", json.dumps(account.__dict__).encode())
         return account
 
     async def authenticate(self, email: str, password: str) -> Account:

@@ -33,13 +33,9 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from router.directory import Directory
 from router.errors import AlreadyExists, InvalidArgument
-from router.mutations import Mutation
-from tidings.v1 import storage_pb2
 from tidings_runtime.hlc import hlc_pack
 from tidings_runtime.ids import entry_id_ms
-from tidings_runtime.partitions import directory_partition
 
 IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
 DEDUPE_TTL_MS = 3 * 24 * 3600 * 1000
@@ -52,22 +48,10 @@ class KeyReused(AlreadyExists):
 
 
 class Store(Protocol):
+    """Where claims live: the router's Directory (read newest of R, written on W at a version)."""
+
     async def get(self, key: str) -> bytes | None: ...
-    async def put_at(self, key: str, value: bytes, version: int) -> None: ...
-
-
-class DirectoryStore:
-    """Claims in the directory: read newest of R, written on W at the claim's own version."""
-
-    def __init__(self, directory: Directory) -> None:
-        self.directory = directory
-
-    async def get(self, key: str) -> bytes | None:
-        return await self.directory.get(key)
-
-    async def put_at(self, key: str, value: bytes, version: int) -> None:
-        entry = storage_pb2.DirectoryEntry(key=key, value=value, version=version)
-        await self.directory.replicas.write(directory_partition(key), Mutation(entry))
+    async def put(self, key: str, value: bytes, version: int | None = None) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -112,5 +96,5 @@ async def claim(store: Store, entry: str, request_hash: bytes, entry_id: str, me
     ms = entry_id_ms(entry_id)
     value = json.dumps({"hash": request_hash.hex(), "entry_id": entry_id, "message_id": message_id,
                         "ms": ms}, separators=(",", ":")).encode()
-    await store.put_at(entry, value, hlc_pack(ms))
+    await store.put(entry, value, hlc_pack(ms))
     return Claim(entry_id, message_id, replayed=False)

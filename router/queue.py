@@ -27,13 +27,12 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from router.directory import Directory
 from router.errors import FailedPrecondition, InvalidArgument, NotFound
-from router.mutations import Mutation
-from router.replicas import Replicas, newest
 from tidings.v1 import queue_pb2, storage_pb2, types_pb2
-from tidings_runtime.hlc import HybridLogicalClock, hlc_pack
+from tidings_runtime.hlc import hlc_pack
 from tidings_runtime.ids import is_entry_id
-from tidings_runtime.partitions import QUEUE_PREFIX, directory_partition
+from tidings_runtime.partitions import QUEUE_PREFIX
 
 SHARDS = 16
 DEFAULT_LIFETIME_MS = 5 * 86_400_000
@@ -99,29 +98,20 @@ def _decode(entry: storage_pb2.DirectoryEntry) -> queue_pb2.QueueItem | None:
 
 
 class OutboundQueue:
-    def __init__(self, replicas: Replicas, clock: HybridLogicalClock,
-                 lifetime_ms: int = DEFAULT_LIFETIME_MS) -> None:
-        self.replicas = replicas
-        self.clock = clock
+    def __init__(self, directory: Directory, lifetime_ms: int = DEFAULT_LIFETIME_MS) -> None:
+        self.directory = directory            # items and bodies are its entries
+        self.replicas = directory.replicas    # for listing a shard
+        self.clock = directory.clock
         self.lifetime_ms = lifetime_ms
 
     # -- the store -------------------------------------------------------------------------
-    async def _read(self, key: str) -> storage_pb2.DirectoryEntry | None:
-        request = storage_pb2.DirectoryKey(key=key)
-        outcome = await self.replicas.read(directory_partition(key), lambda stub: stub.GetDirectory(request))
-        return newest([e for _, e in outcome.answers if e.found], lambda e: e.version)
-
-    async def _write(self, key: str, value: bytes, version: int) -> None:
-        entry = storage_pb2.DirectoryEntry(key=key, value=value, version=version)
-        await self.replicas.write(directory_partition(key), Mutation(entry))
-
     async def _save(self, item: queue_pb2.QueueItem, version: int | None = None) -> queue_pb2.QueueItem:
         saved = queue_pb2.QueueItem()
         saved.CopyFrom(item)
         saved.version = 0
         saved.due_ms = due_ms(saved, now_ms())
         version = self.clock.now() if version is None else version
-        await self._write(item_key(item.id), saved.SerializeToString(), version)
+        await self.directory.put(item_key(item.id), saved.SerializeToString(), version)
         saved.version = version
         return saved
 
@@ -139,7 +129,7 @@ class OutboundQueue:
             sent_message_id=sent_message_id,
             recipients=[types_pb2.QueueRecipient(address=r, state=State.QUEUED, next_attempt_ms=created_ms)
                         for r in dict.fromkeys(recipients)])
-        await self._write(body_key(item_id), raw, version)   # the body before the item that refers to it
+        await self.directory.put(body_key(item_id), raw, version)   # the body before the item that refers to it
         return await self._save(item, version)
 
     # -- workers ---------------------------------------------------------------------------
@@ -155,14 +145,14 @@ class OutboundQueue:
         return [item for item in leased if item is not None]
 
     async def _lease(self, key: str, worker: str, lease_ms: int) -> queue_pb2.QueueItem | None:
-        held = await self._read(key)
+        held = await self.directory.entry(key)
         item = None if held is None else _decode(held)
         at = now_ms()
         if item is None or not 0 < item.due_ms <= at:
             return None                    # a stale replica's index: the newest copy is not due
         item.lease_owner, item.lease_until_ms = worker, at + lease_ms
         saved = await self._save(item)
-        check = await self._read(key)
+        check = await self.directory.entry(key)
         confirmed = None if check is None else _decode(check)
         if confirmed is None or confirmed.version != saved.version or confirmed.lease_owner != worker:
             return None                    # another worker's lease won
@@ -183,18 +173,18 @@ class OutboundQueue:
         updated.lease_owner, updated.lease_until_ms = "", 0
         saved = await self._save(updated)
         if saved.due_ms == 0:
-            await self._write(body_key(item.id), b"", self.clock.now())   # done: the body goes
+            await self.directory.put(body_key(item.id), b"", self.clock.now())   # done: the body goes
         return saved
 
     async def body(self, item_id: str) -> bytes:
-        held = await self._read(body_key(self._checked(item_id)))
+        held = await self.directory.entry(body_key(self._checked(item_id)))
         if held is None or not held.value:
             raise NotFound(f"no queued body for {item_id}")
         return bytes(held.value)
 
     # -- operators -------------------------------------------------------------------------
     async def get(self, item_id: str) -> queue_pb2.QueueItem:
-        held = await self._read(item_key(self._checked(item_id)))
+        held = await self.directory.entry(item_key(self._checked(item_id)))
         item = None if held is None else _decode(held)
         if item is None:
             raise NotFound(f"no queue item {item_id}")

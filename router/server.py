@@ -57,7 +57,7 @@ async def run(settings: Settings) -> None:
     replicas.detector.on_up(lambda node: anti_entropy.soon())
     membership = Membership(replicas, keeper, anti_entropy)
     directory = Directory(replicas, clock)
-    queue = OutboundQueue(replicas, clock, int(settings.queue_lifetime * 1000))
+    queue = OutboundQueue(directory, int(settings.queue_lifetime * 1000))
     spam = SpamFilter(replicas, directory, settings.spam_threshold, settings.reject_threshold)
     coordinator = Coordinator(replicas, directory, clock, queue, spam)
     dkim = DkimKeys(directory)

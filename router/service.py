@@ -93,7 +93,7 @@ class MailService(mail_pb2_grpc.MailServicer):
     def __init__(self, coordinator: Coordinator, directory: Directory) -> None:
         self.coordinator = coordinator
         self.directory = directory
-        self.claims = idempotency.DirectoryStore(directory)
+        self.claims = directory
 
     @rpc
     async def Authenticate(self, request: mail_pb2.AuthenticateRequest, context: Any) -> types_pb2.Account:

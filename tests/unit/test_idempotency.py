@@ -20,7 +20,7 @@ class Memory:
         self.reads += 1
         return self.held[key][0] if key in self.held else None
 
-    async def put_at(self, key: str, value: bytes, version: int) -> None:
+    async def put(self, key: str, value: bytes, version: int | None = None) -> None:
         self.writes += 1
         if key not in self.held or self.held[key][1] < version:
             self.held[key] = (value, version)
