@@ -93,7 +93,6 @@ def malformed_message(reason: str) -> str:
 # aiosmtpd's own reply lines (aiosmtpd/smtp.py 1.4.x) -> ours
 BUILTIN: dict[str, str] = {
     "552 Error: message size exceeds fixed maximum message size": MESSAGE_TOO_BIG,
-    "552 Error: Too much mail data": MESSAGE_TOO_BIG,
     "530 Must issue a STARTTLS command first": STARTTLS_REQUIRED,
     "553 5.1.3 Error: malformed address": MALFORMED_ADDRESS,
     "500 Command line too long": COMMAND_TOO_LONG,
