@@ -13,6 +13,7 @@ import logging
 import weakref
 from typing import Any
 
+import dns.asyncresolver
 from prometheus_client import start_http_server
 
 from smtp_edge import pipeline
@@ -49,7 +50,12 @@ class SmtpEdge:
                            max_message_bytes=settings.max_size)
         limits: dict[str, Any] = dict(hostname=settings.hostname, max_size=settings.max_size,
                                       max_recipients=settings.max_recipients, dedupe=settings.dedupe)
-        self.mx_handler = MxHandler(self.api, checks=pipeline.inbound(sender_auth(settings), blocklists(settings)),
+        # one resolver and cache for sender authentication and blocklists, made only if one is on
+        resolver = make_resolver(parse_resolvers(settings.dns) if settings.dns else None,
+                                 timeout=settings.dns_timeout, lifetime=3 * settings.dns_timeout
+                                 ) if settings.auth_checks or settings.dnsbl else None
+        self.mx_handler = MxHandler(self.api, checks=pipeline.inbound(sender_auth(settings, resolver),
+                                                                      blocklists(settings, resolver)),
                                     **limits)
         self.submission_handler = SubmissionHandler(self.api, send_rate=settings.submission_rate,
                                                     send_burst=settings.submission_burst, **limits)
@@ -135,23 +141,19 @@ class SmtpEdge:
         return server
 
 
-def sender_auth(settings: Settings) -> SenderAuth | None:
+def sender_auth(settings: Settings, resolver: dns.asyncresolver.Resolver | None) -> SenderAuth | None:
     """Port 2525's SPF, DKIM and DMARC check on the resolvers of ``--dns`` (None: ``--no-auth-checks``)."""
-    if not settings.auth_checks:
+    if not settings.auth_checks or resolver is None:
         log.warning("TIDINGS_SMTP_AUTH_CHECKS=off: no SPF, DKIM or DMARC checks on port %s", settings.port)
         return None
-    resolver = make_resolver(parse_resolvers(settings.dns) if settings.dns else None, timeout=settings.dns_timeout,
-                             lifetime=3 * settings.dns_timeout)
     return SenderAuth(resolver, settings.authserv_id or settings.hostname, deadline=6 * settings.dns_timeout)
 
 
-def blocklists(settings: Settings) -> DnsBlocklists | None:
-    """The optional DNS blocklist lookup of port 2525's clients (``--dnsbl``)."""
-    if not settings.dnsbl:
+def blocklists(settings: Settings, resolver: dns.asyncresolver.Resolver | None) -> DnsBlocklists | None:
+    """The optional DNS blocklist lookup of port 2525's clients (``--dnsbl``), one try a zone."""
+    if not settings.dnsbl or resolver is None:
         return None
-    resolver = make_resolver(parse_resolvers(settings.dns) if settings.dns else None, timeout=settings.dns_timeout,
-                             lifetime=settings.dns_timeout)
-    return DnsBlocklists(resolver, settings.dnsbl)
+    return DnsBlocklists(resolver, settings.dnsbl, lifetime=settings.dns_timeout)
 
 
 def _port(server: asyncio.Server) -> int:

@@ -67,9 +67,11 @@ def query_name(ip: str, zone: str) -> str | None:
 class DnsBlocklists:
     """The check: the client's address looked up in every zone at once; a listing scores."""
 
-    def __init__(self, resolver: dns.asyncresolver.Resolver, zones: tuple[str, ...]) -> None:
+    def __init__(self, resolver: dns.asyncresolver.Resolver, zones: tuple[str, ...],
+                 lifetime: float | None = None) -> None:
         self._resolver = resolver
         self.zones = zones
+        self._lifetime = lifetime      # per lookup (None: the resolver's)
 
     async def __call__(self, message: InboundMessage) -> str | None:
         if message.client_ip:
@@ -84,7 +86,7 @@ class DnsBlocklists:
         if name is None:
             return ""
         try:
-            answer = await self._resolver.resolve(name, "A")
+            answer = await self._resolver.resolve(name, "A", lifetime=self._lifetime)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return ""
         except dns.exception.DNSException as exc:
