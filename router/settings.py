@@ -8,8 +8,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from pydantic_settings import NoDecode
 
 from router.ring import NodeInfo
-from tidings_runtime.durations import parse_duration
-from tidings_runtime.settings import HostPort, MetricsPort, Seconds, ServerSettings, setting, valid_host_port
+from tidings_runtime.settings import Duration, HostPort, MetricsPort, Seconds, ServerSettings, setting, valid_host_port
 
 DEFAULT_NODES = "1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103"
 
@@ -30,10 +29,6 @@ def parse_nodes(spec: str) -> list[NodeInfo]:
 
 def _comma_list(value: object) -> object:
     return [s.strip() for s in value.split(",") if s.strip()] if isinstance(value, str) else value
-
-
-def _duration(value: object) -> object:
-    return parse_duration(value) if isinstance(value, str) else value
 
 
 def _node_spec(spec: str) -> str:
@@ -62,7 +57,7 @@ class Settings(ServerSettings):
         ["example.test"], "TIDINGS_DOMAINS", flags=["--domain"], append=True,
         help="a domain hosted from the start (repeatable; env: comma-separated)")
 
-    queue_lifetime: Annotated[float, BeforeValidator(_duration)] = setting(
+    queue_lifetime: Duration = setting(
         "5d", "TIDINGS_QUEUE_LIFETIME",
         help="how long an outgoing message is retried before it bounces (30s, 5m, 5d, ...)")
 

@@ -22,6 +22,8 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from tidings_runtime.durations import parse_duration
+
 SETTINGS_EXIT_CODE = 2
 
 
@@ -53,6 +55,14 @@ def valid_host_port(value: str) -> str:
 Port = Annotated[int, Field(ge=0, le=65535)]
 MetricsPort = Annotated[Port | None, BeforeValidator(_off_when_empty)]
 Seconds = Annotated[float, Field(gt=0)]
+
+
+def _duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, str) else value
+
+
+# Seconds as operators write them: `30s`, `5m`, `5d` (tidings_runtime.durations), or a number.
+Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
 HostPort = Annotated[str, AfterValidator(valid_host_port)]
 
 

@@ -7,15 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from tidings_runtime.durations import parse_duration, parse_durations
+from tidings_runtime.durations import parse_durations
 
 DEFAULT_SCHEDULE = "2m,5m,10m,15m,30m,1h,2h"
 DEFAULT_LIFETIME = "5d"
-
-
-def parse_duration_ms(text: str) -> int:
-    """`30s`, `5m`, `2h`, `5d` in milliseconds; ValueError if it is not a positive duration."""
-    return round(parse_duration(text) * 1000)
 
 
 @dataclass(frozen=True)

@@ -9,18 +9,13 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, PositiveInt
 
 from smtp_edge.outbound.delivery import Relay, Timeouts
-from smtp_edge.outbound.retry import DEFAULT_LIFETIME, DEFAULT_SCHEDULE, RetrySchedule, parse_duration_ms
+from smtp_edge.outbound.retry import DEFAULT_LIFETIME, DEFAULT_SCHEDULE, RetrySchedule
 from tidings_runtime.dns import Resolvers, parse_resolvers
-from tidings_runtime.settings import HostPort, MetricsPort, Port, Seconds, ServerSettings, setting
+from tidings_runtime.settings import Duration, HostPort, MetricsPort, Port, Seconds, ServerSettings, setting
 
 
 def _schedule(value: str) -> str:
     RetrySchedule.parse(value)
-    return value
-
-
-def _duration(value: str) -> str:
-    parse_duration_ms(value)
     return value
 
 
@@ -37,7 +32,7 @@ class Settings(ServerSettings):
     outbound_port: Port = setting(25, "TIDINGS_OUTBOUND_PORT", help="SMTP port of the MX hosts")
     retry_schedule: Annotated[str, AfterValidator(_schedule)] = setting(
         DEFAULT_SCHEDULE, "TIDINGS_RETRY_SCHEDULE", help="waits between attempts; the last repeats")
-    queue_lifetime: Annotated[str, AfterValidator(_duration)] = setting(
+    queue_lifetime: Duration = setting(
         DEFAULT_LIFETIME, "TIDINGS_QUEUE_LIFETIME",
         help="how long a message is retried before it bounces (for items the router gave no expiry)")
     relayhost: HostPort | None = setting(None, "TIDINGS_RELAYHOST",
@@ -68,7 +63,7 @@ class Settings(ServerSettings):
 
     @property
     def lifetime_ms(self) -> int:
-        return parse_duration_ms(self.queue_lifetime)
+        return round(self.queue_lifetime * 1000)
 
     @property
     def relay(self) -> Relay | None:

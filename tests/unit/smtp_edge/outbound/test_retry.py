@@ -12,24 +12,10 @@ from smtp_edge.outbound.retry import (
     decide,
     expires_ms,
     is_expired,
-    parse_duration_ms,
 )
 
 MIN = 60_000
 HOUR = 60 * MIN
-
-
-def test_durations_in_every_unit() -> None:
-    assert parse_duration_ms("30s") == 30_000
-    assert parse_duration_ms("5m") == 5 * MIN
-    assert parse_duration_ms("2h") == 2 * HOUR
-    assert parse_duration_ms("5d") == 5 * 24 * HOUR
-
-
-@pytest.mark.parametrize("text", ["", "0s", "5x", "-1m", "m"])
-def test_bad_durations_are_refused(text: str) -> None:
-    with pytest.raises(ValueError):
-        parse_duration_ms(text)
 
 
 def test_the_default_schedule_then_every_two_hours() -> None:
