@@ -28,7 +28,7 @@ import psutil
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc
 from tidings_cli.settings import CliSettings
-from tidings_runtime.ready import read_ready, write_ready
+from tidings_runtime.ready import read_ready
 
 HOST = "127.0.0.1"                  # the default cluster's address
 DEFAULT_DOMAIN = "example.test"     # the domain it hosts
@@ -191,7 +191,7 @@ class Process:
         """The ports the process bound, once it serves; ClusterError (with its log's tail)
         if it exits first or takes longer than `timeout`."""
         deadline = time.monotonic() + timeout
-        while (ports := read_ready(self.ready_path)) is None:
+        while (ports := self._ready()) is None:
             if not self.running:
                 code = self.popen.returncode if self.popen is not None else None
                 raise ClusterError(f"{self.name} exited ({code}) before it was ready; {self.log_path}:\n{self.tail()}")
@@ -199,6 +199,10 @@ class Process:
                 raise ClusterError(f"{self.name} not ready after {timeout}s; {self.log_path}:\n{self.tail()}")
             time.sleep(0.05)
         return ports
+
+    def _ready(self) -> dict[str, int] | None:
+        """The bound ports once the process serves (its ready file), else None."""
+        return read_ready(self.ready_path)
 
     def tail(self, lines: int = 30) -> str:
         try:
@@ -245,22 +249,12 @@ class ClamdProcess(Process):
             probe.sendall(b"zPING\0")
             return probe.recv(16) == b"PONG\0"
 
-    def wait_ready(self, timeout: float = 60) -> dict[str, int]:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if self.ping():
-                    break
-            except OSError:
-                pass
-            if not self.running:
-                code = self.popen.returncode if self.popen is not None else None
-                raise ClusterError(f"clamd exited ({code}) before it was ready; {self.log_path}:\n{self.tail()}")
-            if time.monotonic() > deadline:
-                raise ClusterError(f"clamd not ready after {timeout}s; {self.log_path}:\n{self.tail()}")
-            time.sleep(0.02)
-        write_ready(self.ready_path, {})
-        return {}
+    def _ready(self) -> dict[str, int] | None:
+        """clamd writes no ready file: it serves once it answers PING (it binds no ports of ours)."""
+        try:
+            return {} if self.ping() else None
+        except OSError:
+            return None
 
 
 def poll_until(ready: Callable[[], bool], what: str, timeout: float = 30, interval: float = 0.1) -> None:
