@@ -25,9 +25,12 @@ from tidings_runtime.addresses import AddressError
 _SERVICE_CONFIG = json.dumps({
     "methodConfig": [{
         "name": [{"service": "tidings.v1.Mail"}],
+        # Long enough (up to ~2.4 s, randomised) to span the router's redial of a storage node
+        # that just came back (at most 1 s of backoff: tidings_runtime/channels.py), so a node's
+        # return does not show as a 451 for the next second; safe, as Deliver is idempotent.
         "retryPolicy": {
-            "maxAttempts": 3,
-            "initialBackoff": "0.1s",
+            "maxAttempts": 5,
+            "initialBackoff": "0.2s",
             "maxBackoff": "1s",
             "backoffMultiplier": 2,
             "retryableStatusCodes": ["UNAVAILABLE"],
