@@ -25,11 +25,11 @@ from tidings_runtime.addresses import AddressError
 _SERVICE_CONFIG = json.dumps({
     "methodConfig": [{
         "name": [{"service": "tidings.v1.Mail"}],
-        # Long enough (up to ~2.4 s, randomised) to span the router's redial of a storage node
-        # that just came back (at most 1 s of backoff: tidings_runtime/channels.py), so a node's
-        # return does not show as a 451 for the next second; safe, as Deliver is idempotent.
+        # Long enough (up to ~1.4 s, randomised) to span the router's redial of a storage node
+        # that just came back (at most 1 s of backoff: tidings_runtime/channels.py), yet inside
+        # the shortest deadline an edge is given; safe, as Deliver is idempotent.
         "retryPolicy": {
-            "maxAttempts": 5,
+            "maxAttempts": 4,
             "initialBackoff": "0.2s",
             "maxBackoff": "1s",
             "backoffMultiplier": 2,
