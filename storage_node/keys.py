@@ -36,9 +36,10 @@ CF_THREADS = "threads"         # partition | thread | ms | id     -> b""
 CF_MSGIDS = "msgids"           # partition | hash(Message-Id)     -> thread id
 CF_QUEUE_DUE = "queue_due"     # token | queue partition | 0 | due | key -> b"" (derived from directory)
 CF_SPAM = "spam_counts"        # token | model | 0 | spam token -> spam(8) | ham(8) (derived from directory)
+CF_ORDER = "order"             # partition | tag | ...             -> the mailbox order (storage_node.mailbox_order)
 MAIL_COLUMN_FAMILIES = (
     CF_DIRECTORY, CF_FOLDERS, CF_BY_FOLDER, CF_UNREAD, CF_MESSAGES, CF_BODIES, CF_THREADS, CF_MSGIDS,
-    CF_QUEUE_DUE, CF_SPAM,
+    CF_QUEUE_DUE, CF_SPAM, CF_ORDER,
 )
 # Column families of the node itself, outside every token range.
 CF_HINTS = "hints"             # target node | 0x00 | version | seq  -> serialized Hint
@@ -113,6 +114,11 @@ def thread_entry(user_id: str, thread_id: str, received_ms: int, message_id: str
 def msgid(user_id: str, rfc822_msgid: str) -> bytes:
     digest = hashlib.blake2b(rfc822_msgid.strip().strip("<>").encode(), digest_size=16).digest()
     return partition(user_id) + digest
+
+
+def order(user_id: str, tag: int, rest: bytes = b"") -> bytes:
+    """A mailbox-order key: partition | tag | rest (tags: storage_node.mailbox_order)."""
+    return partition(user_id) + bytes((tag,)) + rest
 
 
 def hint_target(target_node_id: str) -> bytes:

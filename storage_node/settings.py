@@ -25,6 +25,10 @@ class Settings(ServerSettings):
                                          help="seconds tombstones and hints live (10 days)")
     index_interval_s: Seconds = setting(0.2, "TIDINGS_INDEX_INTERVAL_S",
                                         help="seconds between rounds sealing search postings")
+    order_keep_slots: int = setting(100_000, "TIDINGS_ORDER_KEEP_SLOTS", ge=1,
+                                    help="chosen mailbox-order slots kept per user, for replicas that missed some")
+    order_keep_changes: int = setting(100_000, "TIDINGS_ORDER_KEEP_CHANGES", ge=1,
+                                      help="change-feed rows kept per user (older states must resync)")
 
     @property
     def grace_ms(self) -> int:

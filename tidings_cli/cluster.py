@@ -326,6 +326,13 @@ class LocalCluster:
             wait_domain_hosted(self.layout.router_address, domain)
         self.start_edges(edges)
 
+    def start_router(self, name: str) -> str:
+        """Another router over the same storage nodes, on any port; its address."""
+        lay = self.layout
+        process = self._process(name, ["router", "--listen", f"{lay.host}:0", "--nodes", lay.nodes_spec])
+        self._start(process)
+        return f"{lay.host}:{process.wait_ready()['grpc']}"
+
     def start_edges(self, edges: tuple[str, ...]) -> None:
         unknown = set(edges) - set(EDGES)
         if unknown:

@@ -93,6 +93,10 @@ class Grid:
     def add_user(self, email: str, password: str = PASSWORD) -> types_pb2.Account:
         return self.admin.AddUser(mail_pb2.AddUserRequest(email=email, password=password), timeout=30)
 
+    def start_router(self, name: str = "router-2") -> str:
+        """A second router (another coordinator of the same replicas); its address."""
+        return self.cluster.start_router(name)
+
     def kill_storage(self, index: int) -> None:
         self.cluster.kill_storage(index)
 
