@@ -5,6 +5,7 @@ from tidings import __version__  # proto/generate.py's VERSION, the package's to
 from .client import AdminClient, MailClient
 from .errors import (
     AlreadyExists,
+    CannotCalculateChanges,
     DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
@@ -29,6 +30,7 @@ __all__ = [
     "SyncMessagePager",
     "TidingsError",
     "AlreadyExists",
+    "CannotCalculateChanges",
     "DeadlineExceeded",
     "FailedPrecondition",
     "InvalidArgument",

@@ -11,12 +11,15 @@ The generated stubs stay untouched (`tidings.v1.*_pb2_grpc`). This module adds:
   which is idempotent by its `entry_id`);
 - a default deadline per call;
 - typed errors (`tidings_client.errors`), translated in `_call` and only there;
-- pagers (`tidings_client.paging`) for ListMessages and Search.
+- pagers (`tidings_client.paging`) for ListMessages and Search;
+- the change feed: `changes` (one page of `Mail.Changes`) and `watch`, an endless
+  `async for` over `Mail.Watch` that redials after UNAVAILABLE from the last MODSEQ seen.
 """
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -25,7 +28,7 @@ from google.protobuf.message import Message
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
 
-from .errors import from_rpc_error
+from .errors import Unavailable, from_rpc_error
 from .paging import MessagePager
 
 _MAIL = "tidings.v1.Mail"
@@ -43,10 +46,12 @@ _IDEMPOTENT_MAIL = (
     "GetAttachment",
     "GetThread",
     "Search",
+    "Changes",
 )
 _IDEMPOTENT_ADMIN = ("AddDomain",)
 
 DEFAULT_TIMEOUT = 10.0
+WATCH_BACKOFF = (0.1, 2.0)  # seconds before redialling a broken Watch: the first wait, the longest
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a 25 MiB mail plus protobuf overhead fits
 
 
@@ -185,6 +190,48 @@ class MailClient(_BaseClient):
         result = await self._call(self._stub.ListFolders, mail_pb2.UserRef(user_id=user_id), timeout)
         return list(result.folders)
 
+    async def mailbox_state(self, user_id: str, *, timeout: float | None = None) -> int:
+        """The mailbox's current state (MODSEQ), as `ListFolders` reads it: `changes` and
+        `watch` from here report every later change."""
+        result = await self._call(self._stub.ListFolders, mail_pb2.UserRef(user_id=user_id), timeout)
+        return int(result.state)
+
+    async def changes(
+        self, user_id: str, since: int, limit: int = 0, *, timeout: float | None = None
+    ) -> mail_pb2.ChangesResponse:
+        """The changes after state `since` (a MODSEQ), oldest first, at most `limit` (0: the
+        router's default); `has_more`: ask again from `new_state`. A state older than the feed
+        keeps raises `CannotCalculateChanges` (resync from the listings)."""
+        request = mail_pb2.ChangesRequest(user_id=user_id, since=since, limit=limit)
+        return await self._call(self._stub.Changes, request, timeout)
+
+    async def watch(
+        self, user_id: str, since: int = 0, *, limit: int = 0, backoff: tuple[float, float] = WATCH_BACKOFF
+    ) -> AsyncIterator[types_pb2.MailboxChange]:
+        """Every change after `since`, then each new one as it happens, forever (break out of
+        the `async for` to stop). A stream that breaks (UNAVAILABLE: the router restarted, too
+        few replicas) or ends is dialled again from the last MODSEQ seen, after `backoff`
+        (first, most) seconds doubling while it fails; a change is never yielded twice. Other
+        errors are raised typed, `CannotCalculateChanges` among them."""
+        last, delay = since, backoff[0]
+        while True:
+            call = self._stub.Watch(mail_pb2.ChangesRequest(user_id=user_id, since=last, limit=limit), timeout=None)
+            try:
+                async for response in call:
+                    delay = backoff[0]
+                    for change in response.changes:
+                        if change.modseq > last:
+                            last = change.modseq
+                            yield change
+            except grpc.RpcError as err:
+                error = from_rpc_error(err)
+                if not isinstance(error, Unavailable):
+                    raise error from None
+            finally:
+                call.cancel()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, backoff[1])
+
     async def list_messages(
         self,
         user_id: str,
@@ -272,6 +319,43 @@ class MailClient(_BaseClient):
             return await self.search(user_id, query, limit=page_size, cursor=cursor)
 
         return MessagePager(fetch, max_items=max_items)
+
+    # -- custom folders and drafts ----------------------------------------------------------
+    async def folder_list(self, user_id: str, *, timeout: float | None = None) -> mail_pb2.FolderList:
+        """`ListFolders` whole: the folders and the mailbox state they were read at."""
+        return await self._call(self._stub.ListFolders, mail_pb2.UserRef(user_id=user_id), timeout)
+
+    async def create_folder(self, user_id: str, name: str, *, timeout: float | None = None) -> types_pb2.Folder:
+        """A custom folder; `AlreadyExists` ("folder_exists") when the name is taken, ignoring case."""
+        return await self._call(self._stub.CreateFolder, mail_pb2.CreateFolderRequest(user_id=user_id, name=name),
+                                timeout)
+
+    async def rename_folder(
+        self, user_id: str, folder_id: str, name: str, *, timeout: float | None = None
+    ) -> types_pb2.Folder:
+        request = mail_pb2.RenameFolderRequest(user_id=user_id, folder_id=folder_id, name=name)
+        return await self._call(self._stub.RenameFolder, request, timeout)
+
+    async def delete_folder(self, user_id: str, folder_id: str, *, timeout: float | None = None) -> None:
+        """Only an empty custom folder (`FailedPrecondition` "folder_not_empty" / "system_folder")."""
+        await self._call(self._stub.DeleteFolder, mail_pb2.FolderRef(user_id=user_id, folder_id=folder_id), timeout)
+
+    async def save_draft(
+        self, user_id: str, entry_id: str, raw: bytes, *, replaces: str = "", timeout: float | None = None
+    ) -> types_pb2.MessageSummary:
+        """Store a draft under `entry_id` (a new id each save; reuse it on a retry), expunging
+        the draft it `replaces`."""
+        request = mail_pb2.SaveDraftRequest(user_id=user_id, entry_id=entry_id, raw=raw, replaces=replaces)
+        return await self._call(self._stub.SaveDraft, request, timeout)
+
+    async def send_draft(
+        self, user_id: str, id: str, entry_id: str, *, mail_from: str, idempotency_key: str = "",
+        timeout: float | None = None,
+    ) -> mail_pb2.DeliverResponse:
+        """Send draft `id` as `deliver` would for its user (under a new `entry_id`), then expunge it."""
+        request = mail_pb2.SendDraftRequest(user_id=user_id, id=id, entry_id=entry_id, mail_from=mail_from,
+                                            idempotency_key=idempotency_key)
+        return await self._call(self._stub.SendDraft, request, timeout)
 
 
 class AdminClient(_BaseClient):

@@ -3,7 +3,9 @@
 Every wrapper call raises a subclass of `TidingsError` instead of
 `grpc.aio.AioRpcError`, so callers (the HTTP edge, the CLI, webmail) can
 `except NotFound:` without knowing gRPC. The mapping lives in `_BY_CODE` and
-nowhere else; `from_rpc_error` is the only translator.
+nowhere else (one status is refined by its detail: FAILED_PRECONDITION
+"cannot_calculate_changes" is `CannotCalculateChanges`); `from_rpc_error` is the
+only translator.
 """
 from __future__ import annotations
 
@@ -59,6 +61,13 @@ class ResourceExhausted(TidingsError):
 
 class FailedPrecondition(TidingsError):
     code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class CannotCalculateChanges(FailedPrecondition):
+    """`Changes`/`Watch` from a state older than the change feed keeps (the router's detail
+    starts "cannot_calculate_changes"): resync from the listings, then follow their `state`."""
+
+    DETAIL = "cannot_calculate_changes"
 
 
 class Aborted(TidingsError):
@@ -123,6 +132,8 @@ def from_rpc_error(err: grpc.RpcError) -> TidingsError:
     code = code_fn() if callable(code_fn) else grpc.StatusCode.UNKNOWN
     details = (details_fn() if callable(details_fn) else None) or ""
     cls = error_class(code)
+    if cls is FailedPrecondition and details.startswith(CannotCalculateChanges.DETAIL):
+        cls = CannotCalculateChanges
     return cls(details or code.name.lower().replace("_", " "), code=code)
 
 
@@ -137,6 +148,7 @@ __all__ = [
     "PermissionDenied",
     "ResourceExhausted",
     "FailedPrecondition",
+    "CannotCalculateChanges",
     "Aborted",
     "OutOfRange",
     "Unimplemented",

@@ -5,7 +5,8 @@
         for summary in mail.iter_messages(account.user_id, "inbox"):
             print(summary.subject)
 
-For scripts, notebooks and threaded servers. Channel options (retries of the
+For scripts, notebooks and threaded servers (`watch`, the endless feed, is asyncio's
+only). Channel options (retries of the
 idempotent calls in the service config, message sizes, keepalive), default
 deadline and typed errors are those of the asyncio client.
 """
@@ -112,6 +113,17 @@ class SyncMailClient(_SyncBaseClient):
 
     def list_folders(self, user_id: str, *, timeout: float | None = None) -> list[types_pb2.Folder]:
         return list(self._call(self._stub.ListFolders, mail_pb2.UserRef(user_id=user_id), timeout).folders)
+
+    def mailbox_state(self, user_id: str, *, timeout: float | None = None) -> int:
+        """The mailbox's current state (MODSEQ), as `ListFolders` reads it."""
+        return int(self._call(self._stub.ListFolders, mail_pb2.UserRef(user_id=user_id), timeout).state)
+
+    def changes(self, user_id: str, since: int, limit: int = 0, *, timeout: float | None = None
+                ) -> mail_pb2.ChangesResponse:
+        """The changes after state `since`, as `MailClient.changes` (`CannotCalculateChanges`
+        for a state older than the feed keeps)."""
+        request = mail_pb2.ChangesRequest(user_id=user_id, since=since, limit=limit)
+        return self._call(self._stub.Changes, request, timeout)
 
     def list_messages(
         self,
