@@ -7,7 +7,12 @@ bytes, the attachment contents). It answers every ``Mail`` call from that model 
 the router does: recipients are local users, unknown users of hosted domains or not
 hosted; ``Deliver`` stores one copy per user and a read copy in the sender's Sent;
 ``DeleteMessage`` moves to Trash, and from Trash expunges; unknown ids are NOT_FOUND;
-listings are newest first, paged by an opaque cursor. It records every request
+listings are newest first, paged by an opaque cursor. Each mutation (a stored copy, a flag
+change, a move, a delete) appends a ``MailboxChange`` to the user's feed with the next MODSEQ,
+which ``Changes`` pages and ``Watch`` streams (listings carry the feed's ``state``; a ``since``
+below :meth:`FakeMail.compact`'s mark, or past the feed's end, is FAILED_PRECONDITION
+"cannot_calculate_changes"; :meth:`FakeMail.break_watches` breaks the open streams with
+UNAVAILABLE, as a router restart would). It records every request
 (``calls``, ``delivered``, ``checked``) and can be told to fail calls with a chosen status
 and details (:meth:`FakeMail.fail`, or the SMTP tests' ``fail_check`` / ``fail_deliver`` /
 ``fail_authenticate``), to hold them (``delays``, with ``entered`` to see one arrive), or
@@ -26,7 +31,7 @@ import functools
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
@@ -39,8 +44,10 @@ from tidings_runtime.partitions import SYSTEM_FOLDERS
 
 T = TypeVar("T")
 Status = mail_pb2.CheckRecipientResponse.Status
+Change = types_pb2.MailboxChange
 Handler = Callable[["FakeMail", Any, grpc.aio.ServicerContext], Awaitable[T]]
 DEFAULT_LIMIT = 50
+CHANGES_LIMIT, MAX_CHANGES_LIMIT = 256, 1024
 
 
 class LoopThread:
@@ -85,6 +92,19 @@ class User:
     account: types_pb2.Account
     password: str
     messages: dict[str, StoredMessage] = field(default_factory=dict)
+    changes: list[types_pb2.MailboxChange] = field(default_factory=list)  # the feed, MODSEQ order
+    low_water: int = 0                                                     # compacted through here
+    uids: dict[str, int] = field(default_factory=dict)                     # folder -> last UID
+
+    @property
+    def modseq(self) -> int:
+        return self.changes[-1].modseq if self.changes else self.low_water
+
+    def after(self, since: int) -> list[types_pb2.MailboxChange]:
+        return [c for c in self.changes if c.modseq > since]
+
+    def too_old(self, since: int) -> bool:
+        return since < self.low_water or since > self.modseq
 
 
 def _served(handler: Handler[T]) -> Handler[T]:
@@ -105,6 +125,30 @@ def _served(handler: Handler[T]) -> Handler[T]:
                     del fake.failures[name]
             await _abort(context, failure.code, failure.details)
         return await handler(fake, request, context)
+
+    return serve
+
+
+def _served_stream(handler: Callable[[FakeMail, Any, grpc.aio.ServicerContext], AsyncIterator[T]]
+                   ) -> Callable[[FakeMail, Any, grpc.aio.ServicerContext], AsyncIterator[T]]:
+    """``_served`` for a server-streaming method: recorded, delayed, failed before its first answer."""
+
+    @functools.wraps(handler)
+    async def serve(fake: FakeMail, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[T]:
+        name = handler.__name__
+        fake.calls.setdefault(name, []).append(request)
+        fake.entered(name).set()
+        if delay := fake.delays.get(name):
+            await asyncio.sleep(delay)
+        failure = fake.failures.get(name)
+        if failure is not None:
+            if failure.times is not None:
+                failure.times -= 1
+                if failure.times <= 0:
+                    del fake.failures[name]
+            await _abort(context, failure.code, failure.details)
+        async for item in handler(fake, request, context):
+            yield item
 
     return serve
 
@@ -138,6 +182,11 @@ async def _not_found(context: grpc.aio.ServicerContext, what: str) -> NoReturn:
     await _abort(context, grpc.StatusCode.NOT_FOUND, f"no {what}")
 
 
+async def _cannot_calculate(context: grpc.aio.ServicerContext, since: int) -> NoReturn:
+    await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                 f"cannot_calculate_changes: state {since} is not in the change feed; resync")
+
+
 def _mailbox_key(address: str) -> str:
     """Who an address names, near enough for the edges' tests: the domain in lower case."""
     local, at, domain = address.rpartition("@")
@@ -150,6 +199,13 @@ def _addresses(items: Iterable[Address]) -> list[types_pb2.Address]:
 
 def _newest_first(messages: Iterable[StoredMessage]) -> list[types_pb2.MessageSummary]:
     return sorted((m.summary for m in messages), key=lambda s: (s.received_ms, s.id), reverse=True)
+
+
+def _changes(user: User, since: int, limit: int) -> mail_pb2.ChangesResponse:
+    after = user.after(since)
+    page = after[:min(limit or CHANGES_LIMIT, MAX_CHANGES_LIMIT)]
+    return mail_pb2.ChangesResponse(old_state=since, new_state=page[-1].modseq if page else since,
+                                    has_more=len(page) < len(after), changes=page)
 
 
 def _page(messages: Iterable[StoredMessage], limit: int, cursor: str) -> mail_pb2.MessagePage:
@@ -173,8 +229,13 @@ class FakeMail(mail_pb2_grpc.MailServicer):
     delays: dict[str, float] = field(default_factory=dict)     # method -> seconds held
     verdicts: dict[str, mail_pb2.CheckRecipientResponse] = field(default_factory=dict)
     address: str = ""
+    watching: int = 0                                          # Watch streams open now
     _entered: dict[str, threading.Event] = field(default_factory=dict)
     _server: Any = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _changed: asyncio.Event | None = None                      # set (and replaced) on each change
+    _broken: asyncio.Event | None = None                       # set (and replaced) by break_watches
+    _breaks: int = 0                                           # break_watches so far
 
     fail_check = _Injected("CheckRecipient")
     fail_deliver = _Injected("Deliver")
@@ -199,7 +260,57 @@ class FakeMail(mail_pb2_grpc.MailServicer):
         message = StoredMessage(types_pb2.MessageDetail(
             summary=summary, attachments=[a.info for a in contents.values()], **detail), raw, contents)
         self.users[user_id].messages[summary.id] = message
+        self.record(user_id, Change.MESSAGE_NEW, summary.id, folder_id=summary.folder_id,
+                    thread_id=summary.thread_id)
         return message
+
+    # -- the change feed
+
+    def record(self, user_id: str, kind: types_pb2.MailboxChange.Kind.ValueType, id: str, *, folder_id: str = "",
+               thread_id: str = "", from_folder_id: str = "") -> types_pb2.MailboxChange:
+        """Append a change to ``user_id``'s feed (the next MODSEQ; a new UID in ``folder_id`` for
+        a new or moved message) and wake the open ``Watch`` streams."""
+        user = self.users[user_id]
+        change = Change(modseq=user.modseq + 1, kind=kind, id=id, folder_id=folder_id, thread_id=thread_id,
+                        time_ms=int(time.time() * 1000))
+        if kind == Change.MESSAGE_NEW or from_folder_id:
+            change.uid = user.uids[folder_id] = user.uids.get(folder_id, 0) + 1
+        if from_folder_id:
+            change.from_folder_id = from_folder_id
+        user.changes.append(change)
+        self._notify(self._changed)
+        return change
+
+    def compact(self, user_id: str, through: int) -> None:
+        """Forget ``user_id``'s changes up to MODSEQ ``through``: an older ``since`` cannot be answered."""
+        user = self.users[user_id]
+        user.low_water = max(user.low_water, through)
+        user.changes = user.after(through)
+
+    def break_watches(self) -> None:
+        """End every open ``Watch`` stream with UNAVAILABLE, as a router going away would."""
+        self._notify(self._broken)
+
+    def _notify(self, event: asyncio.Event | None) -> None:
+        loop = self._loop
+        if event is None or loop is None:
+            return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._fire(event)
+        else:
+            loop.call_soon_threadsafe(self._fire, event)
+
+    def _fire(self, event: asyncio.Event) -> None:
+        if event is self._changed:
+            self._changed = asyncio.Event()
+        elif event is self._broken:
+            self._broken = asyncio.Event()
+            self._breaks += 1
+        event.set()
 
     def mailbox(self, user_id: str, folder_id: str) -> list[types_pb2.MessageSummary]:
         """The summaries in one folder, newest first."""
@@ -316,13 +427,15 @@ class FakeMail(mail_pb2_grpc.MailServicer):
             types_pb2.Folder(id=role, name=role.capitalize(), role=role,
                              total=len(self._in_folder(user, role, False)),
                              unread=len(self._in_folder(user, role, True)))
-            for role in SYSTEM_FOLDERS])
+            for role in SYSTEM_FOLDERS], state=user.modseq)
 
     @_served
     async def ListMessages(self, request: mail_pb2.ListMessagesRequest,
                            context: grpc.aio.ServicerContext) -> mail_pb2.MessagePage:
-        messages = self._in_folder(self._user(request.user_id), request.folder_id, request.unread_only)
-        return _page(messages, request.limit, request.cursor)
+        user = self._user(request.user_id)
+        page = _page(self._in_folder(user, request.folder_id, request.unread_only), request.limit, request.cursor)
+        page.state = user.modseq
+        return page
 
     @_served
     async def GetMessage(self, request: mail_pb2.MessageRef,
@@ -345,9 +458,12 @@ class FakeMail(mail_pb2_grpc.MailServicer):
     async def UpdateMessage(self, request: mail_pb2.UpdateRequest,
                             context: grpc.aio.ServicerContext) -> types_pb2.MessageSummary:
         summary = (await self._message(request.user_id, request.id, context)).summary
+        before = summary.folder_id
         for name in ("unread", "starred", "folder_id"):
             if request.HasField(name):
                 setattr(summary, name, getattr(request, name))
+        self.record(request.user_id, Change.MESSAGE_UPDATED, summary.id, folder_id=summary.folder_id,
+                    thread_id=summary.thread_id, from_folder_id=before if before != summary.folder_id else "")
         return summary
 
     @_served
@@ -355,9 +471,13 @@ class FakeMail(mail_pb2_grpc.MailServicer):
                             context: grpc.aio.ServicerContext) -> mail_pb2.DeleteResponse:
         summary = (await self._message(request.user_id, request.id, context)).summary
         if summary.folder_id != "trash":
-            summary.folder_id = "trash"
+            before, summary.folder_id = summary.folder_id, "trash"
+            self.record(request.user_id, Change.MESSAGE_UPDATED, summary.id, folder_id="trash",
+                        thread_id=summary.thread_id, from_folder_id=before)
             return mail_pb2.DeleteResponse(expunged=False)
         del self._user(request.user_id).messages[request.id]
+        self.record(request.user_id, Change.MESSAGE_DELETED, summary.id, folder_id="trash",
+                    thread_id=summary.thread_id)
         return mail_pb2.DeleteResponse(expunged=True)
 
     @_served
@@ -374,17 +494,57 @@ class FakeMail(mail_pb2_grpc.MailServicer):
     async def Search(self, request: mail_pb2.SearchRequest,
                      context: grpc.aio.ServicerContext) -> mail_pb2.MessagePage:
         """Every word of the query in the subject, snippet or text (no query language)."""
-        words = request.query.lower().split()
-        found = [m for m in self._user(request.user_id).messages.values()
+        words, user = request.query.lower().split(), self._user(request.user_id)
+        found = [m for m in user.messages.values()
                  if all(w in f"{m.summary.subject} {m.summary.snippet} {m.detail.text}".lower() for w in words)]
-        return _page(found, request.limit, request.cursor)
+        page = _page(found, request.limit, request.cursor)
+        page.state = user.modseq
+        return page
+
+    @_served
+    async def Changes(self, request: mail_pb2.ChangesRequest,
+                      context: grpc.aio.ServicerContext) -> mail_pb2.ChangesResponse:
+        user = self._user(request.user_id)
+        if user.too_old(request.since):
+            await _cannot_calculate(context, request.since)
+        return _changes(user, request.since, request.limit)
+
+    @_served_stream
+    async def Watch(self, request: mail_pb2.ChangesRequest,
+                    context: grpc.aio.ServicerContext) -> AsyncIterator[mail_pb2.ChangesResponse]:
+        user, since = self._user(request.user_id), request.since
+        if user.too_old(since):
+            await _cannot_calculate(context, since)
+        assert self._changed is not None and self._broken is not None
+        self.watching += 1
+        breaks = self._breaks
+        try:
+            while True:
+                changed, broken = self._changed, self._broken
+                if self._breaks != breaks:
+                    await _abort(context, grpc.StatusCode.UNAVAILABLE, "injected: the stream broke")
+                user = self._user(request.user_id)
+                if user.after(since):
+                    response = _changes(user, since, request.limit)
+                    since = response.new_state
+                    yield response
+                    continue
+                waits = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(broken.wait())]
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for wait in waits:
+                    wait.cancel()
+        finally:
+            self.watching -= 1
 
     # -- serving
 
-    async def start(self) -> None:
+    async def start(self, port: int = 0) -> None:
+        """Serve on 127.0.0.1:``port`` (0: any free port, read back into ``address``)."""
+        self._loop = asyncio.get_running_loop()
+        self._changed, self._broken = asyncio.Event(), asyncio.Event()
         self._server = grpc.aio.server()
         mail_pb2_grpc.add_MailServicer_to_server(self, self._server)
-        port = self._server.add_insecure_port("127.0.0.1:0")
+        port = self._server.add_insecure_port(f"127.0.0.1:{port}")
         await self._server.start()
         self.address = f"127.0.0.1:{port}"
 
