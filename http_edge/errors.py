@@ -72,7 +72,8 @@ ERROR_RESPONSES: dict[int, dict[str, Any]] = {
     },
     403: {"description": "not allowed (`forbidden`)"},
     404: {"description": "no such resource (`not_found`)"},
-    409: {"description": "conflicts with the current state (`conflict`, `failed_precondition`)"},
+    409: {"description": "conflicts with the current state (`conflict`, `failed_precondition`; "
+                         "`cannot_calculate_changes`: a state too old for the change feed, resync)"},
     413: {"description": "the request body (`payload_too_large`) or the message (`message_too_large`) is too large"},
     422: {"description": "well-formed but refused: `recipients_rejected`, with `recipients: [{\"email\", \"reason\"}]`"},
     429: {"description": "too many requests (`rate_limited`)", "headers": _retry_after("seconds to wait")},
@@ -149,6 +150,7 @@ _BY_CLIENT_ERROR: dict[type[client_errors.TidingsError], tuple[int, str]] = {
     client_errors.AlreadyExists: (409, "conflict"),
     client_errors.Aborted: (409, "conflict"),
     client_errors.FailedPrecondition: (409, "failed_precondition"),
+    client_errors.CannotCalculateChanges: (409, "cannot_calculate_changes"),
     client_errors.ResourceExhausted: (429, "rate_limited"),
     client_errors.Unimplemented: (501, "not_implemented"),
     client_errors.Unavailable: (503, "unavailable"),
@@ -158,6 +160,10 @@ _BY_CLIENT_ERROR: dict[type[client_errors.TidingsError], tuple[int, str]] = {
 
 # Statuses whose router message is safe and useful to pass on.
 _PASS_MESSAGE = {400, 401, 403, 404, 409, 429, 501}
+RESYNC = ("the state is older than the change feed keeps: resync (list the folders and messages again, "
+          "then ask for changes since the listing's state)")
+# Codes answered with a message of the edge's own.
+_MESSAGES = {"cannot_calculate_changes": RESYNC}
 
 
 def client_error_response(exc: client_errors.TidingsError) -> JSONResponse:
@@ -169,6 +175,8 @@ def client_error_response(exc: client_errors.TidingsError) -> JSONResponse:
             "the mail store is temporarily unavailable; retry shortly",
             headers={"Retry-After": RETRY_AFTER_SECONDS},
         )
+    if code in _MESSAGES:
+        return error_response(status, code, _MESSAGES[code])
     if status == 501:
         return error_response(501, code, exc.message or "not implemented yet")
     if status in _PASS_MESSAGE:

@@ -185,10 +185,13 @@ class MessageDetailOut(Summary):
 class MessagePageOut(BaseModel):
     messages: list[Summary]
     next_cursor: str | None
+    state: str = Field(description="the mailbox state the listing was read at: `GET /v1/changes?since=` it "
+                                   "reports every later change (one already listed may come again)")
 
     @classmethod
     def from_pb(cls, page: mail_pb2.MessagePage) -> MessagePageOut:
-        return cls(messages=[Summary.from_pb(s) for s in page.messages], next_cursor=page.next_cursor or None)
+        return cls(messages=[Summary.from_pb(s) for s in page.messages], next_cursor=page.next_cursor or None,
+                   state=str(page.state))
 
 
 class SearchPageOut(MessagePageOut):
@@ -199,6 +202,7 @@ class SearchPageOut(MessagePageOut):
         return cls(
             messages=[Summary.from_pb(s) for s in page.messages],
             next_cursor=page.next_cursor or None,
+            state=str(page.state),
             total=page.total,
         )
 
@@ -332,3 +336,26 @@ class SendResponse(BaseModel):
     id: str = Field(description="the id of the sender's copy in Sent")
     message_id: str = Field(description="the RFC 5322 Message-ID, without angle brackets")
     thread_id: str
+
+
+# ---- the change feed (GET /v1/changes) -------------------------------------------
+
+
+class FolderChangesOut(BaseModel):
+    created: list[str] = Field(description="always empty: a folder's change does not tell creation from renaming, "
+                                           "so a new folder is in `updated`")
+    updated: list[str] = Field(description="folders created or renamed in the window (and still there)")
+    destroyed: list[str] = Field(description="folders changed in the window that are gone now")
+
+
+class ChangesOut(BaseModel):
+    """JMAP `/changes` (RFC 8620 section 5.2) over the user's messages, and their folders."""
+
+    old_state: str = Field(description="the `since` asked for")
+    new_state: str = Field(description="ask `since=` this next")
+    has_more: bool = Field(description="more changes after `new_state`: ask again at once")
+    created: list[str] = Field(description="message ids that arrived (and were not destroyed) in the window")
+    updated: list[str] = Field(description="message ids whose flags or folder changed")
+    destroyed: list[str] = Field(description="message ids expunged")
+    folders: FolderChangesOut
+    folders_changed: list[str] = Field(description="every folder id in `folders`, as one list")

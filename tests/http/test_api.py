@@ -113,7 +113,7 @@ def test_summary_and_detail_shape_html_sanitised() -> None:
 def test_listing_passes_paging_through() -> None:
     async def scenario(c: httpx.AsyncClient, fake: FakeMail, auth: dict[str, str]) -> None:
         page = (await c.get("/v1/folders/inbox/messages", headers=auth, params={"limit": 3})).json()
-        assert set(page) == {"messages", "next_cursor"} and len(page["messages"]) == 3 and page["next_cursor"]
+        assert set(page) == {"messages", "next_cursor", "state"} and len(page["messages"]) == 3 and page["next_cursor"]
         assert set(page["messages"][0]) == {"id", "thread_id", "folder_id", "from", "to", "cc", "subject",
                                             "snippet", "received_at", "size", "unread", "starred",
                                             "has_attachments"}
