@@ -10,8 +10,8 @@ hosted; ``Deliver`` stores one copy per user and a read copy in the sender's Sen
 listings are newest first, paged by an opaque cursor. Each mutation (a stored copy, a flag
 change, a move, a delete) appends a ``MailboxChange`` to the user's feed with the next MODSEQ,
 which ``Changes`` pages and ``Watch`` streams (listings carry the feed's ``state``; a ``since``
-below :meth:`FakeMail.compact`'s mark, or past the feed's end, is FAILED_PRECONDITION
-"cannot_calculate_changes"; :meth:`FakeMail.break_watches` breaks the open streams with
+below :meth:`FakeMail.compact`'s mark is FAILED_PRECONDITION "cannot_calculate_changes", one past
+the feed's end has no changes yet, as with the router; :meth:`FakeMail.break_watches` breaks the open streams with
 UNAVAILABLE, as a router restart would). It records every request
 (``calls``, ``delivered``, ``checked``) and can be told to fail calls with a chosen status
 and details (:meth:`FakeMail.fail`, or the SMTP tests' ``fail_check`` / ``fail_deliver`` /
@@ -104,7 +104,7 @@ class User:
         return [c for c in self.changes if c.modseq > since]
 
     def too_old(self, since: int) -> bool:
-        return since < self.low_water or since > self.modseq
+        return since < self.low_water
 
 
 def _served(handler: Handler[T]) -> Handler[T]:
