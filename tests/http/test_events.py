@@ -5,12 +5,11 @@ doubled across broken router streams, pings, `resync`, the per-user stream limit
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -20,64 +19,11 @@ import uvicorn
 from http_edge.app import create_app
 from http_edge.settings import Settings
 from tests.fake_mail import Change, FakeMail
+from tests.http.sse import Reader
 from tests.http.test_api import USER, assert_error, run, seeded
 from tidings_client import MailClient
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@dataclass
-class Block:
-    """One SSE block: its fields (event, id, data, retry) and comment lines."""
-
-    fields: dict[str, str] = field(default_factory=dict)
-    comments: list[str] = field(default_factory=list)
-
-    @property
-    def name(self) -> str | None:
-        return self.fields.get("event")
-
-    @property
-    def data(self) -> Any:
-        return json.loads(self.fields["data"])
-
-
-class Reader:
-    """Reads an SSE response block by block."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self._lines = response.aiter_lines()
-
-    async def block(self, timeout: float = 5.0) -> Block | None:
-        """The next block, or None when the stream ended."""
-        found = Block()
-        while True:
-            try:
-                line = await asyncio.wait_for(anext(self._lines), timeout)
-            except StopAsyncIteration:
-                return None
-            if line == "":
-                if found.fields or found.comments:
-                    return found
-                continue
-            name, _, value = line.partition(":")
-            value = value[1:] if value.startswith(" ") else value
-            if name:
-                found.fields[name] = value
-            else:
-                found.comments.append(value)
-
-    async def event(self, timeout: float = 5.0) -> Block:
-        """The next block that is an event (pings and other comments skipped)."""
-        while True:
-            block = await self.block(timeout)
-            assert block is not None, "the stream ended"
-            if block.name:
-                return block
-
-    async def events(self, count: int) -> list[Block]:
-        return [await self.event() for _ in range(count)]
 
 
 @dataclass
@@ -95,7 +41,7 @@ class Edge:
                                     params=params) as response:
             assert response.status_code == 200, (await response.aread()).decode()
             assert response.headers["content-type"].startswith("text/event-stream")
-            reader = Reader(response)
+            reader = Reader(response.aiter_lines())
             first = await reader.block()
             assert first is not None and first.comments[0].startswith("after state "), first
             assert first.fields.get("retry") == "1000"
