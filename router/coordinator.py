@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from router import read_repair
 from router.directory import Account, Directory
 from router.errors import InvalidArgument, NotFound, NotHosted
+from router.mailbox_order import MailboxOrder
 from router.mutations import Mutation
 from router.queue import OutboundQueue
 from router.replicas import Replicas, newest
@@ -86,6 +87,14 @@ def _merge(answers: list[storage_pb2.NodeSummaries]) -> tuple[dict[str, types_pb
     return best, dead
 
 
+def _intent_of(summary: types_pb2.MessageSummary, moved_to: str | None, expunged: bool) -> storage_pb2.OrderIntent:
+    """A change of a message as the mailbox order records it."""
+    Intent = storage_pb2.OrderIntent
+    kind = Intent.DESTROYED if expunged else Intent.MOVED if moved_to is not None else Intent.UPDATED
+    return Intent(kind=kind, message_id=summary.id, folder_id=moved_to or summary.folder_id,
+                  thread_id=summary.thread_id)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a delivery did: hosted recipients' copies, the sender's Sent copy, and the
@@ -98,8 +107,10 @@ class Outcome:
 
 class Coordinator:
     def __init__(self, replicas: Replicas, directory: Directory, clock: HybridLogicalClock,
-                 queue: OutboundQueue, spam: SpamFilter | None = None) -> None:
+                 queue: OutboundQueue, spam: SpamFilter | None = None, order: MailboxOrder | None = None) -> None:
         self.replicas = replicas
+        # Every change of a mailbox is ordered (UID, MODSEQ) after it is stored, before the answer.
+        self.order = order if order is not None else MailboxOrder(replicas)
         self.directory = directory
         self.clock = clock
         self.queue = queue
@@ -173,7 +184,10 @@ class Coordinator:
         outcome = await self.replicas.write(user_id, Mutation(request))
         # An earlier attempt may have stored it already: report what is stored.
         stored = newest([a.summary for _, a in outcome.answers], lambda s: s.version)
-        return message_id, stored.thread_id if stored is not None else thread_id
+        thread_id = stored.thread_id if stored is not None else thread_id
+        await self.order.append(user_id, [storage_pb2.OrderIntent(
+            kind=storage_pb2.OrderIntent.CREATED, message_id=message_id, folder_id=folder_id, thread_id=thread_id)])
+        return message_id, thread_id
 
     async def _thread_of(self, user_id: str, candidates: list[str]) -> str:
         if not candidates:
@@ -184,12 +198,17 @@ class Coordinator:
         return found[0] if found else ""
 
     # -- reads ---------------------------------------------------------------------------
-    async def folders(self, user_id: str) -> list[types_pb2.Folder]:
+    async def folders(self, user_id: str) -> tuple[list[types_pb2.Folder], int]:
+        """The folders with their counts, and the mailbox state (MODSEQ) read before them."""
         outcome = await self.replicas.read(user_id, lambda stub: stub.ListFolders(storage_pb2.NodeUserRef(user_id=user_id)))
-        return list(outcome.answers[0][1].folders) if outcome.answers else []
+        if not outcome.answers:
+            return [], 0
+        return list(outcome.answers[0][1].folders), min(a.state for _, a in outcome.answers)
 
     async def list_messages(self, user_id: str, folder_id: str, unread_only: bool, limit: int,
-                            page_cursor: str) -> tuple[list[types_pb2.MessageSummary], str]:
+                            page_cursor: str) -> tuple[list[types_pb2.MessageSummary], str, int]:
+        """A page of the folder, its cursor, and the mailbox state (MODSEQ) read before it:
+        the lowest of the replicas', so Changes from it misses nothing the page lacks."""
         folder_id = check_folder(folder_id)
         limit = check_limit(limit)
         after = cursor.decode(page_cursor) if page_cursor else None     # InvalidCursor: INVALID_ARGUMENT (service.rpc)
@@ -205,7 +224,7 @@ class Coordinator:
         page = keep[:limit]
         more = len(keep) > limit or any(len(a.messages) > limit for a in answers)
         next_cursor = cursor.encode((page[-1].received_ms, page[-1].id)) if page and more else ""
-        return page, next_cursor
+        return page, next_cursor, min(a.state for a in answers)
 
     async def _reconciled(self, user_id: str, listed: list[tuple[NodeInfo, storage_pb2.NodeSummaries]]
                           ) -> dict[str, types_pb2.MessageSummary]:
@@ -284,6 +303,7 @@ class Coordinator:
             outcome = await write
         summary = newest([s for _, s in outcome.answers], lambda s: s.version)
         assert summary is not None  # a write outcome has at least W answers
+        await self.order.append(user_id, [_intent_of(summary, folder_id, expunge)])
         return summary
 
     async def _training(self, user_id: str, message_id: str, folder_id: str) -> Awaitable[None] | None:

@@ -5,10 +5,12 @@ import asyncio
 import logging
 
 from router.anti_entropy import AntiEntropy
+from router.change_feed import ChangeFeed
 from router.coordinator import Coordinator
 from router.directory import Directory
 from router.dkim_keys import DkimKeys
 from router.errors import RouterError
+from router.mailbox_order import MailboxOrder
 from router.membership import Membership
 from router.nodes import NodePool
 from router.queue import OutboundQueue
@@ -47,6 +49,10 @@ def serving_nodes(replicas: Replicas) -> list[NodeInfo]:
     return list(dict.fromkeys([*replicas.ring.nodes, *pending]))
 
 
+async def _follow(feed: ChangeFeed, replicas: Replicas) -> None:
+    feed.follow(serving_nodes(replicas))
+
+
 async def run(settings: Settings) -> None:
     consistency = Consistency(n=settings.n, w=settings.w, r=settings.r, timeout=settings.timeout)
     clock = HybridLogicalClock()
@@ -59,12 +65,13 @@ async def run(settings: Settings) -> None:
     directory = Directory(replicas, clock)
     queue = OutboundQueue(directory, int(settings.queue_lifetime * 1000))
     spam = SpamFilter(replicas, directory, settings.spam_threshold, settings.reject_threshold)
-    coordinator = Coordinator(replicas, directory, clock, queue, spam)
+    feed = ChangeFeed(replicas)
+    coordinator = Coordinator(replicas, directory, clock, queue, spam, MailboxOrder(replicas, on_applied=feed.moved))
     dkim = DkimKeys(directory)
     background = Periodic()
     setup: list[asyncio.Task[None]] = []
     services = [
-        Mounted(mail_pb2_grpc.add_MailServicer_to_server, MailService(coordinator, directory),
+        Mounted(mail_pb2_grpc.add_MailServicer_to_server, MailService(coordinator, directory, feed),
                 mail_pb2.DESCRIPTOR.services_by_name["Mail"].full_name),
         Mounted(mail_pb2_grpc.add_AdminServicer_to_server,
                 AdminService(directory, replicas, anti_entropy, membership, dkim),
@@ -78,6 +85,7 @@ async def run(settings: Settings) -> None:
         setup.append(asyncio.create_task(ensure_domains(directory, settings.domains)))
         background.every("queue-metrics", QUEUE_METRICS_INTERVAL_S, queue.measure)
         background.every("ring-sync", keeper.interval, keeper.sync)
+        background.every("order-notices", keeper.interval, lambda: _follow(feed, replicas), immediately=True)
         background.every("heartbeat", replicas.detector.interval,
                          lambda: replicas.detector.probe_all(serving_nodes(replicas)), immediately=True)
         if anti_entropy.schedule is not None:
@@ -87,6 +95,7 @@ async def run(settings: Settings) -> None:
         for task in setup:
             task.cancel()
         await background.stop()
+        await feed.stop()
         await pool.close()
 
     await serve(services, settings.listen, settings.metrics_port, "router", on_start=start, on_stop=stop,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -12,6 +12,7 @@ from prometheus_client import Counter, Histogram
 
 from router import idempotency
 from router.anti_entropy import AntiEntropy
+from router.change_feed import ChangeFeed
 from router.coordinator import Coordinator
 from router.directory import Directory
 from router.dkim_keys import DkimKeys
@@ -90,10 +91,11 @@ def _delivery(d: Any) -> mail_pb2.DeliverResponse.Delivery:
 
 
 class MailService(mail_pb2_grpc.MailServicer):
-    def __init__(self, coordinator: Coordinator, directory: Directory) -> None:
+    def __init__(self, coordinator: Coordinator, directory: Directory, feed: ChangeFeed | None = None) -> None:
         self.coordinator = coordinator
         self.directory = directory
         self.claims = directory
+        self.feed = feed if feed is not None else ChangeFeed(coordinator.replicas)
 
     @rpc
     async def Authenticate(self, request: mail_pb2.AuthenticateRequest, context: Any) -> types_pb2.Account:
@@ -147,13 +149,14 @@ class MailService(mail_pb2_grpc.MailServicer):
 
     @rpc
     async def ListFolders(self, request: mail_pb2.UserRef, context: Any) -> mail_pb2.FolderList:
-        return mail_pb2.FolderList(folders=await self.coordinator.folders(request.user_id))
+        folders, state = await self.coordinator.folders(request.user_id)
+        return mail_pb2.FolderList(folders=folders, state=state)
 
     @rpc
     async def ListMessages(self, request: mail_pb2.ListMessagesRequest, context: Any) -> mail_pb2.MessagePage:
-        page, next_cursor = await self.coordinator.list_messages(
+        page, next_cursor, state = await self.coordinator.list_messages(
             request.user_id, request.folder_id, request.unread_only, request.limit, request.cursor)
-        return mail_pb2.MessagePage(messages=page, next_cursor=next_cursor)
+        return mail_pb2.MessagePage(messages=page, next_cursor=next_cursor, state=state)
 
     @rpc
     async def GetMessage(self, request: mail_pb2.MessageRef, context: Any) -> types_pb2.MessageDetail:
@@ -208,6 +211,19 @@ class MailService(mail_pb2_grpc.MailServicer):
         page, next_cursor, total = await self.coordinator.search(
             request.user_id, request.query, request.limit, request.cursor)
         return mail_pb2.MessagePage(messages=page, next_cursor=next_cursor, total=total)
+
+    @rpc
+    async def Changes(self, request: mail_pb2.ChangesRequest, context: Any) -> mail_pb2.ChangesResponse:
+        return await self.feed.changes(request.user_id, request.since, request.limit)
+
+    async def Watch(self, request: mail_pb2.ChangesRequest, context: grpc.aio.ServicerContext
+                    ) -> AsyncIterator[mail_pb2.ChangesResponse]:
+        try:
+            async for batch in self.feed.watch(request.user_id, request.since):
+                yield batch
+        except RouterError as exc:      # rpc's translation, for a streaming method
+            RPCS.labels("Watch", _status_of(exc).name).inc()
+            await context.abort(_status_of(exc), str(exc))
 
 
 class AdminService(mail_pb2_grpc.AdminServicer):

@@ -12,7 +12,7 @@ import grpc
 from prometheus_client import Counter
 
 from search_node.index import InvalidCursor, QuerySyntaxError, SearchIndex
-from storage_node import keys, replication, spam_model
+from storage_node import keys, mailbox_order, replication, spam_model
 from storage_node.commit import GroupCommitter
 from storage_node.engine import Change, Engine, MessageState, NewMessage, check_new_message_id, check_user_id
 from storage_node.errors import BlobMissing, CorruptValue, InvalidArgument, NotFound, PeerUnavailable, StorageError
@@ -20,6 +20,7 @@ from storage_node.gc import collect_garbage
 from storage_node.hints import HintStore
 from storage_node.indexing import check_user, rebuild_user
 from storage_node.model import DirectoryValue, MessageRecord
+from storage_node.order_watch import OrderWatchers
 from storage_node.ranges import TokenRange, check_ranges, union_bounds
 from storage_node.replication import DirectoryItem, Item, ItemRef, ItemVersion
 from storage_node.ring_map import RingStore
@@ -134,6 +135,8 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         self.hints = hints or HintStore(engine, committer, self.peers)
         self.ring = RingStore(engine, committer)
         self.settings = settings or Settings()
+        self.order_limits = mailbox_order.Limits(self.settings.order_keep_slots, self.settings.order_keep_changes)
+        self.order_watchers = OrderWatchers()
 
     def _prepare(self, request: storage_pb2.StoreMessageRequest) -> NewMessage:
         check_user_id(request.user_id)
@@ -184,16 +187,20 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
     async def ListFolder(self, request: storage_pb2.NodeListFolderRequest, context: Any) -> storage_pb2.NodeSummaries:
         check_user_id(request.user_id)
         after = (request.after_received_ms, request.after_id) if request.after_id else None
+        state = await asyncio.to_thread(mailbox_order.head, self.engine, request.user_id)
         records = await asyncio.to_thread(
             self.engine.list_folder, request.user_id, request.folder_id, request.unread_only,
             max(1, min(request.limit or 50, 1000)), after)
-        return _summaries(records)
+        answer = _summaries(records)
+        answer.state = state.modseq
+        return answer
 
     @maps_errors
     async def ListFolders(self, request: storage_pb2.NodeUserRef, context: Any) -> storage_pb2.NodeFolders:
         check_user_id(request.user_id)
+        state = await asyncio.to_thread(mailbox_order.head, self.engine, request.user_id)
         counts = await asyncio.to_thread(self.engine.folder_counts, request.user_id)
-        return storage_pb2.NodeFolders(folders=[
+        return storage_pb2.NodeFolders(state=state.modseq, folders=[
             types_pb2.Folder(id=role, name=role.capitalize(), role=role, total=c.total, unread=c.unread)
             for role, c in counts.items()
         ])
@@ -392,3 +399,52 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         result = await collect_garbage(self.engine, self.committer, self.hints,
                                        request.grace_ms or self.settings.grace_ms)
         return storage_pb2.GcReport(tombstones_dropped=result.tombstones, hints_dropped=result.hints)
+
+    # -- mailbox order -------------------------------------------------------------------
+    @maps_errors
+    async def OrderPrepare(self, request: storage_pb2.OrderPrepareRequest, context: Any) -> storage_pb2.OrderPromise:
+        check_user_id(request.user_id)
+        return await self.committer.submit(
+            lambda txn: mailbox_order.prepare(txn, self.engine, request.user_id, request.from_slot, request.ballot),
+            alone=True)
+
+    @maps_errors
+    async def OrderAccept(self, request: storage_pb2.OrderAcceptRequest, context: Any) -> storage_pb2.OrderAcceptReply:
+        check_user_id(request.user_id)
+        if request.slot < 1:
+            raise InvalidArgument("slots start at 1")
+        return await self.committer.submit(
+            lambda txn: mailbox_order.accept(txn, request.user_id, request.slot, request.ballot, request.value))
+
+    @maps_errors
+    async def OrderCommit(self, request: storage_pb2.OrderCommitRequest, context: Any) -> storage_pb2.OrderCommitReply:
+        check_user_id(request.user_id)
+        slots = [(s.slot, s.value) for s in request.slots if s.slot >= 1]
+        done = await self.committer.submit(
+            lambda txn: mailbox_order.commit(txn, request.user_id, slots, self.order_limits))
+        if done.advanced:
+            self.order_watchers.tell(request.user_id, done.modseq)
+        return storage_pb2.OrderCommitReply(applied_through=done.applied, modseq=done.modseq)
+
+    @maps_errors
+    async def OrderSlots(self, request: storage_pb2.OrderSlotsRequest, context: Any) -> storage_pb2.OrderSlotsReply:
+        check_user_id(request.user_id)
+        through = min(request.through_slot or keys.MAX_U64, request.after_slot + 1000)
+        held = await asyncio.to_thread(mailbox_order.chosen_slots, self.engine, request.user_id,
+                                       request.after_slot, through)
+        return storage_pb2.OrderSlotsReply(slots=[
+            storage_pb2.OrderAcceptedSlot(slot=slot, ballot=mailbox_order.CHOSEN_BALLOT,
+                                          value=storage_pb2.OrderValue.FromString(value)) for slot, value in held])
+
+    @maps_errors
+    async def OrderChanges(self, request: storage_pb2.OrderChangesRequest, context: Any) -> storage_pb2.OrderChangesReply:
+        check_user_id(request.user_id)
+        limit = max(1, min(request.limit or 256, 1024))
+        rows, state = await asyncio.to_thread(mailbox_order.changes, self.engine, request.user_id, request.since, limit)
+        return storage_pb2.OrderChangesReply(changes=[types_pb2.MailboxChange.FromString(r) for r in rows],
+                                             modseq=state.modseq, low_water=state.low_water)
+
+    async def WatchOrder(self, request: storage_pb2.WatchOrderRequest, context: Any
+                         ) -> AsyncIterator[storage_pb2.OrderNotice]:
+        async for user_id, modseq in self.order_watchers.subscribe():
+            yield storage_pb2.OrderNotice(user_id=user_id, modseq=modseq)
