@@ -20,6 +20,7 @@ from storage_node.errors import InvalidArgument, NotFound
 from storage_node.model import DirectoryValue, FolderCounts, MessageRecord
 from storage_node.rdict_store import RdictStore
 from tidings_runtime.mime import ParsedMail, parse_mail
+from tidings_runtime.partitions import folder_id_of, folder_number
 
 INLINE_BODY_LIMIT = 256 * 1024  # larger raw messages go to the object store
 
@@ -76,10 +77,11 @@ class Change:
 
 
 def folder_no(folder_id: str) -> int:
-    try:
-        return keys.SYSTEM_FOLDERS[folder_id]
-    except KeyError:
-        raise InvalidArgument(f"unknown folder {folder_id!r}") from None
+    """A system folder's or a custom folder's number (its id spells it: no lookup)."""
+    number = folder_number(folder_id)
+    if number is None:
+        raise InvalidArgument(f"unknown folder {folder_id!r}")
+    return number
 
 
 def check_user_id(user_id: str) -> None:
@@ -334,10 +336,15 @@ class Engine(RdictStore):
             start = keys.prefix_end(prefix)
 
     def folder_counts(self, user_id: str) -> dict[str, FolderCounts]:
-        return {
-            role: codec.decode_counts(self.get(keys.CF_FOLDERS, keys.folder(user_id, number)))
-            for role, number in keys.SYSTEM_FOLDERS.items()
-        }
+        """Every system folder (zero when empty), then each custom folder this replica has
+        counted, by folder id: one scan of the user's counters."""
+        counts = {role: FolderCounts() for role in keys.SYSTEM_FOLDERS}
+        prefix = keys.partition(user_id)
+        for key, value in self.scan(keys.CF_FOLDERS, prefix, keys.prefix_end(prefix)):
+            folder_id = folder_id_of(int.from_bytes(key[len(prefix):], "big"))
+            if folder_id:
+                counts[folder_id] = codec.decode_counts(value)
+        return counts
 
     def thread(self, user_id: str, thread_id: str) -> list[MessageRecord]:
         if not _is_hex(thread_id):

@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from search_node.index import IndexDoc, SearchIndex
-from storage_node import keys
 from storage_node.batch import Txn
 from storage_node.engine import Engine
 from storage_node.model import MessageRecord, ParsedMail
 from tidings_runtime.mime import parse_mail
+from tidings_runtime.partitions import folder_id_of
 
 
 def index_doc(record: MessageRecord, parsed: ParsedMail) -> IndexDoc:
     texts = parsed.attachment_texts or (None,) * len(parsed.attachments)
     return IndexDoc(
         id=record.id, received_ms=record.received_ms, size=record.size,
-        folder_id=keys.FOLDER_NAMES[record.folder_no], unread=record.unread, starred=record.starred,
+        folder_id=folder_id_of(record.folder_no), unread=record.unread, starred=record.starred,
         has_attachments=record.has_attachments, rfc822msgid=record.rfc822_msgid,
         from_=record.from_, to=record.to, cc=record.cc, bcc=record.bcc, subject=record.subject,
         text=parsed.text, html=parsed.html,
@@ -40,7 +40,7 @@ class EmbeddedIndex:
             self.on_added(user_id)
 
     def on_update(self, txn: Txn, user_id: str, record: MessageRecord) -> None:
-        self.index.update(txn, user_id, record.id, folder_id=keys.FOLDER_NAMES[record.folder_no],
+        self.index.update(txn, user_id, record.id, folder_id=folder_id_of(record.folder_no),
                           unread=record.unread, starred=record.starred)
 
     def on_expunge(self, txn: Txn, user_id: str, record: MessageRecord) -> None:

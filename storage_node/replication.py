@@ -21,6 +21,7 @@ from storage_node.engine import Engine, MessageState, NewMessage, check_new_mess
 from storage_node.errors import InvalidArgument, NotFound
 from storage_node.model import DirectoryValue, MessageRecord
 from storage_node.ranges import KeyBounds, TokenRange, key_bounds
+from tidings_runtime.partitions import folder_id_of
 
 ITEM_COLUMN_FAMILIES = (keys.CF_MESSAGES, keys.CF_DIRECTORY)
 DEFAULT_BATCH_BYTES = 1 << 20
@@ -123,7 +124,7 @@ def message_state(engine: Engine, user_id: str, record: MessageRecord) -> Messag
     return MessageState(
         user_id=user_id, id=record.id, version=record.version, tombstone=record.tombstone,
         raw=b"" if record.tombstone else engine.raw(user_id, record.id),
-        folder_id=keys.FOLDER_NAMES.get(record.folder_no, ""), unread=record.unread, starred=record.starred,
+        folder_id=folder_id_of(record.folder_no), unread=record.unread, starred=record.starred,
         received_ms=record.received_ms, thread_id=record.thread_id,
     )
 

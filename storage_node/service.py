@@ -19,7 +19,7 @@ from storage_node.errors import BlobMissing, CorruptValue, InvalidArgument, NotF
 from storage_node.gc import collect_garbage
 from storage_node.hints import HintStore
 from storage_node.indexing import check_user, rebuild_user
-from storage_node.model import DirectoryValue, MessageRecord
+from storage_node.model import DirectoryValue, FolderCounts, MessageRecord
 from storage_node.order_watch import OrderWatchers
 from storage_node.ranges import TokenRange, check_ranges, union_bounds
 from storage_node.replication import DirectoryItem, Item, ItemRef, ItemVersion
@@ -27,7 +27,7 @@ from storage_node.ring_map import RingStore
 from storage_node.settings import Settings
 from tidings.v1 import storage_pb2, storage_pb2_grpc, types_pb2
 from tidings_runtime.channels import PeerPool
-from tidings_runtime.partitions import QUEUE_PREFIX
+from tidings_runtime.partitions import SYSTEM_FOLDERS, folder_id_of, listable_partition
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -69,12 +69,19 @@ def _addresses(pairs: tuple[tuple[str, str], ...]) -> list[types_pb2.Address]:
 
 def to_summary(record: MessageRecord) -> types_pb2.MessageSummary:
     return types_pb2.MessageSummary(
-        id=record.id, thread_id=record.thread_id, folder_id=keys.FOLDER_NAMES.get(record.folder_no, ""),
+        id=record.id, thread_id=record.thread_id, folder_id=folder_id_of(record.folder_no),
         to=_addresses(record.to), cc=_addresses(record.cc),
         subject=record.subject, snippet=record.snippet, received_ms=record.received_ms, size=record.size,
         unread=record.unread, starred=record.starred, has_attachments=record.has_attachments,
         version=record.version, **({"from": _addresses(record.from_)[0]} if record.from_ else {}),
     )
+
+
+def _folder(folder_id: str, counts: FolderCounts) -> types_pb2.Folder:
+    """A system folder with its name and role; a custom folder by id only (its name is the router's)."""
+    system = folder_id in SYSTEM_FOLDERS
+    return types_pb2.Folder(id=folder_id, name=folder_id.capitalize() if system else "", role=folder_id if system else "",
+                            total=counts.total, unread=counts.unread)
 
 
 def _ranges(ranges: Any) -> list[TokenRange]:
@@ -201,8 +208,7 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         state = await asyncio.to_thread(mailbox_order.head, self.engine, request.user_id)
         counts = await asyncio.to_thread(self.engine.folder_counts, request.user_id)
         return storage_pb2.NodeFolders(state=state.modseq, folders=[
-            types_pb2.Folder(id=role, name=role.capitalize(), role=role, total=c.total, unread=c.unread)
-            for role, c in counts.items()
+            _folder(folder_id, c) for folder_id, c in counts.items()
         ])
 
     @maps_errors
@@ -234,7 +240,7 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
     @maps_errors
     async def ListDirectory(self, request: storage_pb2.DirectoryListRequest, context: Any
                             ) -> storage_pb2.DirectoryEntries:
-        if not request.partition.startswith(QUEUE_PREFIX) or ":" in request.partition[len(QUEUE_PREFIX):]:
+        if not listable_partition(request.partition):
             raise InvalidArgument(f"not a listable directory partition: {request.partition!r}")
         limit = min(request.limit or 100, 1000)
         due_by = None if request.all else request.before_ms
