@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from router import read_repair
 from router.directory import Account, Directory
 from router.errors import InvalidArgument, NotFound, NotHosted
+from router.folders import FolderDirectory
 from router.mailbox_order import MailboxOrder
 from router.mutations import Mutation
 from router.queue import OutboundQueue
@@ -57,6 +58,7 @@ def thread_id_for(root_msgid: str, fallback: str) -> str:
 
 
 def check_folder(folder_id: str) -> str:
+    """A system folder, as a delivery files into (a user's own folders: custom_folders.check)."""
     if folder_id not in SYSTEM_FOLDERS:
         raise NotFound(f"no folder {folder_id!r}")
     return folder_id
@@ -116,6 +118,7 @@ class Coordinator:
         self.queue = queue
         self.spam = spam if spam is not None else SpamFilter(replicas, directory)
         self.read_repair = read_repair.ReadRepair(replicas.pool.stub, replicas.consistency.timeout)
+        self.custom_folders = FolderDirectory(directory)     # which custom folder ids exist (router/folders.py)
 
     # -- delivery ------------------------------------------------------------------------
     async def deliver(self, entry_id: str, raw: bytes, recipients: list[str], folder_id: str,
@@ -209,7 +212,7 @@ class Coordinator:
                             page_cursor: str) -> tuple[list[types_pb2.MessageSummary], str, int]:
         """A page of the folder, its cursor, and the mailbox state (MODSEQ) read before it:
         the lowest of the replicas', so Changes from it misses nothing the page lacks."""
-        folder_id = check_folder(folder_id)
+        folder_id = await self.custom_folders.check(user_id, folder_id, live=False)
         limit = check_limit(limit)
         after = cursor.decode(page_cursor) if page_cursor else None     # InvalidCursor: INVALID_ARGUMENT (service.rpc)
         request = storage_pb2.NodeListFolderRequest(
@@ -288,7 +291,7 @@ class Coordinator:
         """Set a message's cells. With `train` (a user's move), a move into Spam trains the
         spam filter with it as spam, a move out of Spam (not to Trash) as ham."""
         if folder_id is not None:
-            check_folder(folder_id)
+            await self.custom_folders.check(user_id, folder_id)    # NotFound: unknown or deleted
         training = None
         if train and folder_id is not None and not expunge:
             training = await self._training(user_id, message_id, folder_id)

@@ -80,19 +80,29 @@ def dedupe_entry(digest: bytes) -> str:
     return f"dedupe:{digest.hex()}"
 
 
+async def held(store: Store, entry: str, request_hash: bytes, ttl_ms: int, now_ms: int | None = None) -> Claim | None:
+    """The claim that ``entry`` holds within its window (its hash must be ``request_hash``:
+    KeyReused otherwise), or None; writes nothing."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    value = await store.get(entry)
+    if value is None:
+        return None
+    record = json.loads(value)
+    if record.get("ms", 0) + ttl_ms <= now:
+        return None
+    if record.get("hash") != request_hash.hex():
+        raise KeyReused(f"{REUSED}: this key was used for another request in the last "
+                        f"{ttl_ms // 3_600_000} hours")
+    return Claim(record["entry_id"], record.get("message_id", ""), replayed=True)
+
+
 async def claim(store: Store, entry: str, request_hash: bytes, entry_id: str, message_id: str,
                 ttl_ms: int, now_ms: int | None = None) -> Claim:
     """The claim that ``entry`` holds within its window (its hash must be ``request_hash``),
     or a new one for ``entry_id``, durable on W replicas when this returns."""
-    now = int(time.time() * 1000) if now_ms is None else now_ms
-    held = await store.get(entry)
-    if held is not None:
-        record = json.loads(held)
-        if record.get("ms", 0) + ttl_ms > now:
-            if record.get("hash") != request_hash.hex():
-                raise KeyReused(f"{REUSED}: this key was used for another request in the last "
-                                f"{ttl_ms // 3_600_000} hours")
-            return Claim(record["entry_id"], record.get("message_id", ""), replayed=True)
+    found = await held(store, entry, request_hash, ttl_ms, now_ms)
+    if found is not None:
+        return found
     ms = entry_id_ms(entry_id)
     value = json.dumps({"hash": request_hash.hex(), "entry_id": entry_id, "message_id": message_id,
                         "ms": ms}, separators=(",", ":")).encode()

@@ -13,9 +13,10 @@ from prometheus_client import Counter, Histogram
 from router import idempotency
 from router.anti_entropy import AntiEntropy
 from router.change_feed import ChangeFeed
-from router.coordinator import Coordinator
+from router.coordinator import Coordinator, Outcome
 from router.directory import Directory
 from router.dkim_keys import DkimKeys
+from router.drafts import Drafts
 from router.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -25,6 +26,7 @@ from router.errors import (
     Unauthenticated,
     Unavailable,
 )
+from router.folders import Folders
 from router.membership import Membership
 from router.replicas import Replicas
 from router.ring import NodeInfo
@@ -90,11 +92,23 @@ def _delivery(d: Any) -> mail_pb2.DeliverResponse.Delivery:
     return mail_pb2.DeliverResponse.Delivery(recipient=d.recipient, user_id=d.user_id, id=d.id, thread_id=d.thread_id)
 
 
+def _deliver_response(outcome: Outcome, entry_id: str, claimed: idempotency.Claim | None) -> mail_pb2.DeliverResponse:
+    response = mail_pb2.DeliverResponse(deliveries=[_delivery(d) for d in outcome.delivered],
+                                        queued=outcome.queued, entry_id=entry_id,
+                                        message_id=claimed.message_id if claimed else "",
+                                        replayed=claimed.replayed if claimed else False)
+    if outcome.sent is not None:
+        response.sent_copy.CopyFrom(_delivery(outcome.sent))
+    return response
+
+
 class MailService(mail_pb2_grpc.MailServicer):
     def __init__(self, coordinator: Coordinator, directory: Directory, feed: ChangeFeed | None = None) -> None:
         self.coordinator = coordinator
         self.directory = directory
         self.claims = directory
+        self.folders = Folders(coordinator, coordinator.custom_folders)
+        self.drafts = Drafts(coordinator, self.claims)
         self.feed = feed if feed is not None else ChangeFeed(coordinator.replicas)
 
     @rpc
@@ -108,7 +122,7 @@ class MailService(mail_pb2_grpc.MailServicer):
             email = canonical(request.address)
         except AddressError as exc:     # an answer, not a failure: the caller refuses it for good
             return mail_pb2.CheckRecipientResponse(status=Status.MALFORMED, reason=exc.reason)
-        account = await self.directory.account(email)
+        account = await self.directory.known_account(email)
         if account is not None:
             return mail_pb2.CheckRecipientResponse(status=Status.LOCAL_USER, account=_account(account))
         hosted = await self.directory.is_hosted(email.rpartition("@")[2])
@@ -139,17 +153,11 @@ class MailService(mail_pb2_grpc.MailServicer):
                 request.screening if request.HasField("screening") else None)
         except NotFound as exc:  # an unknown recipient is the caller's mistake here
             raise FailedPrecondition(str(exc)) from exc
-        response = mail_pb2.DeliverResponse(deliveries=[_delivery(d) for d in outcome.delivered],
-                                            queued=outcome.queued, entry_id=entry_id,
-                                            message_id=claimed.message_id if claimed else "",
-                                            replayed=claimed.replayed if claimed else False)
-        if outcome.sent is not None:
-            response.sent_copy.CopyFrom(_delivery(outcome.sent))
-        return response
+        return _deliver_response(outcome, entry_id, claimed)
 
     @rpc
     async def ListFolders(self, request: mail_pb2.UserRef, context: Any) -> mail_pb2.FolderList:
-        folders, state = await self.coordinator.folders(request.user_id)
+        folders, state = await self.folders.listing(request.user_id)
         return mail_pb2.FolderList(folders=folders, state=state)
 
     @rpc
@@ -224,6 +232,30 @@ class MailService(mail_pb2_grpc.MailServicer):
         except RouterError as exc:      # rpc's translation, for a streaming method
             RPCS.labels("Watch", _status_of(exc).name).inc()
             await context.abort(_status_of(exc), str(exc))
+
+    # -- custom folders and drafts (router/folders.py, router/drafts.py) -------------------
+    @rpc
+    async def CreateFolder(self, request: mail_pb2.CreateFolderRequest, context: Any) -> types_pb2.Folder:
+        return await self.folders.create(request.user_id, request.name)
+
+    @rpc
+    async def RenameFolder(self, request: mail_pb2.RenameFolderRequest, context: Any) -> types_pb2.Folder:
+        return await self.folders.rename(request.user_id, request.folder_id, request.name)
+
+    @rpc
+    async def DeleteFolder(self, request: mail_pb2.FolderRef, context: Any) -> mail_pb2.DeleteFolderResponse:
+        await self.folders.delete(request.user_id, request.folder_id)
+        return mail_pb2.DeleteFolderResponse()
+
+    @rpc
+    async def SaveDraft(self, request: mail_pb2.SaveDraftRequest, context: Any) -> types_pb2.MessageSummary:
+        return await self.drafts.save(request.user_id, request.entry_id, bytes(request.raw), request.replaces)
+
+    @rpc
+    async def SendDraft(self, request: mail_pb2.SendDraftRequest, context: Any) -> mail_pb2.DeliverResponse:
+        outcome, claimed, entry_id = await self.drafts.send(request.user_id, request.id, request.entry_id,
+                                                            request.mail_from, request.idempotency_key)
+        return _deliver_response(outcome, entry_id, claimed)
 
 
 class AdminService(mail_pb2_grpc.AdminServicer):
