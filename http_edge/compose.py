@@ -5,7 +5,9 @@ checked by `tidings_runtime.addresses`, which raises `AddressError`); `compose`
 decodes attachments, checks the size limit and returns the RFC 5322 bytes
 (CRLF line ends: `email.policy.default` with `linesep="\\r\\n"`, i.e.
 `policy.SMTP`; with `utf8=True`, RFC 6532, when an address has a non-ASCII local
-part). Bcc recipients never appear in the headers; they only join the envelope.
+part). Bcc recipients never appear in the headers of a message to send; they only join the
+envelope. A draft (`as_draft`) may have no recipients yet and keeps its Bcc as a header field
+(the router leaves it out when the draft is sent).
 CPU-heavy for big attachments: callers run it in a worker thread.
 """
 from __future__ import annotations
@@ -166,8 +168,8 @@ def _body_cte(text: str) -> str | None:
     return None if text.isascii() else "quoted-printable"
 
 
-def compose(draft: Draft, *, max_bytes: int) -> Composed:
-    if not (draft.to or draft.cc or draft.bcc):
+def compose(draft: Draft, *, max_bytes: int, as_draft: bool = False) -> Composed:
+    if not (draft.to or draft.cc or draft.bcc or as_draft):
         raise ComposeError("at least one recipient (to, cc or bcc) is required")
     decoded: list[tuple[AttachmentData, bytes, str, str]] = []
     total = 0
@@ -179,7 +181,7 @@ def compose(draft: Draft, *, max_bytes: int) -> Composed:
             raise MessageTooLarge(f"the message exceeds the size limit of {max_bytes} bytes")
         decoded.append((att, data, main, sub))
 
-    utf8 = any(m.smtputf8 for m in (draft.sender, *draft.to, *draft.cc))
+    utf8 = any(m.smtputf8 for m in (draft.sender, *draft.to, *draft.cc, *(draft.bcc if as_draft else ())))
     msg = EmailMessage(policy=SMTPUTF8_POLICY if utf8 else SMTP_POLICY)
     message_id = make_msgid(domain=draft.sender.domain)
     msg["From"] = draft.sender.header_value()
@@ -187,7 +189,9 @@ def compose(draft: Draft, *, max_bytes: int) -> Composed:
         msg["To"] = [m.header_value() for m in draft.to]
     if draft.cc:
         msg["Cc"] = [m.header_value() for m in draft.cc]
-    # Bcc: envelope only, never a header.
+    if as_draft and draft.bcc:
+        msg["Bcc"] = [m.header_value() for m in draft.bcc]
+    # else Bcc: envelope only, never a header.
     msg["Subject"] = draft.subject
     msg["Date"] = format_datetime(draft.date.astimezone(UTC), usegmt=True)
     msg["Message-ID"] = message_id

@@ -73,7 +73,8 @@ ERROR_RESPONSES: dict[int, dict[str, Any]] = {
     403: {"description": "not allowed (`forbidden`)"},
     404: {"description": "no such resource (`not_found`)"},
     409: {"description": "conflicts with the current state (`conflict`, `failed_precondition`; "
-                         "`cannot_calculate_changes`: a state too old for the change feed, resync)"},
+                         "`cannot_calculate_changes`: a state too old for the change feed, resync; folders: "
+                         "`folder_exists`, `folder_not_empty`, `system_folder`, `too_many_folders`)"},
     413: {"description": "the request body (`payload_too_large`) or the message (`message_too_large`) is too large"},
     422: {"description": "well-formed but refused: `recipients_rejected`, with `recipients: [{\"email\", \"reason\"}]`"},
     429: {"description": "too many requests (`rate_limited`)", "headers": _retry_after("seconds to wait")},
@@ -166,8 +167,16 @@ RESYNC = ("the state is older than the change feed keeps: resync (list the folde
 _MESSAGES = {"cannot_calculate_changes": RESYNC}
 
 
+# 409s whose router detail begins with a code of its own ("folder_exists: ..."): that code,
+# and the rest of the detail as the message.
+_DETAIL_CODES = {"folder_exists", "folder_not_empty", "system_folder", "too_many_folders"}
+
+
 def client_error_response(exc: client_errors.TidingsError) -> JSONResponse:
     status, code = _BY_CLIENT_ERROR.get(type(exc), (500, "internal"))
+    own, _, rest = (exc.message or "").partition(": ")
+    if status == 409 and own in _DETAIL_CODES:
+        return error_response(status, own, rest or own)
     if status == 503:
         return error_response(
             503,

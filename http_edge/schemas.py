@@ -7,9 +7,18 @@ and serialised by alias). Request bodies forbid unknown fields, so a typo
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 
 from tidings.v1 import mail_pb2, types_pb2
 
@@ -217,21 +226,38 @@ class ThreadOut(BaseModel):
 
 
 class FolderOut(BaseModel):
-    id: str
+    id: str = Field(description="a role (`inbox`) for a system folder; `f` and 8 hex digits for a custom one")
     name: str
-    role: str
+    role: str = Field(description="`inbox sent drafts spam trash archive`; empty for a custom folder")
     total: int
     unread: int
 
+    @classmethod
+    def from_pb(cls, f: types_pb2.Folder) -> FolderOut:
+        return cls(id=f.id, name=f.name, role=f.role, total=f.total, unread=f.unread)
+
 
 class FolderListOut(BaseModel):
-    folders: list[FolderOut]
+    folders: list[FolderOut] = Field(description="the system folders, then the custom ones by name")
+    state: str = Field(description="the mailbox state the folders were read at (as a listing's `state`)")
 
     @classmethod
-    def from_pb(cls, folders: list[types_pb2.Folder]) -> FolderListOut:
-        return cls(
-            folders=[FolderOut(id=f.id, name=f.name, role=f.role, total=f.total, unread=f.unread) for f in folders]
-        )
+    def from_pb(cls, listing: mail_pb2.FolderList) -> FolderListOut:
+        return cls(folders=[FolderOut.from_pb(f) for f in listing.folders], state=str(listing.state))
+
+
+def _folder_name(value: str) -> str:
+    """What the edge checks of a folder name (the router applies every rule)."""
+    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise ValueError("a folder name has no control characters or line breaks")
+    return value
+
+
+class FolderIn(_Request):
+    name: Annotated[str, Field(min_length=1, max_length=128,
+                               description="unique among your folders ignoring case; `/` separates levels "
+                                           "(`Projects/2026`); no control characters"),
+                    AfterValidator(_folder_name)]
 
 
 # ---- changing a message ----------------------------------------------------
@@ -304,7 +330,9 @@ class AttachmentIn(_Request):
         return v
 
 
-class SendRequest(_Request):
+class ComposeRequest(_Request):
+    """What a message is made of (`POST /v1/messages`, and drafts)."""
+
     to: Annotated[list[Recipient], Field(max_length=MAX_RECIPIENTS)] = []
     cc: Annotated[list[Recipient], Field(max_length=MAX_RECIPIENTS)] = []
     bcc: Annotated[list[Recipient], Field(max_length=MAX_RECIPIENTS)] = []
@@ -324,18 +352,37 @@ class SendRequest(_Request):
         return v
 
     @model_validator(mode="after")
-    def _some_recipient(self) -> SendRequest:
-        if not (self.to or self.cc or self.bcc):
-            raise ValueError("at least one recipient (to, cc or bcc) is required")
+    def _recipient_count(self) -> Self:
         if len(self.to) + len(self.cc) + len(self.bcc) > MAX_RECIPIENTS:
             raise ValueError(f"at most {MAX_RECIPIENTS} recipients in all")
         return self
+
+
+class SendRequest(ComposeRequest):
+    @model_validator(mode="after")
+    def _some_recipient(self) -> Self:
+        if not (self.to or self.cc or self.bcc):
+            raise ValueError("at least one recipient (to, cc or bcc) is required")
+        return self
+
+
+class DraftRequest(ComposeRequest):
+    """A draft: as a message to send, but its recipients may be none yet, and Bcc is kept."""
 
 
 class SendResponse(BaseModel):
     id: str = Field(description="the id of the sender's copy in Sent")
     message_id: str = Field(description="the RFC 5322 Message-ID, without angle brackets")
     thread_id: str
+
+
+class DraftOut(Summary):
+    """A saved draft: its SUMMARY, and the draft it replaced."""
+
+    message_id: str = Field(description="the draft's RFC 5322 Message-ID, without angle brackets")
+    replaces: str | None = Field(default=None, description="the id of the draft this one replaced (that id is "
+                                 "gone: a draft is a message, and messages are immutable, so every save has a "
+                                 "new id)")
 
 
 # ---- the change feed (GET /v1/changes) -------------------------------------------

@@ -16,6 +16,13 @@ router records them as `idem:USER:KEY` for 24 h before delivering and, for the s
 and hash again, delivers under the first request's entry id (nothing is stored or queued
 twice) and answers its ids: the same `id`, `message_id`, `thread_id`. The same key with
 another body is a 422 `idempotency_key_reused` (router/idempotency.py has the race).
+
+Drafts (`/v1/drafts`) take the same JSON: `save_draft` composes it as a draft (recipients
+optional, Bcc kept as a field; no recipient check, nothing sent) and stores it with
+`Mail.SaveDraft` under a new entry id, which is the draft's id, replacing the draft it
+names. `send_draft` checks the draft's recipients as above, then `Mail.SendDraft`: the router
+delivers the stored draft as `Mail.Deliver` would and expunges it (router/drafts.py); an
+`Idempotency-Key` is honoured as for `POST /v1/messages`, the draft id standing for the body.
 """
 from __future__ import annotations
 
@@ -24,17 +31,18 @@ import hashlib
 import json
 from datetime import UTC, datetime
 
-from tidings.v1 import mail_pb2
+from tidings.v1 import mail_pb2, types_pb2
 from tidings_client import AlreadyExists, MailClient, NotFound
 from tidings_runtime.ids import new_entry_id
 
-from .compose import AttachmentData, ComposeError, Draft, Mailbox, compose, normalize_message_id
+from .compose import AttachmentData, Composed, ComposeError, Draft, Mailbox, compose, normalize_message_id
 from .errors import ApiError, invalid_request
-from .schemas import AddressIn, SendRequest, SendResponse
+from .schemas import AddressIn, ComposeRequest, DraftOut, DraftRequest, SendRequest, SendResponse, Summary
 from .settings import Settings
 from .tokens import Principal
 
 DELIVER_TIMEOUT = 30.0
+DRAFTS = "drafts"
 
 # Hosted users get their copy at once; other domains' recipients go to the outgoing queue.
 _DELIVERABLE = (mail_pb2.CheckRecipientResponse.LOCAL_USER, mail_pb2.CheckRecipientResponse.NOT_HOSTED)
@@ -115,8 +123,9 @@ def _mailboxes(items: list[AddressIn]) -> list[Mailbox]:
     return [Mailbox(email=a.email, name=a.name) for a in items]
 
 
-async def send(client: MailClient, user: Principal, request: SendRequest, settings: Settings,
-               idempotency_key: str = "") -> SendResponse:
+async def build(client: MailClient, user: Principal, request: ComposeRequest, settings: Settings, *,
+                as_draft: bool = False) -> Composed:
+    """The MIME message of a request (a worker thread composes it)."""
     in_reply_to, references = await reply_headers(client, user, request.in_reply_to)
     draft = Draft(
         sender=Mailbox(email=user.email),
@@ -134,7 +143,27 @@ async def send(client: MailClient, user: Principal, request: SendRequest, settin
         references=references,
         date=datetime.now(UTC),
     )
-    composed = await asyncio.to_thread(compose, draft, max_bytes=settings.max_message_bytes)
+    return await asyncio.to_thread(compose, draft, max_bytes=settings.max_message_bytes, as_draft=as_draft)
+
+
+def _refusal(exc: AlreadyExists) -> Exception:
+    """A reused Idempotency-Key's 422; any other AlreadyExists as it is."""
+    if IDEMPOTENCY_REUSED not in str(exc):
+        return exc
+    return ApiError(422, IDEMPOTENCY_REUSED, "this Idempotency-Key was used for a different request in the last 24 hours")
+
+
+def _sent(result: mail_pb2.DeliverResponse, message_id: str) -> SendResponse:
+    return SendResponse(
+        id=result.sent_copy.id,
+        message_id=message_id.strip("<>"),  # as the router reports Message-IDs: no angle brackets
+        thread_id=result.sent_copy.thread_id,
+    )
+
+
+async def send(client: MailClient, user: Principal, request: SendRequest, settings: Settings,
+               idempotency_key: str = "") -> SendResponse:
+    composed = await build(client, user, request, settings)
     await check_recipients(client, composed.envelope_recipients)
     try:
         result = await client.deliver(
@@ -149,13 +178,38 @@ async def send(client: MailClient, user: Principal, request: SendRequest, settin
             timeout=max(settings.rpc_timeout, DELIVER_TIMEOUT),
         )
     except AlreadyExists as exc:
-        if IDEMPOTENCY_REUSED not in str(exc):
-            raise
-        raise ApiError(422, IDEMPOTENCY_REUSED,
-                       "this Idempotency-Key was used for a different request in the last 24 hours") from None
-    message_id = result.message_id or composed.message_id   # a replay: the first request's
-    return SendResponse(
-        id=result.sent_copy.id,
-        message_id=message_id.strip("<>"),  # as the router reports Message-IDs: no angle brackets
-        thread_id=result.sent_copy.thread_id,
-    )
+        raise _refusal(exc) from None
+    return _sent(result, result.message_id or composed.message_id)   # a replay: the first request's
+
+
+async def save_draft(client: MailClient, user: Principal, request: DraftRequest, settings: Settings,
+                     replaces: str = "") -> DraftOut:
+    """Store the draft (a new one, or in place of `replaces`: then under a new id)."""
+    composed = await build(client, user, request, settings, as_draft=True)
+    summary = await client.save_draft(user.user_id, new_entry_id(), composed.raw, replaces=replaces)
+    return DraftOut(**Summary.fields_from_pb(summary), message_id=composed.message_id.strip("<>"),
+                    replaces=replaces or None)
+
+
+async def send_draft(client: MailClient, user: Principal, draft_id: str, settings: Settings,
+                     idempotency_key: str = "") -> SendResponse:
+    """Send a stored draft; a draft gone already is the router's to judge (404, or with the
+    key the first send's answer)."""
+    try:
+        detail: types_pb2.MessageDetail | None = await client.get_message(user.user_id, draft_id)
+    except NotFound:
+        detail = None
+    if detail is not None:
+        if detail.summary.folder_id != DRAFTS:
+            raise ApiError(404, "not_found", f"no draft {draft_id}")
+        named = [a.email for a in (*detail.summary.to, *detail.summary.cc, *detail.bcc)]
+        if not named:
+            raise invalid_request("the draft has no recipients (to, cc or bcc): add some with PUT /v1/drafts/{id}")
+        await check_recipients(client, list(dict.fromkeys(named)))
+    try:
+        result = await client.send_draft(user.user_id, draft_id, new_entry_id(), mail_from=user.email,
+                                         idempotency_key=idempotency_key,
+                                         timeout=max(settings.rpc_timeout, DELIVER_TIMEOUT))
+    except AlreadyExists as exc:
+        raise _refusal(exc) from None
+    return _sent(result, result.message_id or (detail.message_id if detail is not None else ""))

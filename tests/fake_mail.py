@@ -7,6 +7,10 @@ bytes, the attachment contents). It answers every ``Mail`` call from that model 
 the router does: recipients are local users, unknown users of hosted domains or not
 hosted; ``Deliver`` stores one copy per user and a read copy in the sender's Sent;
 ``DeleteMessage`` moves to Trash, and from Trash expunges; unknown ids are NOT_FOUND;
+custom folders (``CreateFolder``/``RenameFolder``/``DeleteFolder``, ids "f" and 8 hex digits,
+listed after the system folders, the router's refusal details) and drafts (``SaveDraft`` keeps
+a read copy in Drafts under a new id; ``SendDraft`` delivers it without its Bcc field as
+``Deliver`` would, then drops it) follow the router's rules near enough for the edges;
 listings are newest first, paged by an opaque cursor. Each mutation (a stored copy, a flag
 change, a move, a delete) appends a ``MailboxChange`` to the user's feed with the next MODSEQ,
 which ``Changes`` pages and ``Watch`` streams (listings carry the feed's ``state``; a ``since``
@@ -95,6 +99,7 @@ class User:
     changes: list[types_pb2.MailboxChange] = field(default_factory=list)  # the feed, MODSEQ order
     low_water: int = 0                                                     # compacted through here
     uids: dict[str, int] = field(default_factory=dict)                     # folder -> last UID
+    folders: dict[str, str] = field(default_factory=dict)                  # custom folder id -> name
 
     @property
     def modseq(self) -> int:
@@ -427,7 +432,10 @@ class FakeMail(mail_pb2_grpc.MailServicer):
             types_pb2.Folder(id=role, name=role.capitalize(), role=role,
                              total=len(self._in_folder(user, role, False)),
                              unread=len(self._in_folder(user, role, True)))
-            for role in SYSTEM_FOLDERS], state=user.modseq)
+            for role in SYSTEM_FOLDERS] + [
+            types_pb2.Folder(id=folder_id, name=name, total=len(self._in_folder(user, folder_id, False)),
+                             unread=len(self._in_folder(user, folder_id, True)))
+            for folder_id, name in sorted(user.folders.items(), key=lambda f: f[1].casefold())], state=user.modseq)
 
     @_served
     async def ListMessages(self, request: mail_pb2.ListMessagesRequest,
@@ -458,6 +466,9 @@ class FakeMail(mail_pb2_grpc.MailServicer):
     async def UpdateMessage(self, request: mail_pb2.UpdateRequest,
                             context: grpc.aio.ServicerContext) -> types_pb2.MessageSummary:
         summary = (await self._message(request.user_id, request.id, context)).summary
+        if request.HasField("folder_id") and request.folder_id not in SYSTEM_FOLDERS \
+                and request.folder_id not in self._user(request.user_id).folders:
+            await _not_found(context, f"folder {request.folder_id!r}")
         before = summary.folder_id
         for name in ("unread", "starred", "folder_id"):
             if request.HasField(name):
@@ -535,6 +546,103 @@ class FakeMail(mail_pb2_grpc.MailServicer):
                     wait.cancel()
         finally:
             self.watching -= 1
+
+    # -- custom folders and drafts
+
+    async def _folder_name(self, user: User, name: str, context: grpc.aio.ServicerContext, but: str = "") -> str:
+        name = name.strip()
+        if not 1 <= len(name) <= 128 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "a folder name is 1 to 128 characters, "
+                         "no control characters")
+        if name.casefold() in SYSTEM_FOLDERS or any(
+                n.casefold() == name.casefold() and i != but for i, n in user.folders.items()):
+            await _abort(context, grpc.StatusCode.ALREADY_EXISTS, f"folder_exists: a folder named {name!r} exists")
+        return name
+
+    async def _custom(self, user: User, folder_id: str, context: grpc.aio.ServicerContext, action: str) -> str:
+        if folder_id in SYSTEM_FOLDERS:
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                         f"system_folder: {folder_id!r} is a system folder; it cannot be {action}")
+        if folder_id not in user.folders:
+            await _not_found(context, f"folder {folder_id!r}")
+        return folder_id
+
+    def _folder(self, user: User, folder_id: str) -> types_pb2.Folder:
+        return types_pb2.Folder(id=folder_id, name=user.folders[folder_id],
+                                total=len(self._in_folder(user, folder_id, False)),
+                                unread=len(self._in_folder(user, folder_id, True)))
+
+    @_served
+    async def CreateFolder(self, request: mail_pb2.CreateFolderRequest,
+                           context: grpc.aio.ServicerContext) -> types_pb2.Folder:
+        user = self._user(request.user_id)
+        name = await self._folder_name(user, request.name, context)
+        folder_id = f"f{0x10000 + sum(len(u.folders) for u in self.users.values()) + 1:08x}"
+        user.folders[folder_id] = name
+        self.record(request.user_id, Change.FOLDER_UPDATED, folder_id, folder_id=folder_id)
+        return self._folder(user, folder_id)
+
+    @_served
+    async def RenameFolder(self, request: mail_pb2.RenameFolderRequest,
+                           context: grpc.aio.ServicerContext) -> types_pb2.Folder:
+        user = self._user(request.user_id)
+        folder_id = await self._custom(user, request.folder_id, context, "renamed")
+        user.folders[folder_id] = await self._folder_name(user, request.name, context, but=folder_id)
+        self.record(request.user_id, Change.FOLDER_UPDATED, folder_id, folder_id=folder_id)
+        return self._folder(user, folder_id)
+
+    @_served
+    async def DeleteFolder(self, request: mail_pb2.FolderRef,
+                           context: grpc.aio.ServicerContext) -> mail_pb2.DeleteFolderResponse:
+        user = self._user(request.user_id)
+        folder_id = await self._custom(user, request.folder_id, context, "deleted")
+        if self._in_folder(user, folder_id, False):
+            await _abort(context, grpc.StatusCode.FAILED_PRECONDITION,
+                         f"folder_not_empty: folder {user.folders[folder_id]!r} holds messages")
+        del user.folders[folder_id]
+        self.record(request.user_id, Change.FOLDER_UPDATED, folder_id, folder_id=folder_id)
+        return mail_pb2.DeleteFolderResponse()
+
+    def _drop(self, user: User, message_id: str) -> None:
+        summary = user.messages.pop(message_id).summary
+        self.record(user.account.user_id, Change.MESSAGE_DELETED, message_id, folder_id=summary.folder_id,
+                    thread_id=summary.thread_id)
+
+    async def _draft(self, user_id: str, draft_id: str, context: grpc.aio.ServicerContext) -> StoredMessage:
+        draft = self._user(user_id).messages.get(draft_id)
+        if draft is None or draft.summary.folder_id != "drafts":
+            await _not_found(context, f"draft {draft_id}")
+        return draft
+
+    @_served
+    async def SaveDraft(self, request: mail_pb2.SaveDraftRequest,
+                        context: grpc.aio.ServicerContext) -> types_pb2.MessageSummary:
+        if not request.raw:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "empty draft")
+        if request.replaces:
+            await self._draft(request.user_id, request.replaces, context)
+        user = self.users[request.user_id]
+        saved = self._keep(user, request.raw, "drafts", False)
+        if request.replaces:
+            self._drop(user, request.replaces)
+        return saved.summary
+
+    @_served
+    async def SendDraft(self, request: mail_pb2.SendDraftRequest,
+                        context: grpc.aio.ServicerContext) -> mail_pb2.DeliverResponse:
+        draft = await self._draft(request.user_id, request.id, context)
+        parsed = parse_mail(draft.raw)
+        recipients = [email for _, email in (*parsed.to, *parsed.cc, *parsed.bcc)]
+        if not recipients:
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, "the draft has no recipients")
+        head, sep, body = draft.raw.partition(b"\r\n\r\n")
+        raw = b"\r\n".join(line for line in head.split(b"\r\n") if not line.lower().startswith(b"bcc:")) + sep + body
+        sent = await self.Deliver(mail_pb2.DeliverRequest(
+            entry_id=request.entry_id, raw=raw, recipients=recipients, sender_user_id=request.user_id,
+            mail_from=request.mail_from, idempotency_key=request.idempotency_key), context)
+        self._drop(self.users[request.user_id], request.id)
+        sent.message_id = parsed.rfc822_msgid
+        return sent
 
     # -- serving
 

@@ -1,7 +1,7 @@
 """One APIRouter per resource; `app.py` includes them all (see `ROUTERS`)."""
 from __future__ import annotations
 
-from . import auth, changes, folders, health, messages, search, threads
+from . import auth, changes, drafts, folders, health, messages, search, threads
 
 ROUTERS = [health.router, auth.router, folders.router, messages.router, threads.router, search.router,
-           changes.router]
+           changes.router, drafts.router]
