@@ -41,6 +41,7 @@ def test_custom_folder_create_move_list_rename_delete(http: httpx.Client, new_us
     send(http, a, to=[ann], subject="to file", text="quarterly figures")
     message = by_subject(http, a, "to file")
 
+    before = folders(http, a)["state"]
     folder = create(http, a, "Projects/2026")
     assert folder["id"].startswith("f") and len(folder["id"]) == 9
     assert folder == {"id": folder["id"], "name": "Projects/2026", "role": "", "total": 0, "unread": 0}
@@ -69,9 +70,14 @@ def test_custom_folder_create_move_list_rename_delete(http: httpx.Client, new_us
 
     error(http.delete(f"/v1/folders/{folder['id']}", headers=a), 409, "folder_not_empty")
     assert move(http, a, message["id"], "inbox").status_code == 200
+    changed = http.get("/v1/changes", headers=a, params={"since": before}).json()
+    assert changed["folders"]["updated"] == [folder["id"]] and folder["id"] in changed["folders_changed"]
+    before = folders(http, a)["state"]
     r = http.delete(f"/v1/folders/{folder['id']}", headers=a)
     assert r.status_code == 204, r.text
     assert custom(http, a) == {}
+    changed = http.get("/v1/changes", headers=a, params={"since": before}).json()
+    assert changed["folders"]["destroyed"] == [folder["id"]]
     error(move(http, a, message["id"], folder["id"]), 404, "not_found")
     error(http.patch(f"/v1/folders/{folder['id']}", headers=a, json={"name": "Again"}), 404, "not_found")
     error(http.delete(f"/v1/folders/{folder['id']}", headers=a), 404, "not_found")
