@@ -18,8 +18,14 @@ from tidings.v1 import storage_pb2
 from tidings_runtime.addresses import AddressError, canonical, parse_domain
 from tidings_runtime.hlc import HybridLogicalClock
 from tidings_runtime.partitions import directory_partition
+from tidings_runtime.ttl_cache import TtlCache
 
 _hasher = PasswordHasher()
+# Accounts and hosted domains are never removed and an account's user id never changes, so
+# a router keeps those it read for a while (mail for one user comes in bursts: RCPT, then
+# DATA, then the next message); a password is always checked against a fresh read.
+LOOKUP_TTL_S = 60.0
+LOOKUPS_KEPT = 100_000
 
 
 @dataclass(frozen=True)
@@ -30,9 +36,11 @@ class Account:
 
 
 class Directory:
-    def __init__(self, replicas: Replicas, clock: HybridLogicalClock) -> None:
+    def __init__(self, replicas: Replicas, clock: HybridLogicalClock, lookup_ttl_s: float = LOOKUP_TTL_S) -> None:
         self.replicas = replicas
         self.clock = clock
+        self._accounts: TtlCache[str, Account] = TtlCache(lookup_ttl_s, LOOKUPS_KEPT)
+        self._domains: TtlCache[str, bool] = TtlCache(lookup_ttl_s, LOOKUPS_KEPT)
 
     async def entry(self, key: str) -> storage_pb2.DirectoryEntry | None:
         """The newest copy of a directory entry among R replicas (None: no replica holds it)."""
@@ -51,7 +59,13 @@ class Directory:
         await self.replicas.write(directory_partition(key), Mutation(entry))
 
     async def is_hosted(self, domain: str) -> bool:
-        return await self.get(f"domain:{domain}") is not None
+        """Whether the domain is hosted; a yes is kept (LOOKUP_TTL_S), a no read again each time."""
+        if self._domains.get(domain):
+            return True
+        hosted = await self.get(f"domain:{domain}") is not None
+        if hosted:
+            self._domains.put(domain, True)
+        return hosted
 
     async def add_domain(self, name: str) -> tuple[str, bool]:
         """Host ``name``: its canonical form, and whether it was new; AddressError if malformed."""
@@ -62,11 +76,19 @@ class Directory:
         return domain, True
 
     async def account(self, email: str) -> Account | None:
+        """The account read from R replicas now (authentication uses this one)."""
         value = await self.get(f"account:{email}")
         if value is None:
             return None
         d = json.loads(value)
-        return Account(user_id=d["user_id"], email=d["email"], password_hash=d["password_hash"])
+        account = Account(user_id=d["user_id"], email=d["email"], password_hash=d["password_hash"])
+        self._accounts.put(email, account)
+        return account
+
+    async def known_account(self, email: str) -> Account | None:
+        """The account, as read in the last LOOKUP_TTL_S if it was (for routing mail: its user
+        id never changes); an unknown address is read again each time."""
+        return self._accounts.get(email) or await self.account(email)
 
     async def add_user(self, email: str, password: str) -> Account:
         email = canonical(email)
@@ -95,7 +117,7 @@ class Directory:
         """The account of a hosted user; NotFound for an unknown user, InvalidArgument if not
         hosted, AddressError if ``address`` is not a mailbox."""
         email = canonical(address)
-        account = await self.account(email)
+        account = await self.known_account(email)
         if account is not None:
             return account
         if await self.is_hosted(email.rpartition("@")[2]):

@@ -62,7 +62,7 @@ async def run(settings: Settings) -> None:
     anti_entropy = AntiEntropy(replicas, settings.anti_entropy_interval)
     replicas.detector.on_up(lambda node: anti_entropy.soon())
     membership = Membership(replicas, keeper, anti_entropy)
-    directory = Directory(replicas, clock)
+    directory = Directory(replicas, clock, settings.lookup_ttl)
     queue = OutboundQueue(directory, int(settings.queue_lifetime * 1000))
     spam = SpamFilter(replicas, directory, settings.spam_threshold, settings.reject_threshold)
     feed = ChangeFeed(replicas)
