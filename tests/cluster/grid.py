@@ -97,6 +97,16 @@ class Grid:
         """A second router (another coordinator of the same replicas); its address."""
         return self.cluster.start_router(name)
 
+    def restart_router(self) -> None:
+        """SIGKILL the router, then start it again on the address the edges were given."""
+        cluster = self.cluster
+        cluster.processes["router"].kill()
+        domains = [flag for domain in cluster.domains for flag in ("--domain", domain)]
+        router = cluster._process("router", ["router", "--listen", self.router_address,
+                                             "--nodes", self.layout.nodes_spec, *domains])
+        cluster._start(router)
+        cluster._wait_ready([router])
+
     def kill_storage(self, index: int) -> None:
         self.cluster.kill_storage(index)
 
