@@ -79,5 +79,6 @@ def test_fresh_clone_installs_the_client_and_runs_the_readme(grid: Grid, tmp_pat
 
     assert "* Hello from tidings-client (Sent over gRPC.)" in out, out  # paged, unread, in the inbox
     assert "Hello from tidings-client | Sent over gRPC." in out, out  # opened
+    assert re.search(r"^new mail: [0-9a-f]+ \(change \d+\)$", out, re.M), out  # pushed by watch()
     assert re.search(r"^Inbox\s+\d+ unread of \d+$", out, re.M), out
     assert "checks passed" in out, out
