@@ -160,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=4000, help="approximate body bytes")
     parser.add_argument("--connections", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--warm-up", type=int, default=50, help="messages sent first in each mode, not timed")
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES),
+                        help="inbound checks on, off or both (the comparison needs both)")
     args = parser.parse_args(argv)
     messages = [make_message(i, args.size) for i in range(args.messages)]
     baseline = raw_synced_puts(2000, args.size)
@@ -169,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         grid = Grid(Path(d), edges=("smtp",), args={"smtp": ("--dns", zone.address)}, virus_scan=True).start()
         try:
             print(f"mail flow: {args.messages} messages of ~{args.size} B (DKIM-signed), N=3 W=2, synced WAL, indexed")
-            for mode, flags in MODES.items():
+            for mode, flags in ((m, MODES[m]) for m in args.modes):
                 recipient = f"bench-checks-{mode}@example.test"
                 user_id = grid.add_user(recipient).user_id
                 start_edge(grid, (*flags, "--dns", zone.address) if mode == "on" else flags)
@@ -195,7 +197,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{mode:>7} {connections:>5} {rate:>7.0f} {pct(lat, 50):>7.1f} {pct(lat, 99):>7.1f} {cluster:>11.2f} "
               f"{cpu.get('smtp', 0):>6.2f} {cpu.get(SCANNER, 0):>6.2f} {cpu.get('router', 0):>7.2f} {storage:>8.2f} "
               f"{cpu.get('bench client', 0):>7.2f} {rate / baseline:>10.2f}x")
-    for connections in args.connections:
+    for (mode, connections), (_, _, cpu) in results.items():
+        print(f"CPU ms/msg by process, checks {mode}, {connections} connection(s): " +
+              ", ".join(f"{name} {value:.2f}" for name, value in sorted(cpu.items())))
+    for connections in args.connections if len(args.modes) == len(MODES) else ():
         (on_rate, _, on_cpu), (off_rate, _, off_cpu) = results["on", connections], results["off", connections]
         added = {name: on_cpu.get(name, 0.0) - off_cpu.get(name, 0.0) for name in ("smtp", SCANNER)}
         wall = (1 / on_rate - 1 / off_rate) * 1000
