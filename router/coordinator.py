@@ -268,7 +268,7 @@ class Coordinator:
         return sorted(best.values(), key=lambda s: (s.received_ms, s.id))
 
     async def search(self, user_id: str, query: str, limit: int, page_cursor: str
-                     ) -> tuple[list[types_pb2.MessageSummary], str, int]:
+                     ) -> tuple[list[types_pb2.MessageSummary], str, int, int]:
         """Search R replicas and merge: with R + W > N one of them holds every acknowledged
         message, so a message is findable as soon as its delivery was acknowledged."""
         if not query.strip():
@@ -282,7 +282,7 @@ class Coordinator:
         more = len(ranked) > limit or any(a.next_cursor for _, a in outcome.answers)
         next_cursor = cursor.encode((page[-1].received_ms, page[-1].id)) if page and more else ""
         total = max((a.total for _, a in outcome.answers), default=0)
-        return page, next_cursor, total
+        return page, next_cursor, total, min((a.state for _, a in outcome.answers), default=0)
 
     # -- changes -------------------------------------------------------------------------
     async def update(self, user_id: str, message_id: str, *, unread: bool | None = None,

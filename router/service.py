@@ -216,9 +216,9 @@ class MailService(mail_pb2_grpc.MailServicer):
 
     @rpc
     async def Search(self, request: mail_pb2.SearchRequest, context: Any) -> mail_pb2.MessagePage:
-        page, next_cursor, total = await self.coordinator.search(
+        page, next_cursor, total, state = await self.coordinator.search(
             request.user_id, request.query, request.limit, request.cursor)
-        return mail_pb2.MessagePage(messages=page, next_cursor=next_cursor, total=total)
+        return mail_pb2.MessagePage(messages=page, next_cursor=next_cursor, total=total, state=state)
 
     @rpc
     async def Changes(self, request: mail_pb2.ChangesRequest, context: Any) -> mail_pb2.ChangesResponse:

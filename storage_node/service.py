@@ -14,7 +14,15 @@ from prometheus_client import Counter
 from search_node.index import InvalidCursor, QuerySyntaxError, SearchIndex
 from storage_node import keys, mailbox_order, replication, spam_model
 from storage_node.commit import GroupCommitter
-from storage_node.engine import Change, Engine, MessageState, NewMessage, check_new_message_id, check_user_id
+from storage_node.engine import (
+    INLINE_BODY_LIMIT,
+    Change,
+    Engine,
+    MessageState,
+    NewMessage,
+    check_new_message_id,
+    check_user_id,
+)
 from storage_node.errors import BlobMissing, CorruptValue, InvalidArgument, NotFound, PeerUnavailable, StorageError
 from storage_node.gc import collect_garbage
 from storage_node.hints import HintStore
@@ -156,8 +164,11 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
 
     @maps_errors
     async def StoreMessage(self, request: storage_pb2.StoreMessageRequest, context: Any) -> storage_pb2.StoreMessageResponse:
-        new = await asyncio.to_thread(self._prepare, request)
-        created, record = await self.committer.submit(lambda txn: self.engine.store_message(txn, new))
+        if len(request.raw) > INLINE_BODY_LIMIT:  # the body goes to the object store first, outside the batch
+            new = await asyncio.to_thread(self._prepare, request)
+            created, record = await self.committer.submit(lambda txn: self.engine.store_message(txn, new))
+        else:  # one thread hop, not two: parsed and compressed in the committer's worker (issue 19)
+            created, record = await self.committer.submit(lambda txn: self.engine.store_message(txn, self._prepare(request)))
         return storage_pb2.StoreMessageResponse(created=created, summary=to_summary(record))
 
     @maps_errors
@@ -269,6 +280,7 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
 
     def _search(self, request: storage_pb2.NodeSearchRequest) -> storage_pb2.NodeSearchResponse:
         limit = request.limit or 50
+        state = mailbox_order.head(self.engine, request.user_id).modseq
         try:
             found = self.search_index.search(self.engine, request.user_id, request.query, limit, request.cursor or None)
         except QuerySyntaxError as exc:
@@ -280,7 +292,7 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         by_id = {r.id: r for r in self.engine.records(request.user_id, found.ids)}
         return storage_pb2.NodeSearchResponse(
             messages=[to_summary(by_id[i]) for i in found.ids if i in by_id and not by_id[i].tombstone],
-            next_cursor=found.next_cursor or "", total=found.total)
+            next_cursor=found.next_cursor or "", total=found.total, state=state)
 
     @maps_errors
     async def Search(self, request: storage_pb2.NodeSearchRequest, context: Any) -> storage_pb2.NodeSearchResponse:

@@ -292,5 +292,5 @@ def test_search_maps_router_answers(http: httpx.Client, new_user: Callable[[str]
         error(r, 501, "not_implemented")
     else:
         assert r.status_code == 200, r.text
-        assert set(r.json()) == {"messages", "next_cursor", "total"}
+        assert set(r.json()) == {"messages", "next_cursor", "total", "state"}
     error(http.get("/v1/search", headers=a), 400, "invalid_request")
