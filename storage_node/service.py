@@ -39,6 +39,10 @@ from tidings_runtime.partitions import SYSTEM_FOLDERS, folder_id_of, listable_pa
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
+# _INLINE: rocksdict holds the GIL through every get, multi_get and write (its synced write
+# too), so a worker thread around a point read buys no concurrency, only the hop's CPU
+# (~25-50 us); the mail path's small reads run on the event loop (docs/performance.md, issue 19).
+
 RPC_ERRORS = Counter("tidings_storage_rpc_errors_total", "Storage RPCs that ended in an error", ["method", "code"])
 
 _STATUS: dict[type[StorageError], grpc.StatusCode] = {
@@ -232,7 +236,7 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
     @maps_errors
     async def LookupThreads(self, request: storage_pb2.LookupThreadsRequest, context: Any) -> storage_pb2.LookupThreadsResponse:
         check_user_id(request.user_id)
-        found = await asyncio.to_thread(self.engine.lookup_thread, request.user_id, list(request.message_ids))
+        found = self.engine.lookup_thread(request.user_id, list(request.message_ids))  # point reads: inline (_INLINE)
         return storage_pb2.LookupThreadsResponse(thread_id=found)
 
     @maps_errors
@@ -243,7 +247,7 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
 
     @maps_errors
     async def GetDirectory(self, request: storage_pb2.DirectoryKey, context: Any) -> storage_pb2.DirectoryEntry:
-        held = await asyncio.to_thread(self.engine.directory, request.key)
+        held = self.engine.directory(request.key)  # a point read: inline (_INLINE)
         if held is None:
             return storage_pb2.DirectoryEntry(key=request.key, found=False)
         return storage_pb2.DirectoryEntry(key=request.key, value=held.value, version=held.version, found=True)
@@ -276,7 +280,7 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
     async def SpamCounts(self, request: storage_pb2.SpamCountsRequest, context: Any) -> storage_pb2.SpamCountsResponse:
         if not request.model:
             raise InvalidArgument("no spam model named")
-        return await asyncio.to_thread(self._spam_counts, request)
+        return self._spam_counts(request)  # one multi-get and a tokenizer: inline (_INLINE)
 
     def _search(self, request: storage_pb2.NodeSearchRequest) -> storage_pb2.NodeSearchResponse:
         limit = request.limit or 50
