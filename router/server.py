@@ -56,7 +56,7 @@ async def _follow(feed: ChangeFeed, replicas: Replicas) -> None:
 async def run(settings: Settings) -> None:
     consistency = Consistency(n=settings.n, w=settings.w, r=settings.r, timeout=settings.timeout)
     clock = HybridLogicalClock()
-    pool = NodePool()
+    pool = NodePool(settings.coalesce)
     replicas = Replicas(Ring(settings.ring_nodes), pool, consistency)
     keeper = RingKeeper(replicas)
     anti_entropy = AntiEntropy(replicas, settings.anti_entropy_interval)

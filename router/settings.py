@@ -48,6 +48,8 @@ class Settings(ServerSettings):
     w: int = setting(2, "TIDINGS_W", flags=["-w"], help="replicas a write waits for", ge=1)
     r: int = setting(2, "TIDINGS_R", flags=["-r"], help="replicas a read waits for", ge=1)
     timeout: Seconds = setting(5.0, "TIDINGS_QUORUM_TIMEOUT", help="seconds a replica call may take")
+    coalesce: bool = setting(True, "TIDINGS_COALESCE",
+                             help="send concurrent calls to one storage node as one Batch RPC")
     lookup_ttl: float = setting(60.0, "TIDINGS_LOOKUP_TTL", ge=0,
                                 help="seconds a known account or hosted domain is kept without a read (0: none)")
     anti_entropy_interval: float = setting(

@@ -13,6 +13,7 @@ from prometheus_client import Counter
 
 from search_node.index import InvalidCursor, QuerySyntaxError, SearchIndex
 from storage_node import keys, mailbox_order, replication, spam_model
+from storage_node.batches import run_batch
 from storage_node.commit import GroupCommitter
 from storage_node.engine import (
     INLINE_BODY_LIMIT,
@@ -470,3 +471,6 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
                          ) -> AsyncIterator[storage_pb2.OrderNotice]:
         async for user_id, modseq in self.order_watchers.subscribe():
             yield storage_pb2.OrderNotice(user_id=user_id, modseq=modseq)
+
+    async def Batch(self, request: storage_pb2.BatchRequest, context: Any) -> storage_pb2.BatchResponse:
+        return await run_batch(self, request)

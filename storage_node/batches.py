@@ -1,0 +1,60 @@
+"""The storage node's side of a coalesced call (`StorageNode.Batch`): each call of the batch
+runs through the servicer's own method, all at once (so their writes share group commits),
+and each gets its own answer or its own status, exactly as if it had been called alone."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import grpc
+
+from tidings.v1 import storage_pb2
+
+log = logging.getLogger(__name__)
+
+CALL_FIELDS = [f.name for f in storage_pb2.BatchCall.DESCRIPTOR.oneofs_by_name["call"].fields]
+
+
+def method_of(field: str) -> str:
+    """The StorageNode method a batch call's field names: store_message -> StoreMessage."""
+    return "".join(part.capitalize() for part in field.split("_"))
+
+
+class _Aborted(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+class _CallContext:
+    """What a servicer method uses of its context when it runs inside a batch."""
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+        raise _Aborted(code, details)
+
+
+def _status(code: grpc.StatusCode, details: str) -> storage_pb2.BatchResult:
+    return storage_pb2.BatchResult(error=storage_pb2.CallStatus(code=code.value[0], details=details))
+
+
+async def _one(servicer: Any, call: storage_pb2.BatchCall) -> storage_pb2.BatchResult:
+    field = call.WhichOneof("call")
+    if field is None:
+        return _status(grpc.StatusCode.INVALID_ARGUMENT, "an empty batch call")
+    try:
+        answer = await getattr(servicer, method_of(field))(getattr(call, field), _CallContext())
+    except _Aborted as exc:
+        return _status(exc.code, exc.details)
+    except Exception as exc:      # as grpc would answer an unexpected error of one call: INTERNAL
+        log.exception("batched %s failed", field)
+        return _status(grpc.StatusCode.INTERNAL, f"{type(exc).__name__}: {exc}")
+    result = storage_pb2.BatchResult()
+    getattr(result, field).CopyFrom(answer)
+    return result
+
+
+async def run_batch(servicer: Any, request: storage_pb2.BatchRequest) -> storage_pb2.BatchResponse:
+    results = await asyncio.gather(*(_one(servicer, call) for call in request.calls))
+    return storage_pb2.BatchResponse(results=results)
