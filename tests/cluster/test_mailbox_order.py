@@ -179,3 +179,20 @@ def test_a_new_mailbox_has_an_empty_feed_and_a_bad_limit_is_refused(grid: Grid) 
     with pytest.raises(grpc.RpcError) as bad:
         grid.mail.Changes(mail_pb2.ChangesRequest(user_id=user_id, since=0, limit=5000), timeout=10)
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_watch_on_one_router_hears_of_a_change_another_router_made(grid: Grid, routers: list[str]) -> None:
+    """The router learns from the storage nodes' notices, not only from its own commits: the
+    event comes well before the watch's own re-read (router/change_feed.py WATCH_POLL_S)."""
+    user_id = grid.add_user("watched@example.test").user_id
+    with grpc.insecure_channel(routers[0]) as first, grpc.insecure_channel(routers[1]) as second:
+        stream = mail_pb2_grpc.MailStub(first).Watch(mail_pb2.ChangesRequest(user_id=user_id, since=0), timeout=30)
+        time.sleep(0.5)                 # the watch is waiting
+        sent = time.monotonic()
+        answer = mail_pb2_grpc.MailStub(second).Deliver(mail_pb2.DeliverRequest(
+            entry_id=new_entry_id(), raw=raw("elsewhere"), recipients=["watched@example.test"]), timeout=30)
+        batch = next(stream)
+        heard = time.monotonic() - sent
+        stream.cancel()
+    assert [(c.kind, c.id) for c in batch.changes] == [(Kind.MESSAGE_NEW, answer.deliveries[0].id)]
+    assert heard < 2.0, heard
