@@ -112,23 +112,27 @@ class User:
         return since < self.low_water
 
 
+async def _before(fake: FakeMail, name: str, request: Any, context: grpc.aio.ServicerContext) -> None:
+    """What every served call does first: recorded, delayed, failed if told to."""
+    fake.calls.setdefault(name, []).append(request)
+    fake.entered(name).set()
+    if delay := fake.delays.get(name):
+        await asyncio.sleep(delay)
+    failure = fake.failures.get(name)
+    if failure is not None:
+        if failure.times is not None:
+            failure.times -= 1
+            if failure.times <= 0:
+                del fake.failures[name]
+        await _abort(context, failure.code, failure.details)
+
+
 def _served(handler: Handler[T]) -> Handler[T]:
     """Record the call, then apply any delay and injected failure before ``handler`` runs."""
 
     @functools.wraps(handler)
     async def serve(fake: FakeMail, request: Any, context: grpc.aio.ServicerContext) -> T:
-        name = handler.__name__
-        fake.calls.setdefault(name, []).append(request)
-        fake.entered(name).set()
-        if delay := fake.delays.get(name):
-            await asyncio.sleep(delay)
-        failure = fake.failures.get(name)
-        if failure is not None:
-            if failure.times is not None:
-                failure.times -= 1
-                if failure.times <= 0:
-                    del fake.failures[name]
-            await _abort(context, failure.code, failure.details)
+        await _before(fake, handler.__name__, request, context)
         return await handler(fake, request, context)
 
     return serve
@@ -140,18 +144,7 @@ def _served_stream(handler: Callable[[FakeMail, Any, grpc.aio.ServicerContext], 
 
     @functools.wraps(handler)
     async def serve(fake: FakeMail, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[T]:
-        name = handler.__name__
-        fake.calls.setdefault(name, []).append(request)
-        fake.entered(name).set()
-        if delay := fake.delays.get(name):
-            await asyncio.sleep(delay)
-        failure = fake.failures.get(name)
-        if failure is not None:
-            if failure.times is not None:
-                failure.times -= 1
-                if failure.times <= 0:
-                    del fake.failures[name]
-            await _abort(context, failure.code, failure.details)
+        await _before(fake, handler.__name__, request, context)
         async for item in handler(fake, request, context):
             yield item
 
