@@ -11,7 +11,8 @@ Rows of CF_ORDER, under the user's partition (keys.order):
   PROMISE                 -> ballot
   ACCEPTED | slot         -> ballot | OrderValue
   CHOSEN | slot           -> OrderValue
-  HEAD                    -> the fold's state (JSON: applied slot, MODSEQ, folders)
+  HEAD                    -> the fold's state (JSON: applied slot, MODSEQ, folders) and the
+                             slots above it accepted or held chosen here (what a prepare reports)
   PLACE | message id      -> uid | folder id NUL thread id (uid 0: destroyed, never again)
   CHANGE | modseq         -> MailboxChange
   FOLDER_UID | folder NUL | uid -> message id
@@ -50,6 +51,8 @@ class Head:
     low_water: int = 0         # change rows at or below are compacted away
     last_uidvalidity: int = 0
     folders: dict[str, FolderOrder] = field(default_factory=dict)
+    accepted: list[int] = field(default_factory=list)   # slots above `applied` with an accepted value here
+    held: list[int] = field(default_factory=list)       # slots above `applied` held chosen, waiting for a gap
 
     def folder(self, folder_id: str, time_ms: int) -> FolderOrder:
         """The folder's order, begun (with a UIDVALIDITY above every earlier one) on first use."""
@@ -72,6 +75,7 @@ def _encode_head(head: Head) -> bytes:
     return json.dumps({
         "a": head.applied, "m": head.modseq, "h": head.highest, "l": head.low_water, "v": head.last_uidvalidity,
         "f": {name: [f.uidvalidity, f.next_uid] for name, f in head.folders.items()},
+        "p": head.accepted, "c": head.held,
     }, separators=(",", ":")).encode()
 
 
@@ -80,7 +84,7 @@ def _decode_head(value: bytes | None) -> Head:
         return Head()
     raw = json.loads(value)
     return Head(raw["a"], raw["m"], raw["h"], raw["l"], raw["v"],
-                {name: FolderOrder(v, n) for name, (v, n) in raw["f"].items()})
+                {name: FolderOrder(v, n) for name, (v, n) in raw["f"].items()}, raw.get("p", []), raw.get("c", []))
 
 
 def head(store: Txn | RdictStore, user_id: str) -> Head:
@@ -111,25 +115,29 @@ def _scan_slots(store: RdictStore, user_id: str, tag: int, after: int, through: 
         yield keys.read_u64(key, len(key) - 8), value
 
 
-def prepare(txn: Txn, store: RdictStore, user_id: str, from_slot: int, ballot: int) -> storage_pb2.OrderPromise:
+def prepare(txn: Txn, user_id: str, from_slot: int, ballot: int) -> storage_pb2.OrderPromise:
     """Promise `ballot` for every slot, if no higher one was promised; report what this
-    replica accepted (or holds chosen, unfolded) from max(from_slot, applied + 1) on.
-    It scans committed rows: run it in a batch of its own (GroupCommitter alone=True), so
-    an accept earlier in the same batch cannot be missed."""
+    replica accepted (or holds chosen, unfolded) from max(from_slot, applied + 1) on. It
+    reads the slots the head names through the batch, so it may share a group commit with
+    the accepts before it."""
     promised = _promised(txn, user_id)
     state = head(txn, user_id)
     answer = storage_pb2.OrderPromise(promised=ballot >= promised, promised_ballot=max(ballot, promised),
                                       chosen_through=state.applied, highest_slot=state.highest)
     if ballot > promised:
         txn.put(keys.CF_ORDER, keys.order(user_id, PROMISE), keys.u64(ballot))
-    after = max(from_slot - 1, state.applied)
+    first = max(from_slot, state.applied + 1)
     reported: dict[int, storage_pb2.OrderAcceptedSlot] = {}
-    for slot, value in _scan_slots(store, user_id, ACCEPTED, after, keys.MAX_U64):
-        reported[slot] = storage_pb2.OrderAcceptedSlot(
-            slot=slot, ballot=keys.read_u64(value), value=storage_pb2.OrderValue.FromString(value[8:]))
-    for slot, value in _scan_slots(store, user_id, CHOSEN, after, keys.MAX_U64):
-        reported[slot] = storage_pb2.OrderAcceptedSlot(
-            slot=slot, ballot=CHOSEN_BALLOT, value=storage_pb2.OrderValue.FromString(value))
+    for slot in sorted(s for s in state.accepted if s >= first):
+        value = txn.get(keys.CF_ORDER, _slot_key(user_id, ACCEPTED, slot))
+        if value is not None:
+            reported[slot] = storage_pb2.OrderAcceptedSlot(
+                slot=slot, ballot=keys.read_u64(value), value=storage_pb2.OrderValue.FromString(value[8:]))
+    for slot in sorted(s for s in state.held if s >= first):
+        value = txn.get(keys.CF_ORDER, _slot_key(user_id, CHOSEN, slot))
+        if value is not None:
+            reported[slot] = storage_pb2.OrderAcceptedSlot(
+                slot=slot, ballot=CHOSEN_BALLOT, value=storage_pb2.OrderValue.FromString(value))
     answer.accepted.extend(reported[s] for s in sorted(reported))
     return answer
 
@@ -150,8 +158,9 @@ def accept(txn: Txn, user_id: str, slot: int, ballot: int, value: storage_pb2.Or
     if ballot > promised:
         txn.put(keys.CF_ORDER, keys.order(user_id, PROMISE), keys.u64(ballot))
     txn.put(keys.CF_ORDER, _slot_key(user_id, ACCEPTED, slot), keys.u64(ballot) + value.SerializeToString())
-    if slot > state.highest:
-        state.highest = slot
+    if slot not in state.accepted or slot > state.highest:
+        state.highest = max(state.highest, slot)
+        state.accepted = sorted({*state.accepted, slot})
         txn.put(keys.CF_ORDER, keys.order(user_id, HEAD), _encode_head(state))
     return storage_pb2.OrderAcceptReply(accepted=True, promised_ballot=ballot)
 
@@ -168,15 +177,23 @@ def commit(txn: Txn, user_id: str, slots: list[tuple[int, storage_pb2.OrderValue
     """Hold each chosen slot, then fold every held slot that follows the applied one."""
     state = head(txn, user_id)
     before = state.modseq, state.applied
+    held = set(state.held)
     for slot, value in slots:
         if slot <= state.applied:
             continue
         txn.put(keys.CF_ORDER, _slot_key(user_id, CHOSEN, slot), value.SerializeToString())
-        txn.delete(keys.CF_ORDER, _slot_key(user_id, ACCEPTED, slot))
+        held.add(slot)
         state.highest = max(state.highest, slot)
-    while (held := txn.get(keys.CF_ORDER, _slot_key(user_id, CHOSEN, state.applied + 1))) is not None:
-        _fold(txn, user_id, state, storage_pb2.OrderValue.FromString(held))
+    while state.applied + 1 in held:
+        chosen = txn.get(keys.CF_ORDER, _slot_key(user_id, CHOSEN, state.applied + 1))
+        assert chosen is not None, "a held slot has its chosen row"
+        _fold(txn, user_id, state, storage_pb2.OrderValue.FromString(chosen))
         state.applied += 1
+    for slot in state.accepted:      # an accepted value of a slot now chosen is no longer needed
+        if slot <= state.applied or slot in held:
+            txn.delete(keys.CF_ORDER, _slot_key(user_id, ACCEPTED, slot))
+    state.accepted = [s for s in state.accepted if s > state.applied and s not in held]
+    state.held = sorted(s for s in held if s > state.applied)
     _compact(txn, user_id, state, limits)
     txn.put(keys.CF_ORDER, keys.order(user_id, HEAD), _encode_head(state))
     return Committed(state.applied, state.modseq, (state.modseq, state.applied) != before)

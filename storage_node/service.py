@@ -428,8 +428,7 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
     async def OrderPrepare(self, request: storage_pb2.OrderPrepareRequest, context: Any) -> storage_pb2.OrderPromise:
         check_user_id(request.user_id)
         return await self.committer.submit(
-            lambda txn: mailbox_order.prepare(txn, self.engine, request.user_id, request.from_slot, request.ballot),
-            alone=True)
+            lambda txn: mailbox_order.prepare(txn, request.user_id, request.from_slot, request.ballot))
 
     @maps_errors
     async def OrderAccept(self, request: storage_pb2.OrderAcceptRequest, context: Any) -> storage_pb2.OrderAcceptReply:

@@ -55,17 +55,17 @@ def changes(engine: Engine, since: int = 0) -> list[types_pb2.MailboxChange]:
 
 def test_a_promise_refuses_lower_ballots_and_an_accept_is_reported_to_the_next_prepare(engine: Engine) -> None:
     with batch(engine) as txn:
-        promise = mailbox_order.prepare(txn, engine, USER, 1, 10)
+        promise = mailbox_order.prepare(txn, USER, 1, 10)
     assert promise.promised and promise.chosen_through == 0 and not promise.accepted
     with batch(engine) as txn:
-        assert not mailbox_order.prepare(txn, engine, USER, 1, 9).promised
+        assert not mailbox_order.prepare(txn, USER, 1, 9).promised
     with batch(engine) as txn:
         refused = mailbox_order.accept(txn, USER, 1, 9, value(created("a")))
     assert not refused.accepted and refused.promised_ballot == 10
     with batch(engine) as txn:
         assert mailbox_order.accept(txn, USER, 1, 10, value(created("a"))).accepted
     with batch(engine) as txn:
-        later = mailbox_order.prepare(txn, engine, USER, 1, 20)
+        later = mailbox_order.prepare(txn, USER, 1, 20)
     assert later.promised and later.highest_slot == 1
     assert [(s.slot, s.ballot, s.value.intents[0].message_id) for s in later.accepted] == [(1, 10, "a")]
 
@@ -128,3 +128,23 @@ def test_old_change_rows_and_slots_are_compacted_and_the_low_water_mark_says_so(
     assert [types_pb2.MailboxChange.FromString(r).modseq for r in rows] == list(range(head.low_water + 1, 12))
     assert [slot for slot, _ in mailbox_order.chosen_slots(engine, USER, 0, 100)][-1] == 11
     assert len(mailbox_order.chosen_slots(engine, USER, 0, 100)) < 11
+
+
+def test_a_prepare_in_the_same_batch_as_an_accept_reports_it(engine: Engine) -> None:
+    """Prepares share group commits: what an accept earlier in the batch wrote is reported."""
+    with batch(engine) as txn:
+        assert mailbox_order.accept(txn, USER, 1, 10, value(created("a"))).accepted
+        later = mailbox_order.prepare(txn.child(), USER, 1, 20)
+    assert [(s.slot, s.ballot) for s in later.accepted] == [(1, 10)]
+    commit(engine, (1, value(created("a"))))
+    with batch(engine) as txn:
+        assert not mailbox_order.prepare(txn, USER, 1, 30).accepted      # chosen and folded: nothing to finish
+    assert mailbox_order.head(engine, USER).accepted == []
+
+
+def test_a_chosen_slot_held_behind_a_gap_is_reported_by_a_prepare(engine: Engine) -> None:
+    commit(engine, (2, value(created("b"))))
+    with batch(engine) as txn:
+        promise = mailbox_order.prepare(txn, USER, 1, 5)
+    assert [(s.slot, s.ballot) for s in promise.accepted] == [(2, mailbox_order.CHOSEN_BALLOT)]
+    assert promise.chosen_through == 0 and promise.highest_slot == 2
