@@ -23,19 +23,21 @@ from .tokens import InvalidToken, Principal, TokenSigner
 _bearer = HTTPBearer(auto_error=False, description="a token from POST /v1/auth/token")
 
 
-def get_settings(request: Request) -> Settings:
+# Every dependency is `async def`: FastAPI runs a plain `def` one in a worker thread, a
+# thread hop (and a wake of the loop) per dependency per request for a few attribute reads.
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_client(request: Request) -> MailClient:
+async def get_client(request: Request) -> MailClient:
     return request.app.state.client
 
 
-def get_signer(request: Request) -> TokenSigner:
+async def get_signer(request: Request) -> TokenSigner:
     return request.app.state.signer
 
 
-def current_user(
+async def current_user(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -44,7 +46,7 @@ def current_user(
             raise unauthenticated("the Authorization header must be 'Bearer <token>'")
         raise unauthenticated("missing bearer token (POST /v1/auth/token to get one)")
     try:
-        return get_signer(request).verify(credentials.credentials)
+        return request.app.state.signer.verify(credentials.credentials)
     except InvalidToken as exc:
         raise unauthenticated(str(exc)) from None
 
