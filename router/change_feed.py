@@ -1,5 +1,6 @@
 """The change feed of a mailbox, read and pushed: `Mail.Changes` reads the folded change
-rows from R replicas; `Mail.Watch` waits for the user's MODSEQ to move, then reads again.
+rows from R replicas; `Mail.Watch` waits for the user's MODSEQ to move, then reads again;
+`Mail.Mailbox` reads one folder's view (UIDs, each message's MODSEQ) for IMAP.
 
 The router learns that a mailbox moved from every storage node it serves (one
 `WatchOrder` stream each, whichever router coordinated the change) and from its own
@@ -17,6 +18,7 @@ import grpc
 from prometheus_client import Counter, Gauge
 
 from router.errors import FailedPrecondition, InvalidArgument
+from router.mailbox_order import MailboxOrder
 from router.replicas import Replicas
 from router.ring import NodeInfo
 from tidings.v1 import mail_pb2, storage_pb2
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 256
 MAX_LIMIT = 1024
+MAX_FOLDER_PAGE = 10_000
 WATCH_POLL_S = 5.0          # a watch reads again at least this often, notice or not
 RESUBSCRIBE_S = 0.5
 CANNOT_CALCULATE = "cannot_calculate_changes"
@@ -82,6 +85,28 @@ class ChangeFeed:
                 waiters.discard(moved)
                 if not waiters:
                     del self._waiters[user_id]
+
+    async def mailbox(self, user_id: str, folder_id: str, after_uid: int, limit: int, order: MailboxOrder
+                      ) -> mail_pb2.MailboxView:
+        """A folder's view in the order (IMAP's SELECT) from the most advanced of R replicas.
+        A folder the order has not seen yet is ordered first (a FOLDER_CHANGED), so it has a
+        UIDVALIDITY before anyone is told one."""
+        limit = limit or MAX_FOLDER_PAGE
+        if not 1 <= limit <= MAX_FOLDER_PAGE:
+            raise InvalidArgument(f"limit must be between 1 and {MAX_FOLDER_PAGE}")
+        request = storage_pb2.OrderFolderRequest(user_id=user_id, folder_id=folder_id, after_uid=after_uid, limit=limit)
+
+        async def read() -> storage_pb2.OrderFolderReply:
+            outcome = await self.replicas.read(user_id, lambda stub: stub.OrderFolder(request))
+            return max((a for _, a in outcome.answers), key=lambda a: a.modseq)
+
+        view = await read()
+        if view.uidvalidity == 0:
+            await order.append(user_id, [storage_pb2.OrderIntent(kind=storage_pb2.OrderIntent.FOLDER_CHANGED,
+                                                                 folder_id=folder_id)])
+            view = await read()
+        return mail_pb2.MailboxView(uidvalidity=view.uidvalidity, uid_next=view.uid_next, highest_modseq=view.modseq,
+                                    entries=view.entries, has_more=view.has_more)
 
     def moved(self, user_id: str, modseq: int = 0) -> None:
         """The user's mailbox advanced: wake its watches."""

@@ -224,6 +224,12 @@ class MailService(mail_pb2_grpc.MailServicer):
     async def Changes(self, request: mail_pb2.ChangesRequest, context: Any) -> mail_pb2.ChangesResponse:
         return await self.feed.changes(request.user_id, request.since, request.limit)
 
+    @rpc
+    async def Mailbox(self, request: mail_pb2.MailboxRequest, context: Any) -> mail_pb2.MailboxView:
+        folder_id = await self.coordinator.custom_folders.check(request.user_id, request.folder_id, live=False)
+        return await self.feed.mailbox(request.user_id, folder_id, request.after_uid, request.limit,
+                                       self.coordinator.order)
+
     async def Watch(self, request: mail_pb2.ChangesRequest, context: grpc.aio.ServicerContext
                     ) -> AsyncIterator[mail_pb2.ChangesResponse]:
         try:

@@ -15,7 +15,7 @@ Rows of CF_ORDER, under the user's partition (keys.order):
                              slots above it accepted or held chosen here (what a prepare reports)
   PLACE | message id      -> uid | folder id NUL thread id (uid 0: destroyed, never again)
   CHANGE | modseq         -> MailboxChange
-  FOLDER_UID | folder NUL | uid -> message id
+  FOLDER_UID | folder NUL | uid -> message id | MODSEQ of its last change
 """
 from __future__ import annotations
 
@@ -245,6 +245,9 @@ class _Fold:
             uidvalidity=folder.uidvalidity if folder else 0, from_folder_id=from_folder_id, from_uid=from_uid,
             time_ms=self.time_ms)
         self.txn.put(keys.CF_ORDER, _slot_key(self.user_id, CHANGE, self.state.modseq), change.SerializeToString())
+        if kind in (Kind.MESSAGE_NEW, Kind.MESSAGE_UPDATED):     # the folder's view: UID -> message, MODSEQ
+            self.txn.put(keys.CF_ORDER, _folder_uid_key(self.user_id, folder_id, uid),
+                         message_id.encode() + keys.u64(self.state.modseq))
 
     def arrive(self, message_id: str, folder_id: str, thread_id: str) -> int:
         """A new UID for the message in the folder."""
@@ -252,7 +255,6 @@ class _Fold:
         uid = folder.next_uid
         folder.next_uid += 1
         _put_place(self.txn, self.user_id, message_id, Place(uid, folder_id, thread_id))
-        self.txn.put(keys.CF_ORDER, _folder_uid_key(self.user_id, folder_id, uid), message_id.encode())
         return uid
 
     def leave(self, message_id: str, place: Place) -> None:
@@ -311,8 +313,14 @@ def changes(store: RdictStore, user_id: str, since: int, limit: int) -> tuple[li
     return rows, state
 
 
-def folder_uids(store: RdictStore, user_id: str, folder_id: str) -> list[tuple[int, str]]:
-    """(uid, message id) of every message in the folder, by UID."""
+def folder_uids(store: RdictStore, user_id: str, folder_id: str, after_uid: int = 0, limit: int | None = None
+                ) -> list[tuple[int, str, int]]:
+    """(uid, message id, MODSEQ of its last change) of the folder's messages above
+    `after_uid`, by UID."""
     prefix = keys.order(user_id, FOLDER_UID, folder_id.encode() + b"\x00")
-    return [(struct.unpack(">I", key[-4:])[0], value.decode())
-            for key, value in store.scan(keys.CF_ORDER, prefix, keys.prefix_end(prefix))]
+    out = []
+    for key, value in store.scan(keys.CF_ORDER, prefix + struct.pack(">I", after_uid + 1), keys.prefix_end(prefix)):
+        out.append((struct.unpack(">I", key[-4:])[0], value[:-8].decode(), keys.read_u64(value, len(value) - 8)))
+        if limit is not None and len(out) >= limit:
+            break
+    return out

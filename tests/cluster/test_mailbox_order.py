@@ -196,3 +196,25 @@ def test_a_watch_on_one_router_hears_of_a_change_another_router_made(grid: Grid,
         stream.cancel()
     assert [(c.kind, c.id) for c in batch.changes] == [(Kind.MESSAGE_NEW, answer.deliveries[0].id)]
     assert heard < 2.0, heard
+
+
+def test_a_folder_view_lists_uids_and_modseqs_and_a_new_folder_gets_its_uidvalidity(grid: Grid) -> None:
+    email = "viewed@example.test"
+    user_id = grid.add_user(email).user_id
+    empty = grid.mail.Mailbox(mail_pb2.MailboxRequest(user_id=user_id, folder_id="archive"), timeout=10)
+    assert empty.uidvalidity > 0 and empty.uid_next == 1 and not empty.entries
+    ids = [grid.mail.Deliver(mail_pb2.DeliverRequest(entry_id=new_entry_id(), raw=raw(f"v{i}"), recipients=[email]),
+                             timeout=30).deliveries[0].id for i in range(3)]
+    grid.mail.UpdateMessage(mail_pb2.UpdateRequest(user_id=user_id, id=ids[0], starred=True), timeout=10)
+    grid.mail.UpdateMessage(mail_pb2.UpdateRequest(user_id=user_id, id=ids[1], folder_id="archive"), timeout=10)
+    inbox = grid.mail.Mailbox(mail_pb2.MailboxRequest(user_id=user_id, folder_id="inbox"), timeout=10)
+    assert [(e.uid, e.id) for e in inbox.entries] == [(1, ids[0]), (3, ids[2])]
+    assert inbox.uid_next == 4 and inbox.highest_modseq >= max(e.modseq for e in inbox.entries)
+    assert inbox.entries[0].modseq > inbox.entries[1].modseq          # the flag change came last but one
+    archive = grid.mail.Mailbox(mail_pb2.MailboxRequest(user_id=user_id, folder_id="archive"), timeout=10)
+    assert archive.uidvalidity == empty.uidvalidity and [(e.uid, e.id) for e in archive.entries] == [(1, ids[1])]
+    paged = grid.mail.Mailbox(mail_pb2.MailboxRequest(user_id=user_id, folder_id="inbox", limit=1), timeout=10)
+    assert [e.uid for e in paged.entries] == [1] and paged.has_more
+    with pytest.raises(grpc.RpcError) as unknown:
+        grid.mail.Mailbox(mail_pb2.MailboxRequest(user_id=user_id, folder_id="f0badbad"), timeout=10)
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND

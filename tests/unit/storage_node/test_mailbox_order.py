@@ -80,7 +80,8 @@ def test_chosen_slots_fold_in_slot_order_into_uids_per_folder_and_one_modseq_per
         (1, Kind.MESSAGE_NEW, "a", "inbox", 1), (2, Kind.MESSAGE_NEW, "b", "inbox", 2),
         (3, Kind.MESSAGE_NEW, "c", "inbox", 3), (4, Kind.MESSAGE_NEW, "d", "spam", 1)]
     assert rows[0].uidvalidity == rows[2].uidvalidity != rows[3].uidvalidity
-    assert mailbox_order.folder_uids(engine, USER, "inbox") == [(1, "a"), (2, "b"), (3, "c")]
+    assert mailbox_order.folder_uids(engine, USER, "inbox") == [(1, "a", 1), (2, "b", 2), (3, "c", 3)]
+    assert mailbox_order.folder_uids(engine, USER, "inbox", after_uid=1, limit=1) == [(2, "b", 2)]
     again = commit(engine, (1, value(created("x"))))                            # slot 1 is folded already
     assert (again.modseq, again.advanced) == (4, False)
 
@@ -96,7 +97,7 @@ def test_a_retried_creation_is_ignored_a_move_takes_a_new_uid_and_a_destroyed_me
         (4, Kind.MESSAGE_UPDATED, "b", "inbox", 2, "", 0),
         (5, Kind.MESSAGE_DELETED, "b", "inbox", 2, "", 0)]
     assert mailbox_order.folder_uids(engine, USER, "inbox") == []
-    assert mailbox_order.folder_uids(engine, USER, "archive") == [(1, "a")]
+    assert mailbox_order.folder_uids(engine, USER, "archive") == [(1, "a", 3)]
     commit(engine, (4, value(created("e"))))
     assert changes(engine, since=5)[0].uid == 3          # inbox UIDs 1 and 2 are never given again
 
