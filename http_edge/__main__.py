@@ -47,6 +47,7 @@ async def _serve(settings: Settings, sock: socket.socket, metrics_port: int | No
         server_header=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        http="httptools",   # the C parser (pinned in pyproject), not h11 in Python: ~0.1 ms CPU less a request
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
