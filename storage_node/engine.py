@@ -284,9 +284,13 @@ class Engine(RdictStore):
         return None if value is None else codec.decode_record(value)
 
     def records(self, user_id: str, message_ids: list[str]) -> list[MessageRecord]:
+        return [codec.decode_record(v) for v in self.record_values(user_id, message_ids)]
+
+    def record_values(self, user_id: str, message_ids: list[str]) -> list[bytes]:
+        """The encoded records of the ids held (codec.decode_record reads one), in the ids' order."""
         ids = [i for i in message_ids if len(i) == 2 * keys.ID_BYTES and _is_hex(i)]
         values = self.multi_get(keys.CF_MESSAGES, [keys.message(user_id, i) for i in ids])
-        return [codec.decode_record(v) for v in values if v is not None]
+        return [v for v in values if v is not None]
 
     def raw(self, user_id: str, message_id: str) -> bytes:
         value = self.get(keys.CF_BODIES, keys.message(user_id, message_id))
@@ -297,13 +301,18 @@ class Engine(RdictStore):
 
     def list_folder(self, user_id: str, folder_id: str, unread_only: bool, limit: int,
                     after: tuple[int, str] | None) -> list[MessageRecord]:
+        return [codec.decode_record(v) for v in self.list_folder_values(user_id, folder_id, unread_only, limit, after)]
+
+    def list_folder_values(self, user_id: str, folder_id: str, unread_only: bool, limit: int,
+                           after: tuple[int, str] | None) -> list[bytes]:
+        """list_folder's records still encoded (the listing keys hold a copy of each record)."""
         number = folder_no(folder_id)
         prefix = keys.folder(user_id, number)
         start = prefix if after is None else keys.prefix_end(keys.listing(user_id, number, *after))
         cf = keys.CF_UNREAD if unread_only else keys.CF_BY_FOLDER
-        out: list[MessageRecord] = []
+        out: list[bytes] = []
         for _, value in self.scan(cf, start, keys.prefix_end(prefix)):
-            out.append(codec.decode_record(value))
+            out.append(value)
             if len(out) >= limit:
                 break
         return out

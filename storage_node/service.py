@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
@@ -12,7 +13,7 @@ import grpc
 from prometheus_client import Counter
 
 from search_node.index import InvalidCursor, QuerySyntaxError, SearchIndex
-from storage_node import keys, mailbox_order, replication, spam_model
+from storage_node import codec, keys, mailbox_order, replication, spam_model
 from storage_node.batches import run_batch
 from storage_node.commit import GroupCommitter
 from storage_node.engine import (
@@ -144,6 +145,39 @@ def _summaries(records: list[MessageRecord]) -> storage_pb2.NodeSummaries:
     )
 
 
+class SummaryCache:
+    """Encoded record -> its MessageSummary, for the listings and searches: decoding a record's
+    JSON and building the summary cost ~10 us each, 0.5 ms a page of 50; a hit ~0.5 us. Keyed by
+    the encoded value itself, so a changed record (any cell, its version) is a miss, never stale.
+    At most `size` entries, the oldest put first out. Tombstones are not kept."""
+
+    def __init__(self, size: int = 8192) -> None:
+        self.size = size
+        self._held: OrderedDict[bytes, types_pb2.MessageSummary] = OrderedDict()
+
+    def summaries(self, values: list[bytes]) -> storage_pb2.NodeSummaries:
+        messages, tombstones = self.of(values)
+        return storage_pb2.NodeSummaries(messages=messages, tombstones=tombstones)
+
+    def of(self, values: list[bytes]) -> tuple[list[types_pb2.MessageSummary], list[str]]:
+        """The summaries of the live records among `values`, in order, and the tombstones' ids."""
+        held = self._held
+        messages: list[types_pb2.MessageSummary] = []
+        tombstones: list[str] = []
+        for value in values:
+            summary = held.get(value)
+            if summary is None:
+                record = codec.decode_record(value)
+                if record.tombstone:
+                    tombstones.append(record.id)
+                    continue
+                summary = held[value] = to_summary(record)
+                if len(held) > self.size:
+                    held.popitem(last=False)
+            messages.append(summary)
+        return messages, tombstones
+
+
 class StorageService(storage_pb2_grpc.StorageNodeServicer):
     def __init__(self, engine: Engine, committer: GroupCommitter, search_index: SearchIndex | None = None,
                  node_id: str = "", hints: HintStore | None = None, peers: PeerPool | None = None,
@@ -158,6 +192,7 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         self.settings = settings or Settings()
         self.order_limits = mailbox_order.Limits(self.settings.order_keep_slots, self.settings.order_keep_changes)
         self.order_watchers = OrderWatchers()
+        self.summaries = SummaryCache()
 
     def _prepare(self, request: storage_pb2.StoreMessageRequest) -> NewMessage:
         check_user_id(request.user_id)
@@ -204,8 +239,7 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
     @maps_errors
     async def GetSummaries(self, request: storage_pb2.NodeMessageRefs, context: Any) -> storage_pb2.NodeSummaries:
         check_user_id(request.user_id)
-        records = self.engine.records(request.user_id, list(request.ids))  # one multi-get: inline (_INLINE)
-        return _summaries(records)
+        return self.summaries.summaries(self.engine.record_values(request.user_id, list(request.ids)))  # inline (_INLINE)
 
     @maps_errors
     async def ListFolder(self, request: storage_pb2.NodeListFolderRequest, context: Any) -> storage_pb2.NodeSummaries:
@@ -213,9 +247,9 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         after = (request.after_received_ms, request.after_id) if request.after_id else None
         # a point read and one bounded scan (at most 1000 records): inline (_INLINE)
         state = mailbox_order.head(self.engine, request.user_id)
-        records = self.engine.list_folder(request.user_id, request.folder_id, request.unread_only,
-                                          max(1, min(request.limit or 50, 1000)), after)
-        answer = _summaries(records)
+        values = self.engine.list_folder_values(request.user_id, request.folder_id, request.unread_only,
+                                                max(1, min(request.limit or 50, 1000)), after)
+        answer = self.summaries.summaries(values)
         answer.state = state.modseq
         return answer
 
@@ -295,9 +329,10 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
             raise InvalidArgument(f"malformed cursor {request.cursor!r}") from None
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from None
-        by_id = {r.id: r for r in self.engine.records(request.user_id, found.ids)}
+        live, _ = self.summaries.of(self.engine.record_values(request.user_id, found.ids))
+        by_id = {s.id: s for s in live}     # a tombstone is not listed
         return storage_pb2.NodeSearchResponse(
-            messages=[to_summary(by_id[i]) for i in found.ids if i in by_id and not by_id[i].tombstone],
+            messages=[by_id[i] for i in found.ids if i in by_id],
             next_cursor=found.next_cursor or "", total=found.total, state=state)
 
     @maps_errors
