@@ -26,42 +26,23 @@ from router.errors import FailedPrecondition, InvalidArgument, NotFound
 from router.replicas import newest
 from router.spam import strip_header
 from tidings.v1 import storage_pb2, types_pb2
+from tidings_runtime.headers import header_fields, remove_fields
 from tidings_runtime.ids import entry_id_ms, is_entry_id
 from tidings_runtime.mime import parse_mail, thread_candidates
 
 DRAFTS = "drafts"
-_LEFT_OUT = (b"bcc", b"date")     # fields of a draft not sent as they are
-
-
-def _split(raw: bytes) -> tuple[bytes, bytes]:
-    """(header block with its last line's end, the rest: the empty line and the body)."""
-    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
-    if not ends:
-        return raw, b""
-    cut = min(ends)
-    cut += 2 if raw.startswith(b"\r\n", cut) else 1
-    return raw[:cut], raw[cut:]
-
-
-def _fields(head: bytes) -> list[bytes]:
-    """Each header field of the block, continuation lines included."""
-    fields: list[bytes] = []
-    for line in head.splitlines(keepends=True):
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += line
-        else:
-            fields.append(line)
-    return fields
+_LEFT_OUT = ("bcc", "date")     # fields of a draft not sent as they are
 
 
 def outgoing(raw: bytes, sent_ms: int) -> bytes:
     """The bytes a draft is sent as: its fields but Bcc and Date, then Date of `sent_ms`."""
-    head, rest = _split(raw)
-    kept = [f for f in _fields(head) if f.partition(b":")[0].strip().lower() not in _LEFT_OUT]
-    if kept and not kept[-1].endswith(b"\n"):
-        kept[-1] += b"\r\n"
+    kept = remove_fields(raw, lambda name, _: name in _LEFT_OUT)
+    _, size = header_fields(kept)
+    head, rest = kept[:size], kept[size:]
+    if head and not head.endswith(b"\n"):
+        head += b"\r\n"
     date = format_datetime(datetime.fromtimestamp(sent_ms / 1000, UTC), usegmt=True)
-    return b"".join(kept) + f"Date: {date}\r\n".encode() + (rest or b"\r\n")
+    return head + f"Date: {date}\r\n".encode() + (rest or b"\r\n")
 
 
 def request_hash(draft_id: str) -> bytes:

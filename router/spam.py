@@ -32,6 +32,7 @@ from router.directory import Account, Directory
 from router.errors import FailedPrecondition, Unavailable
 from router.replicas import Replicas
 from tidings.v1 import storage_pb2, types_pb2
+from tidings_runtime.headers import header_fields, read_header_section, remove_fields
 from tidings_runtime.mime import ParsedMail, parse_mail
 
 log = logging.getLogger(__name__)
@@ -84,9 +85,8 @@ class Verdict:
         of this hop) when there is one, else first."""
         if raw[:9].lower() != b"received:":
             return self.header() + raw
-        head = raw[:_header_end(raw)]
-        spans = _fields(head)
-        at = spans[0][1] if spans else 0
+        fields, _ = header_fields(raw)
+        at = fields[0].end if fields else 0
         return raw[:at] + self.header() + raw[at:]
 
     def to_proto(self) -> types_pb2.SpamVerdict:
@@ -213,47 +213,16 @@ def score(screening: types_pb2.Screening, user: ModelCounts, world: ModelCounts 
 
 
 # -- the header ---------------------------------------------------------------------------
-def _header_end(raw: bytes) -> int:
-    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
-    return min(ends) if ends else len(raw)
-
-
-def _fields(head: bytes) -> list[tuple[int, int]]:
-    """(start, end) of each header field in the header block, continuation lines included."""
-    spans: list[tuple[int, int]] = []
-    pos = 0
-    for line in head.splitlines(keepends=True):
-        if line[:1] in (b" ", b"\t") and spans:
-            spans[-1] = (spans[-1][0], pos + len(line))
-        else:
-            spans.append((pos, pos + len(line)))
-        pos += len(line)
-    return spans
-
-
-def _is_ours(line: bytes) -> bool:
-    return line[:len(HEADER) + 1].lower() == HEADER.lower().encode() + b":"
-
-
 def strip_header(raw: bytes) -> bytes:
     """The raw without any X-Tidings-Spam field a sender put in (only ours is believed)."""
-    end = _header_end(raw)
-    head = raw[:end]
-    if HEADER.lower().encode() not in head.lower():
-        return raw
-    kept = [head[a:b] for a, b in _fields(head) if not _is_ours(head[a:b])]
-    return b"".join(kept) + raw[end:]
+    ours = HEADER.lower()
+    return remove_fields(raw, lambda name, _: name == ours)
 
 
 def parse_header(raw: bytes) -> Verdict | None:
     """The verdict of a stored copy (its first X-Tidings-Spam field), or None."""
-    end = _header_end(raw)
-    head = raw[:end]
-    for a, b in _fields(head):
-        if _is_ours(head[a:b]):
-            value = re.sub(rb"\r?\n[ \t]", b" ", head[a + len(HEADER) + 1:b]).decode("ascii", "replace").strip()
-            return _parse_value(value)
-    return None
+    found = read_header_section(raw).values(HEADER)
+    return _parse_value(found[0].decode("ascii", "replace")) if found else None
 
 
 def _parse_value(value: str) -> Verdict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from smtp_edge.pipeline.headers import remove_fields
+from tidings_runtime.headers import remove_fields
 
 # (lower-case field name, unfolded value) -> drop it
 FieldFilter = Callable[[str, bytes], bool]

@@ -8,8 +8,8 @@ from functools import cached_property
 
 from smtp_edge.model import Account
 from smtp_edge.pipeline.findings import Findings, Screening
-from smtp_edge.pipeline.headers import HeaderSection, read_header_section
 from tidings_runtime.addresses import AddressError, parse_address
+from tidings_runtime.headers import HeaderSection, read_header_section
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import pytest
 from smtp_edge import replies
 from smtp_edge.model import Account
 from smtp_edge.pipeline import INBOUND, SUBMISSION, InboundMessage, screen
-from smtp_edge.pipeline.headers import read_header_section
 from smtp_edge.pipeline.trace import Trace, received_header
+from tidings_runtime.headers import read_header_section
 
 ALICE = Account(user_id="00000000000000a1", email="alice@example.test")
 

@@ -7,7 +7,7 @@ import pytest
 from smtp_edge.pipeline import dmarc
 from smtp_edge.pipeline.auth import authserv_id_of, claims
 from smtp_edge.pipeline.dmarc import DmarcRecord, evaluate, parse_record
-from smtp_edge.pipeline.headers import remove_fields
+from tidings_runtime.headers import remove_fields
 
 REJECT = DmarcRecord("reject", None)
 

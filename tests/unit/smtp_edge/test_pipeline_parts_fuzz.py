@@ -1,5 +1,5 @@
 """Fuzzing the pure parts of the inbound pipeline (issue 17): the header reader and field remover
-(smtp_edge/pipeline/headers.py), the DMARC record parser and alignment (dmarc.py), the DATA decoder
+(tidings_runtime/headers.py), the DMARC record parser and alignment (dmarc.py), the DATA decoder
 (smtp_edge/data_reader.py) against a reference model, and the small helpers that read what a client
 sent (From domains, authserv-id, the Authentication-Results line). None may raise on any input.
 
@@ -17,9 +17,9 @@ from smtp_edge.data_reader import MAX_LINE, DataDecoder, DataProblem
 from smtp_edge.pipeline import dmarc
 from smtp_edge.pipeline.auth import authserv_id_of, claims, results_header
 from smtp_edge.pipeline.dkim_check import DkimResult, _tags, _verify
-from smtp_edge.pipeline.headers import read_header_section, remove_fields
 from smtp_edge.pipeline.message import InboundMessage
 from smtp_edge.pipeline.spf_check import SpfResult
+from tidings_runtime.headers import read_header_section, remove_fields
 
 FUZZ = settings(derandomize=True, database=None, deadline=None, max_examples=300)
 
