@@ -6,6 +6,7 @@ and serialised by alias). Request bodies forbid unknown fields, so a typo
 """
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 
@@ -29,9 +30,11 @@ MAX_ATTACHMENTS = 100
 
 
 def rfc3339_ms(ms: int) -> str:
-    """RFC 3339 UTC with millisecond precision, e.g. `2026-11-24T10:26:00.123Z`."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """RFC 3339 UTC with millisecond precision, e.g. `2026-11-24T10:26:00.123Z` (from gmtime:
+    half the cost of datetime's isoformat, 50 of them a page)."""
+    t = time.gmtime(ms // 1000)
+    return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+            f".{ms % 1000:03d}Z")
 
 
 def rfc3339_s(seconds: int) -> str:
@@ -74,6 +77,10 @@ class AddressOut(BaseModel):
         return cls(name=a.name, email=a.email)
 
 
+def _address(a: types_pb2.Address) -> dict[str, str]:
+    return {"name": a.name, "email": a.email}
+
+
 class Summary(BaseModel):
     """CONTRACT.md SUMMARY."""
 
@@ -95,13 +102,14 @@ class Summary(BaseModel):
 
     @classmethod
     def fields_from_pb(cls, s: types_pb2.MessageSummary) -> dict[str, Any]:
+        """The fields as plain data (addresses as dicts): a page is validated in one call."""
         return {
             "id": s.id,
             "thread_id": s.thread_id,
             "folder_id": s.folder_id,
-            "from_": AddressOut.from_pb(getattr(s, "from")) if s.HasField("from") else None,
-            "to": [AddressOut.from_pb(a) for a in s.to],
-            "cc": [AddressOut.from_pb(a) for a in s.cc],
+            "from_": _address(getattr(s, "from")) if s.HasField("from") else None,
+            "to": [_address(a) for a in s.to],
+            "cc": [_address(a) for a in s.cc],
             "subject": s.subject,
             "snippet": s.snippet,
             "received_at": rfc3339_ms(s.received_ms),
@@ -199,8 +207,8 @@ class MessagePageOut(BaseModel):
 
     @classmethod
     def from_pb(cls, page: mail_pb2.MessagePage) -> MessagePageOut:
-        return cls(messages=[Summary.from_pb(s) for s in page.messages], next_cursor=page.next_cursor or None,
-                   state=str(page.state))
+        return cls.model_validate({"messages": [Summary.fields_from_pb(s) for s in page.messages],
+                                   "next_cursor": page.next_cursor or None, "state": str(page.state)})
 
 
 class SearchPageOut(MessagePageOut):
@@ -208,12 +216,9 @@ class SearchPageOut(MessagePageOut):
 
     @classmethod
     def from_pb(cls, page: mail_pb2.MessagePage) -> SearchPageOut:
-        return cls(
-            messages=[Summary.from_pb(s) for s in page.messages],
-            next_cursor=page.next_cursor or None,
-            state=str(page.state),
-            total=page.total,
-        )
+        return cls.model_validate({"messages": [Summary.fields_from_pb(s) for s in page.messages],
+                                   "next_cursor": page.next_cursor or None, "state": str(page.state),
+                                   "total": page.total})
 
 
 class ThreadOut(BaseModel):
@@ -222,7 +227,7 @@ class ThreadOut(BaseModel):
 
     @classmethod
     def from_pb(cls, t: mail_pb2.Thread) -> ThreadOut:
-        return cls(id=t.id, messages=[Summary.from_pb(s) for s in t.messages])
+        return cls.model_validate({"id": t.id, "messages": [Summary.fields_from_pb(s) for s in t.messages]})
 
 
 class FolderOut(BaseModel):
