@@ -76,6 +76,10 @@ class Grid:
         return self.layout.http_url
 
     @property
+    def imap_port(self) -> int:
+        return self.layout.imap_port
+
+    @property
     def mail(self) -> mail_pb2_grpc.MailStub:
         assert self._channel is not None
         return mail_pb2_grpc.MailStub(self._channel)

@@ -47,6 +47,7 @@ _IDEMPOTENT_MAIL = (
     "GetThread",
     "Search",
     "Changes",
+    "Mailbox",  # a folder's first view orders a FOLDER_CHANGED once; a repeat reads the same view
 )
 _IDEMPOTENT_ADMIN = ("AddDomain",)
 
@@ -231,6 +232,15 @@ class MailClient(_BaseClient):
                 call.cancel()
             await asyncio.sleep(delay)
             delay = min(delay * 2, backoff[1])
+
+    async def mailbox(
+        self, user_id: str, folder_id: str, *, after_uid: int = 0, limit: int = 0, timeout: float | None = None
+    ) -> mail_pb2.MailboxView:
+        """One page of a folder's view in the mailbox order (IMAP's SELECT): UIDVALIDITY, UIDNEXT,
+        the MODSEQ it was read at and its messages by UID after `after_uid` (`has_more`: ask again
+        from the last UID). `limit` 0 is the router's page (10,000)."""
+        request = mail_pb2.MailboxRequest(user_id=user_id, folder_id=folder_id, after_uid=after_uid, limit=limit)
+        return await self._call(self._stub.Mailbox, request, timeout)
 
     async def list_messages(
         self,

@@ -36,8 +36,10 @@ def test_the_router_and_edges_bind_the_host_and_host_the_domain(tmp_path: Path) 
     assert smtp[smtp.index("--host") + 1] == OTHER and smtp[smtp.index("--router") + 1] == f"{OTHER}:7000"
     outbound = cluster.edge_process("outbound").argv
     assert outbound[-4:-2] == ["--dns", "127.0.0.1:5353"] and "--hostname" in outbound
-    with pytest.raises(ValueError, match="no edge imap"):
-        cluster.start_edges(("imap",))
+    imap = cluster.edge_process("imap").argv
+    assert imap[imap.index("--host") + 1] == OTHER and imap[imap.index("--port") + 1] == "2143"
+    with pytest.raises(ValueError, match="no edge pop3"):
+        cluster.start_edges(("pop3",))
 
 
 def test_cluster_run_takes_a_loopback_ip_a_domain_and_a_data_dir(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,52 @@
+"""``python -m imap_edge --router 127.0.0.1:7000 --port 2143``: run the IMAP edge until SIGTERM
+or SIGINT. Prints one line once it listens, e.g. ``imap_edge listening on 127.0.0.1:2143, metrics :9109``,
+and writes ``{"imap": port, "metrics": port}`` to ``--ready-file``."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from prometheus_client import start_http_server
+
+from imap_edge.server import ImapServer
+from imap_edge.settings import Settings
+from tidings_runtime.ready import write_ready
+
+
+async def serve(settings: Settings) -> None:
+    server = ImapServer(settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    metrics_port: int | None = None
+    if settings.metrics_port is not None:
+        httpd, _ = start_http_server(settings.metrics_port, addr=settings.host)
+        metrics_port = httpd.server_port
+    try:
+        await server.start()
+        write_ready(settings.ready_file, {"imap": server.port, "metrics": metrics_port})
+        metrics = f":{metrics_port}" if metrics_port is not None else "off"
+        print(f"imap_edge listening on {settings.host}:{server.port}, metrics {metrics}", flush=True)
+        await stopping.wait()
+    finally:
+        await server.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = Settings.load(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        asyncio.run(serve(settings))
+    except OSError as exc:
+        print(f"imap_edge: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,307 @@
+"""The mailbox backend: everything the IMAP session asks of the store, through the router's
+``tidings.v1.Mail`` via ``tidings_client`` only, as plain values (the session sees no
+protobuf and no gRPC). Client errors are translated here, once, into ``BackendError`` kinds
+the session answers with ``NO`` and a response code.
+
+Costs, per call: ``folders`` one ListFolders; ``view`` one Mailbox page per 10,000 messages;
+``summaries`` one ListMessages page per 200; ``summary`` one GetMessage; ``append`` a Deliver,
+then an UpdateMessage for flags (and one for a custom folder: Deliver files into system folders
+only), then Changes pages to learn the UID.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from imap_edge.names import Folder, imap_name
+from tidings_client import MailClient, errors, new_entry_id
+
+LIST_PAGE = 200    # the router's largest ListMessages / Search page
+MANY = 24          # more summaries than this wanted at once: list the folder instead
+
+
+class BackendError(Exception):
+    """A refusal the session answers ``NO [code] text``."""
+
+    code: str | None = None
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class NoSuchMailbox(BackendError):
+    code = "NONEXISTENT"
+
+
+class Gone(BackendError):
+    """The message was expunged meanwhile."""
+
+    code = "EXPUNGEISSUED"
+
+
+class AlreadyExists(BackendError):
+    code = "ALREADYEXISTS"
+
+
+class Refused(BackendError):
+    code = "CANNOT"
+
+
+class Unavailable(BackendError):
+    code = "UNAVAILABLE"
+
+
+class BadCredentials(BackendError):
+    code = "AUTHENTICATIONFAILED"
+
+
+@dataclass(frozen=True)
+class Account:
+    user_id: str
+    email: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    id: str
+    folder_id: str
+    unread: bool
+    starred: bool
+    size: int
+    received_ms: int
+
+    @property
+    def internal_date(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.received_ms / 1000, dt.UTC)
+
+
+@dataclass(frozen=True)
+class Entry:
+    uid: int
+    id: str
+    modseq: int
+
+
+@dataclass(frozen=True)
+class View:
+    uidvalidity: int
+    uid_next: int
+    highest_modseq: int
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True)
+class Change:
+    """A ``MailboxChange``: ``kind`` is "new", "updated", "deleted" or "folder"."""
+
+    modseq: int
+    kind: str
+    id: str
+    folder_id: str
+    uid: int
+    from_folder_id: str = ""
+    from_uid: int = 0
+
+
+_KINDS = {1: "new", 2: "updated", 3: "deleted", 4: "folder"}
+
+
+def _summary(message: Any) -> Summary:
+    return Summary(message.id, message.folder_id, bool(message.unread), bool(message.starred), int(message.size),
+                   int(message.received_ms))
+
+
+def _change(change: Any) -> Change:
+    return Change(int(change.modseq), _KINDS.get(int(change.kind), "other"), change.id, change.folder_id,
+                  int(change.uid), change.from_folder_id, int(change.from_uid))
+
+
+def _translate(error: errors.TidingsError) -> BackendError:
+    text = str(error) or type(error).__name__
+    if isinstance(error, errors.NotFound):
+        return NoSuchMailbox(text)
+    if isinstance(error, errors.AlreadyExists):
+        return AlreadyExists(text)
+    if isinstance(error, errors.Unauthenticated | errors.PermissionDenied):
+        return BadCredentials(text)
+    if isinstance(error, errors.Unavailable | errors.DeadlineExceeded):
+        return Unavailable("the mail store is unavailable, try again")
+    if isinstance(error, errors.FailedPrecondition | errors.InvalidArgument):
+        return Refused(text)
+    return Unavailable(text)
+
+
+class Backend:
+    """One per edge process: the router channel. ``mailbox(account)`` is a session's view."""
+
+    def __init__(self, router: str, *, rpc_timeout: float = 10.0, client: MailClient | None = None) -> None:
+        self.client = client or MailClient(router, timeout=rpc_timeout)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def login(self, email: str, password: str) -> Account:
+        try:
+            account = await self.client.authenticate(email, password)
+        except errors.TidingsError as error:
+            raise _translate(error) from None
+        return Account(account.user_id, account.email)
+
+    def mailbox(self, account: Account) -> UserMailbox:
+        return UserMailbox(self.client, account)
+
+
+class UserMailbox:
+    """One user's mail, as one session sees it."""
+
+    def __init__(self, client: MailClient, account: Account) -> None:
+        self.client = client
+        self.account = account
+        self.user_id = account.user_id
+
+    async def _call(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(*args, **kwargs)
+        except errors.TidingsError as error:
+            raise _translate(error) from None
+
+    # -- folders
+
+    async def folders(self) -> list[Folder]:
+        listed = await self._call(self.client.folder_list, self.user_id)
+        return [Folder(f.id, imap_name(f.role, f.name), f.role, int(f.total), int(f.unread),
+                       alias=f.name if f.role else "") for f in listed.folders]
+
+    async def state(self) -> int:
+        return int(await self._call(self.client.mailbox_state, self.user_id))
+
+    async def create_folder(self, name: str) -> str:
+        folder = await self._call(self.client.create_folder, self.user_id, name)
+        return str(folder.id)
+
+    async def rename_folder(self, folder_id: str, name: str) -> None:
+        await self._call(self.client.rename_folder, self.user_id, folder_id, name)
+
+    async def delete_folder(self, folder_id: str) -> None:
+        await self._call(self.client.delete_folder, self.user_id, folder_id)
+
+    # -- a folder's view and its messages
+
+    async def view(self, folder_id: str, *, limit: int = 0) -> View:
+        """The folder in the mailbox order, every page (``limit`` 1: only its head)."""
+        entries: list[Entry] = []
+        after = 0
+        while True:
+            page = await self._call(self.client.mailbox, self.user_id, folder_id, after_uid=after, limit=limit)
+            entries += [Entry(int(e.uid), e.id, int(e.modseq)) for e in page.entries]
+            if after == 0:
+                head = (int(page.uidvalidity), int(page.uid_next), int(page.highest_modseq))
+            if not page.has_more or not page.entries or limit:
+                break
+            after = int(page.entries[-1].uid)
+        return View(*head, tuple(entries))
+
+    async def summaries(self, folder_id: str) -> dict[str, Summary]:
+        """Every message of a folder the listings hold, by id."""
+        found: dict[str, Summary] = {}
+        cursor = ""
+        while True:
+            page = await self._call(self.client.list_messages, self.user_id, folder_id, limit=LIST_PAGE, cursor=cursor)
+            for message in page.messages:
+                found[message.id] = _summary(message)
+            cursor = page.next_cursor
+            if not cursor or not page.messages:
+                return found
+
+    async def summary(self, message_id: str) -> Summary | None:
+        try:
+            detail = await self._call(self.client.get_message, self.user_id, message_id)
+        except NoSuchMailbox:
+            return None
+        return _summary(detail.summary)
+
+    async def some_summaries(self, folder_id: str, ids: Iterable[str]) -> dict[str, Summary]:
+        """The summaries of ``ids`` (those still there): one each, or the folder's listing for many."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        if len(wanted) > MANY:
+            listed = await self.summaries(folder_id)
+            missing = [i for i in wanted if i not in listed]
+            found = {i: listed[i] for i in wanted if i in listed}
+            if missing and len(missing) <= MANY:
+                found.update(await self.some_summaries(folder_id, missing))
+            return found
+        results = await asyncio.gather(*(self.summary(i) for i in wanted))
+        return {s.id: s for s in results if s is not None}
+
+    async def raw(self, message_id: str) -> bytes:
+        try:
+            return bytes(await self._call(self.client.get_raw_message, self.user_id, message_id))
+        except NoSuchMailbox:
+            raise Gone(f"message {message_id} was expunged") from None
+
+    # -- changes
+
+    async def set_flags(self, message_id: str, *, unread: bool | None = None, starred: bool | None = None) -> Summary:
+        try:
+            return _summary(await self._call(self.client.update_message, self.user_id, message_id, unread=unread,
+                                             starred=starred))
+        except NoSuchMailbox:
+            raise Gone(f"message {message_id} was expunged") from None
+
+    async def move(self, message_id: str, folder_id: str) -> None:
+        await self._call(self.client.update_message, self.user_id, message_id, folder_id=folder_id)
+
+    async def delete(self, message_id: str) -> bool:
+        """Our delete: to Trash, or from Trash for good (True)."""
+        try:
+            return bool(await self._call(self.client.delete_message, self.user_id, message_id))
+        except NoSuchMailbox:
+            return True  # already gone
+
+    async def append(self, folder_id: str, raw: bytes, *, when: dt.datetime | None, seen: bool,
+                     flagged: bool) -> str:
+        """Store ``raw`` for the user in ``folder_id`` without sending it; its message id."""
+        now_ms = int((when or dt.datetime.now(dt.UTC)).timestamp() * 1000)
+        entry_id = new_entry_id(max(now_ms, 0))
+        system = folder_id if not folder_id.startswith("f") else "inbox"
+        answer = await self._call(self.client.deliver, entry_id, raw, [self.account.email], folder_id=system)
+        message_id = answer.deliveries[0].id if answer.deliveries else entry_id
+        if system != folder_id:
+            await self.move(message_id, folder_id)
+        if seen or flagged:
+            await self.set_flags(message_id, unread=False if seen else None, starred=True if flagged else None)
+        return str(message_id)
+
+    async def changes(self, since: int) -> tuple[list[Change], int]:
+        """Every change after ``since`` (all pages) and the state they reach."""
+        found: list[Change] = []
+        while True:
+            page = await self._call(self.client.changes, self.user_id, since, 1024)
+            found += [_change(c) for c in page.changes]
+            since = max(since, int(page.new_state))
+            if not page.has_more:
+                return found, since
+
+    async def watch(self, since: int) -> AsyncIterator[Change]:
+        try:
+            async for change in self.client.watch(self.user_id, since):
+                yield _change(change)
+        except errors.TidingsError as error:
+            raise _translate(error) from None
+
+    async def search(self, query: str) -> set[str]:
+        """The ids our search finds for ``query`` (every page)."""
+        found: set[str] = set()
+        cursor = ""
+        while True:
+            page = await self._call(self.client.search, self.user_id, query, limit=LIST_PAGE, cursor=cursor)
+            found.update(m.id for m in page.messages)
+            cursor = page.next_cursor
+            if not cursor or not page.messages:
+                return found

@@ -1,0 +1,177 @@
+"""The selected mailbox of one session: its messages by UID, the sequence numbers the client
+was told, the flags kept for the session only, and the change feed folded in (RFC 3501 7.4.1:
+an expunge is announced only where the client may renumber; until then the message keeps its
+number). Knows no wire and no router: the session feeds it ``Change`` values and asks what to say.
+"""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from imap_edge.backend import Change, Entry, Summary, View
+from imap_edge.names import Folder
+from imap_edge.protocol.sequence import SequenceSet
+
+STORED_FLAGS = ("\\Seen", "\\Flagged")  # kept in the store: \Seen is "not unread", \Flagged "starred"
+FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+
+class BadSequence(ValueError):
+    """A message sequence number past the mailbox's end."""
+
+
+@dataclass
+class Message:
+    uid: int
+    id: str
+    modseq: int
+    summary: Summary | None = None
+    local: set[str] = field(default_factory=set)  # flags of this session only (\Deleted, \Answered, keywords)
+    gone: bool = False                              # expunged elsewhere, not announced yet
+
+    @property
+    def flags(self) -> list[str]:
+        found: list[str] = []
+        if self.summary is not None:
+            if not self.summary.unread:
+                found.append("\\Seen")
+            if self.summary.starred:
+                found.append("\\Flagged")
+        return found + sorted(self.local)
+
+
+@dataclass(frozen=True)
+class Exists:
+    count: int
+
+
+@dataclass(frozen=True)
+class Expunged:
+    number: int
+    uid: int
+
+
+Event = Exists | Expunged
+
+
+class Selected:
+    def __init__(self, folder: Folder, view: View, *, read_only: bool) -> None:
+        self.folder = folder
+        self.read_only = read_only
+        self.uidvalidity = view.uidvalidity
+        self.uid_next = view.uid_next
+        self.modseq = view.highest_modseq
+        self.uids: list[int] = []
+        self.messages: dict[int, Message] = {}
+        self.by_id: dict[str, int] = {}
+        for entry in view.entries:
+            self._add(entry)
+        self._arrived: list[int] = []
+        self._pending: dict[int, Entry] = {}
+        self._vanished: list[int] = []
+        self.touched: set[int] = set()  # UIDs whose flags may have changed elsewhere
+
+    def _add(self, entry: Entry) -> None:
+        message = Message(entry.uid, entry.id, entry.modseq)
+        bisect.insort(self.uids, entry.uid)
+        self.messages[entry.uid] = message
+        self.by_id[entry.id] = entry.uid
+        self.uid_next = max(self.uid_next, entry.uid + 1)
+
+    @property
+    def exists(self) -> int:
+        return len(self.uids)
+
+    def number(self, uid: int) -> int:
+        return bisect.bisect_left(self.uids, uid) + 1
+
+    def by_number(self, sequence: SequenceSet) -> list[Message]:
+        found: list[Message] = []
+        for low, high in sequence.ranges(self.exists):
+            if high > self.exists:
+                raise BadSequence(f"no message {high}: the mailbox has {self.exists}")
+            found += [self.messages[uid] for uid in self.uids[low - 1:high]]
+        return found
+
+    def by_uid(self, sequence: SequenceSet) -> list[Message]:
+        largest = self.uids[-1] if self.uids else 0
+        found: list[Message] = []
+        for low, high in sequence.ranges(largest):
+            start = bisect.bisect_left(self.uids, low)
+            end = bisect.bisect_right(self.uids, high)
+            found += [self.messages[uid] for uid in self.uids[start:end]]
+        return found
+
+    def resolve(self, sequence: SequenceSet, uid: bool) -> list[Message]:
+        return self.by_uid(sequence) if uid else self.by_number(sequence)
+
+    # -- the change feed
+
+    def note(self, change: Change) -> None:
+        """Fold one change in (already-seen ones are harmless: every step is idempotent)."""
+        if change.modseq <= self.modseq:
+            return
+        self.modseq = change.modseq
+        mine = self.folder.id
+        if change.kind == "new" and change.folder_id == mine:
+            self._arrive(Entry(change.uid, change.id, change.modseq))
+        elif change.kind == "updated":
+            if change.from_folder_id == mine and change.folder_id != mine:
+                self._vanish(change.from_uid, change.id)
+            elif change.folder_id == mine and change.from_folder_id and change.from_folder_id != mine:
+                self._arrive(Entry(change.uid, change.id, change.modseq))
+            elif change.folder_id == mine:
+                uid = self.by_id.get(change.id)
+                if uid is not None:
+                    self.messages[uid].modseq = change.modseq
+                    self.touched.add(uid)
+        elif change.kind == "deleted" and change.folder_id == mine:
+            self._vanish(change.uid, change.id)
+
+    def _arrive(self, entry: Entry) -> None:
+        if entry.uid in self.messages or entry.id in self.by_id or entry.uid in self._arrived:
+            return
+        self._arrived.append(entry.uid)
+        self._pending[entry.uid] = entry
+
+    def _vanish(self, uid: int, message_id: str) -> None:
+        uid = uid if uid in self.messages else self.by_id.get(message_id, 0)
+        if uid in self.messages and not self.messages[uid].gone:
+            self.messages[uid].gone = True
+            self._vanished.append(uid)
+        elif uid in self._pending:
+            del self._pending[uid]
+            self._arrived.remove(uid)
+
+    def expunge(self, uid: int) -> Expunged | None:
+        """Drop a message now (this session's own EXPUNGE or MOVE); its announcement."""
+        if uid not in self.messages:
+            return None
+        number = self.number(uid)
+        del self.uids[number - 1]
+        message = self.messages.pop(uid)
+        self.by_id.pop(message.id, None)
+        self.touched.discard(uid)
+        if uid in self._vanished:
+            self._vanished.remove(uid)
+        return Expunged(number, uid)
+
+    def flush(self, *, expunges: bool) -> list[Event]:
+        """What to announce now: expunges (where allowed), then new messages (EXISTS)."""
+        events: list[Event] = []
+        if expunges:
+            for uid in sorted(self._vanished, reverse=True):
+                found = self.expunge(uid)
+                if found is not None:
+                    events.append(found)
+            self._vanished.clear()
+        if self._arrived:
+            for uid in sorted(self._arrived):
+                self._add(self._pending.pop(uid))
+            self._arrived.clear()
+            events.append(Exists(self.exists))
+        return events
+
+    @property
+    def deleted(self) -> list[Message]:
+        return [self.messages[uid] for uid in self.uids if "\\Deleted" in self.messages[uid].local]

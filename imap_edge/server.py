@@ -1,0 +1,77 @@
+"""The IMAP listener: ``asyncio.start_server`` on the edge's port, one ``Session`` task per
+connection, the router channel shared by all. Stopping closes the listener, then the sessions
+(each told ``* BYE``), then the channel."""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+
+from imap_edge.backend import Backend
+from imap_edge.metrics import OPEN, SESSIONS
+from imap_edge.protocol import Limits
+from imap_edge.session import Session
+from imap_edge.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(peer: object) -> bool:
+    """The peer of a socket (``getpeername``) is on this machine."""
+    if not isinstance(peer, tuple) or not peer:
+        return True  # a Unix socket
+    try:
+        return ipaddress.ip_address(str(peer[0])).is_loopback
+    except ValueError:
+        return False
+
+
+class ImapServer:
+    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
+        self.settings = settings
+        self.backend = backend or Backend(settings.router, rpc_timeout=settings.rpc_timeout)
+        self.limits = Limits(max_line=settings.max_line, max_literal=settings.max_literal,
+                             max_command=max(settings.max_literal + settings.max_line, Limits().max_command))
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._connected, self.settings.host, self.settings.port,
+                                                  family=socket.AF_INET6 if ":" in self.settings.host
+                                                  else socket.AF_INET, limit=1 << 20)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        SESSIONS.inc()
+        OPEN.inc()
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        plaintext = self.settings.plaintext_anywhere or is_loopback(writer.get_extra_info("peername"))
+        session = Session(reader, writer, self.backend, limits=self.limits, timeout=self.settings.timeout,
+                          idle_timeout=self.settings.idle_timeout, plaintext_ok=plaintext)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await session.run()
+        except Exception:
+            log.exception("IMAP session failed")
+        finally:
+            OPEN.dec()
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        await self.backend.close()

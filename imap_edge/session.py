@@ -1,0 +1,888 @@
+"""One IMAP connection: the protocol state machine (aiosmtpd's shape: the protocol in one
+place, the mailbox policy in ``backend``/``selected``/``searching``).
+
+States (RFC 9051 3): not authenticated -> authenticated -> selected, and logout. Each command
+is allowed in the states of ``ALLOWED``; elsewhere it is ``BAD`` naming the state. A parse error
+is ``BAD`` with the parser's reason (``NO`` for the few the RFCs make ``NO``); a refusal of the
+store is ``NO`` with a response code; an overlong line ends the connection with ``* BYE``; an
+unexpected error is ``NO [SERVERBUG]`` and the session goes on. Nothing a client sends can
+crash the connection's task or stall it: every read has the idle timeout.
+
+Untagged updates (EXISTS, EXPUNGE, FETCH FLAGS) come from the change feed: read after every
+command but FETCH, STORE and SEARCH (which must not renumber, RFC 3501 7.4.1: their expunges
+wait), and pushed during IDLE from ``Mail.Watch``.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import enum
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from imap_edge import message as mime
+from imap_edge import names
+from imap_edge.backend import Account, Backend, BackendError, BadCredentials, Gone, Summary, UserMailbox
+from imap_edge.metrics import COMMANDS
+from imap_edge.protocol import CommandParser, Limits, Line, LineTooLong, NeedMore, ParseError
+from imap_edge.protocol import commands as c
+from imap_edge.protocol.fetch import FetchAttribute
+from imap_edge.protocol.search import SearchKey
+from imap_edge.protocol.sequence import compact
+from imap_edge.responses import Code, Encoder, Literal, Raw, Value
+from imap_edge.responses import code as make_code
+from imap_edge.searching import Searcher, Unsupported
+from imap_edge.selected import FLAGS, STORED_FLAGS, BadSequence, Event, Exists, Expunged, Message, Selected
+
+log = logging.getLogger(__name__)
+
+SERVER_ID = {"name": "Tidings", "vendor": "Tidings", "version": "0.1.0"}
+BASE_CAPABILITIES = ("IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
+                     "UNSELECT", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CONDSTORE", "ESEARCH")
+RAW_CACHE = 16  # message bodies a session keeps (a client fetches a message's parts one by one)
+
+
+class State(enum.Enum):
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+_ANY = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "ID"})
+_AUTH = frozenset({"ENABLE", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST",
+                   "LSUB", "STATUS", "APPEND", "NAMESPACE", "IDLE"})
+_SELECTED = frozenset({"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE"})
+ALLOWED: dict[State, frozenset[str]] = {
+    State.NOT_AUTHENTICATED: _ANY | {"LOGIN", "AUTHENTICATE", "STARTTLS"},
+    State.AUTHENTICATED: _ANY | _AUTH,
+    State.SELECTED: _ANY | _AUTH | _SELECTED,
+    State.LOGOUT: frozenset(),
+}
+_NO_RENUMBER = frozenset({"FETCH", "STORE", "SEARCH"})  # without UID: no EXPUNGE while answering
+
+
+class Bad(Exception):
+    """A command that is wrong as sent: tagged ``BAD``."""
+
+
+class No(Exception):
+    def __init__(self, text: str, response_code: Code | None = None) -> None:
+        super().__init__(text)
+        self.text = text
+        self.code = response_code
+
+
+class Closed(Exception):
+    """The connection ended (EOF, timeout, BYE sent)."""
+
+
+class Session:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, backend: Backend, *,
+                 limits: Limits | None = None, timeout: float = 1800.0, idle_timeout: float = 1800.0,
+                 plaintext_ok: bool = True) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.backend = backend
+        self.parser = CommandParser(limits or Limits())
+        self.encoder = Encoder()
+        self.timeout = timeout
+        self.idle_timeout = idle_timeout
+        self.plaintext_ok = plaintext_ok
+        self.state = State.NOT_AUTHENTICATED
+        self.account: Account | None = None
+        self.mailbox: UserMailbox | None = None
+        self.selected: Selected | None = None
+        self.condstore = False
+        self._out: list[bytes] = []
+        self._raws: OrderedDict[str, bytes] = OrderedDict()
+        self._ok_code: Code | None = None
+        handlers: dict[str, Callable[[c.Command], Awaitable[str]]] = {
+            "CAPABILITY": self._capability, "NOOP": self._noop, "CHECK": self._noop, "LOGOUT": self._logout,
+            "ID": self._id, "LOGIN": self._login, "AUTHENTICATE": self._authenticate, "STARTTLS": self._starttls,
+            "ENABLE": self._enable, "NAMESPACE": self._namespace, "LIST": self._list, "LSUB": self._list,
+            "STATUS": self._status, "SELECT": self._select, "EXAMINE": self._select, "CREATE": self._create,
+            "DELETE": self._delete, "RENAME": self._rename, "SUBSCRIBE": self._subscribe,
+            "UNSUBSCRIBE": self._subscribe, "APPEND": self._append, "IDLE": self._idle, "CLOSE": self._close,
+            "UNSELECT": self._close, "EXPUNGE": self._expunge, "FETCH": self._fetch, "STORE": self._store,
+            "COPY": self._copy, "MOVE": self._copy, "SEARCH": self._search,
+        }
+        self._handlers = handlers
+
+    # -- capabilities
+
+    @property
+    def capabilities(self) -> list[str]:
+        found = list(BASE_CAPABILITIES)
+        if self.state == State.NOT_AUTHENTICATED:
+            found.append("AUTH=PLAIN")
+            if not self.plaintext_ok:
+                found.append("LOGINDISABLED")
+        return found
+
+    # -- output
+
+    def send(self, data: bytes) -> None:
+        self._out.append(data)
+
+    async def flush(self) -> None:
+        if self._out:
+            self.writer.write(b"".join(self._out))
+            self._out.clear()
+            await self.writer.drain()
+
+    # -- the loop
+
+    async def run(self) -> None:
+        try:
+            self.send(self.encoder.untagged("OK", "Tidings IMAP ready", make_code("CAPABILITY", *self.capabilities)))
+            await self.flush()
+            while self.state != State.LOGOUT:
+                event = self.parser.next()
+                if isinstance(event, NeedMore):
+                    if event.continuation:
+                        self.send(self.encoder.continuation("Ready for literal data"))
+                        await self.flush()
+                    await self._read()
+                    continue
+                if isinstance(event, LineTooLong):
+                    self._refuse(event)
+                    self.send(self.encoder.untagged("BYE", "line too long, closing the connection"))
+                    await self.flush()
+                    return
+                if isinstance(event, ParseError):
+                    self._refuse(event)
+                elif isinstance(event, Line):
+                    self.send(self.encoder.untagged("BAD", "unexpected line"))
+                else:
+                    await self._command(event)
+                await self.flush()
+        except Closed:
+            pass
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self.state = State.LOGOUT
+            try:
+                await self.flush()
+            except (ConnectionError, RuntimeError):
+                pass
+            self.writer.close()
+
+    async def _read(self, timeout: float | None = None) -> None:
+        try:
+            data = await asyncio.wait_for(self.reader.read(65536), timeout or self.timeout)
+        except TimeoutError:
+            self.send(self.encoder.untagged("BYE", "autologout: idle for too long"))
+            raise Closed from None
+        if not data:
+            raise Closed
+        self.parser.feed(data)
+
+    def _refuse(self, error: ParseError) -> None:
+        response_code = Code(error.code) if error.code else None
+        if error.tag is None:
+            self.send(self.encoder.untagged("BAD", error.reason))
+        else:
+            self.send(self.encoder.tagged(error.tag, error.status, error.reason, response_code))
+        COMMANDS.labels("unparsed", error.status).inc()
+
+    async def _command(self, command: c.Command) -> None:
+        name = ("UID " if command.uid else "") + command.name
+        status = "OK"
+        try:
+            if command.name not in ALLOWED[self.state]:
+                if command.name in ("COMPRESS", "THREAD"):
+                    raise Bad(f"{command.name} is not supported")
+                raise Bad(f"{name} is not allowed in the {self.state.value} state")
+            handler = self._handlers[command.name]
+            text = await handler(command)
+            if self.state == State.SELECTED and command.name not in ("CLOSE", "UNSELECT", "LOGOUT", "IDLE"):
+                await self._updates(expunges=command.uid or command.name not in _NO_RENUMBER)
+            if self.state != State.LOGOUT or command.name == "LOGOUT":
+                self.send(self.encoder.tagged(command.tag, "OK", text, self._ok_code))
+        except Bad as error:
+            status = "BAD"
+            self.send(self.encoder.tagged(command.tag, "BAD", str(error)))
+        except No as error:
+            status = "NO"
+            self.send(self.encoder.tagged(command.tag, "NO", error.text, error.code))
+        except BackendError as error:
+            status = "NO"
+            self.send(self.encoder.tagged(command.tag, "NO", error.text, Code(error.code) if error.code else None))
+        except Closed:
+            raise
+        except (ConnectionError, asyncio.CancelledError):
+            raise
+        except Exception:
+            status = "NO"
+            log.exception("IMAP %s failed", name)
+            self.send(self.encoder.tagged(command.tag, "NO", "internal error, try again", Code("SERVERBUG")))
+        finally:
+            self._ok_code = None
+            COMMANDS.labels(name, status).inc()
+
+    # -- any state
+
+    async def _capability(self, command: c.Command) -> str:
+        self.send(self.encoder.capability(self.capabilities))
+        return "CAPABILITY completed"
+
+    async def _noop(self, command: c.Command) -> str:
+        return f"{command.name} completed"
+
+    async def _logout(self, command: c.Command) -> str:
+        self.send(self.encoder.untagged("BYE", "Tidings IMAP logging out"))
+        self.state = State.LOGOUT
+        return "LOGOUT completed"
+
+    async def _id(self, command: c.Command) -> str:
+        self.send(self.encoder.id(SERVER_ID))
+        return "ID completed"
+
+    # -- not authenticated
+
+    async def _starttls(self, command: c.Command) -> str:
+        raise No("STARTTLS is not offered yet (no TLS on this edge)", Code("CANNOT"))
+
+    async def _login(self, command: c.Command) -> str:
+        args = command.arguments
+        assert isinstance(args, c.Login)
+        await self._authenticated(args.userid, args.password)
+        return "LOGIN completed"
+
+    async def _authenticate(self, command: c.Command) -> str:
+        args = command.arguments
+        assert isinstance(args, c.Authenticate)
+        if args.mechanism != "PLAIN":
+            raise No(f"unsupported SASL mechanism {args.mechanism}", Code("CANNOT"))
+        response = args.initial_response
+        if response is None:
+            self.send(self.encoder.continuation_data(b""))
+            await self.flush()
+            line = await self._line(self.timeout)
+            if line.is_cancel:
+                raise Bad("AUTHENTICATE cancelled")
+            try:
+                response = base64.b64decode(line.data, validate=True)
+            except binascii.Error:
+                raise Bad("AUTHENTICATE data is not base64") from None
+        fields = response.split(b"\x00")
+        if len(fields) != 3:
+            raise Bad("PLAIN wants authzid NUL authcid NUL password")
+        try:
+            authzid, authcid, password = (part.decode("utf-8") for part in fields)
+        except UnicodeDecodeError:
+            raise Bad("PLAIN credentials are not UTF-8") from None
+        if authzid and authzid.lower() != authcid.lower():
+            raise No("cannot act as another user", Code("AUTHORIZATIONFAILED"))
+        await self._authenticated(authcid, password)
+        return "AUTHENTICATE completed"
+
+    async def _authenticated(self, email: str, password: str) -> None:
+        if not self.plaintext_ok:
+            raise No("plaintext login needs TLS, which this edge does not offer yet", Code("PRIVACYREQUIRED"))
+        try:
+            account = await self.backend.login(email, password)
+        except BadCredentials:
+            raise No("wrong user name or password", Code("AUTHENTICATIONFAILED")) from None
+        self.account = account
+        self.mailbox = self.backend.mailbox(account)
+        self.state = State.AUTHENTICATED
+        self._ok_code = make_code("CAPABILITY", *self.capabilities)
+
+    async def _line(self, timeout: float) -> Line:
+        self.parser.expect_line()
+        while True:
+            event = self.parser.next()
+            if isinstance(event, Line):
+                return event
+            if isinstance(event, LineTooLong):
+                self.send(self.encoder.untagged("BYE", "line too long, closing the connection"))
+                raise Closed
+            if isinstance(event, ParseError):
+                raise Bad(event.reason)
+            if isinstance(event, NeedMore):
+                await self._read(timeout)
+                continue
+            raise Bad("expected a line")
+
+    # -- authenticated
+
+    @property
+    def _mail(self) -> UserMailbox:
+        assert self.mailbox is not None
+        return self.mailbox
+
+    async def _enable(self, command: c.Command) -> str:
+        args = command.arguments
+        assert isinstance(args, c.Enable)
+        enabled = []
+        for name in args.capabilities:
+            if name == "CONDSTORE":
+                self.condstore = True
+                enabled.append(name)
+        self.send(self.encoder.enabled(enabled))
+        return "ENABLE completed"
+
+    async def _namespace(self, command: c.Command) -> str:
+        self.send(self.encoder.namespace([("", names.DELIMITER)]))
+        return "NAMESPACE completed"
+
+    async def _folders(self) -> list[names.Folder]:
+        return await self._mail.folders()
+
+    async def _folder(self, name: str) -> names.Folder:
+        found = names.find(await self._folders(), name)
+        if found is None:
+            raise No(f"no mailbox {name}", Code("NONEXISTENT"))
+        return found
+
+    async def _list(self, command: c.Command) -> str:
+        args = command.arguments
+        assert isinstance(args, c.List)
+        if args.patterns == ("",) and command.name == "LIST":
+            self.send(self.encoder.list(["\\Noselect"], names.DELIMITER, ""))
+            return "LIST completed"
+        folders = await self._folders()
+        patterns = [names.pattern(args.reference, p) for p in args.patterns]
+        present, implied = names.with_parents(f.name for f in folders)
+        every = present | implied
+        special_only = "SPECIAL-USE" in args.selection
+        by_name = {f.name: f for f in folders}
+        for name in sorted(every, key=lambda n: (n != "INBOX", n.casefold())):
+            if not any(p.match(name) for p in patterns):
+                continue
+            folder = by_name.get(name)
+            attributes: list[str] = []
+            if folder is None:
+                if command.name == "LSUB" or args.selection:
+                    continue
+                attributes.append("\\NonExistent" if args.returns != c.ListReturn() or args.selection
+                                  else "\\Noselect")
+            elif special_only and folder.special_use is None:
+                continue
+            attributes.append("\\HasChildren" if names.has_children(name, every) else "\\HasNoChildren")
+            if folder is not None and folder.special_use is not None:
+                attributes.append(folder.special_use)
+            if folder is not None and (args.returns.subscribed or "SUBSCRIBED" in args.selection) \
+                    and command.name == "LIST":
+                attributes.append("\\Subscribed")
+            self.send(self.encoder.list(attributes, names.DELIMITER, name, command=command.name))
+            if folder is not None and args.returns.status:
+                await self._send_status(folder, args.returns.status)
+        return f"{command.name} completed"
+
+    async def _send_status(self, folder: names.Folder, items: tuple[str, ...]) -> None:
+        selected = self.selected
+        if selected is not None and selected.folder.id == folder.id:
+            count, uidvalidity, uid_next, modseq = (selected.exists, selected.uidvalidity, selected.uid_next,
+                                                    selected.modseq)
+        else:
+            view = await self._mail.view(folder.id)
+            count, uidvalidity, uid_next, modseq = (len(view.entries), view.uidvalidity, view.uid_next,
+                                                    view.highest_modseq)
+        values: dict[str, int | None] = {
+            "MESSAGES": count, "UIDNEXT": uid_next, "UIDVALIDITY": uidvalidity, "UNSEEN": folder.unread, "RECENT": 0,
+            "HIGHESTMODSEQ": modseq, "DELETED": 0, "SIZE": None}
+        out = {item: value for item in items if (value := values.get(item)) is not None}
+        self.send(self.encoder.status(folder.name, out))
+
+    async def _status(self, command: c.Command) -> str:
+        args = command.arguments
+        assert isinstance(args, c.Status)
+        folder = await self._folder(args.mailbox)
+        await self._send_status(folder, args.items)
+        return "STATUS completed"
+
+    async def _select(self, command: c.Command) -> str:
+        args = command.arguments
+        assert isinstance(args, c.Select)
+        self.selected = None
+        self.state = State.AUTHENTICATED
+        if args.qresync is not None:
+            raise No("QRESYNC is not supported yet", Code("CANNOT"))
+        if args.condstore:
+            self.condstore = True
+        folder = await self._folder(args.mailbox)
+        view = await self._mail.view(folder.id)
+        read_only = command.name == "EXAMINE"
+        selected = Selected(folder, view, read_only=read_only)
+        enc = self.encoder
+        self.send(enc.flags(FLAGS))
+        self.send(enc.exists(selected.exists))
+        self.send(enc.recent(0))
+        self.send(enc.untagged("OK", "UIDs valid", make_code("UIDVALIDITY", selected.uidvalidity)))
+        self.send(enc.untagged("OK", "predicted next UID", make_code("UIDNEXT", selected.uid_next)))
+        self.send(enc.untagged("OK", "highest", make_code("HIGHESTMODSEQ", selected.modseq)))
+        permanent = () if read_only else STORED_FLAGS
+        self.send(enc.untagged("OK", "\\Seen and \\Flagged are kept; other flags last the session",
+                               Code("PERMANENTFLAGS", b"(" + " ".join(permanent).encode("ascii") + b")")))
+        self.selected = selected
+        self.state = State.SELECTED
+        self._ok_code = Code("READ-ONLY" if read_only else "READ-WRITE")
+        return f"{command.name} completed"
+
+    async def _create(self, command: c.Command) -> str:
+        args = command.arguments
+        assert isinstance(args, c.Create)
+        name = args.mailbox.rstrip(names.DELIMITER)
+        if args.special_use:
+            raise No("special-use folders are ours: Sent, Drafts, Junk, Trash, Archive", Code("USEATTR"))
+        why = names.valid_new_name(name)
+        if why is not None:
+            raise No(why, Code("CANNOT") if name.upper() != "INBOX" else Code("ALREADYEXISTS"))
+        if names.find(await self._folders(), name) is not None:
+            raise No(f"mailbox {name} exists", Code("ALREADYEXISTS"))
+        await self._mail.create_folder(name)
+        return "CREATE completed"
+
+    async def _custom(self, name: str, action: str) -> names.Folder:
+        folder = await self._folder(name)
+        if folder.role:
+            raise No(f"{folder.name} is a system folder and cannot be {action}", Code("CANNOT"))
+        return folder
+
+    async def _delete(self, command: c.Command) -> str:
+        args = command.arguments
+        assert isinstance(args, c.MailboxArgument)
+        folder = await self._custom(args.mailbox, "deleted")
+        if self.selected is not None and self.selected.folder.id == folder.id:
+            raise No("cannot delete the selected mailbox", Code("INUSE"))
+        try:
+            await self._mail.delete_folder(folder.id)
+        except BackendError as error:
+            if "folder_not_empty" in error.text:
+                raise No(f"{folder.name} is not empty: expunge its messages first", Code("CANNOT")) from None
+            raise
+        return "DELETE completed"
+
+    async def _rename(self, command: c.Command) -> str:
+        args = command.arguments
+        assert isinstance(args, c.Rename)
+        folder = await self._custom(args.old, "renamed")
+        new = args.new.rstrip(names.DELIMITER)
+        why = names.valid_new_name(new)
+        if why is not None:
+            raise No(why, Code("CANNOT"))
+        folders = await self._folders()
+        if names.find(folders, new) is not None and new.casefold() != folder.name.casefold():
+            raise No(f"mailbox {new} exists", Code("ALREADYEXISTS"))
+        await self._mail.rename_folder(folder.id, new)
+        prefix = folder.name + names.DELIMITER
+        for child in folders:
+            if child.name.startswith(prefix) and not child.role:
+                await self._mail.rename_folder(child.id, new + names.DELIMITER + child.name[len(prefix):])
+        return "RENAME completed"
+
+    async def _subscribe(self, command: c.Command) -> str:
+        args = command.arguments
+        assert isinstance(args, c.MailboxArgument)
+        await self._folder(args.mailbox)
+        return f"{command.name} completed (every folder is subscribed)"
+
+    async def _append(self, command: c.Command) -> str:
+        args = command.arguments
+        assert isinstance(args, c.Append)
+        try:
+            folder = await self._folder(args.mailbox)
+        except No:
+            raise No(f"no mailbox {args.mailbox}", Code("TRYCREATE")) from None
+        before = await self._mail.state()
+        ids = []
+        for item in args.messages:
+            if not item.data:
+                raise No("empty message")
+            ids.append(await self._mail.append(folder.id, item.data, when=item.internal_date,
+                                               seen="\\Seen" in item.flags, flagged="\\Flagged" in item.flags))
+        uidvalidity, uids = await self._new_uids(folder.id, ids, before)
+        if uids is not None:
+            self._ok_code = Code("APPENDUID", f"{uidvalidity} {compact(uids)}".encode("ascii"))
+        return "APPEND completed"
+
+    async def _new_uids(self, folder_id: str, ids: list[str], since: int) -> tuple[int, list[int] | None]:
+        """The UIDs ``ids`` got in ``folder_id`` (in the order of ``ids``), from the change feed after ``since``."""
+        changes, _ = await self._mail.changes(since)
+        got: dict[str, tuple[int, int]] = {}
+        for change in changes:
+            if change.folder_id == folder_id and change.id in ids and change.uid:
+                if change.kind == "new" or (change.kind == "updated" and change.from_folder_id
+                                            and change.from_folder_id != folder_id):
+                    got[change.id] = (change.uid, change.modseq)
+        if len(got) < len(set(ids)):
+            return 0, None
+        view = await self._mail.view(folder_id, limit=1)
+        return view.uidvalidity, [got[i][0] for i in ids]
+
+    # -- IDLE
+
+    async def _idle(self, command: c.Command) -> str:
+        self.send(self.encoder.continuation("idling"))
+        if self.selected is not None:
+            await self._updates(expunges=True)
+        await self.flush()
+        watcher: asyncio.Task[None] | None = None
+        if self.selected is not None:
+            watcher = asyncio.create_task(self._watch(self.selected))
+        try:
+            line = await self._line(self.idle_timeout)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                try:
+                    await watcher
+                except (asyncio.CancelledError, Exception):
+                    pass
+        if not line.is_done:
+            raise Bad("expected DONE")
+        return "IDLE terminated"
+
+    async def _watch(self, selected: Selected) -> None:
+        try:
+            async for change in self._mail.watch(selected.modseq):
+                if self.selected is not selected:
+                    return
+                selected.note(change)
+                await self._announce(selected, expunges=True)
+                await self.flush()
+        except BackendError as error:
+            log.info("IDLE watch ended: %s", error.text)
+
+    # -- selected: updates from the feed
+
+    async def _updates(self, *, expunges: bool) -> None:
+        selected = self.selected
+        if selected is None:
+            return
+        changes, state = await self._mail.changes(selected.modseq)
+        for change in changes:
+            selected.note(change)
+        selected.modseq = max(selected.modseq, state)
+        await self._announce(selected, expunges=expunges)
+
+    async def _announce(self, selected: Selected, *, expunges: bool) -> None:
+        for event in selected.flush(expunges=expunges):
+            self._event(event)
+        touched = [selected.messages[uid] for uid in sorted(selected.touched) if uid in selected.messages]
+        selected.touched.clear()
+        known = [m for m in touched if m.summary is not None]
+        if not known:
+            return
+        before = {m.uid: m.flags for m in known}
+        await self._load(selected, known, refresh=True)
+        for message in known:
+            if message.uid in selected.messages and (message.flags != before[message.uid] or self.condstore):
+                items: list[tuple[str, Value]] = [("UID", message.uid),
+                                                  ("FLAGS", self.encoder.flags_value(message.flags))]
+                if self.condstore:
+                    items.append(("MODSEQ", [message.modseq]))
+                self.send(self.encoder.fetch(selected.number(message.uid), items))
+
+    def _event(self, event: Event) -> None:
+        if isinstance(event, Exists):
+            self.send(self.encoder.exists(event.count))
+        elif isinstance(event, Expunged):
+            self.send(self.encoder.expunge(event.number))
+
+    async def _load(self, selected: Selected, messages: list[Message], *, refresh: bool = False) -> None:
+        """Fill in the summaries (flags, size, date) of ``messages``."""
+        wanted = [m for m in messages if refresh or m.summary is None]
+        if not wanted:
+            return
+        found = await self._mail.some_summaries(selected.folder.id, [m.id for m in wanted])
+        for message in wanted:
+            summary = found.get(message.id)
+            if summary is not None:
+                message.summary = summary
+            elif message.summary is None:
+                message.summary = Summary(message.id, selected.folder.id, True, False, 0, 0)
+                message.gone = True
+
+    # -- selected: commands
+
+    @property
+    def _box(self) -> Selected:
+        assert self.selected is not None
+        return self.selected
+
+    def _resolve(self, sequence: Any, uid: bool) -> list[Message]:
+        try:
+            return self._box.resolve(sequence, uid)
+        except BadSequence as error:
+            raise Bad(str(error)) from None
+
+    async def _close(self, command: c.Command) -> str:
+        selected = self._box
+        if command.name == "CLOSE" and not selected.read_only:
+            await self._remove(selected, selected.deleted, announce=False)
+        self.selected = None
+        self.state = State.AUTHENTICATED
+        return f"{command.name} completed"
+
+    async def _remove(self, selected: Selected, messages: list[Message], *, announce: bool) -> None:
+        """Expunge: our delete (to Trash; from Trash for good)."""
+        semaphore = asyncio.Semaphore(8)
+
+        async def one(message: Message) -> None:
+            async with semaphore:
+                await self._mail.delete(message.id)
+
+        await asyncio.gather(*(one(m) for m in messages))
+        for message in sorted(messages, key=lambda m: m.uid, reverse=True):
+            event = selected.expunge(message.uid)
+            if event is not None and announce:
+                self._event(event)
+
+    async def _expunge(self, command: c.Command) -> str:
+        selected = self._box
+        if selected.read_only:
+            raise No("the mailbox is read-only (EXAMINE)", Code("READ-ONLY"))
+        doomed = selected.deleted
+        if isinstance(command.arguments, c.UidExpunge):
+            chosen = {m.uid for m in selected.by_uid(command.arguments.sequence)}
+            doomed = [m for m in doomed if m.uid in chosen]
+        await self._remove(selected, doomed, announce=True)
+        return f"{'UID ' if command.uid else ''}EXPUNGE completed"
+
+    async def _raw(self, message: Message) -> bytes:
+        cached = self._raws.get(message.id)
+        if cached is not None:
+            self._raws.move_to_end(message.id)
+            return cached
+        raw = await self._mail.raw(message.id)
+        self._raws[message.id] = raw
+        while len(self._raws) > RAW_CACHE:
+            self._raws.popitem(last=False)
+        return raw
+
+    async def _fetch(self, command: c.Command) -> str:
+        args = command.arguments
+        assert isinstance(args, c.Fetch)
+        selected = self._box
+        attributes = list(args.attributes)
+        names_asked = {a.name for a in attributes}
+        if "MODSEQ" in names_asked or args.changedsince is not None:
+            self.condstore = True
+        if command.uid and "UID" not in names_asked:
+            attributes.insert(0, FetchAttribute("UID"))
+        if self.condstore and "MODSEQ" not in names_asked:
+            attributes.append(FetchAttribute("MODSEQ"))
+        messages = self._resolve(args.sequence, command.uid)
+        if args.changedsince is not None:
+            messages = [m for m in messages if m.modseq > args.changedsince]
+        needs_summary = names_asked & {"FLAGS", "RFC822.SIZE", "INTERNALDATE"} or any(a.sets_seen for a in attributes)
+        if needs_summary:
+            await self._load(selected, messages)
+        needs_raw = bool(names_asked & {"ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822", "RFC822.HEADER",
+                                        "RFC822.TEXT", "BINARY", "BINARY.SIZE"})
+        sets_seen = not selected.read_only and any(a.sets_seen for a in attributes)
+        gone = False
+        for message in messages:
+            try:
+                items = await self._fetch_one(message, attributes, needs_raw, sets_seen)
+            except Gone:
+                gone = True
+                continue
+            self.send(self.encoder.fetch(selected.number(message.uid), items))
+            if sum(len(b) for b in self._out) > 1 << 20:
+                await self.flush()
+        if gone:
+            raise No("some messages were expunged meanwhile", Code("EXPUNGEISSUED"))
+        return f"{'UID ' if command.uid else ''}FETCH completed"
+
+    async def _fetch_one(self, message: Message, attributes: list[FetchAttribute], needs_raw: bool,
+                         sets_seen: bool) -> list[tuple[str, Value]]:
+        raw = await self._raw(message) if needs_raw else b""
+        root = mime.parse(raw) if needs_raw else None
+        if sets_seen and message.summary is not None and message.summary.unread:
+            message.summary = await self._mail.set_flags(message.id, unread=False)
+            if not any(a.name == "FLAGS" for a in attributes):
+                attributes = [*attributes, FetchAttribute("FLAGS")]
+        items: list[tuple[str, Value]] = []
+        for attribute in attributes:
+            items.append((attribute.response_name(), self._item(message, attribute, raw, root)))
+        return items
+
+    def _item(self, message: Message, attribute: FetchAttribute, raw: bytes, root: mime.Part | None) -> Value:
+        name = attribute.name
+        summary = message.summary
+        if name == "UID":
+            return message.uid
+        if name == "FLAGS":
+            return self.encoder.flags_value(message.flags)
+        if name == "MODSEQ":
+            return [message.modseq]
+        if name == "RFC822.SIZE":
+            return summary.size if summary is not None and summary.size else len(raw)
+        if name == "INTERNALDATE":
+            assert summary is not None
+            return summary.internal_date
+        if name in ("EMAILID", "THREADID", "SAVEDATE"):
+            return None if name == "SAVEDATE" else [message.id]
+        assert root is not None
+        if name == "ENVELOPE":
+            return mime.envelope(root.headers)
+        if name == "BODYSTRUCTURE":
+            return mime.body_structure(root)
+        if name == "BODY" and attribute.section is None:
+            return Raw(self.encoder.body_structure(mime.body_structure(root), extended=False))
+        if name == "RFC822":
+            return Literal(raw)
+        if name == "RFC822.HEADER":
+            return Literal(root.header)
+        if name == "RFC822.TEXT":
+            return Literal(root.body)
+        if name in ("BODY", "BINARY") and attribute.section is not None:
+            try:
+                data = mime.section(root, raw, attribute.section)
+            except mime.SectionError:
+                return None if name == "BODY" else Literal(b"")
+            return Literal(mime.partial(data, attribute.partial))
+        if name == "BINARY.SIZE" and attribute.section is not None:
+            try:
+                return len(mime.section(root, raw, attribute.section))
+            except mime.SectionError:
+                return 0
+        raise Bad(f"FETCH {name} is not supported")
+
+    async def _store(self, command: c.Command) -> str:
+        args = command.arguments
+        assert isinstance(args, c.Store)
+        selected = self._box
+        if selected.read_only:
+            raise No("the mailbox is read-only (EXAMINE)", Code("READ-ONLY"))
+        if args.unchangedsince is not None:
+            self.condstore = True
+        messages = self._resolve(args.sequence, command.uid)
+        await self._load(selected, messages)
+        modified: list[int] = []
+        changed: list[Message] = []
+        for message in messages:
+            if args.unchangedsince is not None and message.modseq > args.unchangedsince:
+                modified.append(message.uid if command.uid else selected.number(message.uid))
+                continue
+            await self._store_one(message, args.mode, set(args.flags))
+            changed.append(message)
+        if self.condstore and changed:
+            await self._updates(expunges=False)  # learn the MODSEQs our changes got
+        if not args.silent or self.condstore:
+            for message in changed:
+                if message.uid not in selected.messages:
+                    continue
+                items: list[tuple[str, Value]] = []
+                if command.uid:
+                    items.append(("UID", message.uid))
+                if not args.silent:
+                    items.append(("FLAGS", self.encoder.flags_value(message.flags)))
+                if self.condstore:
+                    items.append(("MODSEQ", [message.modseq]))
+                self.send(self.encoder.fetch(selected.number(message.uid), items))
+        if modified:
+            self._ok_code = Code("MODIFIED", compact(modified).encode("ascii"))
+            return "conditional STORE failed for some messages"
+        return f"{'UID ' if command.uid else ''}STORE completed"
+
+    async def _store_one(self, message: Message, mode: str, flags: set[str]) -> None:
+        current = set(message.flags)
+        target = current | flags if mode == "+" else current - flags if mode == "-" else flags
+        summary = message.summary
+        unread = "\\Seen" not in target
+        starred = "\\Flagged" in target
+        change_unread = summary is not None and summary.unread != unread
+        change_star = summary is not None and summary.starred != starred
+        if change_unread or change_star:
+            message.summary = await self._mail.set_flags(message.id, unread=unread if change_unread else None,
+                                                         starred=starred if change_star else None)
+        message.local = {f for f in target if f not in STORED_FLAGS}
+
+    async def _copy(self, command: c.Command) -> str:
+        args = command.arguments
+        assert isinstance(args, c.Copy)
+        selected = self._box
+        moving = command.name == "MOVE"
+        if moving and selected.read_only:
+            raise No("the mailbox is read-only (EXAMINE)", Code("READ-ONLY"))
+        try:
+            target = await self._folder(args.mailbox)
+        except No:
+            raise No(f"no mailbox {args.mailbox}", Code("TRYCREATE")) from None
+        messages = self._resolve(args.sequence, command.uid)
+        if not messages:
+            return f"{command.name} completed (nothing to {command.name.lower()})"
+        if moving and target.id == selected.folder.id:
+            raise No("the message is in that mailbox already", Code("CANNOT"))
+        before = await self._mail.state()
+        await self._load(selected, messages)
+        ids: list[str] = []
+        for message in messages:
+            if moving:
+                await self._mail.move(message.id, target.id)
+                ids.append(message.id)
+            else:
+                raw = await self._raw(message)
+                summary = message.summary
+                ids.append(await self._mail.append(
+                    target.id, raw, when=summary.internal_date if summary and summary.received_ms else None,
+                    seen=summary is not None and not summary.unread, flagged=summary is not None and summary.starred))
+        uidvalidity, uids = await self._new_uids(target.id, ids, before)
+        copyuid = None
+        if uids is not None:
+            source = ",".join(str(m.uid) for m in messages)
+            copyuid = Code("COPYUID", f"{uidvalidity} {source} {','.join(map(str, uids))}".encode("ascii"))
+        if moving:
+            if copyuid is not None:
+                self.send(self.encoder.untagged("OK", "moved", copyuid))
+            await self._remove_moved(selected, messages)
+        else:
+            self._ok_code = copyuid
+        return f"{'UID ' if command.uid else ''}{command.name} completed"
+
+    async def _remove_moved(self, selected: Selected, messages: list[Message]) -> None:
+        for message in sorted(messages, key=lambda m: m.uid, reverse=True):
+            event = selected.expunge(message.uid)
+            if event is not None:
+                self._event(event)
+
+    async def _search(self, command: c.Command) -> str:
+        args = command.arguments
+        assert isinstance(args, c.Search)
+        selected = self._box
+        if args.returns is not None and "SAVE" in args.returns:
+            raise No("SEARCH RETURN (SAVE) is not supported", Code("CANNOT"))
+        if _uses_modseq(args.key):
+            self.condstore = True
+
+        async def load(messages: list[Message]) -> None:
+            await self._load(selected, messages)
+
+        async def raw(message: Message) -> bytes | None:
+            try:
+                return await self._raw(message)
+            except Gone:
+                return None
+
+        try:
+            found = await Searcher(self._mail, selected, summaries=load, raw=raw).run(args.key)
+        except BadSequence as error:
+            raise Bad(str(error)) from None
+        except Unsupported as error:
+            raise No(str(error), Code("CANNOT")) from None
+        numbers = [m.uid if command.uid else selected.number(m.uid) for m in found]
+        modseq = max((m.modseq for m in found), default=None) if _uses_modseq(args.key) else None
+        if args.returns is None:
+            self.send(self.encoder.search(numbers, modseq=modseq))
+        else:
+            wanted = set(args.returns) or {"ALL"}
+            self.send(self.encoder.esearch(
+                command.tag, uid=command.uid, min=min(numbers) if numbers and "MIN" in wanted else None,
+                max=max(numbers) if numbers and "MAX" in wanted else None,
+                count=len(numbers) if "COUNT" in wanted else None,
+                all=numbers if "ALL" in wanted and numbers else None, modseq=modseq))
+        return f"{'UID ' if command.uid else ''}SEARCH completed"
+
+
+def _uses_modseq(key: SearchKey) -> bool:
+    return "MODSEQ" in str(key)

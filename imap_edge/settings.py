@@ -1,0 +1,30 @@
+"""Typed settings of the IMAP edge, on the shared settings base (flag > `TIDINGS_*`
+environment > default)."""
+from __future__ import annotations
+
+from pydantic import PositiveInt
+
+from tidings_runtime.settings import Duration, HostPort, MetricsPort, Port, Seconds, ServerSettings, setting
+
+
+class Settings(ServerSettings):
+    """Tidings IMAP edge (IMAP4rev1 on the mailbox order)."""
+
+    prog = "imap_edge"
+
+    router: HostPort = setting("127.0.0.1:7000", "TIDINGS_ROUTER", help="router gRPC address")
+    host: str = setting("127.0.0.1", "TIDINGS_IMAP_HOST", help="listening address")
+    port: Port = setting(2143, "TIDINGS_IMAP_PORT", help="listening port (0: any)")
+    metrics_port: MetricsPort = setting(9109, "TIDINGS_IMAP_METRICS_PORT", off_flag="--no-metrics",
+                                        help="Prometheus /metrics port (0: any)")
+    rpc_timeout: Seconds = setting(10.0, "TIDINGS_IMAP_RPC_TIMEOUT", help="seconds a router call may take")
+    timeout: Duration = setting(1800.0, "TIDINGS_IMAP_TIMEOUT",
+                                help="seconds a client may stay silent between commands (RFC 9051: at least 30 min)")
+    idle_timeout: Duration = setting(1800.0, "TIDINGS_IMAP_IDLE_TIMEOUT",
+                                     help="seconds an IDLE may last without DONE (clients renew every 29 min, RFC 2177)")
+    max_line: PositiveInt = setting(64 * 1024, "TIDINGS_IMAP_MAX_LINE", help="longest command line in bytes")
+    max_literal: PositiveInt = setting(64 * 1024 * 1024, "TIDINGS_IMAP_MAX_LITERAL",
+                                       help="largest literal (an APPENDed message) in bytes")
+    plaintext_anywhere: bool = setting(False, "TIDINGS_IMAP_PLAINTEXT_ANYWHERE",
+                                       help="allow LOGIN and AUTHENTICATE PLAIN from non-loopback peers without TLS "
+                                            "(no TLS yet: off means loopback only)")
