@@ -13,7 +13,8 @@ a read copy in Drafts under a new id; ``SendDraft`` delivers it without its Bcc 
 ``Deliver`` would, then drops it) follow the router's rules near enough for the edges;
 listings are newest first, paged by an opaque cursor. Each mutation (a stored copy, a flag
 change, a move, a delete) appends a ``MailboxChange`` to the user's feed with the next MODSEQ,
-which ``Changes`` pages and ``Watch`` streams (listings carry the feed's ``state``; a ``since``
+which ``Changes`` pages and ``Watch`` streams, and ``Mailbox`` folds into a folder's view (listings
+carry the feed's ``state``; a ``since``
 below :meth:`FakeMail.compact`'s mark is FAILED_PRECONDITION "cannot_calculate_changes", one past
 the feed's end has no changes yet, as with the router; :meth:`FakeMail.break_watches` breaks the open streams with
 UNAVAILABLE, as a router restart would). It records every request
@@ -539,6 +540,28 @@ class FakeMail(mail_pb2_grpc.MailServicer):
                     wait.cancel()
         finally:
             self.watching -= 1
+
+    @_served
+    async def Mailbox(self, request: mail_pb2.MailboxRequest,
+                      context: grpc.aio.ServicerContext) -> mail_pb2.MailboxView:
+        """The folder's view folded from the feed (UIDVALIDITY 1 for every folder), paged by after_uid."""
+        user = self._user(request.user_id)
+        placed: dict[str, tuple[str, int, int]] = {}  # message id -> (folder, uid, modseq)
+        for change in user.changes:
+            if change.kind == Change.MESSAGE_DELETED:
+                placed.pop(change.id, None)
+            elif change.uid:
+                placed[change.id] = (change.folder_id, change.uid, change.modseq)
+            elif change.id in placed:
+                folder, uid, _ = placed[change.id]
+                placed[change.id] = (folder, uid, change.modseq)
+        entries = sorted((uid, id, modseq) for id, (folder, uid, modseq) in placed.items()
+                         if folder == request.folder_id and uid > request.after_uid)
+        limit = request.limit or 10_000
+        return mail_pb2.MailboxView(
+            uidvalidity=1, uid_next=user.uids.get(request.folder_id, 0) + 1, highest_modseq=user.modseq,
+            entries=[types_pb2.MailboxEntry(uid=uid, id=id, modseq=modseq) for uid, id, modseq in entries[:limit]],
+            has_more=len(entries) > limit)
 
     # -- custom folders and drafts
 
