@@ -51,6 +51,12 @@ class Refused(BackendError):
     code = "CANNOT"
 
 
+class TooOld(BackendError):
+    """The feed no longer holds the changes after the session's MODSEQ: read the folder again."""
+
+    code = "CANNOT"
+
+
 class Unavailable(BackendError):
     code = "UNAVAILABLE"
 
@@ -122,6 +128,8 @@ def _change(change: Any) -> Change:
 
 def _translate(error: errors.TidingsError) -> BackendError:
     text = str(error) or type(error).__name__
+    if isinstance(error, errors.CannotCalculateChanges):
+        return TooOld(text)
     if isinstance(error, errors.NotFound):
         return NoSuchMailbox(text)
     if isinstance(error, errors.AlreadyExists):

@@ -128,6 +128,21 @@ class Selected:
         elif change.kind == "deleted" and change.folder_id == mine:
             self._vanish(change.uid, change.id)
 
+    def resync(self, view: View) -> None:
+        """Fold a fresh view in when the feed cannot say what changed (compacted past our MODSEQ):
+        messages missing from it are expunged, new ones arrive, every other one may have new flags."""
+        present = {entry.uid for entry in view.entries}
+        for uid in list(self.messages):
+            if uid not in present:
+                self._vanish(uid, self.messages[uid].id)
+        for entry in view.entries:
+            if entry.uid in self.messages:
+                self.messages[entry.uid].modseq = entry.modseq
+                self.touched.add(entry.uid)
+            else:
+                self._arrive(entry)
+        self.modseq = max(self.modseq, view.highest_modseq)
+
     def _arrive(self, entry: Entry) -> None:
         if entry.uid in self.messages or entry.id in self.by_id or entry.uid in self._arrived:
             return

@@ -25,7 +25,7 @@ from typing import Any
 
 from imap_edge import message as mime
 from imap_edge import names
-from imap_edge.backend import Account, Backend, BackendError, BadCredentials, Gone, Summary, UserMailbox
+from imap_edge.backend import Account, Backend, BackendError, BadCredentials, Gone, Summary, TooOld, UserMailbox
 from imap_edge.metrics import COMMANDS
 from imap_edge.protocol import CommandParser, Limits, Line, LineTooLong, NeedMore, ParseError
 from imap_edge.protocol import commands as c
@@ -557,10 +557,14 @@ class Session:
         selected = self.selected
         if selected is None:
             return
-        changes, state = await self._mail.changes(selected.modseq)
-        for change in changes:
-            selected.note(change)
-        selected.modseq = max(selected.modseq, state)
+        try:
+            changes, state = await self._mail.changes(selected.modseq)
+        except TooOld:
+            selected.resync(await self._mail.view(selected.folder.id))
+        else:
+            for change in changes:
+                selected.note(change)
+            selected.modseq = max(selected.modseq, state)
         await self._announce(selected, expunges=expunges)
 
     async def _announce(self, selected: Selected, *, expunges: bool) -> None:

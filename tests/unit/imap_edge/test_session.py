@@ -178,3 +178,15 @@ def test_sections_and_body_structure_of_a_multipart() -> None:
     assert inner.envelope is not None and inner.envelope.subject == "inner"  # type: ignore[union-attr]
     envelope = mime.envelope(root.headers)
     assert envelope.sender == envelope.from_ and envelope.from_[0].host == "example.org"
+
+
+def test_a_fresh_view_folds_in_when_the_feed_is_too_old() -> None:
+    from imap_edge.backend import Entry, View
+    from imap_edge.names import Folder
+    from imap_edge.selected import Exists, Expunged, Selected
+    selected = Selected(Folder("inbox", "INBOX", "inbox"), View(7, 4, 10, (Entry(1, "a", 3), Entry(2, "b", 5),
+                                                                           Entry(3, "c", 9))), read_only=False)
+    selected.resync(View(7, 6, 20, (Entry(1, "a", 3), Entry(3, "c", 15), Entry(5, "e", 20))))
+    assert selected.flush(expunges=False) == [Exists(4)]  # the expunge waits, its number stays
+    assert selected.flush(expunges=True) == [Expunged(2, 2)]
+    assert selected.uids == [1, 3, 5] and selected.modseq == 20 and selected.messages[3].modseq == 15
