@@ -15,6 +15,8 @@ class Settings(ServerSettings):
     router: HostPort = setting("127.0.0.1:7000", "TIDINGS_ROUTER", help="router gRPC address")
     host: str = setting("127.0.0.1", "TIDINGS_IMAP_HOST", help="listening address")
     port: Port = setting(2143, "TIDINGS_IMAP_PORT", help="listening port (0: any)")
+    pop3_port: Port | None = setting(2110, "TIDINGS_POP3_PORT", off_flag="--no-pop3",
+                                     help="POP3 listening port on the same host (0: any)")
     metrics_port: MetricsPort = setting(9109, "TIDINGS_IMAP_METRICS_PORT", off_flag="--no-metrics",
                                         help="Prometheus /metrics port (0: any)")
     rpc_timeout: Seconds = setting(10.0, "TIDINGS_IMAP_RPC_TIMEOUT", help="seconds a router call may take")

@@ -55,6 +55,7 @@ class Layout:
     submission_port: int = 2587
     http_port: int = 8080
     imap_port: int = 2143
+    pop3_port: int = 2110
     metrics_ports: dict[str, int] = field(default_factory=dict)
     zones: tuple[str, ...] = ("zone-a", "zone-b", "zone-c")
     members: int = 3
@@ -67,7 +68,8 @@ class Layout:
                  "storage-5", "imap"]  # as deploy/prometheus.yml scrapes them
         return cls(base_dir, host=host, router_port=7000 + offset, storage_ports=tuple(p + offset for p in range(7101, 7106)),
                    smtp_port=2525 + offset, submission_port=2587 + offset, http_port=8080 + offset,
-                   imap_port=2143 + offset, metrics_ports={n: 9100 + i + offset for i, n in enumerate(names)})
+                   imap_port=2143 + offset, pop3_port=2110 + offset,
+                   metrics_ports={n: 9100 + i + offset for i, n in enumerate(names)})
 
     @classmethod
     def any_port(cls, base_dir: Path, storage_nodes: int = 3, spares: int = 1, host: str = HOST) -> Layout:
@@ -76,7 +78,7 @@ class Layout:
         count = storage_nodes + spares
         names = ["router", *(f"storage-{i}" for i in range(1, count + 1)), *EDGES]
         return cls(base_dir, host=host, router_port=0, members=storage_nodes, storage_ports=(0,) * count,
-                   smtp_port=0, submission_port=0, http_port=0, imap_port=0, metrics_ports=dict.fromkeys(names, 0))
+                   smtp_port=0, submission_port=0, http_port=0, imap_port=0, pop3_port=0, metrics_ports=dict.fromkeys(names, 0))
 
     def bound(self, name: str, ports: dict[str, int]) -> Layout:
         """This layout with the ports process `name` reported it bound."""
@@ -92,7 +94,7 @@ class Layout:
         elif name == "http":
             changes["http_port"] = ports["http"]
         elif name == "imap":
-            changes["imap_port"] = ports["imap"]
+            changes.update(imap_port=ports["imap"], pop3_port=ports.get("pop3") or self.pop3_port)
         if "metrics" in ports:
             changes["metrics_ports"] = {**self.metrics_ports, name: ports["metrics"]}
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -107,14 +109,14 @@ class Layout:
         return cls(base_dir=base_dir, host=data.get("host", HOST), router_port=data["router_port"],
                    storage_ports=tuple(data["storage_ports"]), smtp_port=data["smtp_port"],
                    submission_port=data["submission_port"], http_port=data["http_port"],
-                   imap_port=data.get("imap_port", 2143),
+                   imap_port=data.get("imap_port", 2143), pop3_port=data.get("pop3_port", 2110),
                    metrics_ports=data["metrics_ports"], zones=tuple(data["zones"]), members=data.get("members", 3))
 
     @property
     def ports(self) -> set[int]:
         """Every port of the cluster, spares' included."""
         return {self.router_port, *self.storage_ports, self.smtp_port, self.submission_port, self.http_port,
-                self.imap_port, *self.metrics_ports.values()}
+                self.imap_port, self.pop3_port, *self.metrics_ports.values()}
 
     @property
     def router_address(self) -> str:
@@ -380,7 +382,8 @@ class LocalCluster:
             return ["http_edge", *router, "--host", lay.host, "--port", str(lay.http_port),
                     "--token-secret-file", str(lay.base_dir / "token.secret")]
         if name == "imap":
-            return ["imap_edge", *router, "--host", lay.host, "--port", str(lay.imap_port)]
+            return ["imap_edge", *router, "--host", lay.host, "--port", str(lay.imap_port),
+                    "--pop3-port", str(lay.pop3_port)]
         return ["smtp_edge.outbound", *router, "--hostname", f"mail.{self.domains[0]}", "--metrics-host", lay.host]
 
     def _wait_ready(self, processes: list[Process]) -> None:
@@ -420,7 +423,8 @@ class LocalCluster:
         edges = {"smtp": f"smtp: SMTP {lay.host}:{lay.smtp_port}, submission {lay.host}:{lay.submission_port}",
                  "http": f"http: {lay.http_url} (/v1, /openapi.json)",
                  "outbound": "outbound: delivery worker for the outgoing queue",
-                 "imap": f"imap: IMAP {lay.host}:{lay.imap_port} (no TLS yet: plaintext login on loopback only)"}
+                 "imap": f"imap: IMAP {lay.host}:{lay.imap_port}, POP3 {lay.host}:{lay.pop3_port} "
+                         "(no TLS yet: plaintext login on loopback only)"}
         lines += [line for name, line in edges.items() if name in self.processes]
         lines += [f"metrics {name}: http://{lay.host}:{port}/metrics" for name, port in lay.metrics_ports.items()
                   if name in self.processes]

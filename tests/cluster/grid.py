@@ -80,6 +80,10 @@ class Grid:
         return self.layout.imap_port
 
     @property
+    def pop3_port(self) -> int:
+        return self.layout.pop3_port
+
+    @property
     def mail(self) -> mail_pb2_grpc.MailStub:
         assert self._channel is not None
         return mail_pb2_grpc.MailStub(self._channel)

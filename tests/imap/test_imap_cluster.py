@@ -2,11 +2,13 @@
 Python's imaplib and by imapclient: login, LIST with SPECIAL-USE, SELECT, FETCH, STORE seen through
 gRPC, MOVE with COPYUID, \\Deleted + EXPUNGE as our delete, APPEND with APPENDUID, SEARCH, IDLE
 hearing a gRPC delivery within a second, two sessions seeing each other's changes, bad commands
-answered BAD with their tag."""
+answered BAD with their tag; and POP3 on the same edge (poplib): the Inbox read, a DELE moving
+the message to Trash at QUIT, seen by IMAP."""
 from __future__ import annotations
 
 import imaplib
 import itertools
+import poplib
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -320,3 +322,29 @@ def test_authenticate_plain_and_namespace(grid: Grid, user: Callable[[], tuple[s
     assert status == "OK" and b"MESSAGES 0" in data[0] and b"UIDNEXT 1" in data[0], data
     status, data = imap.xatom("ID", "NIL")
     imap.logout()
+
+
+def test_pop3_reads_the_inbox_and_a_deleted_message_goes_to_trash(grid: Grid, user: Callable[[], tuple[str, str]]
+                                                                    ) -> None:
+    email, user_id = user()
+    ids = [deliver(grid, email, f"pop {i}") for i in range(3)]
+    pop = poplib.POP3(grid.host, grid.pop3_port, timeout=30)
+    pop.user(email)
+    pop.pass_(PASSWORD)
+    count, octets = pop.stat()
+    assert count == 3 and octets == sum(summary(grid, user_id, i).size for i in ids)
+    listed = [line.split()[1] for line in pop.uidl()[1]]
+    assert len(set(listed)) == 3
+    _, lines, _ = pop.retr(1)
+    assert b"Subject: pop 0" in lines
+    pop.dele(1)
+    assert pop.quit().startswith(b"+OK 1 messages moved to Trash")
+    assert summary(grid, user_id, ids[0]).folder_id == "trash"
+    again = poplib.POP3(grid.host, grid.pop3_port, timeout=30)
+    again.user(email)
+    again.pass_(PASSWORD)
+    assert again.stat()[0] == 2 and [line.split()[1] for line in again.uidl()[1]] == listed[1:]   # ids kept
+    again.quit()
+    with client(grid, email) as imap:
+        imap.select_folder("Trash")
+        assert len(imap.search("ALL")) == 1
