@@ -126,6 +126,21 @@ async def load(address: str, count: int, callers: int, seed: int = 19) -> float:
         return count / (time.perf_counter() - start)
 
 
+def settle(grid: Grid, quiet: float = 0.03, longest: float = 120.0) -> None:
+    """Wait until the cluster is idle (the storage nodes seal and merge index segments for a while
+    after a load): every process under `quiet` of a core over a second, or `longest` seconds."""
+    end = time.monotonic() + longest
+    before = cluster_cpu(grid)
+    while time.monotonic() < end:
+        time.sleep(1)
+        now = cluster_cpu(grid)
+        busy = max(now[k] - before.get(k, 0.0) for k in now if k != "bench client")
+        before = now
+        if busy < quiet:
+            return
+    print(f"cluster not idle after {longest:.0f} s; measuring anyway")
+
+
 def timed(call: Callable[[], Any], requests: int, warm_up: int) -> list[float]:
     for _ in range(warm_up):
         call()
@@ -196,23 +211,24 @@ class Bench:
                                                                    cursor=after), timeout=10).next_cursor
         page = mail_pb2.ListMessagesRequest(user_id=user, folder_id="inbox", limit=50)
         deep = mail_pb2.ListMessagesRequest(user_id=user, folder_id="inbox", limit=50, cursor=after)
-        self.series("router", "folders", lambda: mail.ListFolders(mail_pb2.UserRef(user_id=user), timeout=10))
-        self.series("router", "page", lambda: mail.ListMessages(page, timeout=10))
-        self.series("router", f"page deep {self.deep}", lambda: mail.ListMessages(deep, timeout=10))
+        self.series("router", "folders", lambda: mail.ListFolders(mail_pb2.UserRef(user_id=user), timeout=10), cpu=True)
+        self.series("router", "page", lambda: mail.ListMessages(page, timeout=10), cpu=True)
+        self.series("router", f"page deep {self.deep}", lambda: mail.ListMessages(deep, timeout=10), cpu=True)
         for q in (self.word, self.sender_query):
             request = mail_pb2.SearchRequest(user_id=user, query=q, limit=50)
-            self.series("router", f"search {q}", lambda request=request: mail.Search(request, timeout=10))
+            self.series("router", f"search {q}", lambda request=request: mail.Search(request, timeout=10), cpu=True)
 
     def node(self) -> None:
         user = self.user_id
         with grpc.insecure_channel(self.grid.layout.storage_address(1)) as channel:
             node = storage_pb2_grpc.StorageNodeStub(channel)
-            self.series("node 1", "folders", lambda: node.ListFolders(storage_pb2.NodeUserRef(user_id=user), timeout=10))
+            self.series("node 1", "folders", lambda: node.ListFolders(storage_pb2.NodeUserRef(user_id=user), timeout=10),
+                        cpu=True)
             page = storage_pb2.NodeListFolderRequest(user_id=user, folder_id="inbox", limit=51)
-            self.series("node 1", "page", lambda: node.ListFolder(page, timeout=10))
+            self.series("node 1", "page", lambda: node.ListFolder(page, timeout=10), cpu=True)
             for q in (self.word, self.sender_query):
                 request = storage_pb2.NodeSearchRequest(user_id=user, query=q, limit=50)
-                self.series("node 1", f"search {q}", lambda request=request: node.Search(request, timeout=10))
+                self.series("node 1", f"search {q}", lambda request=request: node.Search(request, timeout=10), cpu=True)
 
     def report(self) -> None:
         names = sorted({k for *_, per in self.rows for k in per if per[k] >= 0.005 and k != "bench client"})
@@ -255,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             rate = asyncio.run(load(grid.router_address, args.messages, args.callers))
             print(f"api latency: {args.messages} messages loaded through Mail.Deliver at {rate:.0f} msg/s "
                   f"({args.callers} callers); N=3 R=2; {args.requests} requests a call after {args.warm_up}")
-            time.sleep(2)   # let background work (read repair, index maintenance) settle: measure at idle
+            settle(grid)
             for layer in args.layers:
                 getattr(bench, layer)()
         finally:
