@@ -4,8 +4,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["ring_sim", "search_bench", "node_ingest", "mail_flow", "outbound", "push_latency", "api_latency",
-              "ingest_vs_postfix"]
+BENCHMARKS = ["ring_sim", "search_bench", "node_ingest", "mail_flow", "outbound", "push_latency", "imap_idle",
+              "api_latency", "ingest_vs_postfix"]
 
 
 def main(argv: list[str]) -> None:
