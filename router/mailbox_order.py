@@ -252,8 +252,10 @@ class MailboxOrder:
 
     async def _majority(self, user_id: str, call: Callable[[Stub], Awaitable[T]], yes: Callable[[T], bool]
                         ) -> list[tuple[NodeInfo, T]]:
-        """Ask every acceptor at once; return the answers once W said yes or no more can.
-        Calls still running keep going (the third replica gets an accept or a commit too)."""
+        """Ask every acceptor at once; return the answers once W said yes or no more can (with
+        a refusal among them, for the caller to retry under a higher ballot; with too few
+        answers and none refusing, QuorumFailure). Calls still running keep going (the third
+        replica gets an accept or a commit too)."""
         need = self.replicas.consistency.w
         tasks = {asyncio.ensure_future(self.replicas.call(node, call)): node for node in self.acceptors(user_id)}
         answers: list[tuple[NodeInfo, T]] = []
@@ -282,7 +284,8 @@ class MailboxOrder:
             for task in pending:
                 _background.add(task)
                 task.add_done_callback(_forget)
-        if sum(1 for _, a in answers if yes(a)) < need and len(answers) < need:
+        refused = any(not yes(a) for _, a in answers)   # the caller takes a higher ballot and tries again
+        if sum(1 for _, a in answers if yes(a)) < need and not refused:
             raise QuorumFailure(f"mailbox order of {user_id}: {len(answers)} of {need} acceptors answered "
                                 f"({'; '.join(failures) or 'timed out'})")
         return answers

@@ -3,7 +3,7 @@ checked ready, stopped cleanly. `make run` and the test grid both use it.
 
 Layout: every process bound to one loopback address (127.0.0.1 by default; a second
 cluster on 127.0.0.2 uses the same port numbers), data under one base directory (`var/` by
-default): node<i>/ (RocksDB), blobs/ (object store), smtp/ (dev certificate),
+default): node<i>/ (RocksDB), blobs/ (object store), smtp/ and imap/ (dev certificates),
 logs/<process>.log, pids/<process>.pid, ready/<process>.json (the ports it bound: a process
 may be started on port 0), cluster.json (the layout of a running cluster), clamd/ (the virus
 scanner's config, socket and temporary files; started before the SMTP edge).
@@ -55,6 +55,7 @@ class Layout:
     submission_port: int = 2587
     http_port: int = 8080
     imap_port: int = 2143
+    imaps_port: int = 2993
     pop3_port: int = 2110
     metrics_ports: dict[str, int] = field(default_factory=dict)
     zones: tuple[str, ...] = ("zone-a", "zone-b", "zone-c")
@@ -68,7 +69,7 @@ class Layout:
                  "storage-5", "imap"]  # as deploy/prometheus.yml scrapes them
         return cls(base_dir, host=host, router_port=7000 + offset, storage_ports=tuple(p + offset for p in range(7101, 7106)),
                    smtp_port=2525 + offset, submission_port=2587 + offset, http_port=8080 + offset,
-                   imap_port=2143 + offset, pop3_port=2110 + offset,
+                   imap_port=2143 + offset, imaps_port=2993 + offset, pop3_port=2110 + offset,
                    metrics_ports={n: 9100 + i + offset for i, n in enumerate(names)})
 
     @classmethod
@@ -78,7 +79,8 @@ class Layout:
         count = storage_nodes + spares
         names = ["router", *(f"storage-{i}" for i in range(1, count + 1)), *EDGES]
         return cls(base_dir, host=host, router_port=0, members=storage_nodes, storage_ports=(0,) * count,
-                   smtp_port=0, submission_port=0, http_port=0, imap_port=0, pop3_port=0, metrics_ports=dict.fromkeys(names, 0))
+                   smtp_port=0, submission_port=0, http_port=0, imap_port=0, imaps_port=0, pop3_port=0,
+                   metrics_ports=dict.fromkeys(names, 0))
 
     def bound(self, name: str, ports: dict[str, int]) -> Layout:
         """This layout with the ports process `name` reported it bound."""
@@ -94,7 +96,8 @@ class Layout:
         elif name == "http":
             changes["http_port"] = ports["http"]
         elif name == "imap":
-            changes.update(imap_port=ports["imap"], pop3_port=ports.get("pop3") or self.pop3_port)
+            changes.update(imap_port=ports["imap"], imaps_port=ports.get("imaps") or self.imaps_port,
+                           pop3_port=ports.get("pop3") or self.pop3_port)
         if "metrics" in ports:
             changes["metrics_ports"] = {**self.metrics_ports, name: ports["metrics"]}
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -109,14 +112,15 @@ class Layout:
         return cls(base_dir=base_dir, host=data.get("host", HOST), router_port=data["router_port"],
                    storage_ports=tuple(data["storage_ports"]), smtp_port=data["smtp_port"],
                    submission_port=data["submission_port"], http_port=data["http_port"],
-                   imap_port=data.get("imap_port", 2143), pop3_port=data.get("pop3_port", 2110),
+                   imap_port=data.get("imap_port", 2143), imaps_port=data.get("imaps_port", 2993),
+                   pop3_port=data.get("pop3_port", 2110),
                    metrics_ports=data["metrics_ports"], zones=tuple(data["zones"]), members=data.get("members", 3))
 
     @property
     def ports(self) -> set[int]:
         """Every port of the cluster, spares' included."""
         return {self.router_port, *self.storage_ports, self.smtp_port, self.submission_port, self.http_port,
-                self.imap_port, self.pop3_port, *self.metrics_ports.values()}
+                self.imap_port, self.imaps_port, self.pop3_port, *self.metrics_ports.values()}
 
     @property
     def router_address(self) -> str:
@@ -339,6 +343,13 @@ class LocalCluster:
         self._start(process)
         return f"{lay.host}:{process.wait_ready()['grpc']}"
 
+    def start_imap(self, name: str, router: str) -> int:
+        """Another IMAP edge (no POP3), calling `router`, on any port; its port."""
+        process = self._process(name, ["imap_edge", "--router", router, "--host", self.layout.host, "--port", "0",
+                                       "--no-pop3"])
+        self._start(process)
+        return process.wait_ready()["imap"]
+
     def start_edges(self, edges: tuple[str, ...]) -> None:
         unknown = set(edges) - set(EDGES)
         if unknown:
@@ -383,7 +394,8 @@ class LocalCluster:
                     "--token-secret-file", str(lay.base_dir / "token.secret")]
         if name == "imap":
             return ["imap_edge", *router, "--host", lay.host, "--port", str(lay.imap_port),
-                    "--pop3-port", str(lay.pop3_port)]
+                    "--tls-port", str(lay.imaps_port), "--pop3-port", str(lay.pop3_port),
+                    "--data-dir", str(lay.base_dir / "imap")]
         return ["smtp_edge.outbound", *router, "--hostname", f"mail.{self.domains[0]}", "--metrics-host", lay.host]
 
     def _wait_ready(self, processes: list[Process]) -> None:
@@ -423,8 +435,8 @@ class LocalCluster:
         edges = {"smtp": f"smtp: SMTP {lay.host}:{lay.smtp_port}, submission {lay.host}:{lay.submission_port}",
                  "http": f"http: {lay.http_url} (/v1, /openapi.json)",
                  "outbound": "outbound: delivery worker for the outgoing queue",
-                 "imap": f"imap: IMAP {lay.host}:{lay.imap_port}, POP3 {lay.host}:{lay.pop3_port} "
-                         "(no TLS yet: plaintext login on loopback only)"}
+                 "imap": f"imap: IMAP {lay.host}:{lay.imap_port} (STARTTLS), IMAPS {lay.host}:{lay.imaps_port}, "
+                         f"POP3 {lay.host}:{lay.pop3_port} (STLS); dev certificate {lay.base_dir / 'imap/tls/cert.pem'}"}
         lines += [line for name, line in edges.items() if name in self.processes]
         lines += [f"metrics {name}: http://{lay.host}:{port}/metrics" for name, port in lay.metrics_ports.items()
                   if name in self.processes]

@@ -80,6 +80,10 @@ class Grid:
         return self.layout.imap_port
 
     @property
+    def imaps_port(self) -> int:
+        return self.layout.imaps_port
+
+    @property
     def pop3_port(self) -> int:
         return self.layout.pop3_port
 
@@ -114,6 +118,10 @@ class Grid:
                                              "--nodes", self.layout.nodes_spec, *domains])
         cluster._start(router)
         cluster._wait_ready([router])
+
+    def start_imap(self, router: str, name: str = "imap-2") -> int:
+        """A second IMAP edge calling `router`; its port."""
+        return self.cluster.start_imap(name, router)
 
     def kill_storage(self, index: int) -> None:
         self.cluster.kill_storage(index)

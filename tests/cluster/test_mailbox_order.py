@@ -218,3 +218,23 @@ def test_a_folder_view_lists_uids_and_modseqs_and_a_new_folder_gets_its_uidvalid
     with pytest.raises(grpc.RpcError) as unknown:
         grid.mail.Mailbox(mail_pb2.MailboxRequest(user_id=user_id, folder_id="f0badbad"), timeout=10)
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_a_router_with_a_stale_lead_orders_while_a_node_is_down(grid: Grid, routers: list[str]) -> None:
+    """Another router took the mailbox over, then a node died: this router's accept and prepare
+    meet one refusal and one failure; it must retry with a higher ballot, not answer UNAVAILABLE
+    (red before: "1 of 2 acceptors answered")."""
+    email = "stale@example.test"
+    user_id = grid.add_user(email).user_id
+    with grpc.insecure_channel(routers[1]) as channel:
+        other = mail_pb2_grpc.MailStub(channel)
+        first = grid.mail.Deliver(mail_pb2.DeliverRequest(entry_id=new_entry_id(), raw=raw("stale-1"),
+                                                          recipients=[email]), timeout=30).deliveries[0].id
+        other.UpdateMessage(mail_pb2.UpdateRequest(user_id=user_id, id=first, starred=True), timeout=10)
+        grid.kill_storage(2)
+        try:
+            grid.mail.UpdateMessage(mail_pb2.UpdateRequest(user_id=user_id, id=first, unread=False), timeout=10)
+        finally:
+            grid.start_storage(2)
+    feed = grid.mail.Changes(mail_pb2.ChangesRequest(user_id=user_id, since=0), timeout=10)
+    assert [c.kind for c in feed.changes] == [Kind.MESSAGE_NEW, Kind.MESSAGE_UPDATED, Kind.MESSAGE_UPDATED]
