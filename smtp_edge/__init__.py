@@ -19,7 +19,6 @@ Modules, one concept each:
                  durable delivery before ``250``.
 - ``protocol``   aiosmtpd's ``SMTP`` with its built-in reply lines mapped
                  through the catalogue, and per-reply metrics.
-- ``tls``        the development certificate generated on first start.
 - ``metrics``    Prometheus counters and histograms.
 - ``server``     starts and stops both listeners and the router channel.
 - ``__main__``   ``python -m smtp_edge``.

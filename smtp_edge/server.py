@@ -25,8 +25,8 @@ from smtp_edge.pipeline import rspamd, virus
 from smtp_edge.pipeline.auth import SenderAuth
 from smtp_edge.pipeline.rules import DnsBlocklists
 from smtp_edge.protocol import EdgeSMTP
-from smtp_edge.tls import server_context
 from tidings_runtime.dns import make_resolver, parse_resolvers
+from tidings_runtime.tls import server_context
 
 log = logging.getLogger(__name__)
 

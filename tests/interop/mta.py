@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smtp_edge.tls import ensure_dev_certificate
+from tidings_runtime.tls import ensure_dev_certificate
 
 POSTFIX = "/usr/sbin/postfix"
 

@@ -33,9 +33,9 @@ from smtp_edge.outbound.mx import MxResolver, make_resolver
 from smtp_edge.outbound.queue_api import QueueApi
 from smtp_edge.outbound.retry import RetrySchedule
 from smtp_edge.outbound.worker import Worker
-from smtp_edge.tls import server_context
 from tests.mailnet import FarEnd, Sink, Zone, serving, verify_signatures
 from tidings.v1 import mail_pb2, mail_pb2_grpc, queue_pb2, queue_pb2_grpc, types_pb2
+from tidings_runtime.tls import server_context
 
 State = types_pb2.QueueRecipient
 SENDER = "alice@example.test"

@@ -1,7 +1,9 @@
-"""TLS for the submission port: a development certificate made on first start.
+"""TLS server contexts for the edges (SMTP submission's STARTTLS, IMAP's STARTTLS and port
+2993, POP3's STLS): a given certificate and key, or a development certificate made on first start.
 
-The certificate and key live in ``<data-dir>/tls/`` and are reused on later
-starts. Production points the same files at a real certificate.
+The development certificate (self-signed, for the host name, ``localhost`` and 127.0.0.1) and its
+key live in ``<data-dir>/tls/`` and are reused on later starts; a test trusts it by that file.
+Production gives a real certificate and key instead (``server_context(..., cert=, key=)``).
 """
 from __future__ import annotations
 
@@ -51,8 +53,14 @@ def ensure_dev_certificate(data_dir: Path, hostname: str) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def server_context(data_dir: Path, hostname: str) -> ssl.SSLContext:
-    cert_path, key_path = ensure_dev_certificate(data_dir, hostname)
+def server_context(data_dir: Path, hostname: str, *, cert: Path | None = None,
+                   key: Path | None = None) -> ssl.SSLContext:
+    """A server context (TLS 1.2 or later) on ``cert`` and ``key`` when given (the key may be in
+    the certificate's file), else on the development certificate under ``data_dir/tls``."""
+    if cert is not None:
+        cert_path, key_path = cert, key
+    else:
+        cert_path, key_path = ensure_dev_certificate(data_dir, hostname)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_path, key_path)
