@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 GEN := clients/python/tidings/v1/mail_pb2.py
 
-.PHONY: all setup proto run test lint bench clean postfix clamav rspamd
+.PHONY: all setup proto run test lint bench clean postfix clamav rspamd prometheus
 
 all: setup
 
@@ -20,7 +20,7 @@ $(GEN): $(STAMP) $(wildcard proto/tidings/v1/*.proto) proto/generate.py
 	rm -rf clients/python/tidings
 	$(BIN)/python proto/generate.py clients/python
 
-setup proto: $(STAMP) $(GEN) postfix clamav rspamd
+setup proto: $(STAMP) $(GEN) postfix clamav rspamd prometheus
 
 # Debian's Postfix, the real MTA of tests/interop and bench/outbound, installed when missing:
 # no configuration and no service start (policy-rc.d), so nothing listens on :25; each test
@@ -54,6 +54,12 @@ clamav:
 
 rspamd:
 	$(call debian_package,rspamd,tests/smtp/test_rspamd.py will skip)
+
+# Debian's prometheus (prometheus and promtool): tests/deploy checks deploy/prometheus.yml and
+# deploy/alerts.yml with promtool, unit-tests the alerts, and runs a private Prometheus against a
+# local cluster (its own port and data directory); the packaged service is not started.
+prometheus:
+	$(call debian_package,prometheus,tests/deploy will fail: promtool and prometheus are missing)
 
 run: setup
 	$(BIN)/tidings cluster run
