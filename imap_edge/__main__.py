@@ -1,7 +1,7 @@
-"""``python -m imap_edge --router 127.0.0.1:7000 --port 2143 --pop3-port 2110``: run the IMAP
-and POP3 edge until SIGTERM or SIGINT. Prints one line once it listens, e.g. ``imap_edge
-listening on 127.0.0.1:2143, POP3 2110, metrics :9109``, and writes ``{"imap": port, "pop3":
-port, "metrics": port}`` to ``--ready-file``."""
+"""``python -m imap_edge --router 127.0.0.1:7000 --port 2143 --tls-port 2993 --pop3-port 2110``:
+run the IMAP and POP3 edge until SIGTERM or SIGINT. Prints one line once it listens, e.g.
+``imap_edge listening on 127.0.0.1:2143 (STARTTLS), TLS 2993, POP3 2110, metrics :9109``, and
+writes ``{"imap": port, "imaps": port, "pop3": port, "metrics": port}`` to ``--ready-file``."""
 from __future__ import annotations
 
 import asyncio
@@ -13,16 +13,17 @@ from collections.abc import Sequence
 from prometheus_client import start_http_server
 
 from imap_edge.pop3.server import Pop3Server
-from imap_edge.server import ImapServer
+from imap_edge.server import ImapServer, tls_context
 from imap_edge.settings import Settings
 from tidings_runtime.ready import write_ready
 
 
 async def serve(settings: Settings) -> None:
-    server = ImapServer(settings)
+    tls = tls_context(settings)
+    server = ImapServer(settings, tls=tls)
     pop3 = None if settings.pop3_port is None else Pop3Server(
         settings.router, settings.host, settings.pop3_port, rpc_timeout=settings.rpc_timeout,
-        plaintext_anywhere=settings.plaintext_anywhere)
+        plaintext_anywhere=settings.plaintext_anywhere, tls=tls)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -35,11 +36,13 @@ async def serve(settings: Settings) -> None:
         await server.start()
         if pop3 is not None:
             await pop3.start()
-        write_ready(settings.ready_file, {"imap": server.port, "pop3": pop3.port if pop3 else None,
-                                          "metrics": metrics_port})
+        write_ready(settings.ready_file, {"imap": server.port, "imaps": server.tls_port,
+                                          "pop3": pop3.port if pop3 else None, "metrics": metrics_port})
         metrics = f":{metrics_port}" if metrics_port is not None else "off"
         pop3_text = f"POP3 {pop3.port}" if pop3 else "POP3 off"
-        print(f"imap_edge listening on {settings.host}:{server.port}, {pop3_text}, metrics {metrics}", flush=True)
+        imaps = f"TLS {server.tls_port}" if server.tls_port else "TLS port off"
+        print(f"imap_edge listening on {settings.host}:{server.port} (STARTTLS), {imaps}, {pop3_text}, "
+              f"metrics {metrics}", flush=True)
         await stopping.wait()
     finally:
         await server.stop()

@@ -1,5 +1,7 @@
-"""The IMAP listener: ``asyncio.start_server`` on the edge's port, one ``Session`` task per
-connection, the router channel shared by all. Stopping closes the listener, then the sessions
+"""The IMAP listeners: ``asyncio.start_server`` on the edge's port (plaintext, STARTTLS offered)
+and on the TLS port (implicit TLS, RFC 8314), one ``Session`` task per connection, the router
+channel shared by all. The certificate is the settings' (``--tls-cert``/``--tls-key``) or the
+development one made in ``--data-dir`` (``tidings_runtime.tls``). Stopping closes the listener, then the sessions
 (each told ``* BYE``), then the channel."""
 from __future__ import annotations
 
@@ -7,12 +9,15 @@ import asyncio
 import ipaddress
 import logging
 import socket
+import ssl
 
 from imap_edge.backend import Backend
 from imap_edge.metrics import OPEN, SESSIONS
 from imap_edge.protocol import Limits
 from imap_edge.session import Session
 from imap_edge.settings import Settings
+from imap_edge.starttls import is_tls
+from tidings_runtime.tls import server_context
 
 log = logging.getLogger(__name__)
 
@@ -27,21 +32,36 @@ def is_loopback(peer: object) -> bool:
         return False
 
 
+def tls_context(settings: Settings) -> ssl.SSLContext:
+    """The edge's TLS context (IMAP and POP3 share it)."""
+    return server_context(settings.data_dir, settings.hostname, cert=settings.tls_cert, key=settings.tls_key)
+
+
 class ImapServer:
-    def __init__(self, settings: Settings, backend: Backend | None = None) -> None:
+    def __init__(self, settings: Settings, backend: Backend | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.settings = settings
+        self.tls = tls
         self.backend = backend or Backend(settings.router, rpc_timeout=settings.rpc_timeout)
         self.limits = Limits(max_line=settings.max_line, max_literal=settings.max_literal,
                              max_command=max(settings.max_literal + settings.max_line, Limits().max_command))
-        self._server: asyncio.Server | None = None
+        self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
+        self.tls_port: int | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._connected, self.settings.host, self.settings.port,
-                                                  family=socket.AF_INET6 if ":" in self.settings.host
-                                                  else socket.AF_INET, limit=1 << 20)
-        self.port = self._server.sockets[0].getsockname()[1]
+        family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
+        server = await asyncio.start_server(self._connected, self.settings.host, self.settings.port,
+                                            family=family, limit=1 << 20)
+        self._servers.append(server)
+        self.port = server.sockets[0].getsockname()[1]
+        if self.tls is not None and self.settings.tls_port is not None:
+            implicit = await asyncio.start_server(self._connected, self.settings.host, self.settings.tls_port,
+                                                  family=family, limit=1 << 20, ssl=self.tls,
+                                                  ssl_handshake_timeout=30)
+            self._servers.append(implicit)
+            self.tls_port = implicit.sockets[0].getsockname()[1]
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         SESSIONS.inc()
@@ -54,7 +74,8 @@ class ImapServer:
                 pass
         plaintext = self.settings.plaintext_anywhere or is_loopback(writer.get_extra_info("peername"))
         session = Session(reader, writer, self.backend, limits=self.limits, timeout=self.settings.timeout,
-                          idle_timeout=self.settings.idle_timeout, plaintext_ok=plaintext)
+                          idle_timeout=self.settings.idle_timeout, plaintext_ok=plaintext, tls_context=self.tls,
+                          tls=is_tls(writer))
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -68,8 +89,8 @@ class ImapServer:
                 self._tasks.discard(task)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        for server in self._servers:
+            server.close()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

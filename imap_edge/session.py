@@ -8,6 +8,11 @@ store is ``NO`` with a response code; an overlong line ends the connection with 
 unexpected error is ``NO [SERVERBUG]`` and the session goes on. Nothing a client sends can
 crash the connection's task or stall it: every read has the idle timeout.
 
+TLS: STARTTLS (offered when the edge has a certificate) answers OK and hands the connection to
+``starttls.upgrade``; bytes pipelined after it are refused (BAD, BYE, closed), never read as TLS
+input. LOGIN and AUTHENTICATE PLAIN need TLS or a loopback peer (LOGINDISABLED otherwise); after
+STARTTLS the capabilities lose STARTTLS and LOGINDISABLED.
+
 Untagged updates (EXISTS, EXPUNGE, FETCH FLAGS) come from the change feed: read after every
 command but FETCH, STORE and SEARCH (which must not renumber, RFC 3501 7.4.1: their expunges
 wait), and pushed during IDLE from ``Mail.Watch``.
@@ -19,12 +24,13 @@ import base64
 import binascii
 import enum
 import logging
+import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from imap_edge import message as mime
-from imap_edge import names
+from imap_edge import names, starttls
 from imap_edge.backend import Account, Backend, BackendError, BadCredentials, Gone, Summary, TooOld, UserMailbox
 from imap_edge.metrics import COMMANDS
 from imap_edge.protocol import CommandParser, Limits, Line, LineTooLong, NeedMore, ParseError
@@ -83,7 +89,9 @@ class Closed(Exception):
 class Session:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, backend: Backend, *,
                  limits: Limits | None = None, timeout: float = 1800.0, idle_timeout: float = 1800.0,
-                 plaintext_ok: bool = True) -> None:
+                 plaintext_ok: bool = True, tls_context: ssl.SSLContext | None = None, tls: bool = False) -> None:
+        """``plaintext_ok``: LOGIN and AUTHENTICATE PLAIN without TLS (a loopback peer);
+        ``tls_context``: STARTTLS is offered with it; ``tls``: the connection is TLS already."""
         self.reader = reader
         self.writer = writer
         self.backend = backend
@@ -92,6 +100,10 @@ class Session:
         self.timeout = timeout
         self.idle_timeout = idle_timeout
         self.plaintext_ok = plaintext_ok
+        self.tls_context = tls_context
+        self.tls = tls
+        self._upgrade = False  # STARTTLS answered OK: the handshake follows the flush
+        self._closing = False  # BYE sent: close after the flush
         self.state = State.NOT_AUTHENTICATED
         self.account: Account | None = None
         self.mailbox: UserMailbox | None = None
@@ -118,10 +130,16 @@ class Session:
     def capabilities(self) -> list[str]:
         found = list(BASE_CAPABILITIES)
         if self.state == State.NOT_AUTHENTICATED:
+            if self.tls_context is not None and not self.tls:
+                found.append("STARTTLS")
             found.append("AUTH=PLAIN")
-            if not self.plaintext_ok:
+            if not self._login_allowed:
                 found.append("LOGINDISABLED")
         return found
+
+    @property
+    def _login_allowed(self) -> bool:
+        return self.plaintext_ok or self.tls
 
     # -- output
 
@@ -160,6 +178,10 @@ class Session:
                 else:
                     await self._command(event)
                 await self.flush()
+                if self._closing:
+                    return
+                if self._upgrade:
+                    await self._start_tls()
         except Closed:
             pass
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -246,7 +268,34 @@ class Session:
     # -- not authenticated
 
     async def _starttls(self, command: c.Command) -> str:
-        raise No("STARTTLS is not offered yet (no TLS on this edge)", Code("CANNOT"))
+        if self.tls:
+            raise Bad("TLS is already active")
+        if self.tls_context is None:
+            raise No("STARTTLS is not offered here", Code("CANNOT"))
+        if self._pipelined():
+            self.send(self.encoder.untagged("BYE", "commands sent after STARTTLS are refused, closing"))
+            self._closing = True
+            raise Bad("STARTTLS cannot be pipelined: the bytes after it were not read")
+        self._upgrade = True
+        return "Begin TLS negotiation now"
+
+    def _pipelined(self) -> bool:
+        """Bytes received after the command that would otherwise be read after the handshake."""
+        return bool(self.parser.buffered()) or starttls.pending(self.reader) > 0
+
+    async def _start_tls(self) -> None:
+        """The handshake after ``OK Begin TLS negotiation``; the session then starts afresh but
+        for its state (RFC 9051 6.2.1: the client asks CAPABILITY again)."""
+        self._upgrade = False
+        assert self.tls_context is not None
+        if self._pipelined():  # arrived while the OK was being written
+            raise Closed
+        try:
+            await starttls.upgrade(self.writer, self.tls_context)
+        except (OSError, TimeoutError) as error:
+            log.info("IMAP STARTTLS handshake failed: %s", error)
+            raise Closed from None
+        self.tls = True
 
     async def _login(self, command: c.Command) -> str:
         args = command.arguments
@@ -283,8 +332,8 @@ class Session:
         return "AUTHENTICATE completed"
 
     async def _authenticated(self, email: str, password: str) -> None:
-        if not self.plaintext_ok:
-            raise No("plaintext login needs TLS, which this edge does not offer yet", Code("PRIVACYREQUIRED"))
+        if not self._login_allowed:
+            raise No("plaintext login needs TLS: STARTTLS first, or port 2993", Code("PRIVACYREQUIRED"))
         try:
             account = await self.backend.login(email, password)
         except BadCredentials:

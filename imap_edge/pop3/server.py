@@ -1,10 +1,12 @@
 """The POP3 listener of the edge (port 2110): one Session task per connection, sign-in and
-the Inbox through the router (tidings_client), the same loopback rule for plaintext as IMAP."""
+the Inbox through the router (tidings_client), the same loopback rule for plaintext as IMAP, and
+STLS (RFC 2595) with the IMAP edge's certificate."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+import ssl
 
 from imap_edge.pop3.session import Session
 from imap_edge.server import is_loopback
@@ -29,11 +31,13 @@ class RouterAccounts:
 
 class Pop3Server:
     def __init__(self, router: str, host: str, port: int, *, rpc_timeout: float = 10.0,
-                 plaintext_anywhere: bool = False, timeout: float = 600.0) -> None:
+                 plaintext_anywhere: bool = False, timeout: float = 600.0,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.client = MailClient(router, timeout=rpc_timeout)
         self.host, self.port = host, port
         self.plaintext_anywhere = plaintext_anywhere
         self.timeout = timeout
+        self.tls = tls
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -45,7 +49,7 @@ class Pop3Server:
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         plaintext = self.plaintext_anywhere or is_loopback(writer.get_extra_info("peername"))
         session = Session(reader, writer, RouterAccounts(self.client), self.client, plaintext_ok=plaintext,
-                          timeout=self.timeout)
+                          timeout=self.timeout, tls_context=self.tls)
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)

@@ -1,9 +1,10 @@
 """One POP3 session on asyncio streams (RFC 1939 states AUTHORIZATION, TRANSACTION, UPDATE).
 
-Commands: CAPA, USER/PASS, AUTH PLAIN (RFC 5034, with or without an initial response), QUIT;
-then STAT, LIST, RETR, DELE, NOOP, RSET, TOP, UIDL, QUIT. Every bad or refused command gets
-`-ERR` with the reason and changes nothing; an unknown user and a wrong password get the same
-answer. Login in plaintext is for loopback peers only (no TLS yet: STLS is not offered).
+Commands: CAPA, STLS (RFC 2595), USER/PASS, AUTH PLAIN (RFC 5034, with or without an initial
+response), QUIT; then STAT, LIST, RETR, DELE, NOOP, RSET, TOP, UIDL, QUIT. Every bad or refused
+command gets `-ERR` with the reason and changes nothing; an unknown user and a wrong password get
+the same answer. Login without TLS is for loopback peers only; after STLS it works from anywhere.
+Bytes pipelined after STLS are refused (the connection is closed without TLS).
 A command line is at most 255 octets (RFC 2449); a silent client is dropped after the
 timeout (RFC 1939: at least 10 minutes).
 """
@@ -13,11 +14,13 @@ import asyncio
 import base64
 import binascii
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from prometheus_client import Counter
 
+from imap_edge import starttls
 from imap_edge.pop3.maildrop import Drop, Maildrop, Router
 
 log = logging.getLogger(__name__)
@@ -40,10 +43,13 @@ class _Refused(Exception):
 
 class Session:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, accounts: Accounts,
-                 router: Router, *, plaintext_ok: bool, timeout: float = 600.0) -> None:
+                 router: Router, *, plaintext_ok: bool, timeout: float = 600.0,
+                 tls_context: ssl.SSLContext | None = None) -> None:
         self.reader, self.writer = reader, writer
         self.accounts, self.router = accounts, router
         self.plaintext_ok = plaintext_ok
+        self.tls_context = tls_context
+        self.tls = False
         self.timeout = timeout
         self.user = ""                      # USER given, PASS awaited
         self.drop: Maildrop | None = None   # TRANSACTION once set
@@ -109,7 +115,7 @@ class Session:
     def _handler(self, name: str) -> Callable[[str], Awaitable[None]] | None:
         always = {"CAPA": self.capa, "QUIT": self.quit, "NOOP": self.noop}
         if self.drop is None:
-            table = {"USER": self.user_command, "PASS": self.pass_command, "AUTH": self.auth}
+            table = {"USER": self.user_command, "PASS": self.pass_command, "AUTH": self.auth, "STLS": self.stls}
         else:
             table = {"STAT": self.stat, "LIST": self.list, "RETR": self.retr, "DELE": self.dele, "RSET": self.rset,
                      "TOP": self.top, "UIDL": self.uidl}
@@ -129,7 +135,32 @@ class Session:
 
     # -- AUTHORIZATION ------------------------------------------------------------------
     async def capa(self, rest: str) -> None:
-        await self.send_lines("+OK capabilities follow", [c.encode() for c in CAPABILITIES])
+        offered = list(CAPABILITIES)
+        if self.drop is None and self.tls_context is not None and not self.tls:
+            offered.insert(0, "STLS")
+        await self.send_lines("+OK capabilities follow", [c.encode() for c in offered])
+
+    async def stls(self, rest: str) -> None:
+        if self.tls:
+            raise _Refused("TLS is already active")
+        if self.tls_context is None:
+            raise _Refused("STLS is not offered here")
+        if starttls.pending(self.reader):
+            await self.send("-ERR STLS cannot be pipelined: the commands after it are refused, closing")
+            self.done = True
+            return
+        self.user = ""
+        await self.send("+OK begin TLS negotiation")
+        if starttls.pending(self.reader):  # sent before our answer reached the client
+            self.done = True
+            return
+        try:
+            await starttls.upgrade(self.writer, self.tls_context)
+        except (OSError, TimeoutError) as error:
+            log.info("POP3 STLS handshake failed: %s", error)
+            self.done = True
+            return
+        self.tls = True
 
     async def noop(self, rest: str) -> None:
         if self.drop is None:
@@ -137,8 +168,8 @@ class Session:
         await self.send("+OK")
 
     def _plaintext(self) -> None:
-        if not self.plaintext_ok:
-            raise _Refused("[AUTH] plaintext login needs TLS, which this server does not offer yet")
+        if not (self.plaintext_ok or self.tls):
+            raise _Refused("[AUTH] plaintext login needs TLS: STLS first")
 
     async def user_command(self, rest: str) -> None:
         self._plaintext()

@@ -3,13 +3,15 @@ Python's imaplib and by imapclient: login, LIST with SPECIAL-USE, SELECT, FETCH,
 gRPC, MOVE with COPYUID, \\Deleted + EXPUNGE as our delete, APPEND with APPENDUID, SEARCH, IDLE
 hearing a gRPC delivery within a second, two sessions seeing each other's changes, bad commands
 answered BAD with their tag; and POP3 on the same edge (poplib): the Inbox read, a DELE moving
-the message to Trash at QUIT, seen by IMAP."""
+the message to Trash at QUIT, seen by IMAP; TLS: implicit on the TLS port, STARTTLS and STLS,
+trusting the edge's development certificate."""
 from __future__ import annotations
 
 import imaplib
 import itertools
 import poplib
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
@@ -348,3 +350,33 @@ def test_pop3_reads_the_inbox_and_a_deleted_message_goes_to_trash(grid: Grid, us
     with client(grid, email) as imap:
         imap.select_folder("Trash")
         assert len(imap.search("ALL")) == 1
+
+
+def _trusting(grid: Grid) -> ssl.SSLContext:
+    """A client context trusting the edge's development certificate (made under its --data-dir)."""
+    return ssl.create_default_context(cafile=str(grid.layout.base_dir / "imap" / "tls" / "cert.pem"))
+
+
+def test_implicit_tls_on_the_tls_port_and_starttls_on_the_imap_port(grid: Grid, user: Callable[[], tuple[str, str]]
+                                                                    ) -> None:
+    email, _ = user()
+    deliver(grid, email, "over tls")
+    with imaplib.IMAP4_SSL(grid.host, grid.imaps_port, ssl_context=_trusting(grid), timeout=30) as imap:
+        assert "STARTTLS" not in imap.capabilities and "LOGINDISABLED" not in imap.capabilities
+        imap.login(email, PASSWORD)
+        imap.select("INBOX")
+        status, data = imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert status == "OK" and b"Subject: over tls" in data[0][1]
+    with imaplib.IMAP4(grid.host, grid.imap_port, timeout=30) as imap:
+        assert "STARTTLS" in imap.capabilities
+        imap.starttls(_trusting(grid))
+        assert "STARTTLS" not in imap.capabilities
+        imap.login(email, PASSWORD)
+        assert imap.select("INBOX")[0] == "OK"
+    pop = poplib.POP3(grid.host, grid.pop3_port, timeout=30)
+    assert "STLS" in pop.capa()
+    pop.stls(_trusting(grid))
+    pop.user(email)
+    pop.pass_(PASSWORD)
+    assert pop.stat()[0] == 1
+    pop.quit()
