@@ -346,7 +346,7 @@ class LocalCluster:
     def start_imap(self, name: str, router: str) -> int:
         """Another IMAP edge (no POP3), calling `router`, on any port; its port."""
         process = self._process(name, ["imap_edge", "--router", router, "--host", self.layout.host, "--port", "0",
-                                       "--no-pop3"])
+                                       "--tls-port", "0", "--no-pop3", "--data-dir", str(self.layout.base_dir / name)])
         self._start(process)
         return process.wait_ready()["imap"]
 
