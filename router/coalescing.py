@@ -1,15 +1,17 @@
-"""Calls to one storage node, coalesced: the hot unary calls (stores, updates, directory and
-thread reads, spam counts, the mailbox order's Paxos calls) made while earlier ones to the
-same node are on the wire wait and go together as one `StorageNode.Batch` RPC.
+"""Calls to one storage node, coalesced: the unary calls of the mail path (stores, updates,
+listings, searches, directory and thread reads, spam counts, the mailbox order's calls) made
+in one turn of the event loop, or while earlier ones to the same node are on the wire, go
+together as one `StorageNode.Batch` RPC.
 
 Python's gRPC costs about half a millisecond of CPU a call on this machine, router and node
 together, and a delivery makes some twenty of them; at load most of that is per call, not
 per byte, so one RPC for what was several pays. A caller sees no difference: the same
 awaitable, the same answer, the same `grpc.aio.AioRpcError` for its own failure (a failed
 batch fails each of its calls with the batch's status). At most `MAX_IN_FLIGHT` batches are
-on the wire to a node at once; with nothing on the wire a call goes out alone at once, so an
-idle router adds no delay. A node that does not know `Batch` (UNIMPLEMENTED: an older
-version during an upgrade) gets single calls from then on.
+on the wire to a node at once; the calls of one turn of the loop leave at its end, so an idle
+router adds no delay and still sends what one request asks of a node at once (a folder list's
+counters and folder names) as one RPC. A node that does not know `Batch` (UNIMPLEMENTED: an
+older version during an upgrade) gets single calls from then on.
 """
 from __future__ import annotations
 
@@ -64,6 +66,7 @@ class NodeBatcher:
         self._queue: list[_Call] = []
         self._in_flight = 0
         self.batching = True
+        self._flush_soon = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def call(self, field: str, request: Any, timeout: float | None = None) -> Any:
@@ -71,11 +74,18 @@ class NodeBatcher:
         call = _Call(field, request, loop.create_future(), None if timeout is None else loop.time() + timeout)
         call.future.add_done_callback(_retrieved)     # a caller that gave up leaves no unread error
         self._queue.append(call)
-        self._send_some()
+        if not self._flush_soon:
+            # the calls made in this turn of the loop (a quorum's, a gather's) leave together
+            self._flush_soon = True
+            loop.call_soon(self._flush)
         try:
             return await asyncio.wait_for(asyncio.shield(call.future), timeout)
         except TimeoutError:
             raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+
+    def _flush(self) -> None:
+        self._flush_soon = False
+        self._send_some()
 
     def _send_some(self) -> None:
         while self._queue and self._in_flight < MAX_IN_FLIGHT:
