@@ -10,8 +10,10 @@ awaitable, the same answer, the same `grpc.aio.AioRpcError` for its own failure 
 batch fails each of its calls with the batch's status). At most `MAX_IN_FLIGHT` batches are
 on the wire to a node at once; the calls of one turn of the loop leave at its end, so an idle
 router adds no delay and still sends what one request asks of a node at once (a folder list's
-counters and folder names) as one RPC. A node that does not know `Batch` (UNIMPLEMENTED: an
-older version during an upgrade) gets single calls from then on.
+counters and folder names) as one RPC. A batch holds at most MAX_CALLS calls and BATCH_BYTES
+of requests; a message read (whose answer is the whole message) always goes alone, so no batch
+outgrows gRPC's message limit. A node that does not know `Batch` (UNIMPLEMENTED: an older
+version during an upgrade) gets single calls from then on.
 """
 from __future__ import annotations
 
@@ -40,7 +42,11 @@ def method_of(field: str) -> str:
     return "".join(part.capitalize() for part in field.split("_"))
 
 
-BATCHED = {method_of(field): field for field in CALL_FIELDS}
+# A message read answers with the whole message (up to the largest message accepted): alone, so
+# that no batch's answer can outgrow gRPC's message limit.
+ALONE = {"get_message"}
+BATCHED = {method_of(field): field for field in CALL_FIELDS if field not in ALONE}
+BATCH_BYTES = 4 * 1024 * 1024    # requests of one batch, at most (a larger request goes alone)
 
 
 def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
@@ -89,7 +95,7 @@ class NodeBatcher:
 
     def _send_some(self) -> None:
         while self._queue and self._in_flight < MAX_IN_FLIGHT:
-            calls, self._queue = self._queue[:MAX_CALLS], self._queue[MAX_CALLS:]
+            calls, self._queue = _take(self._queue)
             self._in_flight += 1
             task = asyncio.get_running_loop().create_task(self._send(calls))
             self._tasks.add(task)
@@ -137,6 +143,17 @@ class NodeBatcher:
                 _fail(call, rpc_error(_CODES.get(result.error.code, grpc.StatusCode.UNKNOWN), result.error.details))
             else:
                 _answer(call, getattr(result, call.field))
+
+
+def _take(queue: list[_Call]) -> tuple[list[_Call], list[_Call]]:
+    """The next batch (up to MAX_CALLS calls and BATCH_BYTES of requests, at least one call),
+    and what is left."""
+    size = 0
+    for count, call in enumerate(queue[:MAX_CALLS]):
+        size += call.request.ByteSize()
+        if size > BATCH_BYTES and count:
+            return queue[:count], queue[count:]
+    return queue[:MAX_CALLS], queue[MAX_CALLS:]
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:

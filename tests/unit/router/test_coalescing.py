@@ -132,3 +132,15 @@ async def _a_caller_deadline_is_its_own(node: Node, stub: CoalescingStub, old: N
         await ask(stub, "x", timeout=0.05)
     assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert (await ask(stub, "domain:a.test")).found
+
+
+def test_a_batch_is_bounded_by_its_requests_bytes() -> None:
+    from router.coalescing import BATCH_BYTES, _Call, _take
+
+    def call(size: int) -> _Call:
+        return _Call("put_directory", storage_pb2.DirectoryEntry(key="k", value=b"x" * size), None, None)  # type: ignore[arg-type]
+
+    small, big = call(10), call(BATCH_BYTES)
+    assert _take([small, small]) == ([small, small], [])
+    assert _take([small, big, small]) == ([small], [big, small])     # the big one leaves alone next
+    assert _take([big, small]) == ([big], [small])
