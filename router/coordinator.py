@@ -167,6 +167,31 @@ class Coordinator:
         sent = Delivered("", sender_user_id, *results[-1]) if sender_user_id else None
         return Outcome(delivered, sent, remote)
 
+    async def import_message(self, email: str, entry_id: str, raw: bytes, folder_id: str, unread: bool,
+                             starred: bool) -> tuple[bool, types_pb2.MessageSummary]:
+        """`tidings import`: one message stored into a user's mailbox exactly as given (bytes,
+        folder, flags; received at entry_id's time), sent nowhere; (created, what is stored).
+        An entry id the user has (or had) is left as it is: created is False."""
+        if not is_entry_id(entry_id):
+            raise InvalidArgument(f"malformed entry id {entry_id!r}")
+        if not raw:
+            raise InvalidArgument("empty message")
+        account = await self.directory.local_account(email)
+        folder_id = await self.custom_folders.check(account.user_id, folder_id or "inbox")
+        candidates, root = await asyncio.to_thread(thread_candidates, raw)
+        thread_id = await self._thread_of(account.user_id, candidates) or thread_id_for(root, entry_id)
+        request = storage_pb2.StoreMessageRequest(
+            user_id=account.user_id, id=entry_id, raw=raw, folder_id=folder_id, unread=unread, starred=starred,
+            received_ms=entry_id_ms(entry_id), thread_id=thread_id, version=self.clock.now())
+        outcome = await self.replicas.write(account.user_id, Mutation(request))
+        stored = newest([a.summary for _, a in outcome.answers], lambda s: s.version)
+        summary = stored if stored is not None else types_pb2.MessageSummary(id=entry_id, thread_id=thread_id)
+        # ordered on every attempt (as _store): an earlier one may have stored it and failed before
+        await self.order.append(account.user_id, [storage_pb2.OrderIntent(
+            kind=storage_pb2.OrderIntent.CREATED, message_id=entry_id, folder_id=summary.folder_id or folder_id,
+            thread_id=summary.thread_id)])
+        return any(a.created for _, a in outcome.answers), summary
+
     async def _classify(self, recipients: list[str]) -> tuple[list[Account], list[str]]:
         """Hosted users (an unknown user of a hosted domain is NotFound) and outside addresses."""
         async def one(address: str) -> Account | str:

@@ -156,6 +156,13 @@ class MailService(mail_pb2_grpc.MailServicer):
         return _deliver_response(outcome, entry_id, claimed)
 
     @rpc
+    async def ImportMessage(self, request: mail_pb2.ImportMessageRequest,
+                            context: Any) -> mail_pb2.ImportMessageResponse:
+        created, summary = await self.coordinator.import_message(
+            request.email, request.entry_id, bytes(request.raw), request.folder_id, request.unread, request.starred)
+        return mail_pb2.ImportMessageResponse(created=created, summary=summary)
+
+    @rpc
     async def ListFolders(self, request: mail_pb2.UserRef, context: Any) -> mail_pb2.FolderList:
         folders, state = await self.folders.listing(request.user_id)
         return mail_pb2.FolderList(folders=folders, state=state)
