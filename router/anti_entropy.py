@@ -37,7 +37,10 @@ WAKE_DELAY = 3.0         # after a node comes back, let its hints replay first
 
 Range = tuple[int, int]  # (start, end], wrapping; start == end is the whole ring
 Ref = tuple[str, str, str]  # (user_id, id, directory_key)
-Held = tuple[bool, int]  # (tombstone, version): a larger tuple is the newer copy
+# (tombstone, version, cells): a larger tuple is the newer copy; the cells (a live message's
+# mutable cells hashed, storage_node.model.MessageRecord.cells) break a tie of equal versions
+# the way the storage nodes do (Engine.apply_replica), so replicas converge on one copy.
+Held = tuple[bool, int, bytes]
 
 RANGES_COMPARED = Counter("tidings_antientropy_ranges_total", "Ranges compared by anti-entropy", ["result"])
 ITEMS_REPAIRED = Counter("tidings_antientropy_items_repaired_total", "Items streamed to a replica that lacked them")
@@ -192,7 +195,7 @@ class AntiEntropy:
     async def _reconcile(self, nodes: tuple[NodeInfo, ...], ranges: list[Range], report: Report) -> int:
         request = storage_pb2.RangeEntriesRequest(ranges=_token_ranges(ranges))
         answers = await self._each(nodes, lambda stub: stub.RangeEntries(request, timeout=CALL_TIMEOUT), report)
-        held = {node.node_id: {_ref(i.ref): (i.tombstone, i.version) for i in answer.items}
+        held = {node.node_id: {_ref(i.ref): (i.tombstone, i.version, bytes(i.cells)) for i in answer.items}
                 for node, answer in answers.items()}
         by_id = {n.node_id: n for n in nodes}
         copied = 0

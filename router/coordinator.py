@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 
 from router import read_repair
@@ -22,7 +22,7 @@ from router.replicas import Replicas, newest
 from router.ring import NodeInfo
 from router.spam import SpamFilter, Verdict, strip_header
 from tidings.v1 import storage_pb2, types_pb2
-from tidings_runtime import cursor
+from tidings_runtime import cursor, keywords
 from tidings_runtime.addresses import parse_address
 from tidings_runtime.hlc import HybridLogicalClock
 from tidings_runtime.ids import entry_id_ms, is_entry_id
@@ -312,9 +312,19 @@ class Coordinator:
     # -- changes -------------------------------------------------------------------------
     async def update(self, user_id: str, message_id: str, *, unread: bool | None = None,
                      starred: bool | None = None, folder_id: str | None = None,
-                     expunge: bool = False, train: bool = False) -> types_pb2.MessageSummary:
+                     expunge: bool = False, train: bool = False, answered: bool | None = None,
+                     draft: bool | None = None, deleted: bool | None = None,
+                     add_keywords: Sequence[str] = (), remove_keywords: Sequence[str] = (),
+                     ) -> types_pb2.MessageSummary:
         """Set a message's cells. With `train` (a user's move), a move into Spam trains the
-        spam filter with it as spam, a move out of Spam (not to Trash) as ham."""
+        spam filter with it as spam, a move out of Spam (not to Trash) as ham. Keywords are
+        added and removed on each replica (checked here: atoms, at most 32 of 64 characters)."""
+        try:
+            keywords.canonical(add_keywords)
+            for name in remove_keywords:
+                keywords.check_keyword(name)
+        except keywords.BadKeyword as exc:
+            raise InvalidArgument(str(exc)) from None
         if folder_id is not None:
             await self.custom_folders.check(user_id, folder_id)    # NotFound: unknown or deleted
         training = None
@@ -323,7 +333,9 @@ class Coordinator:
         # None leaves an optional field unset: that cell is not changed.
         request = storage_pb2.UpdateMessageRequest(user_id=user_id, id=message_id, expunge=expunge,
                                                    version=self.clock.now(), unread=unread, starred=starred,
-                                                   folder_id=folder_id)
+                                                   folder_id=folder_id, answered=answered, draft=draft,
+                                                   deleted=deleted, add_keywords=add_keywords,
+                                                   remove_keywords=remove_keywords)
         write = self.replicas.write(user_id, Mutation(request))
         if training is not None:    # both idempotent: a retried move trains once
             outcome, _ = await asyncio.gather(write, training)

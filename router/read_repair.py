@@ -36,7 +36,7 @@ class Repair:
     """One action on one replica.
 
     store: `state` (and `raw`) is the newest copy; raw None means fetch it from `source`.
-    update: `state` carries the newest folder, flags and version.
+    update: `state` carries the newest folder, flags, keywords (sent as the whole set) and version.
     expunge: `version` is the tombstone's; 0 means read it from `source` first.
     """
 
@@ -166,7 +166,8 @@ class ReadRepair:
             s = repair.state
             await stub.UpdateMessage(storage_pb2.UpdateMessageRequest(
                 user_id=user_id, id=repair.message_id, unread=s.unread, starred=s.starred,
-                folder_id=s.folder_id, version=s.version), timeout=self._timeout)
+                folder_id=s.folder_id, answered=s.answered, draft=s.draft, deleted=s.deleted,
+                keywords=storage_pb2.KeywordSet(names=s.keywords), version=s.version), timeout=self._timeout)
             return True
         if repair.kind == EXPUNGE:
             version = repair.version
@@ -193,6 +194,7 @@ class ReadRepair:
             await stub.StoreMessage(storage_pb2.StoreMessageRequest(
                 user_id=user_id, id=repair.message_id, raw=raw, thread_id=state.thread_id,
                 folder_id=state.folder_id, unread=state.unread, starred=state.starred,
+                answered=state.answered, draft=state.draft, deleted=state.deleted, keywords=state.keywords,
                 received_ms=state.received_ms, version=state.version), timeout=self._timeout)
             return True
         raise ValueError(f"unknown repair kind {repair.kind!r}")

@@ -210,7 +210,11 @@ class MailService(mail_pb2_grpc.MailServicer):
             request.user_id, request.id,
             unread=request.unread if request.HasField("unread") else None,
             starred=request.starred if request.HasField("starred") else None,
-            folder_id=request.folder_id if request.HasField("folder_id") else None, train=True)
+            folder_id=request.folder_id if request.HasField("folder_id") else None, train=True,
+            answered=request.answered if request.HasField("answered") else None,
+            draft=request.draft if request.HasField("draft") else None,
+            deleted=request.deleted if request.HasField("deleted") else None,
+            add_keywords=list(request.add_keywords), remove_keywords=list(request.remove_keywords))
 
     @rpc
     async def DeleteMessage(self, request: mail_pb2.MessageRef, context: Any) -> mail_pb2.DeleteResponse:

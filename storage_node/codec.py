@@ -11,6 +11,7 @@ from storage_node.errors import CorruptValue
 from storage_node.model import AttachmentPart, DirectoryValue, FolderCounts, MessageRecord
 
 RECORD_JSON_V1 = 1
+RECORD_JSON_V2 = 2   # V1 plus IMAP's flags ("an", "dr", "de", "kw"); written only when one is set
 BODY_ZLIB_V1 = 1
 BODY_BLOB_V1 = 2
 COUNTS_V1 = 1
@@ -33,15 +34,19 @@ def encode_record(record: MessageRecord) -> bytes:
         "a": [[a.id, a.filename, a.content_type, a.size] for a in record.attachments],
         "fo": record.folder_no, "u": record.unread, "st": record.starred, "v": record.version,
     }
+    fmt = RECORD_JSON_V1
+    if record.has_imap_flags:
+        fmt = RECORD_JSON_V2
+        body.update({"an": record.answered, "dr": record.draft, "de": record.deleted, "kw": list(record.keywords)})
     if record.tombstone:
         body["x"] = True
-    return bytes([RECORD_JSON_V1]) + json.dumps(body, separators=(",", ":")).encode()
+    return bytes([fmt]) + json.dumps(body, separators=(",", ":")).encode()
 
 
 def is_tombstone(value: bytes) -> bool:
     """Whether an encoded record is a tombstone, without decoding it: the tombstone flag is
     the last member encode_record writes (JSON string values cannot end the object)."""
-    return value[:1] == bytes([RECORD_JSON_V1]) and value.endswith(b',"x":true}')
+    return value[:1] in (b"\x01", b"\x02") and value.endswith(b',"x":true}')
 
 
 def _addresses(items: list[list[str]]) -> tuple[tuple[str, str], ...]:
@@ -49,8 +54,10 @@ def _addresses(items: list[list[str]]) -> tuple[tuple[str, str], ...]:
 
 
 def decode_record(value: bytes) -> MessageRecord:
-    _check(value, {RECORD_JSON_V1}, "record")
+    fmt = _check(value, {RECORD_JSON_V1, RECORD_JSON_V2}, "record")
     d = json.loads(value[1:])
+    imap = {} if fmt == RECORD_JSON_V1 else {
+        "answered": d["an"], "draft": d["dr"], "deleted": d["de"], "keywords": tuple(d["kw"])}
     return MessageRecord(
         id=d["id"], thread_id=d["t"], received_ms=d["ms"], size=d["sz"],
         rfc822_msgid=d["mid"], in_reply_to=d["irt"], references=tuple(d["refs"]),
@@ -58,7 +65,7 @@ def decode_record(value: bytes) -> MessageRecord:
         bcc=_addresses(d["bcc"]), subject=d["s"], snippet=d["sn"],
         attachments=tuple(AttachmentPart(*a) for a in d["a"]),
         folder_no=d["fo"], unread=d["u"], starred=d["st"], version=d["v"],
-        tombstone=d.get("x", False),
+        tombstone=d.get("x", False), **imap,
     )
 
 

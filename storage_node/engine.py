@@ -19,6 +19,7 @@ from storage_node.blobs import BlobStore
 from storage_node.errors import InvalidArgument, NotFound
 from storage_node.model import DirectoryValue, FolderCounts, MessageRecord
 from storage_node.rdict_store import RdictStore
+from tidings_runtime import keywords
 from tidings_runtime.mime import ParsedMail, parse_mail
 from tidings_runtime.partitions import folder_id_of, folder_number
 
@@ -46,6 +47,10 @@ class NewMessage:
     size: int
     parsed: ParsedMail
     body_value: bytes  # already encoded: inline (compressed) or a blob reference
+    answered: bool = False
+    draft: bool = False
+    deleted: bool = False
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -63,10 +68,17 @@ class MessageState:
     starred: bool
     received_ms: int
     thread_id: str
+    answered: bool = False
+    draft: bool = False
+    deleted: bool = False
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Change:
+    """An update of some cells (None: unchanged). Keywords: `keywords_set` replaces the set
+    (a repair's newest state); otherwise `keywords_add` and `keywords_remove` change it."""
+
     user_id: str
     id: str
     version: int
@@ -74,6 +86,29 @@ class Change:
     starred: bool | None = None
     folder_id: str | None = None
     expunge: bool = False
+    answered: bool | None = None
+    draft: bool | None = None
+    deleted: bool | None = None
+    keywords_add: tuple[str, ...] = ()
+    keywords_remove: tuple[str, ...] = ()
+    keywords_set: tuple[str, ...] | None = None
+
+    def keywords_of(self, held: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            if self.keywords_set is not None:
+                return keywords.canonical(self.keywords_set)
+            if not (self.keywords_add or self.keywords_remove):
+                return held
+            return keywords.changed(held, self.keywords_add, self.keywords_remove)
+        except keywords.BadKeyword as exc:
+            raise InvalidArgument(str(exc)) from None
+
+
+def check_keywords(names: tuple[str, ...]) -> tuple[str, ...]:
+    try:
+        return keywords.canonical(names)
+    except keywords.BadKeyword as exc:
+        raise InvalidArgument(str(exc)) from None
 
 
 def folder_no(folder_id: str) -> int:
@@ -130,6 +165,8 @@ class Engine(RdictStore):
             folder_id=state.folder_id, unread=state.unread, starred=state.starred,
             received_ms=state.received_ms, version=state.version, size=len(state.raw),
             parsed=parse_mail(state.raw), body_value=self.encode_body(state.raw),
+            answered=state.answered, draft=state.draft, deleted=state.deleted,
+            keywords=check_keywords(tuple(state.keywords)),
         )
 
     def new_txn(self) -> Txn:
@@ -153,7 +190,8 @@ class Engine(RdictStore):
             rfc822_msgid=p.rfc822_msgid, in_reply_to=p.in_reply_to, references=p.references,
             from_=p.from_, to=p.to, cc=p.cc, bcc=p.bcc, subject=p.subject, snippet=p.snippet,
             attachments=p.attachments, folder_no=folder_no(new.folder_id), unread=new.unread,
-            starred=new.starred, version=new.version,
+            starred=new.starred, version=new.version, answered=new.answered, draft=new.draft,
+            deleted=new.deleted, keywords=new.keywords,
         )
         txn.put(keys.CF_BODIES, key, new.body_value)
         txn.put(keys.CF_THREADS, keys.thread_entry(new.user_id, record.thread_id, record.received_ms, record.id), b"")
@@ -182,6 +220,10 @@ class Engine(RdictStore):
             unread=old.unread if change.unread is None else change.unread,
             starred=old.starred if change.starred is None else change.starred,
             folder_no=old.folder_no if change.folder_id is None else folder_no(change.folder_id),
+            answered=old.answered if change.answered is None else change.answered,
+            draft=old.draft if change.draft is None else change.draft,
+            deleted=old.deleted if change.deleted is None else change.deleted,
+            keywords=change.keywords_of(old.keywords),
             version=change.version,
         ))
 
@@ -218,17 +260,22 @@ class Engine(RdictStore):
             else:
                 return False
             return True
-        if held.tombstone or state.version <= held.version:
+        if held.tombstone or state.version < held.version:
             return False
-        self._set_cells(txn, state.user_id, held, replace(
+        new = replace(
             held, folder_no=folder_no(state.folder_id), unread=state.unread, starred=state.starred,
-            version=state.version))
+            answered=state.answered, draft=state.draft, deleted=state.deleted,
+            keywords=check_keywords(tuple(state.keywords)), version=state.version)
+        if state.version == held.version and new.cells() <= held.cells():
+            return False  # the same, or the loser of a tie (copies of one version that differ)
+        self._set_cells(txn, state.user_id, held, new)
         return True
 
     def _expunge(self, txn: Txn, user_id: str, old: MessageRecord, version: int) -> MessageRecord:
         """Replace a live message by its tombstone, at the delete's version (lower than the live
         copy's, possibly: a tombstone wins anyway, and every replica then holds the same one)."""
-        tomb = replace(old, tombstone=True, version=version, unread=False, starred=False)
+        tomb = replace(old, tombstone=True, version=version, unread=False, starred=False, answered=False,
+                       draft=False, deleted=False, keywords=())
         self._unplace(txn, user_id, old)
         txn.delete(keys.CF_BODIES, keys.message(user_id, old.id))
         txn.delete(keys.CF_THREADS, keys.thread_entry(user_id, old.thread_id, old.received_ms, old.id))

@@ -57,6 +57,7 @@ class ItemVersion:
     ref: ItemRef
     version: int
     tombstone: bool
+    cells: bytes = b""  # MessageRecord.cells: a live message's cells, hashed
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class Stored:
         if self.cf == keys.CF_DIRECTORY:
             return ItemVersion(self.ref, codec.decode_directory(self.value).version, False)
         record = codec.decode_record(self.value)
-        return ItemVersion(self.ref, record.version, record.tombstone)
+        return ItemVersion(self.ref, record.version, record.tombstone, record.cells())
 
 
 Position = tuple[bytes, str]
@@ -102,13 +103,15 @@ def stored_items(engine: Engine, bounds: list[KeyBounds], after: Position | None
 
 # -- anti-entropy ----------------------------------------------------------------------
 def range_digest(engine: Engine, token_range: TokenRange) -> tuple[bytes, int]:
-    """blake2b over (key, version, tombstone) of every item of the range, in key order; and the count."""
+    """blake2b over (key, version, tombstone, cells) of every item of the range, in key order; and
+    the count. The cells (folder, flags, keywords: empty for a tombstone) tell apart copies of one
+    version that differ (a replica that missed an update, then took a later one of other cells)."""
     digest = hashlib.blake2b(digest_size=16)
     count = 0
     for stored in stored_items(engine, key_bounds(token_range)):
         held = stored.version()
         if stored.cf == keys.CF_MESSAGES:
-            digest.update(b"m" + stored.key + keys.u64(held.version) + bytes([held.tombstone]))
+            digest.update(b"m" + stored.key + keys.u64(held.version) + bytes([held.tombstone]) + held.cells)
         else:
             digest.update(b"d" + stored.key + keys.u64(held.version))
         count += 1
@@ -125,7 +128,8 @@ def message_state(engine: Engine, user_id: str, record: MessageRecord) -> Messag
         user_id=user_id, id=record.id, version=record.version, tombstone=record.tombstone,
         raw=b"" if record.tombstone else engine.raw(user_id, record.id),
         folder_id=folder_id_of(record.folder_no), unread=record.unread, starred=record.starred,
-        received_ms=record.received_ms, thread_id=record.thread_id,
+        received_ms=record.received_ms, thread_id=record.thread_id, answered=record.answered,
+        draft=record.draft, deleted=record.deleted, keywords=record.keywords,
     )
 
 

@@ -88,7 +88,8 @@ def to_summary(record: MessageRecord) -> types_pb2.MessageSummary:
         to=_addresses(record.to), cc=_addresses(record.cc),
         subject=record.subject, snippet=record.snippet, received_ms=record.received_ms, size=record.size,
         unread=record.unread, starred=record.starred, has_attachments=record.has_attachments,
-        version=record.version, **({"from": _addresses(record.from_)[0]} if record.from_ else {}),
+        version=record.version, answered=record.answered, draft=record.draft, deleted=record.deleted,
+        keywords=record.keywords, **({"from": _addresses(record.from_)[0]} if record.from_ else {}),
     )
 
 
@@ -118,7 +119,8 @@ def _from_item(item: storage_pb2.ReplicaItem) -> Item:
     if kind == "directory":
         return DirectoryItem(item.directory.key, bytes(item.directory.value), item.directory.version)
     if kind == "message":
-        return MessageState(**{name: getattr(item.message, name) for name in _STATE_FIELDS})
+        state = {name: getattr(item.message, name) for name in _STATE_FIELDS}
+        return MessageState(**{**state, "keywords": tuple(state["keywords"])})
     raise InvalidArgument("an empty replica item")
 
 
@@ -135,7 +137,7 @@ def _counted(direction: str, batch: storage_pb2.ReplicaItems) -> storage_pb2.Rep
 
 def _to_version(held: ItemVersion) -> storage_pb2.ItemVersion:
     return storage_pb2.ItemVersion(ref=storage_pb2.ItemRef(**dataclasses.asdict(held.ref)),
-                                   version=held.version, tombstone=held.tombstone)
+                                   version=held.version, tombstone=held.tombstone, cells=held.cells)
 
 
 def _summaries(records: list[MessageRecord]) -> storage_pb2.NodeSummaries:
@@ -201,6 +203,8 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
             user_id=request.user_id, id=request.id, version=request.version, tombstone=False,
             raw=bytes(request.raw), folder_id=request.folder_id or "inbox", unread=request.unread,
             starred=request.starred, received_ms=request.received_ms, thread_id=request.thread_id,
+            answered=request.answered, draft=request.draft, deleted=request.deleted,
+            keywords=tuple(request.keywords),
         ))
 
     @maps_errors
@@ -221,6 +225,11 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
             starred=request.starred if request.HasField("starred") else None,
             folder_id=request.folder_id if request.HasField("folder_id") else None,
             expunge=request.expunge,
+            answered=request.answered if request.HasField("answered") else None,
+            draft=request.draft if request.HasField("draft") else None,
+            deleted=request.deleted if request.HasField("deleted") else None,
+            keywords_add=tuple(request.add_keywords), keywords_remove=tuple(request.remove_keywords),
+            keywords_set=tuple(request.keywords.names) if request.HasField("keywords") else None,
         )
         record = await self.committer.submit(lambda txn: self.engine.update_message(txn, change))
         return to_summary(record)

@@ -12,7 +12,7 @@ deadline and typed errors are those of the asyncio client.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -174,10 +174,19 @@ class SyncMailClient(_SyncBaseClient):
         unread: bool | None = None,
         starred: bool | None = None,
         folder_id: str | None = None,
+        answered: bool | None = None,
+        draft: bool | None = None,
+        deleted: bool | None = None,
+        add_keywords: Iterable[str] = (),
+        remove_keywords: Iterable[str] = (),
         timeout: float | None = None,
     ) -> types_pb2.MessageSummary:
-        # None leaves an optional field unset: that cell is not changed.
-        request = mail_pb2.UpdateRequest(user_id=user_id, id=id, unread=unread, starred=starred, folder_id=folder_id)
+        """Set a message's cells: None leaves one unchanged. ``answered``, ``draft`` and ``deleted``
+        are IMAP's \\Answered, \\Draft and \\Deleted (marked, not deleted: see delete_message);
+        keywords (IMAP atoms, e.g. ``$Forwarded``) are added and removed, at most 32 a message."""
+        request = mail_pb2.UpdateRequest(user_id=user_id, id=id, unread=unread, starred=starred, folder_id=folder_id,
+                                         answered=answered, draft=draft, deleted=deleted,
+                                         add_keywords=list(add_keywords), remove_keywords=list(remove_keywords))
         return self._call(self._stub.UpdateMessage, request, timeout)
 
     def delete_message(self, user_id: str, id: str, *, timeout: float | None = None) -> bool:
