@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ class Flags:
 
 @dataclass(frozen=True)
 class Entry:
-    """One message file of an export, as import reads it."""
+    """One message of an export, as import reads it."""
 
     path: Path
     directory: str             # "" (the root) or ".NAME"
@@ -66,6 +67,10 @@ class Entry:
     flags: Flags
     received_ms: int
     source_id: str = ""
+    reader: Callable[[], bytes] | None = None     # its bytes from elsewhere than path (an mbox)
+
+    def read(self) -> bytes:
+        return self.reader() if self.reader is not None else self.path.read_bytes()
 
 
 @dataclass

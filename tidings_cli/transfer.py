@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 import grpc
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
-from tidings_cli import maildir
+from tidings_cli import maildir, mbox
 from tidings_cli.maildir import Flags, MaildirError
 
 RPC_TIMEOUT = 60.0
@@ -77,36 +78,69 @@ def _messages(mail: mail_pb2_grpc.MailStub, user_id: str, folder_id: str) -> Ite
 
 
 # -- export -------------------------------------------------------------------------------------
-def export_mailbox(mail: mail_pb2_grpc.MailStub, email: str, root: Path, jobs: int = JOBS) -> Report:
+def _in_order(pool: ThreadPoolExecutor, call: Callable[[Any], T], items: list[Any], window: int) -> Iterator[T]:
+    """call(item) for each item on the pool, the results in order, at most `window` in flight
+    (so a slow writer never holds a whole mailbox's bytes in memory)."""
+    pending: deque[Future[T]] = deque()
+    for item in items:
+        pending.append(pool.submit(call, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def export_mailbox(mail: mail_pb2_grpc.MailStub, email: str, root: Path, jobs: int = JOBS,
+                   fmt: str = "maildir") -> Report:
     account = account_of(mail, email)
     maildir.prepare(root)
     listing = _retried(lambda: mail.ListFolders(mail_pb2.UserRef(user_id=account.user_id), timeout=RPC_TIMEOUT))
     report = Report()
     folders: list[dict[str, Any]] = []
-    work: dict[str, tuple[Path, types_pb2.MessageSummary]] = {}   # by id: a message moved meanwhile once
+    work: dict[str, tuple[str, types_pb2.MessageSummary]] = {}   # by id: a message moved meanwhile once
     for folder in listing.folders:
         role = folder.role if folder.role in maildir.SYSTEM_DIRS else ""
-        directory = maildir.folder_dir(folder.name, role)
-        path = maildir.make_folder(root, directory)
-        folders.append({"dir": directory, "id": folder.id, "name": folder.name, "role": role})
+        place = maildir.folder_dir(folder.name, role) if fmt == "maildir" else mbox.folder_file(folder.name, role)
+        folders.append({"dir" if fmt == "maildir" else "file": place, "id": folder.id, "name": folder.name,
+                        "role": role, **({"messages": []} if fmt == "mbox" else {})})
         for summary in _messages(mail, account.user_id, folder.id):
-            work.setdefault(summary.id, (path, summary))
+            work.setdefault(summary.id, (place, summary))
         report.folders += 1
 
-    def one(item: tuple[Path, types_pb2.MessageSummary]) -> tuple[str, dict[str, Any]]:
-        path, summary = item
+    def raw_of(summary: types_pb2.MessageSummary) -> bytes:
         ref = mail_pb2.MessageRef(user_id=account.user_id, id=summary.id)
-        raw = bytes(_retried(lambda: mail.GetRawMessage(ref, timeout=RPC_TIMEOUT)).raw)
-        flags = Flags(unread=summary.unread, starred=summary.starred)
-        name = maildir.write_message(path, summary.received_ms, summary.id, flags, raw)
-        return name.partition(":")[0], {"id": summary.id, "received_ms": summary.received_ms, "size": len(raw)}
+        return bytes(_retried(lambda: mail.GetRawMessage(ref, timeout=RPC_TIMEOUT)).raw)
 
-    messages: dict[str, dict[str, Any]] = {}
+    def flags(summary: types_pb2.MessageSummary) -> Flags:
+        return Flags(unread=summary.unread, starred=summary.starred)
+
+    items = list(work.values())
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for base, facts in pool.map(one, work.values()):
-            messages[base] = facts
-    maildir.write_manifest(root, account.email, folders, messages)
-    report.messages = len(messages)
+        if fmt == "maildir":
+            paths = {f["dir"]: maildir.make_folder(root, f["dir"]) for f in folders}
+
+            def one(item: tuple[str, types_pb2.MessageSummary]) -> tuple[str, dict[str, Any]]:
+                place, summary = item
+                raw = raw_of(summary)
+                name = maildir.write_message(paths[place], summary.received_ms, summary.id, flags(summary), raw)
+                return name.partition(":")[0], {"id": summary.id, "received_ms": summary.received_ms, "size": len(raw)}
+
+            messages = dict(_in_order(pool, one, items, 4 * jobs))
+            maildir.write_manifest(root, account.email, folders, messages)
+            report.messages = len(messages)
+        else:
+            writers = {f["file"]: mbox.Writer.create(root, f["file"]) for f in folders}
+            try:
+                raws = _in_order(pool, lambda item: raw_of(item[1]), items, 4 * jobs)
+                for (place, summary), raw in zip(items, raws, strict=True):
+                    writers[place].append(summary.received_ms, summary.id, flags(summary), raw)
+            finally:
+                for writer in writers.values():
+                    writer.close()
+            for f in folders:
+                f["messages"] = writers[f["file"]].messages
+            mbox.write_manifest(root, account.email, folders)
+            report.messages = len(items)
     return report
 
 
@@ -140,14 +174,15 @@ def _folder_ids(mail: mail_pb2_grpc.MailStub, user_id: str, folders: list[maildi
 
 
 def import_mailbox(mail: mail_pb2_grpc.MailStub, email: str, root: Path, jobs: int = JOBS) -> Report:
-    folders = maildir.read_export(root)      # every name checked before anything is written
+    # every name checked before anything is written
+    folders = mbox.read_export(root) if mbox.is_mbox_export(root) else maildir.read_export(root)
     account = account_of(mail, email)
     ids = _folder_ids(mail, account.user_id, folders)
     report = Report(folders=len(folders))
 
     def one(entry: maildir.Entry) -> bool | str:
         try:
-            raw = entry.path.read_bytes()
+            raw = entry.read()
         except OSError as exc:
             return f"{entry.path}: {exc.strerror}"
         request = mail_pb2.ImportMessageRequest(
@@ -182,11 +217,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     channel, mail = _mail(args.router)
     try:
         with channel:
-            report = export_mailbox(mail, args.email, args.to, args.jobs)
+            report = export_mailbox(mail, args.email, args.to, args.jobs, args.format)
     except (TransferError, MaildirError) as exc:
         print(f"tidings: {exc}", file=sys.stderr)
         return 2
-    print(f"exported {report.messages} messages in {report.folders} folders of {args.email} to {args.to} (Maildir)")
+    print(f"exported {report.messages} messages in {report.folders} folders of {args.email} to {args.to} ({args.format})")
     return 0
 
 
@@ -211,13 +246,15 @@ def add_parsers(sub: Any) -> None:
     export = sub.add_parser("export", help="write a user's mailbox (every folder, flags) to a new Maildir")
     export.add_argument("email")
     export.add_argument("--to", type=Path, required=True, metavar="DIR", help="a new (or empty) directory")
-    export.add_argument("--format", choices=("maildir",), default="maildir",
-                        help="maildir: a Maildir++ tree, bytes exact, flags in the file names (the default)")
+    export.add_argument("--format", choices=("maildir", "mbox"), default="maildir",
+                        help="maildir (the default): a Maildir++ tree, bytes exact, flags in the file names; "
+                             "mbox: an mboxrd file a folder, flags in tidings-export.json")
     export.add_argument("--jobs", type=int, default=JOBS, metavar="N", help=f"messages read at once (default {JOBS})")
     export.set_defaults(func=cmd_export)
     imported = sub.add_parser("import", help="store an export's messages into an existing user (sends nothing; "
                                              "a re-run adds nothing)")
     imported.add_argument("email")
-    imported.add_argument("--from", type=Path, required=True, metavar="DIR", help="a Maildir (tidings export's or another's)")
+    imported.add_argument("--from", type=Path, required=True, metavar="DIR",
+                          help="an export (Maildir or mbox; tidings export's or another's)")
     imported.add_argument("--jobs", type=int, default=JOBS, metavar="N", help=f"messages stored at once (default {JOBS})")
     imported.set_defaults(func=cmd_import)

@@ -1,8 +1,9 @@
 """`tidings export` and `tidings import` on real processes (issue 21, "Backup and restore"): a
-mailbox with messages in Inbox, Archive, a custom "Projects/A", Trash, Spam and Sent, some read,
-some starred, exported as a Maildir and imported into another user, gives the same messages byte
-for byte (GetRawMessage), with the same flags, folders and received times; a re-import adds
-nothing; nothing is sent; bad input is refused before anything is written."""
+mailbox with messages in Inbox, Archive, a custom "Projects/A", Trash and Sent (one with the
+router's X-Tidings-Spam field, one of 300 KB), some read, some starred, exported as a Maildir (and
+as mbox) and imported into another user, gives the same messages byte for byte (GetRawMessage),
+with the same flags, folders and received times; a re-import adds nothing; nothing is sent; bad
+input is refused before anything is written."""
 from __future__ import annotations
 
 import subprocess
@@ -19,13 +20,14 @@ from tidings_cli import maildir
 from tidings_runtime.ids import new_entry_id
 
 SOURCE, TARGET, FRIEND = "leaving@example.test", "arriving@example.test", "friend@example.test"
+BY_MBOX = "by-mbox@example.test"
 Row = tuple[str, bytes, bool, bool, int]       # folder name, raw, unread, starred, received ms
 
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
     with running(tmp_path_factory.mktemp("export"), edges=()) as grid:
-        for email in (SOURCE, TARGET, FRIEND):
+        for email in (SOURCE, TARGET, FRIEND, BY_MBOX):
             grid.add_user(email)
         yield grid
 
@@ -148,6 +150,20 @@ def test_a_second_import_adds_nothing(grid: Grid, exported: Path, filled: Counte
     assert "imported 0 messages" in done.stdout and "22 already there" in done.stdout
     assert rows(grid, TARGET) == filled
     assert sorted(folder_names(grid, TARGET)) == sorted(folder_names(grid, SOURCE))
+
+
+def test_mbox_export_and_import_give_the_same_messages_too(
+        grid: Grid, filled: Counter[Row], tmp_path: Path) -> None:
+    path = tmp_path / "leaving-mbox"
+    done = tidings(grid, "export", SOURCE, "--to", str(path), "--format", "mbox")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (path / "Projects.A.mbox").is_file() and (path / "Inbox.mbox").is_file()
+    assert b"\nFrom the top" not in (path / "Inbox.mbox").read_bytes()     # quoted: >From the top
+    for _ in range(2):      # the second run adds nothing
+        done = tidings(grid, "import", BY_MBOX, "--from", str(path))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert rows(grid, BY_MBOX) == filled
+    assert "imported 0 messages" in done.stdout and "22 already there" in done.stdout
 
 
 def test_bad_input_is_refused_with_nothing_written(grid: Grid, exported: Path, tmp_path: Path) -> None:
