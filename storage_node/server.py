@@ -5,6 +5,7 @@ import asyncio
 from pathlib import Path
 
 from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES
+from storage_node.blob_gc import BlobGcService
 from storage_node.blobs import blob_store
 from storage_node.commit import GroupCommitter
 from storage_node.engine import Engine
@@ -13,7 +14,7 @@ from storage_node.index_maintenance import IndexMaintainer
 from storage_node.indexing import EmbeddedIndex
 from storage_node.service import StorageService
 from storage_node.settings import Settings
-from tidings.v1 import storage_pb2, storage_pb2_grpc
+from tidings.v1 import blobs_pb2, blobs_pb2_grpc, storage_pb2, storage_pb2_grpc
 from tidings_runtime.grpc_server import Mounted, serve
 from tidings_runtime.periodic import Periodic
 
@@ -32,6 +33,8 @@ class StorageNode:
         self.engine = open_engine(data_dir, blob_dir, self.settings)
         self.committer = GroupCommitter(self.engine)
         self.service = StorageService(self.engine, self.committer, node_id=node_id, settings=self.settings)
+        store = f"s3://{self.settings.s3_bucket}" if self.settings.s3_bucket else str(blob_dir)
+        self.blob_gc = BlobGcService(self.engine, node_id, self.settings.blob_grace_s, store)
         self._background = Periodic()
         self.index_maintainer = IndexMaintainer(self.engine, self.committer, self.service.search_index)
         if isinstance(self.engine.index, EmbeddedIndex):
@@ -55,11 +58,13 @@ class StorageNode:
 
 
 MOUNT_NAME = storage_pb2.DESCRIPTOR.services_by_name["StorageNode"].full_name
+BLOB_GC_NAME = blobs_pb2.DESCRIPTOR.services_by_name["BlobGc"].full_name
 
 
 async def run(settings: Settings) -> None:
     node = StorageNode(settings.node_id, settings.data_dir, settings.blob_dir, settings)
-    await serve([Mounted(storage_pb2_grpc.add_StorageNodeServicer_to_server, node.service, MOUNT_NAME)],
+    await serve([Mounted(storage_pb2_grpc.add_StorageNodeServicer_to_server, node.service, MOUNT_NAME),
+                 Mounted(blobs_pb2_grpc.add_BlobGcServicer_to_server, node.blob_gc, BLOB_GC_NAME)],
                 settings.listen, settings.metrics_port, f"storage_node {settings.node_id}",
                 on_start=node.start, on_stop=node.stop, ready_file=settings.ready_file)
 

@@ -17,6 +17,15 @@ class Settings(ServerSettings):
     blob_dir: Path = setting(Path("var/blobs"), "TIDINGS_BLOB_DIR", help="object store directory")
     s3_bucket: str | None = setting(None, "TIDINGS_S3_BUCKET", help="keep blobs in this S3 bucket instead")
     s3_endpoint: str | None = setting(None, "TIDINGS_S3_ENDPOINT", help="the S3 API's URL (MinIO, ...)")
+    s3_region: str | None = setting(None, "TIDINGS_S3_REGION", help="the bucket's region (default: boto3's)")
+    # credentials from the environment only (no flag: a flag shows in `ps`), never echoed;
+    # unset: boto3's own chain (AWS_* variables, ~/.aws, an instance role)
+    s3_access_key: str | None = setting(None, "TIDINGS_S3_ACCESS_KEY", cli=False, secret=True, repr=False,
+                                        help="S3 access key id")
+    s3_secret_key: str | None = setting(None, "TIDINGS_S3_SECRET_KEY", cli=False, secret=True, repr=False,
+                                        help="S3 secret access key")
+    blob_grace_s: Seconds = setting(86400.0, "TIDINGS_BLOB_GRACE_S",
+                                    help="seconds an unreferenced blob is kept before blob GC deletes it (1 day)")
     metrics_port: MetricsPort = setting(None, "TIDINGS_METRICS_PORT", off_flag="--no-metrics",
                                         help="Prometheus /metrics port (0: any)")
     hint_interval_s: Seconds = setting(1.0, "TIDINGS_HINT_INTERVAL_S", help="seconds between hint replay rounds")
