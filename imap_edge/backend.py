@@ -79,6 +79,18 @@ class Summary:
     starred: bool
     size: int
     received_ms: int
+    answered: bool = False
+    draft: bool = False
+    deleted: bool = False          # IMAP \Deleted, kept in the store until EXPUNGE
+    keywords: tuple[str, ...] = ()
+
+    @property
+    def flags(self) -> list[str]:
+        """The IMAP flags these cells spell (system flags first, then keywords)."""
+        found = [flag for flag, on in (("\\Seen", not self.unread), ("\\Flagged", self.starred),
+                                       ("\\Answered", self.answered), ("\\Deleted", self.deleted),
+                                       ("\\Draft", self.draft)) if on]
+        return found + list(self.keywords)
 
     @property
     def internal_date(self) -> dt.datetime:
@@ -118,7 +130,38 @@ _KINDS = {1: "new", 2: "updated", 3: "deleted", 4: "folder"}
 
 def _summary(message: Any) -> Summary:
     return Summary(message.id, message.folder_id, bool(message.unread), bool(message.starred), int(message.size),
-                   int(message.received_ms))
+                   int(message.received_ms), bool(message.answered), bool(message.draft), bool(message.deleted),
+                   tuple(message.keywords))
+
+
+SYSTEM_FLAGS = {"\\answered": "\\Answered", "\\flagged": "\\Flagged", "\\deleted": "\\Deleted",
+                "\\seen": "\\Seen", "\\draft": "\\Draft"}
+
+
+def flag_changes(held: Summary | None, flags: Iterable[str]) -> dict[str, Any]:
+    """The update_message arguments that make ``held``'s flags ``flags`` (only what differs: a
+    cell left out is not changed, so another session's change to it stands). Flags compare
+    without regard to case; \\Recent and other backslash flags no one may set are left out."""
+    system: set[str] = set()
+    wanted: dict[str, str] = {}
+    for flag in flags:
+        if flag.startswith("\\"):
+            if flag.lower() in SYSTEM_FLAGS:
+                system.add(SYSTEM_FLAGS[flag.lower()])
+        else:
+            wanted.setdefault(flag.lower(), flag)
+    now = held or Summary("", "", True, False, 0, 0)
+    cells = {"unread": "\\Seen" not in system, "starred": "\\Flagged" in system, "answered": "\\Answered" in system,
+             "draft": "\\Draft" in system, "deleted": "\\Deleted" in system}
+    changes: dict[str, Any] = {name: value for name, value in cells.items() if getattr(now, name) != value}
+    have = {k.lower() for k in now.keywords}
+    add = [name for key, name in wanted.items() if key not in have]
+    remove = [k for k in now.keywords if k.lower() not in wanted]
+    if add:
+        changes["add_keywords"] = add
+    if remove:
+        changes["remove_keywords"] = remove
+    return changes
 
 
 def _change(change: Any) -> Change:
@@ -255,25 +298,32 @@ class UserMailbox:
 
     # -- changes
 
-    async def set_flags(self, message_id: str, *, unread: bool | None = None, starred: bool | None = None) -> Summary:
+    async def set_flags(self, message_id: str, **cells: Any) -> Summary:
+        """update_message with these cells (``flag_changes``): unread, starred, answered, draft,
+        deleted, add_keywords, remove_keywords."""
         try:
-            return _summary(await self._call(self.client.update_message, self.user_id, message_id, unread=unread,
-                                             starred=starred))
+            return _summary(await self._call(self.client.update_message, self.user_id, message_id, **cells))
         except NoSuchMailbox:
             raise Gone(f"message {message_id} was expunged") from None
 
     async def move(self, message_id: str, folder_id: str) -> None:
         await self._call(self.client.update_message, self.user_id, message_id, folder_id=folder_id)
 
-    async def delete(self, message_id: str) -> bool:
-        """Our delete: to Trash, or from Trash for good (True)."""
+    async def delete(self, message_id: str, from_folder: str) -> bool:
+        """Our delete of a message the session sees in ``from_folder``: to Trash (its \\Deleted
+        cleared, so an EXPUNGE of Trash does not take it at once), or from Trash for good (True).
+        Outside Trash it is a move, never DeleteMessage: a message another session has moved to
+        Trash meanwhile is not deleted for good by this one."""
         try:
+            if from_folder != "trash":
+                await self._call(self.client.update_message, self.user_id, message_id, folder_id="trash",
+                                 deleted=False)
+                return False
             return bool(await self._call(self.client.delete_message, self.user_id, message_id))
         except NoSuchMailbox:
             return True  # already gone
 
-    async def append(self, folder_id: str, raw: bytes, *, when: dt.datetime | None, seen: bool,
-                     flagged: bool) -> str:
+    async def append(self, folder_id: str, raw: bytes, *, when: dt.datetime | None, flags: Iterable[str]) -> str:
         """Store ``raw`` for the user in ``folder_id`` without sending it; its message id."""
         now_ms = int((when or dt.datetime.now(dt.UTC)).timestamp() * 1000)
         entry_id = new_entry_id(max(now_ms, 0))
@@ -282,8 +332,9 @@ class UserMailbox:
         message_id = answer.deliveries[0].id if answer.deliveries else entry_id
         if system != folder_id:
             await self.move(message_id, folder_id)
-        if seen or flagged:
-            await self.set_flags(message_id, unread=False if seen else None, starred=True if flagged else None)
+        changes = flag_changes(None, flags)    # as a new message: unread, nothing else set
+        if changes:
+            await self.set_flags(message_id, **changes)
         return str(message_id)
 
     async def changes(self, since: int) -> tuple[list[Change], int]:

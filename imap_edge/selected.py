@@ -1,19 +1,21 @@
 """The selected mailbox of one session: its messages by UID, the sequence numbers the client
-was told, the flags kept for the session only, and the change feed folded in (RFC 3501 7.4.1:
+was told, the flags last read from the store, and the change feed folded in (RFC 3501 7.4.1:
 an expunge is announced only where the client may renumber; until then the message keeps its
 number). Knows no wire and no router: the session feeds it ``Change`` values and asks what to say.
 """
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from imap_edge.backend import Change, Entry, Summary, View
 from imap_edge.names import Folder
 from imap_edge.protocol.sequence import SequenceSet
 
-STORED_FLAGS = ("\\Seen", "\\Flagged")  # kept in the store: \Seen is "not unread", \Flagged "starred"
 FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+# All kept in the store (\Seen is "not unread", \Flagged "starred"), and keywords: \* says a
+# client may make new ones.
+PERMANENT_FLAGS = (*FLAGS, "\\*")
 
 
 class BadSequence(ValueError):
@@ -26,18 +28,11 @@ class Message:
     id: str
     modseq: int
     summary: Summary | None = None
-    local: set[str] = field(default_factory=set)  # flags of this session only (\Deleted, \Answered, keywords)
     gone: bool = False                              # expunged elsewhere, not announced yet
 
     @property
     def flags(self) -> list[str]:
-        found: list[str] = []
-        if self.summary is not None:
-            if not self.summary.unread:
-                found.append("\\Seen")
-            if self.summary.starred:
-                found.append("\\Flagged")
-        return found + sorted(self.local)
+        return [] if self.summary is None else self.summary.flags
 
 
 @dataclass(frozen=True)
@@ -189,4 +184,6 @@ class Selected:
 
     @property
     def deleted(self) -> list[Message]:
-        return [self.messages[uid] for uid in self.uids if "\\Deleted" in self.messages[uid].local]
+        """The messages whose summary (as last read) has \\Deleted."""
+        found = (self.messages[uid] for uid in self.uids)
+        return [m for m in found if m.summary is not None and m.summary.deleted and not m.gone]

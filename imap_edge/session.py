@@ -31,7 +31,7 @@ from typing import Any
 
 from imap_edge import message as mime
 from imap_edge import names, starttls
-from imap_edge.backend import Account, Backend, BackendError, BadCredentials, Gone, Summary, TooOld, UserMailbox
+from imap_edge.backend import Account, Backend, BackendError, BadCredentials, Gone, Summary, TooOld, UserMailbox, flag_changes
 from imap_edge.metrics import COMMANDS
 from imap_edge.protocol import CommandParser, Limits, Line, LineTooLong, NeedMore, ParseError
 from imap_edge.protocol import commands as c
@@ -41,7 +41,7 @@ from imap_edge.protocol.sequence import compact
 from imap_edge.responses import Code, Encoder, Literal, Raw, Value
 from imap_edge.responses import code as make_code
 from imap_edge.searching import Searcher, Unsupported
-from imap_edge.selected import FLAGS, STORED_FLAGS, BadSequence, Event, Exists, Expunged, Message, Selected
+from imap_edge.selected import FLAGS, PERMANENT_FLAGS, BadSequence, Event, Exists, Expunged, Message, Selected
 
 log = logging.getLogger(__name__)
 
@@ -467,8 +467,8 @@ class Session:
         self.send(enc.untagged("OK", "UIDs valid", make_code("UIDVALIDITY", selected.uidvalidity)))
         self.send(enc.untagged("OK", "predicted next UID", make_code("UIDNEXT", selected.uid_next)))
         self.send(enc.untagged("OK", "highest", make_code("HIGHESTMODSEQ", selected.modseq)))
-        permanent = () if read_only else STORED_FLAGS
-        self.send(enc.untagged("OK", "\\Seen and \\Flagged are kept; other flags last the session",
+        permanent = () if read_only else PERMANENT_FLAGS
+        self.send(enc.untagged("OK", "flags and keywords are kept" if permanent else "read-only",
                                Code("PERMANENTFLAGS", b"(" + " ".join(permanent).encode("ascii") + b")")))
         self.selected = selected
         self.state = State.SELECTED
@@ -545,8 +545,7 @@ class Session:
         for item in args.messages:
             if not item.data:
                 raise No("empty message")
-            ids.append(await self._mail.append(folder.id, item.data, when=item.internal_date,
-                                               seen="\\Seen" in item.flags, flagged="\\Flagged" in item.flags))
+            ids.append(await self._mail.append(folder.id, item.data, when=item.internal_date, flags=item.flags))
         uidvalidity, uids = await self._new_uids(folder.id, ids, before)
         if uids is not None:
             self._ok_code = Code("APPENDUID", f"{uidvalidity} {compact(uids)}".encode("ascii"))
@@ -651,7 +650,7 @@ class Session:
             if summary is not None:
                 message.summary = summary
             elif message.summary is None:
-                message.summary = Summary(message.id, selected.folder.id, True, False, 0, 0)
+                message.summary = Summary(message.id, selected.folder.id, True, False, 0, 0)   # no flags
                 message.gone = True
 
     # -- selected: commands
@@ -670,7 +669,7 @@ class Session:
     async def _close(self, command: c.Command) -> str:
         selected = self._box
         if command.name == "CLOSE" and not selected.read_only:
-            await self._remove(selected, selected.deleted, announce=False)
+            await self._remove(selected, await self._marked_deleted(selected), announce=False)
         self.selected = None
         self.state = State.AUTHENTICATED
         return f"{command.name} completed"
@@ -681,7 +680,7 @@ class Session:
 
         async def one(message: Message) -> None:
             async with semaphore:
-                await self._mail.delete(message.id)
+                await self._mail.delete(message.id, selected.folder.id)
 
         await asyncio.gather(*(one(m) for m in messages))
         for message in sorted(messages, key=lambda m: m.uid, reverse=True):
@@ -689,11 +688,18 @@ class Session:
             if event is not None and announce:
                 self._event(event)
 
+    async def _marked_deleted(self, selected: Selected) -> list[Message]:
+        """The messages with \\Deleted as the store holds it now (another session may have set
+        it): the feed folded in (flag changes re-read), then the summaries not read yet."""
+        await self._updates(expunges=False)
+        await self._load(selected, [selected.messages[uid] for uid in selected.uids])
+        return selected.deleted
+
     async def _expunge(self, command: c.Command) -> str:
         selected = self._box
         if selected.read_only:
             raise No("the mailbox is read-only (EXAMINE)", Code("READ-ONLY"))
-        doomed = selected.deleted
+        doomed = await self._marked_deleted(selected)
         if isinstance(command.arguments, c.UidExpunge):
             chosen = {m.uid for m in selected.by_uid(command.arguments.sequence)}
             doomed = [m for m in doomed if m.uid in chosen]
@@ -839,17 +845,19 @@ class Session:
         return f"{'UID ' if command.uid else ''}STORE completed"
 
     async def _store_one(self, message: Message, mode: str, flags: set[str]) -> None:
-        current = set(message.flags)
-        target = current | flags if mode == "+" else current - flags if mode == "-" else flags
-        summary = message.summary
-        unread = "\\Seen" not in target
-        starred = "\\Flagged" in target
-        change_unread = summary is not None and summary.unread != unread
-        change_star = summary is not None and summary.starred != starred
-        if change_unread or change_star:
-            message.summary = await self._mail.set_flags(message.id, unread=unread if change_unread else None,
-                                                         starred=starred if change_star else None)
-        message.local = {f for f in target if f not in STORED_FLAGS}
+        """Flags and keywords are cells of the message in the store: only the ones that change
+        are sent (another session's change to the others stands)."""
+        current = {f.lower(): f for f in message.flags}
+        asked = {f.lower(): f for f in flags}
+        if mode == "+":
+            target = {**current, **{k: v for k, v in asked.items() if k not in current}}
+        elif mode == "-":
+            target = {k: v for k, v in current.items() if k not in asked}
+        else:
+            target = asked
+        changes = flag_changes(message.summary, target.values())
+        if changes and message.summary is not None:
+            message.summary = await self._mail.set_flags(message.id, **changes)
 
     async def _copy(self, command: c.Command) -> str:
         args = command.arguments
@@ -879,7 +887,7 @@ class Session:
                 summary = message.summary
                 ids.append(await self._mail.append(
                     target.id, raw, when=summary.internal_date if summary and summary.received_ms else None,
-                    seen=summary is not None and not summary.unread, flagged=summary is not None and summary.starred))
+                    flags=message.flags))
         uidvalidity, uids = await self._new_uids(target.id, ids, before)
         copyuid = None
         if uids is not None:

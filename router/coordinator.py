@@ -365,5 +365,7 @@ class Coordinator:
         """Move to Trash; from Trash, delete for good. Returns True when expunged."""
         held = await self.stored(user_id, message_id)
         expunge = held.summary.folder_id == "trash"
-        await self.update(user_id, message_id, folder_id=None if expunge else "trash", expunge=expunge)
+        # To Trash with IMAP's \Deleted cleared: an EXPUNGE of Trash must not take it at once.
+        await self.update(user_id, message_id, folder_id=None if expunge else "trash", expunge=expunge,
+                          deleted=None if expunge else False)
         return expunge

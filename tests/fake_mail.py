@@ -464,9 +464,13 @@ class FakeMail(mail_pb2_grpc.MailServicer):
                 and request.folder_id not in self._user(request.user_id).folders:
             await _not_found(context, f"folder {request.folder_id!r}")
         before = summary.folder_id
-        for name in ("unread", "starred", "folder_id"):
+        for name in ("unread", "starred", "folder_id", "answered", "draft", "deleted"):
             if request.HasField(name):
                 setattr(summary, name, getattr(request, name))
+        gone = {k.lower() for k in request.remove_keywords}
+        held = {k.lower(): k for k in [*summary.keywords, *request.add_keywords] if k.lower() not in gone}
+        summary.ClearField("keywords")
+        summary.keywords.extend(held[k] for k in sorted(held))
         self.record(request.user_id, Change.MESSAGE_UPDATED, summary.id, folder_id=summary.folder_id,
                     thread_id=summary.thread_id, from_folder_id=before if before != summary.folder_id else "")
         return summary

@@ -176,10 +176,12 @@ def test_deleted_then_expunge_is_our_delete(grid: Grid, user: Callable[[], tuple
         imap.add_flags([1], ["\\Deleted"])
         assert b"\\Deleted" in imap.get_flags([1])[1]
         assert imap.search("DELETED") == [1]
-        assert summary(grid, user_id, message_id).folder_id == "inbox"  # only marked, for this session
+        marked = summary(grid, user_id, message_id)
+        assert (marked.folder_id, marked.deleted) == ("inbox", True)  # only marked, in the store
         imap.expunge()
         assert imap.search("ALL") == [2]  # UIDs: imapclient's default
-        assert summary(grid, user_id, message_id).folder_id == "trash"
+        moved = summary(grid, user_id, message_id)
+        assert (moved.folder_id, moved.deleted) == ("trash", False)  # an EXPUNGE of Trash does not take it at once
         imap.select_folder("Trash")
         imap.add_flags([1], ["\\Deleted"])
         imap.close_folder()  # CLOSE expunges too: from Trash, for good
@@ -271,6 +273,63 @@ def test_two_sessions_see_each_others_flags_and_expunges(grid: Grid, user: Calla
         noop = second.noop()
         assert (2, b"EXPUNGE") in noop[1], noop
         assert second.search("ALL") == [1]  # UIDs
+
+
+def test_two_sessions_see_each_others_answered_and_keywords(grid: Grid, user: Callable[[], tuple[str, str]]) -> None:
+    email, user_id = user()
+    message_id = deliver(grid, email, "flag me")
+    with client(grid, email) as first, client(grid, email) as second:
+        selected = first.select_folder("INBOX")
+        assert set(selected[b"PERMANENTFLAGS"]) == {b"\\Answered", b"\\Flagged", b"\\Deleted", b"\\Seen",
+                                                   b"\\Draft", b"\\*"}
+        second.select_folder("INBOX")
+        second.fetch([1], ["FLAGS"])
+        first.add_flags([1], ["\\Answered", "$Forwarded", "$label1"])
+        second.noop()
+        assert set(second.get_flags([1])[1]) == {b"\\Answered", b"$Forwarded", b"$label1"}
+        second.remove_flags([1], ["$label1"])
+        second.add_flags([1], ["\\Draft"])
+        first.noop()
+        assert set(first.get_flags([1])[1]) == {b"\\Answered", b"\\Draft", b"$Forwarded"}
+        stored = summary(grid, user_id, message_id)
+        assert (stored.answered, stored.draft, list(stored.keywords)) == (True, True, ["$Forwarded"])
+        first.set_flags([1], ["\\Seen", "$Junk"])          # FLAGS replaces: the rest cleared
+        assert set(first.get_flags([1])[1]) == {b"\\Seen", b"$Junk"}
+        assert first.search(["KEYWORD", "$Junk"]) == [1] and first.search("UNANSWERED") == [1]
+    with client(grid, email) as third:                       # a new session reads them back
+        third.select_folder("INBOX")
+        assert set(third.get_flags([1])[1]) == {b"\\Seen", b"$Junk"}
+        with pytest.raises(IMAPClient.Error):
+            third.add_flags([1], [f"k{i}" for i in range(40)])   # over the store's 32 keywords: NO
+
+
+def test_deleted_set_in_one_session_is_expunged_by_another(grid: Grid, user: Callable[[], tuple[str, str]]) -> None:
+    email, user_id = user()
+    doomed = deliver(grid, email, "doomed")
+    kept = deliver(grid, email, "kept")
+    with client(grid, email) as first:
+        first.select_folder("INBOX")
+        first.add_flags([1], ["\\Deleted"])
+    assert summary(grid, user_id, doomed).deleted                # it outlives the session that set it
+    with client(grid, email) as second, client(grid, email) as watcher:
+        watcher.select_folder("INBOX")
+        second.select_folder("INBOX")
+        assert second.search("DELETED") == [1]
+        second.expunge()
+        assert second.search("ALL") == [2]
+        assert (2 - 1, b"EXPUNGE") in watcher.noop()[1]
+    assert summary(grid, user_id, doomed).folder_id == "trash" and summary(grid, user_id, kept).folder_id == "inbox"
+
+
+def test_append_keeps_the_flags_given(grid: Grid, user: Callable[[], tuple[str, str]]) -> None:
+    email, user_id = user()
+    with client(grid, email) as imap:
+        imap.append("Drafts", mail("a draft", to=email), flags=["\\Draft", "\\Seen", "$label2"])
+        imap.select_folder("Drafts")
+        assert set(imap.get_flags([1])[1]) == {b"\\Draft", b"\\Seen", b"$label2"}
+        imap.copy([1], "INBOX")
+        imap.select_folder("INBOX")
+        assert set(imap.get_flags([1])[1]) == {b"\\Draft", b"\\Seen", b"$label2"}
 
 
 def _raw(grid: Grid) -> socket.socket:

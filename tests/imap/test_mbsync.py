@@ -6,9 +6,10 @@ messages, each byte for byte but for what mbsync itself changes (it stores a Mai
 line ends, and adds an ``X-TUID`` header to every message it copies, to find it again after an
 interrupted run), a sample compared with GetRawMessage. A flag set in the Maildir (the file
 renamed with F, as mbsync's Maildir does) reaches the store as a star; a message deleted on the
-server leaves the Maildir on the next sync. What mbsync still finds wrong is an xfail (strict):
-``\\Answered`` and ``\\Draft`` set in the Maildir are pulled off again on the sync after the one
-that pushed them. `make setup` installs isync; without it the module skips.
+server leaves the Maildir on the next sync. ``\\Answered`` and ``\\Draft`` set in the Maildir
+(R and D) are kept by the store and are still on the files after the sync after the one that
+pushed them (they were lost while only the session kept them). `make setup` installs isync;
+without it the module skips.
 """
 from __future__ import annotations
 
@@ -172,9 +173,6 @@ def test_mbsync_syncs_the_mailbox_down_and_a_flag_and_a_deletion(grid: Grid, tmp
           f"second sync (a flag up, a deletion down) {second_s:.1f} s")
 
 
-@pytest.mark.xfail(strict=True, reason="the store keeps only \\Seen and \\Flagged: \\Answered and \\Draft last the IMAP "
-                                       "session that set them (docs/architecture.md, IMAP server), so mbsync's next sync "
-                                       "pulls them off the Maildir file")
 def test_answered_and_draft_flags_set_in_the_maildir_survive_the_next_sync(grid: Grid, tmp_path: Path) -> None:
     user = "mbsync-flags@example.test"
     grid.add_user(user)
