@@ -301,13 +301,39 @@ class Coordinator:
         limit = check_limit(limit)
         request = storage_pb2.NodeSearchRequest(user_id=user_id, query=query, limit=limit, cursor=page_cursor)
         outcome = await self.replicas.read(user_id, lambda stub: stub.Search(request))
-        best, _ = _merge([storage_pb2.NodeSummaries(messages=a.messages) for _, a in outcome.answers])
-        ranked = sorted(best.values(), key=lambda s: (s.received_ms, s.id), reverse=True)
+        answers = [a for _, a in outcome.answers]
+        best, _ = _merge([storage_pb2.NodeSummaries(messages=a.messages) for a in answers])
+        stale = await self._stale_hits(user_id, answers, best, limit)
+        ranked = sorted((s for i, s in best.items() if i not in stale), key=lambda s: (s.received_ms, s.id), reverse=True)
         page = ranked[:limit]
-        more = len(ranked) > limit or any(a.next_cursor for _, a in outcome.answers)
+        more = len(ranked) > limit or any(a.next_cursor for a in answers)
         next_cursor = cursor.encode((page[-1].received_ms, page[-1].id)) if page and more else ""
-        total = max((a.total for _, a in outcome.answers), default=0)
-        return page, next_cursor, total, min((a.state for _, a in outcome.answers), default=0)
+        total = max((a.total - sum(1 for m in a.messages if m.id in stale) for a in answers), default=0)
+        return page, next_cursor, total, min((a.state for a in answers), default=0)
+
+    async def _stale_hits(self, user_id: str, answers: list[storage_pb2.NodeSearchResponse],
+                          best: dict[str, types_pb2.MessageSummary], limit: int) -> set[str]:
+        """Hits only a replica holding an older copy found (a flag change or a move it has not
+        applied yet): a replica with the newer copy whose page reaches that far did not match
+        it, so it no longer matches. Checked only for ids some replica did not list."""
+        listed = [{m.id for m in a.messages} for a in answers]
+        doubtful = sorted(set(best) - set.intersection(*listed)) if listed else []
+        if not doubtful:
+            return set()
+        request = storage_pb2.NodeMessageRefs(user_id=user_id, ids=doubtful)
+        outcome = await self.replicas.read(user_id, lambda stub: stub.GetSummaries(request))
+        newest, dead = _merge([a for _, a in outcome.answers])
+        stale = set(dead & set(doubtful))
+        for message_id in doubtful:
+            hit, held = best[message_id], newest.get(message_id)
+            if held is None or held.version <= hit.version:
+                continue
+            # the newer copy's replica would have listed it, had it matched: unless its page
+            # (newest first, full) ended before this message's time
+            if all(message_id in ids or len(a.messages) < limit or (a.messages[-1].received_ms, a.messages[-1].id)
+                   <= (hit.received_ms, hit.id) for a, ids in zip(answers, listed)):
+                stale.add(message_id)
+        return stale
 
     # -- changes -------------------------------------------------------------------------
     async def update(self, user_id: str, message_id: str, *, unread: bool | None = None,
