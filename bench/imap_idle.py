@@ -19,22 +19,14 @@ import threading
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
-from email.message import EmailMessage
 from pathlib import Path
 
 from imapclient import IMAPClient
 
-from bench.push_latency import pct
+from bench.push_latency import message, pct
 from tests.cluster.grid import PASSWORD, Grid
 
 RECIPIENT = "idle@example.test"
-
-
-def message(i: int) -> bytes:
-    m = EmailMessage()
-    m["From"], m["To"], m["Subject"] = "sender@outside.test", RECIPIENT, f"idle latency {i}"
-    m.set_content(f"message {i} of the IDLE benchmark\n" * 20)
-    return m.as_bytes()
 
 
 def idle(imap: IMAPClient, arrivals: queue.Queue[tuple[float, int]], stop: threading.Event) -> None:
@@ -67,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         smtp = stack.enter_context(smtplib.SMTP(grid.host, grid.smtp_port, timeout=60))
         latencies: list[float] = []
         for i in range(args.warm_up + args.messages):
-            smtp.sendmail("sender@outside.test", [RECIPIENT], message(i))
+            smtp.sendmail("sender@outside.test", [RECIPIENT], message(i, RECIPIENT, "IDLE"))
             accepted = time.perf_counter()
             arrived, exists = arrivals.get(timeout=30)
             assert exists == i + 1, f"EXISTS {exists} after message {i + 1}"

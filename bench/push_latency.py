@@ -34,10 +34,10 @@ from tests.http.sse import SyncReader
 RECIPIENT = "push@example.test"
 
 
-def message(i: int) -> bytes:
+def message(i: int, recipient: str = RECIPIENT, what: str = "push") -> bytes:
     m = EmailMessage()
-    m["From"], m["To"], m["Subject"] = "sender@outside.test", RECIPIENT, f"push latency {i}"
-    m.set_content(f"message {i} of the push benchmark\n" * 20)
+    m["From"], m["To"], m["Subject"] = "sender@outside.test", recipient, f"{what} latency {i}"
+    m.set_content(f"message {i} of the {what} benchmark\n" * 20)
     return m.as_bytes()
 
 
@@ -67,7 +67,7 @@ def listen(reader: SyncReader, arrivals: queue.Queue[tuple[float, str]]) -> None
 
 
 def pct(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100)[q - 1] * 1000 if len(values) > 1 else values[0] * 1000
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] * 1000 if len(values) > 1 else values[0] * 1000
 
 
 def main(argv: Sequence[str] | None = None) -> None:

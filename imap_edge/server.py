@@ -12,6 +12,7 @@ import socket
 import ssl
 
 from imap_edge.backend import Backend
+from imap_edge.listeners import Sessions
 from imap_edge.metrics import OPEN, SESSIONS
 from imap_edge.protocol import Limits
 from imap_edge.session import Session
@@ -45,23 +46,16 @@ class ImapServer:
         self.backend = backend or Backend(settings.router, rpc_timeout=settings.rpc_timeout)
         self.limits = Limits(max_line=settings.max_line, max_literal=settings.max_literal,
                              max_command=max(settings.max_literal + settings.max_line, Limits().max_command))
-        self._servers: list[asyncio.Server] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._sessions = Sessions("IMAP")
         self.port = 0
         self.tls_port: int | None = None
 
     async def start(self) -> None:
-        family = socket.AF_INET6 if ":" in self.settings.host else socket.AF_INET
-        server = await asyncio.start_server(self._connected, self.settings.host, self.settings.port,
-                                            family=family, limit=1 << 20)
-        self._servers.append(server)
-        self.port = server.sockets[0].getsockname()[1]
+        host = self.settings.host
+        self.port = await self._sessions.listen(self._connected, host, self.settings.port, limit=1 << 20)
         if self.tls is not None and self.settings.tls_port is not None:
-            implicit = await asyncio.start_server(self._connected, self.settings.host, self.settings.tls_port,
-                                                  family=family, limit=1 << 20, ssl=self.tls,
-                                                  ssl_handshake_timeout=30)
-            self._servers.append(implicit)
-            self.tls_port = implicit.sockets[0].getsockname()[1]
+            self.tls_port = await self._sessions.listen(self._connected, host, self.settings.tls_port, limit=1 << 20,
+                                                        ssl=self.tls, ssl_handshake_timeout=30)
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         SESSIONS.inc()
@@ -76,23 +70,11 @@ class ImapServer:
         session = Session(reader, writer, self.backend, limits=self.limits, timeout=self.settings.timeout,
                           idle_timeout=self.settings.idle_timeout, plaintext_ok=plaintext, tls_context=self.tls,
                           tls=is_tls(writer))
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
         try:
-            await session.run()
-        except Exception:
-            log.exception("IMAP session failed")
+            await self._sessions.run(session.run())
         finally:
             OPEN.dec()
-            if task is not None:
-                self._tasks.discard(task)
 
     async def stop(self) -> None:
-        for server in self._servers:
-            server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
+        await self._sessions.stop()
         await self.backend.close()

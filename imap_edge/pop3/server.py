@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 
+from imap_edge.listeners import Sessions
 from imap_edge.pop3.session import Session
 from imap_edge.server import is_loopback
 from tidings_client import MailClient, Unauthenticated
@@ -38,34 +38,17 @@ class Pop3Server:
         self.plaintext_anywhere = plaintext_anywhere
         self.timeout = timeout
         self.tls = tls
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._sessions = Sessions("POP3")
 
     async def start(self) -> None:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        self._server = await asyncio.start_server(self._connected, self.host, self.port, family=family)
-        self.port = self._server.sockets[0].getsockname()[1]
+        self.port = await self._sessions.listen(self._connected, self.host, self.port)
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         plaintext = self.plaintext_anywhere or is_loopback(writer.get_extra_info("peername"))
         session = Session(reader, writer, RouterAccounts(self.client), self.client, plaintext_ok=plaintext,
                           timeout=self.timeout, tls_context=self.tls)
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            await session.run()
-        except Exception:
-            log.exception("POP3 session failed")
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
+        await self._sessions.run(session.run())
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=5)
+        await self._sessions.stop()
         await self.client.close()
