@@ -9,35 +9,24 @@ import os
 import time
 from pathlib import Path
 
-import grpc
 import pytest
 
 from storage_node import blob_gc
 from storage_node.blob_gc import BlobGcReport, NodeAddress, collect_blobs, mark
 from storage_node.blobs import LocalBlobStore, blob_ref
-from storage_node.server import StorageNode
 from tests.unit.storage_node.fixtures import OTHER, USER, mid
 from tests.unit.storage_node.test_blobs_s3 import big_raw
 from tests.unit.storage_node.test_replication_rpcs import Running, free_port, run
-from tidings.v1 import blobs_pb2_grpc, storage_pb2, storage_pb2_grpc
-from tidings_runtime.grpc_server import CHANNEL_OPTIONS
+from tidings.v1 import storage_pb2
 
 GRACE_S = 60.0
 
 
 class BlobNode(Running):
-    """A storage node serving BlobGc beside StorageNode, as storage_node/server.py mounts it."""
+    """A running storage node (StorageNode and BlobGc served), named as the collector names it."""
 
     async def __aenter__(self) -> BlobNode:
-        self.node = StorageNode(self.name, self.root / self.name, self.root / "blobs", self.settings)
-        self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
-        storage_pb2_grpc.add_StorageNodeServicer_to_server(self.node.service, self.server)
-        blobs_pb2_grpc.add_BlobGcServicer_to_server(self.node.blob_gc, self.server)
-        assert self.server.add_insecure_port(self.address) == self.port
-        await self.node.start()
-        await self.server.start()
-        self.channel = grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
-        self.stub = storage_pb2_grpc.StorageNodeStub(self.channel)
+        await super().__aenter__()
         return self
 
     @property

@@ -15,7 +15,7 @@ from storage_node import keys
 from storage_node.server import StorageNode
 from storage_node.settings import Settings
 from tests.unit.storage_node.fixtures import OTHER, USER, mid, raw_mail
-from tidings.v1 import storage_pb2, storage_pb2_grpc
+from tidings.v1 import blobs_pb2_grpc, storage_pb2, storage_pb2_grpc
 from tidings_runtime.grpc_server import CHANNEL_OPTIONS
 from tidings_runtime.hlc import first_version_at
 
@@ -31,7 +31,8 @@ def free_port() -> int:
 
 
 class Running:
-    """A storage node serving on 127.0.0.1:port, and a stub to it."""
+    """A storage node serving on 127.0.0.1:port (StorageNode and BlobGc, as storage_node/server.py
+    mounts them), and a stub to it."""
 
     def __init__(self, root: Path, name: str, port: int | None = None, settings: Settings = QUIET) -> None:
         self.root, self.name, self.settings = root, name, settings
@@ -42,6 +43,7 @@ class Running:
         self.node = StorageNode(self.name, self.root / self.name, self.root / "blobs", self.settings)
         self.server = grpc.aio.server(options=CHANNEL_OPTIONS)
         storage_pb2_grpc.add_StorageNodeServicer_to_server(self.node.service, self.server)
+        blobs_pb2_grpc.add_BlobGcServicer_to_server(self.node.blob_gc, self.server)
         assert self.server.add_insecure_port(self.address) == self.port
         await self.node.start()
         await self.server.start()
