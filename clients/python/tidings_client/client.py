@@ -147,6 +147,15 @@ def deliver_request(entry_id: str, raw: bytes, recipients: Sequence[str], *, fol
                                    message_id=message_id)
 
 
+def update_request(user_id: str, id: str, *, unread: bool | None, starred: bool | None, folder_id: str | None,
+                   answered: bool | None, draft: bool | None, deleted: bool | None, add_keywords: Iterable[str],
+                   remove_keywords: Iterable[str]) -> mail_pb2.UpdateRequest:
+    """`Mail.UpdateMessage`'s request, as both clients send it (None leaves a cell unset)."""
+    return mail_pb2.UpdateRequest(user_id=user_id, id=id, unread=unread, starred=starred, folder_id=folder_id,
+                                  answered=answered, draft=draft, deleted=deleted,
+                                  add_keywords=list(add_keywords), remove_keywords=list(remove_keywords))
+
+
 class MailClient(_BaseClient):
     """The mail API: what the edges and webmail call, `user_id` given by the caller."""
 
@@ -304,9 +313,8 @@ class MailClient(_BaseClient):
         """Set a message's cells: None leaves one unchanged. ``answered``, ``draft`` and ``deleted``
         are IMAP's \\Answered, \\Draft and \\Deleted (marked, not deleted: see delete_message);
         keywords (IMAP atoms, e.g. ``$Forwarded``) are added and removed, at most 32 a message."""
-        request = mail_pb2.UpdateRequest(user_id=user_id, id=id, unread=unread, starred=starred, folder_id=folder_id,
-                                         answered=answered, draft=draft, deleted=deleted,
-                                         add_keywords=list(add_keywords), remove_keywords=list(remove_keywords))
+        request = update_request(user_id, id, unread=unread, starred=starred, folder_id=folder_id, answered=answered,
+                                 draft=draft, deleted=deleted, add_keywords=add_keywords, remove_keywords=remove_keywords)
         return await self._call(self._stub.UpdateMessage, request, timeout)
 
     async def delete_message(self, user_id: str, id: str, *, timeout: float | None = None) -> bool:

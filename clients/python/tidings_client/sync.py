@@ -21,7 +21,16 @@ from google.protobuf.message import Message
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
 
-from .client import _ADMIN, _IDEMPOTENT_ADMIN, _IDEMPOTENT_MAIL, _MAIL, DEFAULT_TIMEOUT, channel_options, deliver_request
+from .client import (
+    _ADMIN,
+    _IDEMPOTENT_ADMIN,
+    _IDEMPOTENT_MAIL,
+    _MAIL,
+    DEFAULT_TIMEOUT,
+    channel_options,
+    deliver_request,
+    update_request,
+)
 from .errors import from_rpc_error
 from .paging import SyncMessagePager
 
@@ -184,9 +193,8 @@ class SyncMailClient(_SyncBaseClient):
         """Set a message's cells: None leaves one unchanged. ``answered``, ``draft`` and ``deleted``
         are IMAP's \\Answered, \\Draft and \\Deleted (marked, not deleted: see delete_message);
         keywords (IMAP atoms, e.g. ``$Forwarded``) are added and removed, at most 32 a message."""
-        request = mail_pb2.UpdateRequest(user_id=user_id, id=id, unread=unread, starred=starred, folder_id=folder_id,
-                                         answered=answered, draft=draft, deleted=deleted,
-                                         add_keywords=list(add_keywords), remove_keywords=list(remove_keywords))
+        request = update_request(user_id, id, unread=unread, starred=starred, folder_id=folder_id, answered=answered,
+                                 draft=draft, deleted=deleted, add_keywords=add_keywords, remove_keywords=remove_keywords)
         return self._call(self._stub.UpdateMessage, request, timeout)
 
     def delete_message(self, user_id: str, id: str, *, timeout: float | None = None) -> bool:
