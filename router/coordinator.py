@@ -97,6 +97,13 @@ def _intent_of(summary: types_pb2.MessageSummary, moved_to: str | None, expunged
                   thread_id=summary.thread_id)
 
 
+def _doubtful(best: dict[str, types_pb2.MessageSummary], listings: list[Sequence[types_pb2.MessageSummary]]
+              ) -> list[str]:
+    """The ids merged from several replicas' answers that some answer did not list."""
+    listed_by_all = set.intersection(*({m.id for m in listing} for listing in listings)) if listings else set()
+    return sorted(set(best) - listed_by_all)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a delivery did: hosted recipients' copies, the sender's Sent copy, and the
@@ -261,19 +268,23 @@ class Coordinator:
         answers = [a for _, a in listed]
         checked: list[tuple[NodeInfo, storage_pb2.NodeSummaries]] = []
         best, dead = _merge(answers)
-        listed_by_all = set.intersection(*({s.id for s in a.messages} for a in answers)) if answers else set()
-        doubtful = sorted(set(best) - listed_by_all)
+        doubtful = _doubtful(best, [a.messages for a in answers])
         if doubtful:
-            request = storage_pb2.NodeMessageRefs(user_id=user_id, ids=doubtful)
-            outcome = await self.replicas.read(user_id, lambda stub: stub.GetSummaries(request))
-            checked = outcome.answers
-            checked_best, checked_dead = _merge([best_of for _, best_of in checked])
+            checked, checked_best, checked_dead = await self._held(user_id, doubtful)
             dead |= checked_dead
             for message_id, summary in checked_best.items():
                 if summary.version > best[message_id].version:
                     best[message_id] = summary
         self.read_repair.submit(user_id, read_repair.for_listing(listed, checked, doubtful))
         return {i: s for i, s in best.items() if i not in dead}
+
+    async def _held(self, user_id: str, ids: list[str]) -> tuple[
+            list[tuple[NodeInfo, storage_pb2.NodeSummaries]], dict[str, types_pb2.MessageSummary], set[str]]:
+        """The messages' summaries from R replicas: the answers, the newest of each, the ids held deleted."""
+        request = storage_pb2.NodeMessageRefs(user_id=user_id, ids=ids)
+        outcome = await self.replicas.read(user_id, lambda stub: stub.GetSummaries(request))
+        best, dead = _merge([a for _, a in outcome.answers])
+        return outcome.answers, best, dead
 
     async def stored(self, user_id: str, message_id: str) -> storage_pb2.StoredMessage:
         request = storage_pb2.NodeMessageRef(user_id=user_id, id=message_id)
@@ -316,13 +327,11 @@ class Coordinator:
         """Hits only a replica holding an older copy found (a flag change or a move it has not
         applied yet): a replica with the newer copy whose page reaches that far did not match
         it, so it no longer matches. Checked only for ids some replica did not list."""
-        listed = [{m.id for m in a.messages} for a in answers]
-        doubtful = sorted(set(best) - set.intersection(*listed)) if listed else []
+        doubtful = _doubtful(best, [a.messages for a in answers])
         if not doubtful:
             return set()
-        request = storage_pb2.NodeMessageRefs(user_id=user_id, ids=doubtful)
-        outcome = await self.replicas.read(user_id, lambda stub: stub.GetSummaries(request))
-        newest, dead = _merge([a for _, a in outcome.answers])
+        listed = [{m.id for m in a.messages} for a in answers]
+        _, newest, dead = await self._held(user_id, doubtful)
         stale = set(dead & set(doubtful))
         for message_id in doubtful:
             hit, held = best[message_id], newest.get(message_id)
@@ -374,9 +383,7 @@ class Coordinator:
 
     async def _training(self, user_id: str, message_id: str, folder_id: str) -> Awaitable[None] | None:
         """The training a move owes (into Spam: spam; out of Spam, not to Trash: ham), if any."""
-        request = storage_pb2.NodeMessageRefs(user_id=user_id, ids=[message_id])
-        outcome = await self.replicas.read(user_id, lambda stub: stub.GetSummaries(request))
-        best, dead = _merge([a for _, a in outcome.answers])
+        _, best, dead = await self._held(user_id, [message_id])
         held = best.get(message_id)
         if held is None or message_id in dead:
             raise NotFound(f"no message {message_id}")
