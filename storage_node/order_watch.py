@@ -21,10 +21,6 @@ class OrderWatchers:
             else:
                 queue.put_nowait((user_id, modseq))
 
-    @property
-    def count(self) -> int:
-        return len(self._queues)
-
     async def subscribe(self) -> AsyncIterator[tuple[str, int]]:
         queue: asyncio.Queue[tuple[str, int] | None] = asyncio.Queue()
         self._queues.add(queue)
