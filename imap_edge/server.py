@@ -12,6 +12,7 @@ import socket
 import ssl
 
 from imap_edge.backend import Backend
+from imap_edge.connections import UserConnections
 from imap_edge.listeners import Sessions
 from imap_edge.metrics import OPEN, SESSIONS
 from imap_edge.protocol import Limits
@@ -47,6 +48,7 @@ class ImapServer:
         self.limits = Limits(max_line=settings.max_line, max_literal=settings.max_literal,
                              max_command=max(settings.max_literal + settings.max_line, Limits().max_command))
         self._sessions = Sessions("IMAP")
+        self.connections = UserConnections(settings.max_user_connections)
         self.port = 0
         self.tls_port: int | None = None
 
@@ -69,7 +71,7 @@ class ImapServer:
         plaintext = self.settings.plaintext_anywhere or is_loopback(writer.get_extra_info("peername"))
         session = Session(reader, writer, self.backend, limits=self.limits, timeout=self.settings.timeout,
                           idle_timeout=self.settings.idle_timeout, plaintext_ok=plaintext, tls_context=self.tls,
-                          tls=is_tls(writer))
+                          tls=is_tls(writer), connections=self.connections)
         try:
             await self._sessions.run(session.run())
         finally:

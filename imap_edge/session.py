@@ -32,6 +32,7 @@ from typing import Any
 from imap_edge import message as mime
 from imap_edge import names, starttls
 from imap_edge.backend import Account, Backend, BackendError, BadCredentials, Gone, Summary, TooOld, UserMailbox, flag_changes
+from imap_edge.connections import UserConnections
 from imap_edge.metrics import COMMANDS
 from imap_edge.protocol import CommandParser, Limits, Line, LineTooLong, NeedMore, ParseError
 from imap_edge.protocol import commands as c
@@ -89,9 +90,11 @@ class Closed(Exception):
 class Session:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, backend: Backend, *,
                  limits: Limits | None = None, timeout: float = 1800.0, idle_timeout: float = 1800.0,
-                 plaintext_ok: bool = True, tls_context: ssl.SSLContext | None = None, tls: bool = False) -> None:
+                 plaintext_ok: bool = True, tls_context: ssl.SSLContext | None = None, tls: bool = False,
+                 connections: UserConnections | None = None) -> None:
         """``plaintext_ok``: LOGIN and AUTHENTICATE PLAIN without TLS (a loopback peer);
-        ``tls_context``: STARTTLS is offered with it; ``tls``: the connection is TLS already."""
+        ``tls_context``: STARTTLS is offered with it; ``tls``: the connection is TLS already;
+        ``connections``: the edge's count of sessions per user (a login over its bound is NO [LIMIT])."""
         self.reader = reader
         self.writer = writer
         self.backend = backend
@@ -102,6 +105,8 @@ class Session:
         self.plaintext_ok = plaintext_ok
         self.tls_context = tls_context
         self.tls = tls
+        self.connections = connections
+        self._counted: str | None = None  # the user this session is counted for in ``connections``
         self._upgrade = False  # STARTTLS answered OK: the handshake follows the flush
         self._closing = False  # BYE sent: close after the flush
         self.state = State.NOT_AUTHENTICATED
@@ -188,11 +193,19 @@ class Session:
             pass
         finally:
             self.state = State.LOGOUT
+            self._release()
             try:
                 await self.flush()
             except (ConnectionError, RuntimeError):
                 pass
             self.writer.close()
+
+    def _release(self) -> None:
+        """This session no longer counts against its user's bound (before LOGOUT's answer, so a
+        client that logs in again at once finds its place free)."""
+        if self._counted is not None and self.connections is not None:
+            self.connections.release(self._counted)
+        self._counted = None
 
     async def _read(self, timeout: float | None = None) -> None:
         try:
@@ -259,6 +272,7 @@ class Session:
     async def _logout(self, command: c.Command) -> str:
         self.send(self.encoder.untagged("BYE", "Tidings IMAP logging out"))
         self.state = State.LOGOUT
+        self._release()
         return "LOGOUT completed"
 
     async def _id(self, command: c.Command) -> str:
@@ -338,6 +352,11 @@ class Session:
             account = await self.backend.login(email, password)
         except BadCredentials:
             raise No("wrong user name or password", Code("AUTHENTICATIONFAILED")) from None
+        if self.connections is not None:
+            if not self.connections.acquire(account.user_id):
+                raise No(f"too many connections for this user (at most {self.connections.limit}): "
+                         "log out of another first", Code("LIMIT"))
+            self._counted = account.user_id
         self.account = account
         self.mailbox = self.backend.mailbox(account)
         self.state = State.AUTHENTICATED

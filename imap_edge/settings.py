@@ -37,6 +37,9 @@ class Settings(ServerSettings):
                                 help="seconds a client may stay silent between commands (RFC 9051: at least 30 min)")
     idle_timeout: Duration = setting(1800.0, "TIDINGS_IMAP_IDLE_TIMEOUT",
                                      help="seconds an IDLE may last without DONE (clients renew every 29 min, RFC 2177)")
+    max_user_connections: PositiveInt = setting(20, "TIDINGS_IMAP_MAX_USER_CONNECTIONS",
+                                                help="IMAP sessions one user may have open on this edge at once "
+                                                     "(a login past it: NO [LIMIT])")
     max_line: PositiveInt = setting(64 * 1024, "TIDINGS_IMAP_MAX_LINE", help="longest command line in bytes")
     max_literal: PositiveInt = setting(64 * 1024 * 1024, "TIDINGS_IMAP_MAX_LITERAL",
                                        help="largest literal (an APPENDed message) in bytes")
