@@ -25,6 +25,8 @@ import tempfile
 import textwrap
 import threading
 import time
+import urllib.request
+from collections import Counter
 from collections.abc import Sequence
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -33,6 +35,7 @@ from pathlib import Path
 import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from prometheus_client.parser import text_string_to_metric_families
 from rocksdict import Options, Rdict, WriteOptions
 
 from tests.cluster.grid import Grid
@@ -91,6 +94,26 @@ def cluster_cpu(grid: Grid) -> dict[str, float]:
     times = os.times()
     found["bench client"] = times.user + times.system
     return found
+
+
+def storage_calls(grid: Grid) -> Counter[str]:
+    """Calls served so far by the cluster's storage nodes, by method, all nodes added up (their
+    `tidings_storage_calls_total`; "(Batch RPCs)" counts the coalesced RPCs that carried
+    "(calls in Batches)" of them)."""
+    calls: Counter[str] = Counter()
+    for name, port in grid.cluster.layout.metrics_ports.items():
+        if not name.startswith("storage-") or not port:
+            continue
+        with urllib.request.urlopen(f"http://{grid.cluster.layout.host}:{port}/metrics", timeout=10) as answer:
+            for family in text_string_to_metric_families(answer.read().decode()):
+                for sample in family.samples:
+                    if sample.name == "tidings_storage_calls_total":
+                        calls[sample.labels["method"]] += int(sample.value)
+                    elif sample.name == "tidings_storage_batches_total":
+                        calls["(Batch RPCs)"] += int(sample.value)
+                    elif sample.name == "tidings_storage_batched_calls_total":
+                        calls["(calls in Batches)"] += int(sample.value)
+    return calls
 
 
 def smtp_rate(port: int, messages: list[bytes], connections: int,
@@ -166,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     messages = [make_message(i, args.size) for i in range(args.messages)]
     baseline = raw_synced_puts(2000, args.size)
     results: dict[tuple[str, int], tuple[float, list[float], dict[str, float]]] = {}
+    calls: dict[tuple[str, int], dict[str, float]] = {}
     zone = sender_zone()
     with tempfile.TemporaryDirectory() as d, serving(zone):
         grid = Grid(Path(d), edges=("smtp",), args={"smtp": ("--dns", zone.address)}, virus_scan=True).start()
@@ -182,11 +206,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                         results_line
                     print(f"checks on, as stored: {results_line}")
                 for connections in args.connections:
-                    before = cluster_cpu(grid)
+                    before, calls_before = cluster_cpu(grid), storage_calls(grid)
                     rate, lat = smtp_rate(grid.smtp_port, messages, connections, recipient)
-                    after = cluster_cpu(grid)
+                    after, calls_after = cluster_cpu(grid), storage_calls(grid)
                     cpu = {name: (after[name] - before.get(name, 0.0)) / len(messages) * 1000 for name in after}
                     results[mode, connections] = rate, lat, cpu
+                    calls[mode, connections] = {m: (n - calls_before[m]) / len(messages)
+                                                for m, n in calls_after.items() if n > calls_before[m]}
         finally:
             grid.stop()
     print(f"{'checks':>7} {'conns':>5} {'msg/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'CPU ms/msg':>11} "
@@ -200,6 +226,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     for (mode, connections), (_, _, cpu) in results.items():
         print(f"CPU ms/msg by process, checks {mode}, {connections} connection(s): " +
               ", ".join(f"{name} {value:.2f}" for name, value in sorted(cpu.items())))
+    for (mode, connections), served in calls.items():
+        total = sum(v for m, v in served.items() if not m.startswith("("))
+        rpcs = total - served.get("(calls in Batches)", 0.0) + served.get("(Batch RPCs)", 0.0)
+        print(f"storage calls a message (3 nodes), checks {mode}, {connections} connection(s): "
+              f"{total:.2f} in {rpcs:.2f} RPCs: " +
+              ", ".join(f"{m} {v:.2f}" for m, v in sorted(served.items(), key=lambda kv: -kv[1])))
     for connections in args.connections if len(args.modes) == len(MODES) else ():
         (on_rate, _, on_cpu), (off_rate, _, off_cpu) = results["on", connections], results["off", connections]
         added = {name: on_cpu.get(name, 0.0) - off_cpu.get(name, 0.0) for name in ("smtp", SCANNER)}

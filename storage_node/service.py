@@ -47,6 +47,10 @@ FOLDER_PAGE = 10_000      # entries of a folder's order view in one answer
 # (~25-50 us); the mail path's small reads run on the event loop (docs/performance.md, issue 19).
 
 RPC_ERRORS = Counter("tidings_storage_rpc_errors_total", "Storage RPCs that ended in an error", ["method", "code"])
+BATCHES = Counter("tidings_storage_batches_total", "StorageNode.Batch RPCs served (their calls are in calls_total)")
+BATCHED = Counter("tidings_storage_batched_calls_total", "Calls that came in a StorageNode.Batch")
+CALLS = Counter("tidings_storage_calls_total", "Storage calls served, each call of a Batch counted apart",
+                ["method"])
 
 _STATUS: dict[type[StorageError], grpc.StatusCode] = {
     NotFound: grpc.StatusCode.NOT_FOUND,
@@ -68,8 +72,11 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, exc: StorageErr
 def maps_errors(method: F) -> F:
     """Translate the engine's typed errors into gRPC statuses with their detail."""
 
+    served = CALLS.labels(method.__name__)
+
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        served.inc()
         try:
             return await method(self, request, context)
         except StorageError as exc:
@@ -534,4 +541,6 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
             yield storage_pb2.OrderNotice(user_id=user_id, modseq=modseq)
 
     async def Batch(self, request: storage_pb2.BatchRequest, context: Any) -> storage_pb2.BatchResponse:
+        BATCHES.inc()
+        BATCHED.inc(len(request.calls))
         return await run_batch(self, request)
