@@ -5,12 +5,15 @@ detection, hints for replicas that miss a write, and version merges."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import random
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
+from router.errors import Unavailable
 from router.hints import HintWriter
 from router.liveness import NODE_FAILURES, FailureDetector
 from router.mutations import Mutation
@@ -54,6 +57,10 @@ class Replicas:
         # Writes in flight (stragglers included) by the plan epoch they were planned under.
         self._epoch = 0
         self._inflight: Counter[int] = Counter()
+        self._salt = random.getrandbits(64)        # this router's order of the nodes (read_one)
+
+    def _rank(self, node: NodeInfo) -> bytes:
+        return hashlib.blake2b(node.node_id.encode(), key=self._salt.to_bytes(8, "big"), digest_size=8).digest()
 
     async def settle(self) -> None:
         """Start a new plan epoch (after `ring` or `pending` changed) and wait until no write
@@ -110,6 +117,26 @@ class Replicas:
         """R answers from the replicas; those seen down are skipped while enough others are up."""
         return await quorum(self.read_plan(partition_key), lambda node: self.call(node, call),
                             self.consistency.timeout, judge_rpc)
+
+    async def read_one(self, partition_key: str, call: Callable[[Stub], Awaitable[T]]) -> Outcome[T]:
+        """One replica's answer: the first live replica's, the next one's when it fails. For
+        reads whose answer may be approximate (the spam models' counts: a classifier reads
+        statistics, and a replica that missed some training still classifies), a third of
+        the calls of a quorum read. "First" is this router's own order of the nodes (random,
+        fixed for its life): reads of several partitions at once (the global spam model's
+        shards) then go to one node, where they share one coalesced RPC, while other
+        routers, in their own orders, spread the load."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.consistency.timeout
+        unavailable: Unavailable | None = None
+        for node in sorted(self.read_plan(partition_key).contacts, key=self._rank):
+            try:
+                return await quorum(ReadPlan((node,), 1), lambda n: self.call(n, call),
+                                    max(0.0, deadline - loop.time()), judge_rpc)
+            except Unavailable as exc:     # failed or timed out: the next replica
+                unavailable = exc
+        assert unavailable is not None, "a read plan has contacts"
+        raise unavailable
 
     async def call(self, node: NodeInfo, call: Callable[[Stub], Awaitable[T]]) -> T:
         """One call to one node, telling the failure detector what happened."""

@@ -259,13 +259,14 @@ class SpamFilter:
 
     async def _read(self, model: str, tokens: Sequence[str] = (),
                     text: storage_pb2.SpamText | None = None) -> storage_pb2.SpamCountsResponse:
-        """The model's counts from R replicas: the answer that has seen the most training."""
+        """The model's counts from one replica (Replicas.read_one: counts are statistics, and
+        training is written to W replicas, so one that missed some still classifies well)."""
         request = storage_pb2.SpamCountsRequest(model=model, tokens=list(tokens), text=text)
-        outcome = await self.replicas.read(model, lambda stub: stub.SpamCounts(request))
+        outcome = await self.replicas.read_one(model, lambda stub: stub.SpamCounts(request))
         answers = [a for _, a in outcome.answers]
         if not answers:
             return storage_pb2.SpamCountsResponse(tokens=list(tokens))
-        return max(answers, key=lambda a: a.spam_messages + a.ham_messages)
+        return answers[0]
 
     async def _optional(self, model: str, tokens: Sequence[str] = ()) -> ModelCounts | None:
         """A shared model (global shard, reputation), through the cache: only tokens not seen
