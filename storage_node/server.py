@@ -12,9 +12,10 @@ from storage_node.engine import Engine
 from storage_node.gc import collect_garbage
 from storage_node.index_maintenance import IndexMaintainer
 from storage_node.indexing import EmbeddedIndex
+from storage_node.node_ops import NodeOpsService
 from storage_node.service import StorageService
 from storage_node.settings import Settings
-from tidings.v1 import blobs_pb2, blobs_pb2_grpc, storage_pb2, storage_pb2_grpc
+from tidings.v1 import blobs_pb2, blobs_pb2_grpc, node_ops_pb2, node_ops_pb2_grpc, storage_pb2, storage_pb2_grpc
 from tidings_runtime.grpc_server import Mounted, serve
 from tidings_runtime.periodic import Periodic
 
@@ -35,6 +36,7 @@ class StorageNode:
         self.service = StorageService(self.engine, self.committer, node_id=node_id, settings=self.settings)
         store = f"s3://{self.settings.s3_bucket}" if self.settings.s3_bucket else str(blob_dir)
         self.blob_gc = BlobGcService(self.engine, node_id, self.settings.blob_grace_s, store)
+        self.node_ops = NodeOpsService(self.engine, self.committer, node_id, data_dir)
         self._background = Periodic()
         self.index_maintainer = IndexMaintainer(self.engine, self.committer, self.service.search_index)
         if isinstance(self.engine.index, EmbeddedIndex):
@@ -59,12 +61,14 @@ class StorageNode:
 
 MOUNT_NAME = storage_pb2.DESCRIPTOR.services_by_name["StorageNode"].full_name
 BLOB_GC_NAME = blobs_pb2.DESCRIPTOR.services_by_name["BlobGc"].full_name
+NODE_OPS_NAME = node_ops_pb2.DESCRIPTOR.services_by_name["NodeOps"].full_name
 
 
 async def run(settings: Settings) -> None:
     node = StorageNode(settings.node_id, settings.data_dir, settings.blob_dir, settings)
     await serve([Mounted(storage_pb2_grpc.add_StorageNodeServicer_to_server, node.service, MOUNT_NAME),
-                 Mounted(blobs_pb2_grpc.add_BlobGcServicer_to_server, node.blob_gc, BLOB_GC_NAME)],
+                 Mounted(blobs_pb2_grpc.add_BlobGcServicer_to_server, node.blob_gc, BLOB_GC_NAME),
+                 Mounted(node_ops_pb2_grpc.add_NodeOpsServicer_to_server, node.node_ops, NODE_OPS_NAME)],
                 settings.listen, settings.metrics_port, f"storage_node {settings.node_id}",
                 on_start=node.start, on_stop=node.stop, ready_file=settings.ready_file)
 
