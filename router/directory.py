@@ -58,6 +58,13 @@ class Directory:
         entry = storage_pb2.DirectoryEntry(key=key, value=value, version=self.clock.now() if version is None else version)
         await self.replicas.write(directory_partition(key), Mutation(entry))
 
+    async def offer(self, key: str, value: bytes, version: int) -> list[bytes]:
+        """Write a directory entry on W replicas at `version` (last writer wins); the value each
+        of those replicas holds afterwards (the newer one it kept, or this)."""
+        entry = storage_pb2.DirectoryEntry(key=key, value=value, version=version)
+        outcome = await self.replicas.write(directory_partition(key), Mutation(entry))
+        return [bytes(answer.value) for _, answer in outcome.answers if answer.found]
+
     async def is_hosted(self, domain: str) -> bool:
         """Whether the domain is hosted; a yes is kept (LOOKUP_TTL_S), a no read again each time."""
         if self._domains.get(domain):
