@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc
-from tidings_cli import blobs, queue, transfer
+from tidings_cli import backup, blobs, queue, transfer, verify
 from tidings_cli.cluster import DEFAULT_DOMAIN, HOST, ClusterError, Layout, LocalCluster
 from tidings_cli.dkim import cmd_domain_dkim
 from tidings_cli.ports import PortsTaken, check_free
@@ -212,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     queue.add_parser(sub)
     blobs.add_parser(sub)
     transfer.add_parsers(sub)
+    backup.add_parsers(sub)
+    verify.add_parsers(sub)
 
     index = sub.add_parser("index").add_subparsers(dest="action", required=True)
     for action, text in (("rebuild", "rebuild the search index from the stored messages"),
