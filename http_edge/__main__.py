@@ -7,7 +7,6 @@ the real one), starts the metrics endpoint, runs uvicorn, and stops cleanly
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import socket
 import sys
@@ -16,6 +15,7 @@ from collections.abc import Sequence
 import uvicorn
 from prometheus_client import start_http_server
 
+from tidings_runtime import logs
 from tidings_runtime.ready import write_ready
 
 from .app import create_app
@@ -43,7 +43,8 @@ async def _serve(settings: Settings, sock: socket.socket, metrics_port: int | No
     config = uvicorn.Config(
         create_app(settings),
         log_level=settings.log_level,
-        access_log=False,
+        log_config=None,     # uvicorn's loggers go to ours (tidings_runtime/logs.py)
+        access_log=False,    # the access line is http_edge/access_log.py's
         server_header=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
@@ -63,7 +64,7 @@ async def _serve(settings: Settings, sock: socket.socket, metrics_port: int | No
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.load(argv)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.setup("http_edge", settings.log_level, settings.log_format)
     try:
         sock = _bind(settings.host, settings.port)
         metrics_port = None

@@ -9,8 +9,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from tidings_client import MailClient
+from tidings_runtime import logs
 
 from . import errors, push
+from .access_log import AccessLogMiddleware
 from .limits import BodyLimitMiddleware
 from .metrics import MetricsMiddleware
 from .routes import ROUTERS
@@ -39,7 +41,8 @@ def create_app(settings: Settings, *, client: MailClient | None = None) -> FastA
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = client is None
-        app.state.client = client if client is not None else MailClient(settings.router, timeout=settings.rpc_timeout)
+        app.state.client = client if client is not None else MailClient(
+            settings.router, timeout=settings.rpc_timeout, interceptors=logs.client_interceptors())
         try:
             yield
         finally:
@@ -56,7 +59,8 @@ def create_app(settings: Settings, *, client: MailClient | None = None) -> FastA
     app.state.signer = TokenSigner(settings.token_secret, settings.token_ttl)
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_body_size=settings.max_request_bytes)
-    app.add_middleware(MetricsMiddleware)  # outermost: counts every answer, 413s included
+    app.add_middleware(MetricsMiddleware)  # counts every answer, 413s included
+    app.add_middleware(AccessLogMiddleware)  # outermost: a line for every answer, its request id on all
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(push.router)

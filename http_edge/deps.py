@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tidings.v1 import types_pb2
 from tidings_client import InvalidArgument, MailClient, NotFound, PermissionDenied, Unauthenticated
 
+from .access_log import note_user
 from .errors import unauthenticated
 from .settings import Settings
 from .tokens import InvalidToken, Principal, TokenSigner
@@ -46,9 +47,11 @@ async def current_user(
             raise unauthenticated("the Authorization header must be 'Bearer <token>'")
         raise unauthenticated("missing bearer token (POST /v1/auth/token to get one)")
     try:
-        return request.app.state.signer.verify(credentials.credentials)
+        principal: Principal = request.app.state.signer.verify(credentials.credentials)
     except InvalidToken as exc:
         raise unauthenticated(str(exc)) from None
+    note_user(request.scope, principal.user_id)
+    return principal
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -39,7 +39,6 @@ class Settings(ServerSettings):
     send_burst: PositiveInt = setting(20, "TIDINGS_HTTP_SEND_BURST", help="sends a user may make at once")
     event_streams: PositiveInt = setting(8, "TIDINGS_HTTP_EVENT_STREAMS",
                                          help="GET /v1/events streams a user may hold open at once, per edge process")
-    log_level: str = setting("info", "TIDINGS_LOG_LEVEL", help="uvicorn and logging level")
 
     @field_validator("metrics_host")
     @classmethod

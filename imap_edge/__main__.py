@@ -5,7 +5,6 @@ writes ``{"imap": port, "imaps": port, "pop3": port, "metrics": port}`` to ``--r
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ from prometheus_client import start_http_server
 from imap_edge.pop3.server import Pop3Server
 from imap_edge.server import ImapServer, tls_context
 from imap_edge.settings import Settings
+from tidings_runtime import logs
 from tidings_runtime.ready import write_ready
 
 
@@ -52,8 +52,7 @@ async def serve(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.load(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup("imap_edge", settings.log_level, settings.log_format)
     try:
         asyncio.run(serve(settings))
     except OSError as exc:

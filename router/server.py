@@ -22,6 +22,7 @@ from router.service import AdminService, MailService
 from router.settings import Settings
 from router.spam import SpamFilter
 from tidings.v1 import mail_pb2, mail_pb2_grpc, queue_pb2, queue_pb2_grpc
+from tidings_runtime import logs
 from tidings_runtime.grpc_server import Mounted, serve
 from tidings_runtime.hlc import HybridLogicalClock
 from tidings_runtime.periodic import Periodic
@@ -104,5 +105,5 @@ async def run(settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     settings = Settings.load(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s router %(levelname)s %(message)s")
+    logs.setup("router", settings.log_level, settings.log_format)
     asyncio.run(run(settings))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from smtp_edge.config import Settings
 from smtp_edge.server import SmtpEdge
+from tidings_runtime import logs
 from tidings_runtime.ready import write_ready
 
 
@@ -34,8 +35,7 @@ async def serve(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.load(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup("smtp_edge", settings.log_level, settings.log_format)
     logging.getLogger("mail.log").setLevel(logging.WARNING)   # aiosmtpd: one line per command
     asyncio.run(serve(settings))
     return 0

@@ -26,7 +26,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
-from smtp_edge import pipeline, replies
+from smtp_edge import pipeline, replies, transaction_log
 from smtp_edge.errors import InvalidCredentials, PermanentFailure, TemporaryFailure
 from smtp_edge.mail_api import MailApi
 from smtp_edge.metrics import ACCEPTED, DELIVERY_SECONDS
@@ -34,6 +34,7 @@ from smtp_edge.model import Account, Recipient
 from smtp_edge.pipeline import InboundMessage
 from smtp_edge.pipeline.findings import Screening
 from smtp_edge.pipeline.trace import Trace, stamp
+from smtp_edge.transaction_log import Transaction
 from tidings_runtime.addresses import AddressError, parse_address, same_mailbox
 from tidings_runtime.ids import new_entry_id
 from tidings_runtime.rate import TokenBuckets
@@ -59,6 +60,7 @@ class EdgeHandler:
         self._rate = TokenBuckets(send_rate, send_burst)
         # each transaction's accepted recipients in canonical form (one copy a user)
         self._accepted: weakref.WeakKeyDictionary[Envelope, set[str]] = weakref.WeakKeyDictionary()
+        self._transactions: weakref.WeakKeyDictionary[Envelope, Transaction] = weakref.WeakKeyDictionary()
         self._dedupe = dedupe
         if checks is not None:
             self.checks = checks
@@ -96,10 +98,12 @@ class EdgeHandler:
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
         if not (address.isascii() or envelope.smtp_utf8):
-            return replies.needs_smtputf8(address)
+            return self._logged(Transaction().begin(), replies.needs_smtputf8(address), session, address)
+        txn = Transaction().begin()
         rejection = self.sender_reply(session, address)
         if rejection is not None:
-            return rejection
+            return self._logged(txn, rejection, session, address)
+        self._transactions[envelope] = txn
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return replies.SENDER_OK
@@ -134,6 +138,21 @@ class EdgeHandler:
         return replies.RECIPIENT_OK
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert envelope.original_content is not None and envelope.mail_from is not None
+        reply = await self._data(session, envelope)
+        return self._logged(self._transactions.pop(envelope, Transaction()), reply, session,
+                            envelope.mail_from, tuple(envelope.rcpt_tos), len(envelope.original_content))
+
+    def _logged(self, txn: Transaction, reply: str, session: Session, mail_from: str,
+                recipients: tuple[str, ...] = (), size: int | None = None) -> str:
+        """`reply`, once the transaction's line is logged (smtp_edge/transaction_log.py)."""
+        author = self.author(session)
+        transaction_log.record(txn, reply, listener=self.listener, peer=_peer_ip(session),
+                               helo=session.host_name or "", user=author.user_id if author else "",
+                               mail_from=mail_from, recipients=recipients, size=size)
+        return reply
+
+    async def _data(self, session: Session, envelope: Envelope) -> str:
         assert envelope.original_content is not None and envelope.mail_from is not None
         author = self.author(session)
         message = InboundMessage(raw=envelope.original_content, mail_from=envelope.mail_from,

@@ -16,6 +16,7 @@ from storage_node.node_ops import NodeOpsService
 from storage_node.service import StorageService
 from storage_node.settings import Settings
 from tidings.v1 import blobs_pb2, blobs_pb2_grpc, node_ops_pb2, node_ops_pb2_grpc, storage_pb2, storage_pb2_grpc
+from tidings_runtime import logs
 from tidings_runtime.grpc_server import Mounted, serve
 from tidings_runtime.periodic import Periodic
 
@@ -74,4 +75,6 @@ async def run(settings: Settings) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    asyncio.run(run(Settings.load(argv)))
+    settings = Settings.load(argv)
+    logs.setup("storage_node", settings.log_level, settings.log_format)
+    asyncio.run(run(settings))

@@ -17,6 +17,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
+from tidings_runtime.logs import RequestIdServerInterceptor
 from tidings_runtime.ready import write_ready
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -39,7 +40,7 @@ async def serve(mounted: list[Mounted], listen: str, metrics_port: int | None, b
     """Serve until SIGINT/SIGTERM. `listen` may have port 0 and `metrics_port` may be 0
     (any free port; None: no metrics); the bound ports are printed and, once serving,
     written to `ready_file` as {"grpc": ..., "metrics": ...}."""
-    server = grpc.aio.server(options=CHANNEL_OPTIONS)
+    server = grpc.aio.server(options=CHANNEL_OPTIONS, interceptors=[RequestIdServerInterceptor()])
     for m in mounted:
         m.add_to_server(m.servicer, server)
     health_servicer = health.aio.HealthServicer()

@@ -16,13 +16,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from tidings_runtime.durations import parse_duration
+from tidings_runtime.logs import LogFormat
 
 SETTINGS_EXIT_CODE = 2
 
@@ -64,6 +65,8 @@ def _duration(value: Any) -> Any:
 # Seconds as operators write them: `30s`, `5m`, `5d` (tidings_runtime.durations), or a number.
 Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
 HostPort = Annotated[str, AfterValidator(valid_host_port)]
+LogLevel = Annotated[Literal["debug", "info", "warning", "error"], BeforeValidator(lambda v: v.lower()
+                                                                                  if isinstance(v, str) else v)]
 
 
 class TidingsSettings(BaseSettings):
@@ -151,6 +154,9 @@ class ServerSettings(TidingsSettings):
 
     ready_file: Path | None = setting(None, "TIDINGS_READY_FILE",
                                       help="once serving, write the bound ports here as JSON")
+    log_level: LogLevel = setting("info", "TIDINGS_LOG_LEVEL", help="debug, info, warning or error")
+    log_format: LogFormat = setting("json", "TIDINGS_LOG_FORMAT",
+                                    help="json (one object a line, tidings_runtime/logs.py) or text")
 
 
 def _extra(info: FieldInfo) -> dict[str, Any]:

@@ -6,7 +6,6 @@ Prints one line once it runs, e.g.
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from smtp_edge.outbound.mx import MxResolver, make_resolver
 from smtp_edge.outbound.queue_api import QueueApi
 from smtp_edge.outbound.settings import Settings
 from smtp_edge.outbound.worker import Worker
+from tidings_runtime import logs
 from tidings_runtime.periodic import Periodic
 from tidings_runtime.ready import write_ready
 
@@ -65,8 +65,7 @@ async def serve(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.load(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup("delivery_worker", settings.log_level, settings.log_format)
     asyncio.run(serve(settings))
     return 0
 

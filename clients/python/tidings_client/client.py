@@ -96,6 +96,7 @@ class _BaseClient:
         timeout: float = DEFAULT_TIMEOUT,
         credentials: grpc.ChannelCredentials | None = None,
         channel: grpc.aio.Channel | None = None,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     ) -> None:
         self.target = target
         self.timeout = timeout
@@ -105,9 +106,9 @@ class _BaseClient:
         else:
             options = channel_options(self._retry_methods)
             self._channel = (
-                grpc.aio.secure_channel(target, credentials, options=options)
+                grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
                 if credentials is not None
-                else grpc.aio.insecure_channel(target, options=options)
+                else grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
             )
             self._owns_channel = True
 
