@@ -9,6 +9,8 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tidings_runtime import logs
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -33,7 +35,8 @@ class Sessions:
         if task is not None:
             self._tasks.add(task)
         try:
-            await session
+            with logs.bound(session=logs.new_request_id()):   # on every line the session logs
+                await session
         except Exception:
             log.exception("%s session failed", self.protocol)
         finally:
