@@ -46,6 +46,9 @@ class Settings(ServerSettings):
     max_recipients: PositiveInt = setting(100, "TIDINGS_SMTP_MAX_RECIPIENTS", help="RCPTs a message may have")
     rpc_timeout: Seconds = setting(5.0, "TIDINGS_SMTP_RPC_TIMEOUT",
                                    help="seconds for CheckRecipient and Authenticate")
+    lookup_ttl: float = setting(60.0, "TIDINGS_SMTP_LOOKUP_TTL", ge=0,
+                                help="seconds a recipient found to be a user here is believed without asking "
+                                     "the router again (0: ask every time)")
     deliver_timeout: Seconds = setting(30.0, "TIDINGS_SMTP_DELIVER_TIMEOUT",
                                        help="seconds for Deliver (durable on W replicas)")
     submission_rate: NonNegativeInt = setting(60, "TIDINGS_SMTP_SUBMISSION_RATE",

@@ -47,7 +47,7 @@ class SmtpEdge:
         self.settings = settings
         self.api = MailApi(settings.router, rpc_timeout=settings.rpc_timeout,
                            deliver_timeout=settings.deliver_timeout,
-                           max_message_bytes=settings.max_size)
+                           max_message_bytes=settings.max_size, lookup_ttl=settings.lookup_ttl)
         limits: dict[str, Any] = dict(hostname=settings.hostname, max_size=settings.max_size,
                                       max_recipients=settings.max_recipients, dedupe=settings.dedupe)
         # one resolver and cache for sender authentication and blocklists, made only if one is on
