@@ -20,8 +20,8 @@ from smtp_edge.errors import EdgeError, InvalidCredentials, PermanentFailure, Te
 from smtp_edge.model import Account, Recipient
 from smtp_edge.pipeline.findings import Screening
 from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
-from tidings_runtime import logs
 from tidings_runtime.addresses import AddressError
+from tidings_runtime.ttl_cache import TtlCache
 
 _SERVICE_CONFIG = json.dumps({
     "methodConfig": [{
@@ -88,8 +88,11 @@ class MailApi:
     """Client of ``tidings.v1.Mail`` for the edge; create, :meth:`open`, use, :meth:`close`."""
 
     def __init__(self, target: str, *, rpc_timeout: float, deliver_timeout: float,
-                 max_message_bytes: int) -> None:
+                 max_message_bytes: int, lookup_ttl: float = 0.0) -> None:
         self._target = target
+        # A yes (a user here) is kept lookup_ttl seconds, as the router keeps known accounts;
+        # a no is asked again each time, so a new account receives at once.
+        self._known: TtlCache[str, Recipient] | None = TtlCache(lookup_ttl, 100_000) if lookup_ttl > 0 else None
         self._rpc_timeout = rpc_timeout
         self._deliver_timeout = deliver_timeout
         self._max_message_bytes = max_message_bytes
@@ -104,7 +107,7 @@ class MailApi:
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
-        ], interceptors=logs.client_interceptors())   # the transaction id as x-request-id
+        ])
         self._stub = mail_pb2_grpc.MailStub(self._channel)
 
     async def close(self) -> None:
@@ -121,6 +124,9 @@ class MailApi:
     async def check_recipient(self, address: str) -> Recipient:
         """Whether ``address`` is a user here, an unknown user of ours, or not ours at all;
         :class:`AddressError` when the router finds it malformed."""
+        known = self._known.get(address) if self._known is not None else None
+        if known is not None:
+            return known
         try:
             response = await self.stub.CheckRecipient(
                 mail_pb2.CheckRecipientRequest(address=address), timeout=self._rpc_timeout)
@@ -131,6 +137,8 @@ class MailApi:
         status = _RECIPIENT.get(response.status)
         if status is None:
             raise TemporaryFailure("recipient check gave no answer")
+        if status is Recipient.LOCAL_USER and self._known is not None:
+            self._known.put(address, status)
         return status
 
     async def deliver(self, entry_id: str, raw: bytes, recipients: Sequence[str],
