@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import os
 import smtplib
 import ssl
@@ -181,4 +182,6 @@ def test_virus_scan_off_delivers_and_warns(fake_router: FakeMail, tmp_path: Path
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=10)
-    assert "WARNING smtp_edge.server: TIDINGS_VIRUS_SCAN=off: messages are NOT scanned for viruses" in stderr
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]   # tidings_runtime/logs.py
+    assert ("warning", "smtp_edge.server", "TIDINGS_VIRUS_SCAN=off: messages are NOT scanned for viruses") in [
+        (line["level"], line["logger"], line["msg"]) for line in lines]
