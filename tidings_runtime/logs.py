@@ -93,12 +93,16 @@ class TextFormatter(logging.Formatter):
         return text + "".join(f" {k}={v}" for k, v in fields.items())
 
 
+class _OurHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler `setup` installs (others on the root logger, e.g. pytest's, are left)."""
+
+
 def setup(role: str, level: str = "info", fmt: LogFormat = "json") -> None:
     """Send every logger's records to stderr in `fmt` at `level`: a process calls it once at start."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _OurHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(role) if fmt == "json" else TextFormatter(role))
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if isinstance(h, _OurHandler)]:   # a second call replaces ours only
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())

@@ -103,3 +103,23 @@ async def _round_trip() -> list[str | None]:
 
 def test_the_request_id_crosses_grpc() -> None:
     assert asyncio.run(_round_trip()) == ["req-abc", None, None]
+
+
+def test_setup_replaces_only_its_own_handler() -> None:
+    root = logging.getLogger()
+    other = logging.NullHandler()
+    root.addHandler(other)
+    before = list(root.handlers)
+    level = root.level
+    try:
+        logs.setup("a", "warning", "json")
+        logs.setup("b", "debug", "text")
+        ours = [h for h in root.handlers if h not in before]
+        assert len(ours) == 1 and isinstance(ours[0].formatter, logs.TextFormatter)
+        assert other in root.handlers and root.level == logging.DEBUG
+    finally:
+        for handler in root.handlers:
+            if handler not in before:
+                root.removeHandler(handler)
+        root.removeHandler(other)
+        root.setLevel(level)
