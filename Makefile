@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 GEN := clients/python/tidings/v1/mail_pb2.py
 
-.PHONY: all setup proto run test lint bench clean postfix clamav rspamd prometheus isync
+.PHONY: all setup proto run test lint bench clean postfix clamav rspamd prometheus isync mutt
 
 all: setup
 
@@ -20,7 +20,7 @@ $(GEN): $(STAMP) $(wildcard proto/tidings/v1/*.proto) proto/generate.py
 	rm -rf clients/python/tidings
 	$(BIN)/python proto/generate.py clients/python
 
-setup proto: $(STAMP) $(GEN) postfix clamav rspamd prometheus isync
+setup proto: $(STAMP) $(GEN) postfix clamav rspamd prometheus isync mutt
 
 # Debian's Postfix, the real MTA of tests/interop and bench/outbound, installed when missing:
 # no configuration and no service start (policy-rc.d), so nothing listens on :25; each test
@@ -64,6 +64,11 @@ prometheus:
 # Debian's isync (mbsync), the real IMAP client tests/imap/test_mbsync.py drives against the IMAP edge.
 isync:
 	$(call debian_package,isync,tests/imap/test_mbsync.py will skip)
+
+# Debian's mutt and tmux: tests/imap/test_mutt.py drives mutt in a tmux pane against the IMAP edge.
+mutt:
+	$(call debian_package,mutt,tests/imap/test_mutt.py will skip)
+	$(call debian_package,tmux,tests/imap/test_mutt.py will skip)
 
 run: setup
 	$(BIN)/tidings cluster run
