@@ -197,18 +197,19 @@ def send_all(host: str, port: int, messages: Sequence[tuple[int, str, bytes]], r
 
 # --- the peer: installing it ----------------------------------------------------------------------
 
-def missing_packages() -> list[str]:
+def missing_packages(packages: Sequence[str] = PEER_PACKAGES) -> list[str]:
     missing = []
-    for name in PEER_PACKAGES:
+    for name in packages:
         done = subprocess.run(["dpkg-query", "-W", "-f=${Status}", name], capture_output=True, text=True)
         if "install ok installed" not in done.stdout:
             missing.append(name)
     return missing
 
 
-def install_peer() -> str | None:
-    """Install what the peer needs as the Makefile installs a Debian package; why not, or None."""
-    missing = missing_packages()
+def install_peer(packages: Sequence[str] = PEER_PACKAGES) -> str | None:
+    """Install what the peer needs (or `packages`) as the Makefile installs a Debian package; why
+    not, or None."""
+    missing = missing_packages(packages)
     if not missing:
         return None
     if shutil.which("apt-get") is None or shutil.which("dpkg-query") is None:
@@ -237,7 +238,7 @@ def install_peer() -> str | None:
     finally:
         if made_policy:
             policy.unlink(missing_ok=True)
-    still = missing_packages()
+    still = missing_packages(packages)
     return f"{', '.join(still)} still not installed after apt-get" if still else None
 
 
