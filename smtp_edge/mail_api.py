@@ -20,6 +20,7 @@ from smtp_edge.errors import EdgeError, InvalidCredentials, PermanentFailure, Te
 from smtp_edge.model import Account, Recipient
 from smtp_edge.pipeline.findings import Screening
 from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
+from tidings_runtime import logs
 from tidings_runtime.addresses import AddressError
 from tidings_runtime.ttl_cache import TtlCache
 
@@ -107,7 +108,7 @@ class MailApi:
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
-        ])
+        ], interceptors=logs.client_interceptors())   # the transaction id as x-request-id
         self._stub = mail_pb2_grpc.MailStub(self._channel)
 
     async def close(self) -> None:
