@@ -83,6 +83,8 @@ class Summary:
     draft: bool = False
     deleted: bool = False          # IMAP \Deleted, kept in the store until EXPUNGE
     keywords: tuple[str, ...] = ()
+    thread_id: str = ""
+    subject: str = ""
 
     @property
     def flags(self) -> list[str]:
@@ -131,7 +133,7 @@ _KINDS = {1: "new", 2: "updated", 3: "deleted", 4: "folder"}
 def _summary(message: Any) -> Summary:
     return Summary(message.id, message.folder_id, bool(message.unread), bool(message.starred), int(message.size),
                    int(message.received_ms), bool(message.answered), bool(message.draft), bool(message.deleted),
-                   tuple(message.keywords))
+                   tuple(message.keywords), str(message.thread_id), str(message.subject))
 
 
 SYSTEM_FLAGS = {"\\answered": "\\Answered", "\\flagged": "\\Flagged", "\\deleted": "\\Deleted",

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from imap_edge import message as mime
-from imap_edge import names, starttls
+from imap_edge import names, starttls, threads
 from imap_edge.backend import Account, Backend, BackendError, BadCredentials, Gone, Summary, TooOld, UserMailbox, flag_changes
 from imap_edge.connections import UserConnections
 from imap_edge.metrics import COMMANDS
@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 
 SERVER_ID = {"name": "Tidings", "vendor": "Tidings", "version": "0.1.0"}
 BASE_CAPABILITIES = ("IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
-                     "UNSELECT", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CONDSTORE", "ESEARCH")
+                     "UNSELECT", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CONDSTORE", "ESEARCH",
+                     *(f"THREAD={a}" for a in threads.ALGORITHMS))
 RAW_CACHE = 16  # message bodies a session keeps (a client fetches a message's parts one by one)
 
 
@@ -62,14 +63,15 @@ class State(enum.Enum):
 _ANY = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "ID"})
 _AUTH = frozenset({"ENABLE", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST",
                    "LSUB", "STATUS", "APPEND", "NAMESPACE", "IDLE"})
-_SELECTED = frozenset({"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE"})
+_SELECTED = frozenset({"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE",
+                       "THREAD"})
 ALLOWED: dict[State, frozenset[str]] = {
     State.NOT_AUTHENTICATED: _ANY | {"LOGIN", "AUTHENTICATE", "STARTTLS"},
     State.AUTHENTICATED: _ANY | _AUTH,
     State.SELECTED: _ANY | _AUTH | _SELECTED,
     State.LOGOUT: frozenset(),
 }
-_NO_RENUMBER = frozenset({"FETCH", "STORE", "SEARCH"})  # without UID: no EXPUNGE while answering
+_NO_RENUMBER = frozenset({"FETCH", "STORE", "SEARCH", "THREAD"})  # without UID: no EXPUNGE while answering
 
 
 class Bad(Exception):
@@ -126,6 +128,7 @@ class Session:
             "UNSUBSCRIBE": self._subscribe, "APPEND": self._append, "IDLE": self._idle, "CLOSE": self._close,
             "UNSELECT": self._close, "EXPUNGE": self._expunge, "FETCH": self._fetch, "STORE": self._store,
             "COPY": self._copy, "MOVE": self._copy, "SEARCH": self._search,
+            "THREAD": self._thread,
         }
         self._handlers = handlers
 
@@ -230,7 +233,7 @@ class Session:
         status = "OK"
         try:
             if command.name not in ALLOWED[self.state]:
-                if command.name in ("COMPRESS", "THREAD"):
+                if command.name == "COMPRESS":
                     raise Bad(f"{command.name} is not supported")
                 raise Bad(f"{name} is not allowed in the {self.state.value} state")
             handler = self._handlers[command.name]
@@ -929,27 +932,10 @@ class Session:
     async def _search(self, command: c.Command) -> str:
         args = command.arguments
         assert isinstance(args, c.Search)
-        selected = self._box
         if args.returns is not None and "SAVE" in args.returns:
             raise No("SEARCH RETURN (SAVE) is not supported", Code("CANNOT"))
-        if _uses_modseq(args.key):
-            self.condstore = True
-
-        async def load(messages: list[Message]) -> None:
-            await self._load(selected, messages)
-
-        async def raw(message: Message) -> bytes | None:
-            try:
-                return await self._raw(message)
-            except Gone:
-                return None
-
-        try:
-            found = await Searcher(self._mail, selected, summaries=load, raw=raw).run(args.key)
-        except BadSequence as error:
-            raise Bad(str(error)) from None
-        except Unsupported as error:
-            raise No(str(error), Code("CANNOT")) from None
+        found = await self._matching(args.key)
+        selected = self._box
         numbers = [m.uid if command.uid else selected.number(m.uid) for m in found]
         modseq = max((m.modseq for m in found), default=None) if _uses_modseq(args.key) else None
         if args.returns is None:
@@ -962,6 +948,42 @@ class Session:
                 count=len(numbers) if "COUNT" in wanted else None,
                 all=numbers if "ALL" in wanted and numbers else None, modseq=modseq))
         return f"{'UID ' if command.uid else ''}SEARCH completed"
+
+    async def _thread(self, command: c.Command) -> str:
+        args = command.arguments
+        assert isinstance(args, c.Thread)
+        if args.algorithm not in threads.ALGORITHMS:
+            raise Bad(f"THREAD {args.algorithm} is not supported: {' or '.join(threads.ALGORITHMS)}")
+        found = await self._matching(args.key)
+        selected = self._box
+        await self._load(selected, found)
+        items = [threads.Item(m.uid if command.uid else selected.number(m.uid), m.summary.thread_id,
+                              m.summary.subject, m.summary.received_ms)
+                 for m in found if m.summary is not None and not m.gone]
+        self.send(self.encoder.thread(threads.thread(args.algorithm, items)))
+        return f"{'UID ' if command.uid else ''}THREAD completed"
+
+    async def _matching(self, key: SearchKey) -> list[Message]:
+        """The selected messages that match a SEARCH key."""
+        selected = self._box
+        if _uses_modseq(key):
+            self.condstore = True
+
+        async def load(messages: list[Message]) -> None:
+            await self._load(selected, messages)
+
+        async def raw(message: Message) -> bytes | None:
+            try:
+                return await self._raw(message)
+            except Gone:
+                return None
+
+        try:
+            return await Searcher(self._mail, selected, summaries=load, raw=raw).run(key)
+        except BadSequence as error:
+            raise Bad(str(error)) from None
+        except Unsupported as error:
+            raise No(str(error), Code("CANNOT")) from None
 
 
 def _uses_modseq(key: SearchKey) -> bool:

@@ -84,7 +84,7 @@ async def test_greeting_and_commands_in_the_wrong_state(fake: FakeMail) -> None:
     assert (await peer.ask(b"t4 LOGIN ann@example.test pw\r\n")).startswith(b"t4 BAD LOGIN is not allowed in the "
                                                                             b"authenticated state")
     assert (await peer.ask(b"t5 STORE 1 +FLAGS \\Seen\r\n")).startswith(b"t5 BAD STORE is not allowed")
-    assert (await peer.ask(b"t6 THREAD REFERENCES UTF-8 ALL\r\n")).startswith(b"t6 BAD THREAD is not supported")
+    assert (await peer.ask(b"t6 THREAD REFERENCES UTF-8 ALL\r\n")).startswith(b"t6 BAD THREAD is not allowed")
     assert b"* BYE" in await peer.ask(b"t7 LOGOUT\r\n")
     assert await peer.reader.read() == b""
 
