@@ -51,6 +51,7 @@ BASE_CAPABILITIES = ("IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE",
                      "UNSELECT", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CONDSTORE", "ESEARCH",
                      *(f"THREAD={a}" for a in threads.ALGORITHMS))
 RAW_CACHE = 16  # message bodies a session keeps (a client fetches a message's parts one by one)
+READ_AHEAD = 16  # bodies a FETCH reads at once (concurrent reads share the router's coalesced calls)
 
 
 class State(enum.Enum):
@@ -761,15 +762,19 @@ class Session:
                                         "RFC822.TEXT", "BINARY", "BINARY.SIZE"})
         sets_seen = not selected.read_only and any(a.sets_seen for a in attributes)
         gone = False
-        for message in messages:
-            try:
-                items = await self._fetch_one(message, attributes, needs_raw, sets_seen)
-            except Gone:
-                gone = True
-                continue
-            self.send(self.encoder.fetch(selected.number(message.uid), items))
-            if sum(len(b) for b in self._out) > 1 << 20:
-                await self.flush()
+        for start in range(0, len(messages), READ_AHEAD if needs_raw else len(messages) or 1):
+            chunk = messages[start:start + READ_AHEAD] if needs_raw else messages
+            if needs_raw:      # read the chunk's bodies at once, into the cache _fetch_one reads
+                await asyncio.gather(*(self._raw(m) for m in chunk), return_exceptions=True)
+            for message in chunk:
+                try:
+                    items = await self._fetch_one(message, attributes, needs_raw, sets_seen)
+                except Gone:
+                    gone = True
+                    continue
+                self.send(self.encoder.fetch(selected.number(message.uid), items))
+                if sum(len(b) for b in self._out) > 1 << 20:
+                    await self.flush()
         if gone:
             raise No("some messages were expunged meanwhile", Code("EXPUNGEISSUED"))
         return f"{'UID ' if command.uid else ''}FETCH completed"
