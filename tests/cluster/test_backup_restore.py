@@ -70,14 +70,13 @@ def test_a_node_restored_from_a_backup_taken_under_load_catches_up(grid: Grid, t
     assert restored.returncode == 0, restored.stderr
     assert "node 2 restored" in restored.stdout
     grid.start_storage(2)
-    passes = []
+    # What node 2 missed after its backup comes back by hints (replayed once it is up again)
+    # and by repair, whichever is first: how much each brought differs from run to run.
     for _ in range(3):   # a pass that repaired says "not converged": it compares before repairing
         repaired = tidings(grid, "repair")
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr
-        passes.append(int(repaired.stdout.split(" differed, ")[1].split()[0]))
         if tidings(grid, "repair", "--check").returncode == 0:
             break
-    assert passes[0] > 0, "node 2 missed the deliveries after its backup: the first pass repairs them"
 
     verified = tidings(grid, "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
