@@ -25,6 +25,7 @@ import binascii
 import enum
 import logging
 import ssl
+import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -63,7 +64,7 @@ class State(enum.Enum):
 
 _ANY = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "ID"})
 _AUTH = frozenset({"ENABLE", "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE", "LIST",
-                   "LSUB", "STATUS", "APPEND", "NAMESPACE", "IDLE"})
+                   "LSUB", "STATUS", "APPEND", "NAMESPACE", "IDLE", "COMPRESS"})
 _SELECTED = frozenset({"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE",
                        "THREAD"})
 ALLOWED: dict[State, frozenset[str]] = {
@@ -111,6 +112,9 @@ class Session:
         self.connections = connections
         self._counted: str | None = None  # the user this session is counted for in ``connections``
         self._upgrade = False  # STARTTLS answered OK: the handshake follows the flush
+        self._compress = False  # COMPRESS answered OK: deflate starts after the flush
+        self._deflate: Any = None  # zlib's raw deflate streams (RFC 4978), out and in, once active
+        self._inflate: Any = None
         self._closing = False  # BYE sent: close after the flush
         self.state = State.NOT_AUTHENTICATED
         self.account: Account | None = None
@@ -129,7 +133,7 @@ class Session:
             "UNSUBSCRIBE": self._subscribe, "APPEND": self._append, "IDLE": self._idle, "CLOSE": self._close,
             "UNSELECT": self._close, "EXPUNGE": self._expunge, "FETCH": self._fetch, "STORE": self._store,
             "COPY": self._copy, "MOVE": self._copy, "SEARCH": self._search,
-            "THREAD": self._thread,
+            "THREAD": self._thread, "COMPRESS": self._compress_command,
         }
         self._handlers = handlers
 
@@ -144,6 +148,8 @@ class Session:
             found.append("AUTH=PLAIN")
             if not self._login_allowed:
                 found.append("LOGINDISABLED")
+        elif self._deflate is None:
+            found.append("COMPRESS=DEFLATE")
         return found
 
     @property
@@ -157,8 +163,11 @@ class Session:
 
     async def flush(self) -> None:
         if self._out:
-            self.writer.write(b"".join(self._out))
+            data = b"".join(self._out)
             self._out.clear()
+            if self._deflate is not None:   # each flush ends on a byte boundary the client can read
+                data = self._deflate.compress(data) + self._deflate.flush(zlib.Z_SYNC_FLUSH)
+            self.writer.write(data)
             await self.writer.drain()
 
     # -- the loop
@@ -191,6 +200,8 @@ class Session:
                     return
                 if self._upgrade:
                     await self._start_tls()
+                if self._compress:
+                    self._start_compression()
         except Closed:
             pass
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -219,6 +230,12 @@ class Session:
             raise Closed from None
         if not data:
             raise Closed
+        if self._inflate is not None:
+            try:
+                data = self._inflate.decompress(data)
+            except zlib.error as error:
+                log.info("IMAP COMPRESS: the client's deflate stream is broken: %s", error)
+                raise Closed from None
         self.parser.feed(data)
 
     def _refuse(self, error: ParseError) -> None:
@@ -234,8 +251,6 @@ class Session:
         status = "OK"
         try:
             if command.name not in ALLOWED[self.state]:
-                if command.name == "COMPRESS":
-                    raise Bad(f"{command.name} is not supported")
                 raise Bad(f"{name} is not allowed in the {self.state.value} state")
             handler = self._handlers[command.name]
             text = await handler(command)
@@ -296,6 +311,26 @@ class Session:
             raise Bad("STARTTLS cannot be pipelined: the bytes after it were not read")
         self._upgrade = True
         return "Begin TLS negotiation now"
+
+    async def _compress_command(self, command: c.Command) -> str:
+        """COMPRESS DEFLATE (RFC 4978): after the OK, both directions are raw deflate streams."""
+        args = command.arguments
+        assert isinstance(args, c.Compress)
+        if self._deflate is not None:
+            raise No("compression is already active", Code("COMPRESSIONACTIVE"))
+        if args.mechanism.upper() != "DEFLATE":
+            raise Bad(f"unknown compression mechanism {args.mechanism!r}: only DEFLATE")
+        if self._pipelined():
+            self.send(self.encoder.untagged("BYE", "commands sent after COMPRESS are refused, closing"))
+            self._closing = True
+            raise Bad("COMPRESS cannot be pipelined: the bytes after it were not read")
+        self._compress = True
+        return "DEFLATE active"
+
+    def _start_compression(self) -> None:
+        self._compress = False
+        self._deflate = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -15)
+        self._inflate = zlib.decompressobj(-15)
 
     def _pipelined(self) -> bool:
         """Bytes received after the command that would otherwise be read after the handshake."""
