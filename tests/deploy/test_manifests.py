@@ -18,12 +18,15 @@ from yamllint import linter
 from yamllint.config import YamlLintConfig
 
 from tests.deploy.manifests import (
+    CONTRACT,
+    CONTRACT_PORT_CELLS,
     DEPLOY,
     K8S,
     SETTINGS,
     Container,
     compose,
     compose_containers,
+    contract_port_cells,
     contract_ports,
     k8s_containers,
     k8s_documents,
@@ -195,6 +198,12 @@ def test_ports_are_the_contracts(container: Container) -> None:
     assert ports, container.where
     assert ports <= contract_ports(), f"{container.where}: {sorted(ports - contract_ports())} not in CONTRACT.md"
     assert set(container.ports) <= _env_ports(container), f"{container.where}: a port no setting binds"
+
+
+def test_the_port_table_is_contract_mds() -> None:
+    if not CONTRACT.exists():
+        pytest.skip(f"{CONTRACT} is not beside this clone: the copy is checked where it is")
+    assert list(CONTRACT_PORT_CELLS) == contract_port_cells()
 
 
 def test_contract_ports_are_read() -> None:
