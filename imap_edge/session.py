@@ -320,10 +320,8 @@ class Session:
             raise No("compression is already active", Code("COMPRESSIONACTIVE"))
         if args.mechanism.upper() != "DEFLATE":
             raise Bad(f"unknown compression mechanism {args.mechanism!r}: only DEFLATE")
-        if self._pipelined():
-            self.send(self.encoder.untagged("BYE", "commands sent after COMPRESS are refused, closing"))
-            self._closing = True
-            raise Bad("COMPRESS cannot be pipelined: the bytes after it were not read")
+        if self._pipelined():   # refused, so compression stays off and they are read as they came
+            raise Bad("COMPRESS cannot be pipelined: wait for its answer; compression stays off")
         self._compress = True
         return "DEFLATE active"
 

@@ -150,3 +150,16 @@ def test_compress_is_refused_before_login_and_for_another_mechanism(
         assert imap.noop()[0] == "OK"     # still plain: nothing changed
     finally:
         imap.logout()
+
+
+def test_a_pipelined_compress_is_refused_and_the_next_command_answered(grid: Grid,
+                                                                       user: Callable[[], tuple[str, str]]) -> None:
+    email, _ = user()
+    with socket.create_connection((grid.host, grid.imap_port), timeout=30) as sock:
+        plain = sock.makefile("rb")
+        assert plain.readline().startswith(b"* OK")
+        sock.sendall(f'a1 LOGIN "{email}" "{PASSWORD}"\r\n'.encode())
+        assert _until_tagged(plain.readline, b"a1")[-1].startswith(b"a1 OK")
+        sock.sendall(b"a2 COMPRESS DEFLATE\r\na3 NOOP\r\n")
+        assert _until_tagged(plain.readline, b"a2")[-1].startswith(b"a2 BAD COMPRESS cannot be pipelined")
+        assert _until_tagged(plain.readline, b"a3")[-1].startswith(b"a3 OK")
