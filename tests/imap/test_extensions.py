@@ -90,11 +90,8 @@ def test_compress_deflate_after_login(grid: Grid, user: Callable[[], tuple[str, 
     message's body comes through whole."""
     email, _ = user()
     _deliver(grid, email, "Subject: squeezed\r\nMessage-ID: <squeezed@example.org>")
-    with socket.create_connection((grid.host, grid.imap_port), timeout=30) as sock:
+    with _logged_in(grid, email) as sock:
         plain = sock.makefile("rb")
-        assert plain.readline().startswith(b"* OK")
-        sock.sendall(f'a1 LOGIN "{email}" "{PASSWORD}"\r\n'.encode())
-        assert _until_tagged(plain.readline, b"a1")[-1].startswith(b"a1 OK")
         sock.sendall(b"a2 CAPABILITY\r\n")
         assert b"COMPRESS=DEFLATE" in b"".join(_until_tagged(plain.readline, b"a2"))
         sock.sendall(b"a3 COMPRESS DEFLATE\r\n")
@@ -128,6 +125,16 @@ def test_compress_deflate_after_login(grid: Grid, user: Callable[[], tuple[str, 
         assert b"* BYE" in b"".join(_until_tagged(readline, b"b5"))
 
 
+def _logged_in(grid: Grid, email: str) -> socket.socket:
+    """A raw socket to the IMAP edge, past the greeting and a1 LOGIN as ``email``."""
+    sock = socket.create_connection((grid.host, grid.imap_port), timeout=30)
+    plain = sock.makefile("rb")
+    assert plain.readline().startswith(b"* OK")
+    sock.sendall(f'a1 LOGIN "{email}" "{PASSWORD}"\r\n'.encode())
+    assert _until_tagged(plain.readline, b"a1")[-1].startswith(b"a1 OK")
+    return sock
+
+
 def _until_tagged(readline: Callable[[], bytes], tag: bytes) -> list[bytes]:
     lines = [readline()]
     while not lines[-1].startswith(tag + b" "):
@@ -155,11 +162,8 @@ def test_compress_is_refused_before_login_and_for_another_mechanism(
 def test_a_pipelined_compress_is_refused_and_the_next_command_answered(grid: Grid,
                                                                        user: Callable[[], tuple[str, str]]) -> None:
     email, _ = user()
-    with socket.create_connection((grid.host, grid.imap_port), timeout=30) as sock:
+    with _logged_in(grid, email) as sock:
         plain = sock.makefile("rb")
-        assert plain.readline().startswith(b"* OK")
-        sock.sendall(f'a1 LOGIN "{email}" "{PASSWORD}"\r\n'.encode())
-        assert _until_tagged(plain.readline, b"a1")[-1].startswith(b"a1 OK")
         sock.sendall(b"a2 COMPRESS DEFLATE\r\na3 NOOP\r\n")
         assert _until_tagged(plain.readline, b"a2")[-1].startswith(b"a2 BAD COMPRESS cannot be pipelined")
         assert _until_tagged(plain.readline, b"a3")[-1].startswith(b"a3 OK")
