@@ -15,7 +15,7 @@ from router.anti_entropy import AntiEntropy
 from router.change_feed import ChangeFeed
 from router.coordinator import Coordinator, Outcome
 from router.directory import Directory
-from router.dkim_keys import DkimKeys
+from router.dkim_keys import DkimKeys, SigningKey
 from router.drafts import Drafts
 from router.errors import (
     AlreadyExists,
@@ -275,6 +275,12 @@ class MailService(mail_pb2_grpc.MailServicer):
         return _deliver_response(outcome, entry_id, claimed)
 
 
+def _dkim_records(domain: str, keys: list[SigningKey]) -> mail_pb2.DkimRecordList:
+    return mail_pb2.DkimRecordList(domain=parse_domain(domain), records=[
+        mail_pb2.DkimRecordList.Record(name=k.record_name, value=k.record_value, selector=k.selector,
+                                       algorithm=k.algorithm, active=k.active) for k in keys])
+
+
 class AdminService(mail_pb2_grpc.AdminServicer):
     def __init__(self, directory: Directory, replicas: Replicas, anti_entropy: AntiEntropy,
                  membership: Membership, dkim: DkimKeys | None = None) -> None:
@@ -335,10 +341,20 @@ class AdminService(mail_pb2_grpc.AdminServicer):
 
     @rpc
     async def DkimRecords(self, request: mail_pb2.AddDomainRequest, context: Any) -> mail_pb2.DkimRecordList:
-        domain = parse_domain(request.domain)
-        records = [mail_pb2.DkimRecordList.Record(name=k.record_name, value=k.record_value)
-                   for k in await self.dkim.records(domain)]
-        return mail_pb2.DkimRecordList(domain=domain, records=records)
+        return _dkim_records(request.domain, await self.dkim.records(request.domain))
+
+    @rpc
+    async def RotateDkim(self, request: mail_pb2.DkimRotation, context: Any) -> mail_pb2.DkimRecordList:
+        keys = await self.dkim.rotate(request.domain, list(request.algorithms), request.selector or None)
+        return _dkim_records(request.domain, keys)
+
+    @rpc
+    async def ActivateDkim(self, request: mail_pb2.DkimSelectors, context: Any) -> mail_pb2.DkimRecordList:
+        return _dkim_records(request.domain, await self.dkim.activate(request.domain, list(request.selectors)))
+
+    @rpc
+    async def RetireDkim(self, request: mail_pb2.DkimSelectors, context: Any) -> mail_pb2.DkimRecordList:
+        return _dkim_records(request.domain, await self.dkim.retire(request.domain, list(request.selectors)))
 
     @rpc
     async def AddUser(self, request: mail_pb2.AddUserRequest, context: Any) -> types_pb2.Account:

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc
-from tidings_cli import backup, blobs, queue, transfer, verify
+from tidings_cli import backup, blobs, dkim_keys, queue, transfer, verify
 from tidings_cli.cluster import DEFAULT_DOMAIN, HOST, ClusterError, Layout, LocalCluster
 from tidings_cli.dkim import cmd_domain_dkim
 from tidings_cli.ports import PortsTaken, check_free
@@ -209,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", type=Path, metavar="DIR", help="its data directory (default: --base-dir)")
     run.set_defaults(func=cmd_cluster_run)
 
+    dkim_keys.add_parsers(sub)
     queue.add_parser(sub)
     blobs.add_parser(sub)
     transfer.add_parsers(sub)
