@@ -8,7 +8,9 @@ text part, an address list that does not parse is left out.
 """
 from __future__ import annotations
 
+import binascii
 import email.utils
+import quopri
 import re
 from dataclasses import dataclass, field
 from email.message import Message
@@ -25,6 +27,10 @@ _FIELD_NAME = re.compile(rb"([^\s:]+)[ \t]*:")
 
 class SectionError(ValueError):
     """A section that names no part of this message."""
+
+
+class UnknownEncoding(ValueError):
+    """A part whose Content-Transfer-Encoding BINARY cannot decode (``NO [UNKNOWN-CTE]``)."""
 
 
 @dataclass
@@ -194,16 +200,7 @@ def _header_fields(header: bytes, names: tuple[str, ...], keep: bool) -> bytes:
 
 def section(root: Part, raw: bytes, spec: Section) -> bytes:
     """The bytes of ``BODY[spec]``; SectionError if the part numbers name no part."""
-    node = root
-    for number in spec.parts:
-        if node is not root and node.is_message and node.children:
-            node = node.children[0]  # numbers after a message/rfc822 part count in the embedded message
-        if node.is_multipart:
-            if number > len(node.children):
-                raise SectionError(f"no part {'.'.join(map(str, spec.parts))}")
-            node = node.children[number - 1]
-        elif number != 1:
-            raise SectionError(f"no part {'.'.join(map(str, spec.parts))}")
+    node = _node(root, spec.parts)
     message = node.children[0] if node.is_message and node.children else None
     if spec.text is None:
         if not spec.parts:
@@ -219,6 +216,42 @@ def section(root: Part, raw: bytes, spec: Section) -> bytes:
     if spec.text == "HEADER":
         return target.header
     return _header_fields(target.header, spec.fields, keep=spec.text == "HEADER.FIELDS")
+
+
+def binary(root: Part, raw: bytes, spec: Section) -> bytes:
+    """``BINARY[spec]`` (RFC 3516, RFC 9051 6.4.5): the part's body with its content transfer
+    encoding undone (base64, quoted-printable; 7bit, 8bit and binary as they are); ``BINARY[]``
+    is the whole message as stored."""
+    data = section(root, raw, spec)
+    if not spec.parts:
+        return data
+    node = _node(root, spec.parts)
+    encoding = (_value(node.headers, "Content-Transfer-Encoding") or "7bit").strip().lower()
+    if encoding in ("7bit", "8bit", "binary"):
+        return data
+    if encoding == "base64":
+        try:
+            return binascii.a2b_base64(re.sub(rb"[^A-Za-z0-9+/=]", b"", data))
+        except binascii.Error as error:
+            raise UnknownEncoding(f"bad base64 in part {'.'.join(map(str, spec.parts))}: {error}") from None
+    if encoding == "quoted-printable":
+        return quopri.decodestring(data)
+    raise UnknownEncoding(f"unknown Content-Transfer-Encoding {encoding!r}")
+
+
+def _node(root: Part, parts: tuple[int, ...]) -> Part:
+    """The part the numbers name; SectionError if they name none."""
+    node = root
+    for number in parts:
+        if node is not root and node.is_message and node.children:
+            node = node.children[0]  # numbers after a message/rfc822 part count in the embedded message
+        if node.is_multipart:
+            if number > len(node.children):
+                raise SectionError(f"no part {'.'.join(map(str, parts))}")
+            node = node.children[number - 1]
+        elif number != 1:
+            raise SectionError(f"no part {'.'.join(map(str, parts))}")
+    return node
 
 
 def partial(data: bytes, window: tuple[int, int] | None) -> bytes:

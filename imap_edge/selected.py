@@ -65,6 +65,7 @@ class Selected:
         self._pending: dict[int, Entry] = {}
         self._vanished: list[int] = []
         self.touched: set[int] = set()  # UIDs whose flags may have changed elsewhere
+        self.saved: frozenset[int] = frozenset()  # SEARCH RETURN (SAVE)'s UIDs, ``$`` (RFC 5182)
 
     def _add(self, entry: Entry) -> None:
         message = Message(entry.uid, entry.id, entry.modseq)
@@ -80,7 +81,13 @@ class Selected:
     def number(self, uid: int) -> int:
         return bisect.bisect_left(self.uids, uid) + 1
 
+    def _saved(self) -> list[Message]:
+        """``$``: the saved messages still here (an expunged one leaves the saved result)."""
+        return [self.messages[uid] for uid in self.uids if uid in self.saved]
+
     def by_number(self, sequence: SequenceSet) -> list[Message]:
+        if sequence.saved:
+            return self._saved()
         found: list[Message] = []
         for low, high in sequence.ranges(self.exists):
             if high > self.exists:
@@ -89,6 +96,8 @@ class Selected:
         return found
 
     def by_uid(self, sequence: SequenceSet) -> list[Message]:
+        if sequence.saved:
+            return self._saved()
         largest = self.uids[-1] if self.uids else 0
         found: list[Message] = []
         for low, high in sequence.ranges(largest):

@@ -35,7 +35,7 @@ from imap_edge import names, starttls, threads
 from imap_edge.backend import Account, Backend, BackendError, BadCredentials, Gone, Summary, TooOld, UserMailbox, flag_changes
 from imap_edge.connections import UserConnections
 from imap_edge.metrics import COMMANDS
-from imap_edge.protocol import CommandParser, Limits, Line, LineTooLong, NeedMore, ParseError
+from imap_edge.protocol import CommandParser, Limits, Line, LineTooLong, NeedMore, ParseError, search
 from imap_edge.protocol import commands as c
 from imap_edge.protocol.fetch import FetchAttribute
 from imap_edge.protocol.search import SearchKey
@@ -48,7 +48,7 @@ from imap_edge.selected import FLAGS, PERMANENT_FLAGS, BadSequence, Event, Exist
 log = logging.getLogger(__name__)
 
 SERVER_ID = {"name": "Tidings", "vendor": "Tidings", "version": "0.1.0"}
-BASE_CAPABILITIES = ("IMAP4rev1", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
+BASE_CAPABILITIES = ("IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
                      "UNSELECT", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CONDSTORE", "ESEARCH",
                      *(f"THREAD={a}" for a in threads.ALGORITHMS))
 RAW_CACHE = 16  # message bodies a session keeps (a client fetches a message's parts one by one)
@@ -121,6 +121,7 @@ class Session:
         self.mailbox: UserMailbox | None = None
         self.selected: Selected | None = None
         self.condstore = False
+        self.rev2 = False  # ENABLE IMAP4rev2 (RFC 9051): no RECENT, ESEARCH only, UTF-8 names, LIST on SELECT
         self._out: list[bytes] = []
         self._raws: OrderedDict[str, bytes] = OrderedDict()
         self._ok_code: Code | None = None
@@ -430,8 +431,17 @@ class Session:
             if name == "CONDSTORE":
                 self.condstore = True
                 enabled.append(name)
+            elif name == "IMAP4REV2" and self.state == State.AUTHENTICATED:  # not while a mailbox is open
+                self._enable_rev2()
+                enabled.append("IMAP4rev2")
         self.send(self.encoder.enabled(enabled))
         return "ENABLE completed"
+
+    def _enable_rev2(self) -> None:
+        """From here on mailbox names and strings are UTF-8 both ways (RFC 9051 5.1)."""
+        self.rev2 = True
+        self.encoder.utf8 = True
+        self.parser.utf8 = True
 
     async def _namespace(self, command: c.Command) -> str:
         self.send(self.encoder.namespace([("", names.DELIMITER)]))
@@ -449,6 +459,7 @@ class Session:
     async def _list(self, command: c.Command) -> str:
         args = command.arguments
         assert isinstance(args, c.List)
+        self._check_status_items(args.returns.status)
         if args.patterns == ("",) and command.name == "LIST":
             self.send(self.encoder.list(["\\Noselect"], names.DELIMITER, ""))
             return "LIST completed"
@@ -462,17 +473,12 @@ class Session:
             if not any(p.match(name) for p in patterns):
                 continue
             folder = by_name.get(name)
-            attributes: list[str] = []
-            if folder is None:
-                if command.name == "LSUB" or args.selection:
-                    continue
-                attributes.append("\\NonExistent" if args.returns != c.ListReturn() or args.selection
-                                  else "\\Noselect")
-            elif special_only and folder.special_use is None:
+            if folder is None and (command.name == "LSUB" or args.selection):
                 continue
-            attributes.append("\\HasChildren" if names.has_children(name, every) else "\\HasNoChildren")
-            if folder is not None and folder.special_use is not None:
-                attributes.append(folder.special_use)
+            if folder is not None and special_only and folder.special_use is None:
+                continue
+            extended = self.rev2 or args.returns != c.ListReturn() or bool(args.selection)
+            attributes = _attributes(name, folder, every, extended=extended)
             if folder is not None and (args.returns.subscribed or "SUBSCRIBED" in args.selection) \
                     and command.name == "LIST":
                 attributes.append("\\Subscribed")
@@ -480,6 +486,17 @@ class Session:
             if folder is not None and args.returns.status:
                 await self._send_status(folder, args.returns.status)
         return f"{command.name} completed"
+
+    async def _send_list(self, folder: names.Folder, asked: str) -> None:
+        """The LIST response SELECT sends in IMAP4rev2 (RFC 9051 6.3.2): the mailbox's attributes,
+        and OLDNAME when the name asked for is not the mailbox's own (another case, our alias)."""
+        present, implied = names.with_parents(f.name for f in await self._folders())
+        every = present | implied
+        extended: list[Value] = []
+        if asked != folder.name and not (folder.role == "inbox" and asked.upper() == "INBOX"):
+            extended = ["OLDNAME", [asked]]
+        self.send(self.encoder.list(_attributes(folder.name, folder, every, extended=True), names.DELIMITER,
+                                    folder.name, extended=extended))
 
     async def _send_status(self, folder: names.Folder, items: tuple[str, ...]) -> None:
         selected = self.selected
@@ -492,20 +509,31 @@ class Session:
                                                     view.highest_modseq)
         values: dict[str, int | None] = {
             "MESSAGES": count, "UIDNEXT": uid_next, "UIDVALIDITY": uidvalidity, "UNSEEN": folder.unread, "RECENT": 0,
-            "HIGHESTMODSEQ": modseq, "DELETED": 0, "SIZE": None}
+            "HIGHESTMODSEQ": modseq}
+        if {"SIZE", "DELETED"} & set(items):   # RFC 9051 / RFC 8438: from the folder's listing
+            listed = (await self._mail.summaries(folder.id)).values()
+            values["SIZE"] = sum(s.size for s in listed)
+            values["DELETED"] = sum(1 for s in listed if s.deleted)
         out = {item: value for item in items if (value := values.get(item)) is not None}
         self.send(self.encoder.status(folder.name, out))
 
     async def _status(self, command: c.Command) -> str:
         args = command.arguments
         assert isinstance(args, c.Status)
+        self._check_status_items(args.items)
         folder = await self._folder(args.mailbox)
         await self._send_status(folder, args.items)
         return "STATUS completed"
 
+    def _check_status_items(self, items: tuple[str, ...] | None) -> None:
+        if self.rev2 and items and "RECENT" in items:
+            raise Bad("STATUS RECENT is not in IMAP4rev2: nothing is \\Recent")
+
     async def _select(self, command: c.Command) -> str:
         args = command.arguments
         assert isinstance(args, c.Select)
+        if self.selected is not None and self.rev2:   # RFC 9051 6.3.2: the previous one is closed
+            self.send(self.encoder.untagged("OK", "previous mailbox closed", Code("CLOSED")))
         self.selected = None
         self.state = State.AUTHENTICATED
         if args.qresync is not None:
@@ -519,7 +547,10 @@ class Session:
         enc = self.encoder
         self.send(enc.flags(FLAGS))
         self.send(enc.exists(selected.exists))
-        self.send(enc.recent(0))
+        if not self.rev2:
+            self.send(enc.recent(0))
+        else:
+            await self._send_list(folder, args.mailbox)
         self.send(enc.untagged("OK", "UIDs valid", make_code("UIDVALIDITY", selected.uidvalidity)))
         self.send(enc.untagged("OK", "predicted next UID", make_code("UIDNEXT", selected.uid_next)))
         self.send(enc.untagged("OK", "highest", make_code("HIGHESTMODSEQ", selected.modseq)))
@@ -854,17 +885,20 @@ class Session:
             return Literal(root.header)
         if name == "RFC822.TEXT":
             return Literal(root.body)
-        if name in ("BODY", "BINARY") and attribute.section is not None:
+        if name == "BODY" and attribute.section is not None:
             try:
                 data = mime.section(root, raw, attribute.section)
             except mime.SectionError:
-                return None if name == "BODY" else Literal(b"")
+                return None
             return Literal(mime.partial(data, attribute.partial))
-        if name == "BINARY.SIZE" and attribute.section is not None:
+        if name in ("BINARY", "BINARY.SIZE") and attribute.section is not None:
             try:
-                return len(mime.section(root, raw, attribute.section))
+                data = mime.binary(root, raw, attribute.section)
             except mime.SectionError:
-                return 0
+                data = b""
+            except mime.UnknownEncoding as error:
+                raise No(str(error), Code("UNKNOWN-CTE")) from None
+            return len(data) if name == "BINARY.SIZE" else Literal(mime.partial(data, attribute.partial), binary=True)
         raise Bad(f"FETCH {name} is not supported")
 
     async def _store(self, command: c.Command) -> str:
@@ -970,16 +1004,24 @@ class Session:
     async def _search(self, command: c.Command) -> str:
         args = command.arguments
         assert isinstance(args, c.Search)
-        if args.returns is not None and "SAVE" in args.returns:
-            raise No("SEARCH RETURN (SAVE) is not supported", Code("CANNOT"))
-        found = await self._matching(args.key)
         selected = self._box
+        saving = args.returns is not None and "SAVE" in args.returns
+        try:
+            found = await self._matching(args.key)
+        except (Bad, No):
+            if saving:    # RFC 5182 2.1: a failed SEARCH (SAVE) leaves the saved result empty
+                selected.saved = frozenset()
+            raise
         numbers = [m.uid if command.uid else selected.number(m.uid) for m in found]
         modseq = max((m.modseq for m in found), default=None) if _uses_modseq(args.key) else None
-        if args.returns is None:
+        wanted = set(args.returns or ()) - {"SAVE"} or {"ALL"}
+        if saving:
+            selected.saved = frozenset(m.uid for m in _saved_part(found, wanted))
+            if args.returns == ("SAVE",):   # SAVE alone: no ESEARCH response (RFC 5182 2.4)
+                return f"{'UID ' if command.uid else ''}SEARCH completed"
+        if args.returns is None and not self.rev2:
             self.send(self.encoder.search(numbers, modseq=modseq))
-        else:
-            wanted = set(args.returns) or {"ALL"}
+        else:     # IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 6.4.4)
             self.send(self.encoder.esearch(
                 command.tag, uid=command.uid, min=min(numbers) if numbers and "MIN" in wanted else None,
                 max=max(numbers) if numbers and "MAX" in wanted else None,
@@ -1004,6 +1046,8 @@ class Session:
     async def _matching(self, key: SearchKey) -> list[Message]:
         """The selected messages that match a SEARCH key."""
         selected = self._box
+        if self.rev2 and _mentions_recent(key):
+            raise Bad("NEW, OLD and RECENT are not in IMAP4rev2: nothing is \\Recent")
         if _uses_modseq(key):
             self.condstore = True
 
@@ -1022,6 +1066,39 @@ class Session:
             raise Bad(str(error)) from None
         except Unsupported as error:
             raise No(str(error), Code("CANNOT")) from None
+
+
+def _attributes(name: str, folder: names.Folder | None, every: set[str], *, extended: bool) -> list[str]:
+    """A LIST response's attributes: a level above folders that is no folder is ``\\NonExistent``
+    in extended LIST and IMAP4rev2 (``\\Noselect`` in RFC 3501's LIST), then the children, then
+    the special use."""
+    attributes: list[str] = []
+    if folder is None:
+        attributes.append("\\NonExistent" if extended else "\\Noselect")
+    attributes.append("\\HasChildren" if names.has_children(name, every) else "\\HasNoChildren")
+    if folder is not None and folder.special_use is not None:
+        attributes.append(folder.special_use)
+    return attributes
+
+
+def _saved_part(found: list[Message], wanted: set[str]) -> list[Message]:
+    """What SEARCH RETURN (SAVE ...) keeps: with MIN and/or MAX but neither ALL nor COUNT only
+    those messages, else every match (RFC 5182 2.4)."""
+    if not found or wanted & {"ALL", "COUNT"} or not wanted & {"MIN", "MAX"}:
+        return found
+    return [m for m in (found[0] if "MIN" in wanted else None, found[-1] if "MAX" in wanted else None)
+            if m is not None]
+
+
+def _mentions_recent(key: SearchKey) -> bool:
+    if isinstance(key, search.And):
+        return any(_mentions_recent(k) for k in key.keys)
+    if isinstance(key, search.Or):
+        return _mentions_recent(key.left) or _mentions_recent(key.right)
+    if isinstance(key, search.Not):
+        return _mentions_recent(key.key)
+    return (isinstance(key, search.Simple) and key.name == "NEW") or \
+        (isinstance(key, search.FlagKey) and key.flag == "\\Recent")
 
 
 def _uses_modseq(key: SearchKey) -> bool:

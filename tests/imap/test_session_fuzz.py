@@ -52,6 +52,9 @@ COMMANDS = [
     "CREATE Fuzz/Box", "RENAME Fuzz/Box Fuzz/Other", "DELETE Fuzz/Other", "ENABLE CONDSTORE", "NAMESPACE",
     "ID (\"name\" \"fuzz\")", "LOGIN someone else", "STARTTLS", "CHECK", "SELECT \"fuzz-b\"", "STATUS Nope (MESSAGES)",
     "THREAD REFERENCES UTF-8 ALL", "COMPRESS DEFLATE", "GETQUOTAROOT INBOX",
+    # IMAP4rev2 (RFC 9051): the switch, and what it changes; drawn as often as the rest
+    "ENABLE IMAP4rev2", "SEARCH RETURN (SAVE) SEEN", "FETCH $ (FLAGS BINARY.SIZE[1])", "SEARCH NEW",
+    "STATUS INBOX (SIZE DELETED RECENT)", "LIST \"\" \"*\" RETURN (SUBSCRIBED)", "CREATE \"Fuzz/Caf\u00e9\"",
 ]
 JUNK = st.binary(max_size=12).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"").replace(b"}", b""))
 
