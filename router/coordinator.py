@@ -175,21 +175,27 @@ class Coordinator:
         return Outcome(delivered, sent, remote)
 
     async def import_message(self, email: str, entry_id: str, raw: bytes, folder_id: str, unread: bool,
-                             starred: bool) -> tuple[bool, types_pb2.MessageSummary]:
+                             starred: bool, answered: bool = False, draft: bool = False,
+                             keyword_names: Sequence[str] = ()) -> tuple[bool, types_pb2.MessageSummary]:
         """`tidings import`: one message stored into a user's mailbox exactly as given (bytes,
-        folder, flags; received at entry_id's time), sent nowhere; (created, what is stored).
-        An entry id the user has (or had) is left as it is: created is False."""
+        folder, flags and keywords; received at entry_id's time), sent nowhere; (created, what
+        is stored). An entry id the user has (or had) is left as it is: created is False."""
         if not is_entry_id(entry_id):
             raise InvalidArgument(f"malformed entry id {entry_id!r}")
         if not raw:
             raise InvalidArgument("empty message")
+        try:
+            names = keywords.canonical(keyword_names)
+        except keywords.BadKeyword as exc:
+            raise InvalidArgument(str(exc)) from None
         account = await self.directory.local_account(email)
         folder_id = await self.custom_folders.check(account.user_id, folder_id or "inbox")
         candidates, root = await asyncio.to_thread(thread_candidates, raw)
         thread_id = await self._thread_of(account.user_id, candidates) or thread_id_for(root, entry_id)
         request = storage_pb2.StoreMessageRequest(
             user_id=account.user_id, id=entry_id, raw=raw, folder_id=folder_id, unread=unread, starred=starred,
-            received_ms=entry_id_ms(entry_id), thread_id=thread_id, version=self.clock.now())
+            answered=answered, draft=draft, keywords=names, received_ms=entry_id_ms(entry_id), thread_id=thread_id,
+            version=self.clock.now())
         outcome = await self.replicas.write(account.user_id, Mutation(request))
         stored = newest([a.summary for _, a in outcome.answers], lambda s: s.version)
         summary = stored if stored is not None else types_pb2.MessageSummary(id=entry_id, thread_id=thread_id)

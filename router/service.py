@@ -159,7 +159,8 @@ class MailService(mail_pb2_grpc.MailServicer):
     async def ImportMessage(self, request: mail_pb2.ImportMessageRequest,
                             context: Any) -> mail_pb2.ImportMessageResponse:
         created, summary = await self.coordinator.import_message(
-            request.email, request.entry_id, bytes(request.raw), request.folder_id, request.unread, request.starred)
+            request.email, request.entry_id, bytes(request.raw), request.folder_id, request.unread, request.starred,
+            request.answered, request.draft, list(request.keywords))
         return mail_pb2.ImportMessageResponse(created=created, summary=summary)
 
     @rpc

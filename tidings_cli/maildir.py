@@ -1,4 +1,4 @@
-"""The Maildir that `tidings export` writes and `tidings import` reads (docs/architecture.md,
+r"""The Maildir that `tidings export` writes and `tidings import` reads (docs/architecture.md,
 "Export and import of a mailbox"): no gRPC here, only the format.
 
 - One Maildir++ tree: the root is the Inbox, every other folder a `.NAME` directory beside
@@ -6,9 +6,12 @@
   ".", "%", "/", "~" and control characters as %XX of their UTF-8 bytes. The system folders are
   `.Sent`, `.Drafts`, `.Spam`, `.Trash` and `.Archive` (a custom folder cannot take those names).
 - A message is one file holding its bytes exactly, in `cur/`, named `SECONDS.ENTRY.tidings:2,FLAGS`
-  with the standard flag letters in ASCII order: `S` seen (not unread), `F` flagged (starred).
-  `R` (answered), `D` (draft), `P` and `T` are read and kept in `Flags.other` (a later version
-  stores them); keywords would go in the manifest (`keywords`), as Maildir has no letters for them.
+  with the standard flag letters in ASCII order: `S` seen (not unread), `F` flagged (starred),
+  `R` replied (\Answered), `D` draft (\Draft); `P` and `T` are read and kept in `Flags.other`,
+  not carried (\Deleted, Maildir's `T`, is not exported: it only marks a message for EXPUNGE).
+- Keywords follow Dovecot: a folder's `dovecot-keywords` file numbers its keywords ("0 $Forwarded"),
+  and a message's letters `a`-`z` name keywords 0-25. A folder with more than 26 distinct keywords
+  lists the rest per message in the manifest (`more_keywords`), which Dovecot does not read.
 - `tidings-export.json` beside them: the folders (directory, role, exact name) and each message's
   source id and received time in ms, so names and times come back exactly. A Maildir without it
   (another program's) is read too: names from the directories, times from the file names.
@@ -19,12 +22,16 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from tidings_runtime.keywords import BadKeyword, canonical
+
 MANIFEST = "tidings-export.json"
+KEYWORDS_FILE = "dovecot-keywords"
+KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"
 FORMAT_VERSION = 1
 HOST = "tidings"
 SUBDIRS = ("cur", "new", "tmp")
@@ -33,7 +40,7 @@ SYSTEM_DIRS: dict[str, str] = {
     "inbox": "", "sent": ".Sent", "drafts": ".Drafts", "spam": ".Spam", "trash": ".Trash", "archive": ".Archive",
 }
 _DIR_ROLES: dict[str, str] = {d.casefold(): role for role, d in SYSTEM_DIRS.items()} | {".junk": "spam"}
-_LETTERS = {"F": "starred", "S": "seen"}
+_LETTERS = set("DFRS")
 _ESCAPED = re.compile(r"[.%/~\x00-\x1f\x7f]")
 _INFO = re.compile(r"^2,([A-Za-z]*)$")
 _LEADING_TIME = re.compile(r"^(\d{1,12})(?:\.|$)")
@@ -47,14 +54,22 @@ class MaildirError(Exception):
 class Flags:
     unread: bool = True
     starred: bool = False
-    other: str = ""            # Maildir letters not stored yet (R, D, P, T, lowercase keywords)
+    answered: bool = False
+    draft: bool = False
+    keywords: tuple[str, ...] = ()   # as tidings_runtime.keywords.canonical gives them
+    other: str = ""            # Maildir letters not carried (P, T, a keyword letter the folder does not name)
 
-    def info(self) -> str:
-        """The `:2,` suffix's letters, in ASCII order as Maildir wants them."""
-        letters = set(self.other)
-        letters |= {"F"} if self.starred else set()
-        letters |= set() if self.unread else {"S"}
-        return "".join(sorted(letters))
+    def info(self, letters: Mapping[str, str] | None = None) -> str:
+        """The `:2,` suffix's letters, in ASCII order as Maildir wants them; `letters` gives the
+        folder's keyword letters (lower-cased keyword -> letter), a keyword without one has none."""
+        chosen = set(self.other)
+        chosen |= {"F"} if self.starred else set()
+        chosen |= set() if self.unread else {"S"}
+        chosen |= {"R"} if self.answered else set()
+        chosen |= {"D"} if self.draft else set()
+        named = letters or {}
+        chosen |= {named[k.lower()] for k in self.keywords if k.lower() in named}
+        return "".join(sorted(chosen))
 
 
 @dataclass(frozen=True)
@@ -115,12 +130,35 @@ def dir_folder(directory: str) -> tuple[str, str]:
     return "", "/".join(_unescape(level) for level in levels)
 
 
-def file_name(received_ms: int, source_id: str, flags: Flags) -> str:
-    return f"{received_ms // 1000}.{source_id}.{HOST}:2,{flags.info()}"
+def file_name(received_ms: int, source_id: str, flags: Flags, letters: Mapping[str, str] | None = None) -> str:
+    return f"{received_ms // 1000}.{source_id}.{HOST}:2,{flags.info(letters)}"
 
 
-def parse_name(name: str, *, in_new: bool = False) -> tuple[str, Flags]:
-    """(base, flags) of a message file's name; MaildirError if it is no Maildir name."""
+def checked_keywords(names: Iterable[str], where: str) -> tuple[str, ...]:
+    """`names` in canonical form (tidings_runtime.keywords); MaildirError naming `where` if not keywords."""
+    try:
+        return canonical(names)
+    except BadKeyword as exc:
+        raise MaildirError(f"{where}: {exc}") from None
+
+
+def keyword_letters(keywords: Iterable[str]) -> list[str]:
+    """A folder's keywords to number in its dovecot-keywords: the first 26 in lowercase order
+    (each spelled as first met)."""
+    distinct: dict[str, str] = {}
+    for keyword in keywords:
+        distinct.setdefault(keyword.lower(), keyword)
+    return [distinct[k] for k in sorted(distinct)][: len(KEYWORD_LETTERS)]
+
+
+def letter_map(names: Sequence[str]) -> dict[str, str]:
+    """lower-cased keyword -> its letter, for `Flags.info`."""
+    return {name.lower(): letter for name, letter in zip(names, KEYWORD_LETTERS)}
+
+
+def parse_name(name: str, *, in_new: bool = False, keywords: Mapping[str, str] | None = None) -> tuple[str, Flags]:
+    """(base, flags) of a message file's name, `keywords` naming the folder's keyword letters
+    (letter -> keyword, from its dovecot-keywords); MaildirError if it is no Maildir name."""
     if not name or name.startswith(".") or "/" in name:
         raise MaildirError(f"{name!r}: not a Maildir message file name")
     base, colon, info = name.partition(":")
@@ -136,8 +174,11 @@ def parse_name(name: str, *, in_new: bool = False) -> tuple[str, Flags]:
     letters = match.group(1)
     if list(letters) != sorted(set(letters)):
         raise MaildirError(f"{name!r}: flags {letters!r} not in ASCII order or repeated")
-    other = "".join(c for c in letters if c not in _LETTERS)
-    return base, Flags(unread="S" not in letters, starred="F" in letters, other=other)
+    named = keywords or {}
+    other = "".join(c for c in letters if c not in _LETTERS and c not in named)
+    return base, Flags(unread="S" not in letters, starred="F" in letters, answered="R" in letters,
+                       draft="D" in letters, keywords=checked_keywords((named[c] for c in letters if c in named), name),
+                       other=other)
 
 
 def import_entry_id(entry: Entry, raw: bytes) -> str:
@@ -163,10 +204,35 @@ def make_folder(root: Path, directory: str) -> Path:
     return path
 
 
-def write_message(folder: Path, received_ms: int, source_id: str, flags: Flags, raw: bytes) -> str:
+def write_keywords(folder: Path, names: Sequence[str]) -> None:
+    """The folder's dovecot-keywords ("N keyword" a line), if it has keywords."""
+    if names:
+        (folder / KEYWORDS_FILE).write_text("".join(f"{i} {name}\n" for i, name in enumerate(names)))
+
+
+def read_keywords(folder: Path) -> dict[str, str]:
+    """letter -> keyword, from the folder's dovecot-keywords ({} without one); MaildirError
+    for a line that is not "N keyword" with N 0-25."""
+    path = folder / KEYWORDS_FILE
+    if not path.is_file():
+        return {}
+    named: dict[str, str] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        number, _, keyword = line.partition(" ")
+        if not number.isdigit() or int(number) >= len(KEYWORD_LETTERS) or not keyword:
+            raise MaildirError(f"{path}: {line!r} is not 'N keyword' with N from 0 to 25")
+        named[KEYWORD_LETTERS[int(number)]] = checked_keywords([keyword.strip()], str(path))[0]
+    return named
+
+
+def write_message(folder: Path, received_ms: int, source_id: str, flags: Flags, raw: bytes,
+                  letters: Mapping[str, str] | None = None) -> str:
     """Write into tmp/, fsync, rename into cur/ (Maildir's delivery): a file in cur/ is whole.
-    Its mtime is the received time (what Maildir readers show as the date)."""
-    name = file_name(received_ms, source_id, flags)
+    Its mtime is the received time (what Maildir readers show as the date); `letters` the
+    folder's keyword letters (`letter_map`)."""
+    name = file_name(received_ms, source_id, flags, letters)
     temporary = folder / "tmp" / name.partition(":")[0]
     with open(temporary, "wb") as out:
         out.write(raw)
@@ -233,6 +299,7 @@ def read_export(root: Path) -> list[Folder]:
             role, name = dir_folder(directory) if directory else ("inbox", "")
         folder = Folder(directory, name, role)
         path = root / directory if directory else root
+        named = read_keywords(path)
         for sub in ("cur", "new"):
             if not (path / sub).is_dir():
                 continue
@@ -242,10 +309,13 @@ def read_export(root: Path) -> list[Folder]:
                 if not file.is_file():
                     raise MaildirError(f"{file}: not a file")
                 try:
-                    base, flags = parse_name(file.name, in_new=sub == "new")
+                    base, flags = parse_name(file.name, in_new=sub == "new", keywords=named)
                 except MaildirError as exc:
                     raise MaildirError(f"{file.parent}: {exc}") from None
                 facts = known.get(base, {})     # by base: found again after a move
+                more = facts.get("more_keywords", [])
+                if more:
+                    flags = replace(flags, keywords=checked_keywords([*flags.keywords, *map(str, more)], str(file)))
                 received = facts.get("received_ms")
                 received_ms = int(received) if isinstance(received, int) else _received_ms(file, base)
                 folder.entries.append(Entry(file, directory, base, flags, received_ms, str(facts.get("id", ""))))

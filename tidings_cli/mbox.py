@@ -9,7 +9,9 @@ Maildir's (tidings_cli/maildir.py) for what mbox cannot say without changing the
 - Flags stay out of the bytes (no Status:/X-Status: fields): `tidings-export.json` lists, per file,
   each message's offset and length in the file, its source id, received ms, size and flags. Read
   with it, an import gets the bytes back exactly; an mbox without it (another program's) is split
-  at its From_ lines, the separator's line break dropped, flags from its Status/X-Status fields.
+  at its From_ lines, the separator's line break dropped, flags from its Status/X-Status fields
+  and keywords from X-Keywords, as Dovecot writes them (Status R read; X-Status A answered,
+  F flagged, T draft; X-Keywords space-separated).
 """
 from __future__ import annotations
 
@@ -77,7 +79,10 @@ class Writer:
         self.out.write(b"\n" if not body.endswith(b"\n") else b"")
         self.out.write(b"\n")
         self.messages.append({"offset": offset, "length": len(body), "id": source_id, "received_ms": received_ms,
-                              "size": len(raw), "unread": flags.unread, "starred": flags.starred})
+                              "size": len(raw), "unread": flags.unread, "starred": flags.starred,
+                              **({"answered": True} if flags.answered else {}),
+                              **({"draft": True} if flags.draft else {}),
+                              **({"keywords": list(flags.keywords)} if flags.keywords else {})})
 
     def close(self) -> None:
         self.out.flush()
@@ -103,12 +108,17 @@ def is_mbox_export(root: Path) -> bool:
     return root.is_dir() and any(p.suffix == SUFFIX for p in root.iterdir()) and not (root / "cur").is_dir()
 
 
-def _flags_of(raw: bytes) -> Flags:
-    """Another program's mbox: Status: R (read), X-Status: F (flagged)."""
+def _flags_of(raw: bytes, where: str) -> Flags:
+    """Another program's mbox, as Dovecot and mutt write it: Status: R (read); X-Status: F
+    (flagged), A (answered), T (draft); X-Keywords: space-separated keywords."""
     head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     status = re.search(rb"(?im)^Status:[ \t]*([A-Z]*)", head)
     x_status = re.search(rb"(?im)^X-Status:[ \t]*([A-Z]*)", head)
-    return Flags(unread=not (status and b"R" in status.group(1)), starred=bool(x_status and b"F" in x_status.group(1)))
+    x_keywords = re.search(rb"(?im)^X-Keywords:[ \t]*([^\r\n]*)", head)
+    letters = x_status.group(1) if x_status else b""
+    keywords = x_keywords.group(1).decode("ascii", "replace").split() if x_keywords else []
+    return Flags(unread=not (status and b"R" in status.group(1)), starred=b"F" in letters, answered=b"A" in letters,
+                 draft=b"T" in letters, keywords=maildir.checked_keywords(keywords, where))
 
 
 def _separator_ms(line: bytes, fallback: int) -> int:
@@ -146,7 +156,7 @@ def read_export(root: Path) -> list[Folder]:
             body = data[match.end():end]
             body = body[:-1] if body.endswith(b"\n\n") else body    # the separator's blank line
             raw = unquote(body)
-            folder.entries.append(Entry(path, path.name, f"{path.name}#{i}", _flags_of(raw),
+            folder.entries.append(Entry(path, path.name, f"{path.name}#{i}", _flags_of(raw, f"{path} message {i + 1}"),
                                         _separator_ms(match.group(), fallback), reader=functools.partial(bytes, raw)))
         folders.append(folder)
     if not folders:
@@ -173,7 +183,10 @@ def _with_manifest(root: Path, manifest: Path) -> list[Folder]:
             offset, length = int(m["offset"]), int(m["length"])
             if offset < 0 or length < 0 or offset + length > size:
                 raise MaildirError(f"{path}: message {m.get('id')!r} lies outside the file (truncated?)")
-            flags = Flags(unread=bool(m.get("unread", True)), starred=bool(m.get("starred", False)))
+            flags = Flags(unread=bool(m.get("unread", True)), starred=bool(m.get("starred", False)),
+                          answered=bool(m.get("answered", False)), draft=bool(m.get("draft", False)),
+                          keywords=maildir.checked_keywords(map(str, m.get("keywords", [])),
+                                                            f"{path} message {m.get('id')!r}"))
             folder.entries.append(Entry(path, described["file"], str(m["id"]), flags, int(m["received_ms"]),
                                         str(m["id"]), reader=_slicer(path, offset, length)))
         folders.append(folder)

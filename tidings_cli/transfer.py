@@ -112,18 +112,30 @@ def export_mailbox(mail: mail_pb2_grpc.MailStub, email: str, root: Path, jobs: i
         return bytes(_retried(lambda: mail.GetRawMessage(ref, timeout=RPC_TIMEOUT)).raw)
 
     def flags(summary: types_pb2.MessageSummary) -> Flags:
-        return Flags(unread=summary.unread, starred=summary.starred)
+        """Its flags as exported: \\Deleted is not (it only marks a message for EXPUNGE)."""
+        return Flags(unread=summary.unread, starred=summary.starred, answered=summary.answered,
+                     draft=summary.draft, keywords=tuple(summary.keywords))
 
     items = list(work.values())
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         if fmt == "maildir":
             paths = {f["dir"]: maildir.make_folder(root, f["dir"]) for f in folders}
+            letters = {}        # each folder's keyword letters (Dovecot's dovecot-keywords)
+            for place, path in paths.items():
+                names = maildir.keyword_letters(k for p, s in items if p == place for k in s.keywords)
+                maildir.write_keywords(path, names)
+                letters[place] = maildir.letter_map(names)
 
             def one(item: tuple[str, types_pb2.MessageSummary]) -> tuple[str, dict[str, Any]]:
                 place, summary = item
                 raw = raw_of(summary)
-                name = maildir.write_message(paths[place], summary.received_ms, summary.id, flags(summary), raw)
-                return name.partition(":")[0], {"id": summary.id, "received_ms": summary.received_ms, "size": len(raw)}
+                name = maildir.write_message(paths[place], summary.received_ms, summary.id, flags(summary), raw,
+                                             letters[place])
+                facts: dict[str, Any] = {"id": summary.id, "received_ms": summary.received_ms, "size": len(raw)}
+                more = [k for k in summary.keywords if k.lower() not in letters[place]]
+                if more:                       # past the folder's 26 letters
+                    facts["more_keywords"] = more
+                return name.partition(":")[0], facts
 
             messages = dict(_in_order(pool, one, items, 4 * jobs))
             maildir.write_manifest(root, account.email, folders, messages)
@@ -187,7 +199,8 @@ def import_mailbox(mail: mail_pb2_grpc.MailStub, email: str, root: Path, jobs: i
             return f"{entry.path}: {exc.strerror}"
         request = mail_pb2.ImportMessageRequest(
             email=account.email, entry_id=maildir.import_entry_id(entry, raw), raw=raw,
-            folder_id=ids[entry.directory], unread=entry.flags.unread, starred=entry.flags.starred)
+            folder_id=ids[entry.directory], unread=entry.flags.unread, starred=entry.flags.starred,
+            answered=entry.flags.answered, draft=entry.flags.draft, keywords=entry.flags.keywords)
         try:
             return bool(_retried(lambda: mail.ImportMessage(request, timeout=RPC_TIMEOUT)).created)
         except grpc.RpcError as exc:

@@ -1,11 +1,13 @@
 """`tidings export` and `tidings import` on real processes (issue 21, "Backup and restore"): a
 mailbox with messages in Inbox, Archive, a custom "Projects/A", Trash and Sent (one with the
-router's X-Tidings-Spam field, one of 300 KB), some read, some starred, exported as a Maildir (and
-as mbox) and imported into another user, gives the same messages byte for byte (GetRawMessage),
-with the same flags, folders and received times; a re-import adds nothing; nothing is sent; bad
-input is refused before anything is written."""
+router's X-Tidings-Spam field, one of 300 KB), some read, some starred, answered, drafts, with
+keywords (30 in Trash: more than Maildir's 26 letters), exported as a Maildir (and as mbox) and
+imported into another user, gives the same messages byte for byte (GetRawMessage), with the same
+flags and keywords, folders and received times; \\Deleted is not carried; a re-import adds
+nothing; nothing is sent; bad input is refused before anything is written."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -21,7 +23,9 @@ from tidings_runtime.ids import new_entry_id
 
 SOURCE, TARGET, FRIEND = "leaving@example.test", "arriving@example.test", "friend@example.test"
 BY_MBOX = "by-mbox@example.test"
-Row = tuple[str, bytes, bool, bool, int]       # folder name, raw, unread, starred, received ms
+# folder name, raw, unread, starred, received ms, answered, draft, keywords (lower-cased, sorted)
+Row = tuple[str, bytes, bool, bool, int, bool, bool, tuple[str, ...]]
+MANY = [f"k{i:02}" for i in range(30)]          # one Trash message's keywords
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +54,7 @@ def message(n: int, body: bytes = b"") -> bytes:
 
 
 def rows(grid: Grid, email: str) -> Counter[Row]:
-    """Every message of the user's mailbox as (folder name, raw, unread, starred, received ms)."""
+    """Every message of the user's mailbox as a Row."""
     uid = user_id(grid, email)
     found: Counter[Row] = Counter()
     for folder in grid.mail.ListFolders(mail_pb2.UserRef(user_id=uid), timeout=30).folders:
@@ -60,7 +64,8 @@ def rows(grid: Grid, email: str) -> Counter[Row]:
                 user_id=uid, folder_id=folder.id, limit=200, cursor=cursor), timeout=30)
             for s in page.messages:
                 raw = grid.mail.GetRawMessage(mail_pb2.MessageRef(user_id=uid, id=s.id), timeout=30).raw
-                found[(folder.name, bytes(raw), s.unread, s.starred, s.received_ms)] += 1
+                found[(folder.name, bytes(raw), s.unread, s.starred, s.received_ms, s.answered, s.draft,
+                       tuple(sorted(k.lower() for k in s.keywords)))] += 1
             if not page.next_cursor:
                 break
             cursor = page.next_cursor
@@ -95,6 +100,16 @@ def filled(grid: Grid) -> Counter[Row]:
                 change.unread = False
             if i % 3 == 0:
                 change.starred = True
+            if i == 1:
+                change.answered = True
+                change.add_keywords.extend(["$Forwarded", "Work"])
+            if i == 2:
+                change.draft = True
+                change.add_keywords.append("$label1")
+            if i == 3:
+                change.deleted = True           # marked for EXPUNGE: not exported
+            if i == 4 and folder == "trash":
+                change.add_keywords.extend(MANY)
             grid.mail.UpdateMessage(change, timeout=30)
     screened = types_pb2.Screening(screened=True, sender_domain="elsewhere.test", client_ip="192.0.2.1")
     grid.mail.Deliver(mail_pb2.DeliverRequest(entry_id=new_entry_id(), raw=message(100), recipients=[SOURCE],
@@ -106,8 +121,10 @@ def filled(grid: Grid) -> Counter[Row]:
     assert sum(found.values()) == 22
     assert {name for name, *_ in found} >= {"Inbox", "Archive", "Trash", "Projects/A", "Sent"}
     assert any(b"X-Tidings-Spam" in raw for _, raw, *_ in found)
-    assert {(unread, starred) for _, _, unread, starred, _ in found} == {(True, True), (True, False),
-                                                                         (False, True), (False, False)}
+    assert {(unread, starred) for _, _, unread, starred, *_ in found} == {(True, True), (True, False),
+                                                                          (False, True), (False, False)}
+    assert {(answered, draft) for *_, answered, draft, _ in found} == {(False, False), (True, False), (False, True)}
+    assert tuple(MANY) in {kw for *_, kw in found} and ("$forwarded", "work") in {kw for *_, kw in found}
     return found
 
 
@@ -127,7 +144,15 @@ def test_the_export_is_a_maildir_with_exact_bytes_and_standard_flags(exported: P
     assert sorted(p.read_bytes() for p in files) == sorted(raw for _, raw, *_ in filled.elements())
     assert all(maildir.parse_name(p.name) for p in files)
     seen = {p.name.rpartition(":2,")[2] for p in files}
-    assert seen == {"", "S", "F", "FS"}
+    # R answered, D draft, a-z keywords numbered in the folder's dovecot-keywords (Dovecot's way):
+    # $Forwarded a, $label1 b, Work c; in Trash k00-k23 are c-z and Work and k24-k29 have no letter
+    assert {"", "S", "F", "FS", "RSac", "Db", "RSa", "cdefghijklmnopqrstuvwxyz"} <= seen
+    assert not any("T" in info for info in seen)
+    assert (exported / maildir.KEYWORDS_FILE).read_text() == "0 $Forwarded\n1 $label1\n2 Work\n"
+    assert len((exported / ".Trash" / maildir.KEYWORDS_FILE).read_text().splitlines()) == 26
+    manifest = json.loads((exported / maildir.MANIFEST).read_text())
+    assert sorted(m["more_keywords"] for m in manifest["messages"].values() if "more_keywords" in m) == \
+        [["Work"], MANY[24:]]
 
 
 def test_import_into_another_user_gives_the_same_messages_flags_and_folders(

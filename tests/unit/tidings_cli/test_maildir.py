@@ -133,3 +133,47 @@ def test_a_foreign_manifest_version_is_refused(tmp_path: Path) -> None:
     (tmp_path / maildir.MANIFEST).write_text('{"format": "tidings-maildir", "version": 99}')
     with pytest.raises(MaildirError, match="version 99"):
         maildir.read_export(tmp_path)
+
+
+def test_keywords_are_letters_named_in_the_folders_dovecot_keywords(tmp_path: Path) -> None:
+    names = maildir.keyword_letters(["Work", "$Forwarded", "work", "$label1"])
+    assert names == ["$Forwarded", "$label1", "Work"]
+    folder = maildir.make_folder(tmp_path, "")
+    maildir.write_keywords(folder, names)
+    assert (folder / maildir.KEYWORDS_FILE).read_text() == "0 $Forwarded\n1 $label1\n2 Work\n"
+    flags = Flags(unread=False, answered=True, draft=True, keywords=("$Forwarded", "Work", "NoLetter"))
+    name = maildir.write_message(folder, 1_700_000_000_000, "a" * 32, flags, RAW, maildir.letter_map(names))
+    assert name.endswith(":2,DRSac")
+    [inbox] = maildir.read_export(tmp_path)
+    assert inbox.entries[0].flags == Flags(unread=False, answered=True, draft=True, keywords=("$Forwarded", "Work"))
+
+
+def test_keywords_past_26_letters_come_back_from_the_manifest(tmp_path: Path) -> None:
+    many = [f"k{i:02}" for i in range(30)]
+    names = maildir.keyword_letters(many)
+    assert len(names) == 26
+    folder = maildir.make_folder(tmp_path, "")
+    maildir.write_keywords(folder, names)
+    name = maildir.write_message(folder, 1_700_000_000_000, "a" * 32, Flags(keywords=tuple(many)), RAW,
+                                 maildir.letter_map(names))
+    maildir.write_manifest(tmp_path, "u@example.test", [{"dir": "", "id": "inbox", "name": "Inbox", "role": "inbox"}],
+                           {name.partition(":")[0]: {"id": "a" * 32, "received_ms": 1_700_000_000_000,
+                                                     "more_keywords": many[26:]}})
+    assert maildir.read_export(tmp_path)[0].entries[0].flags.keywords == tuple(many)
+
+
+def test_trashed_and_unnamed_keyword_letters_are_not_carried() -> None:
+    _, flags = maildir.parse_name("1700000000.x.host:2,PSTb", keywords={"a": "$Junk"})
+    assert (flags.unread, flags.keywords, flags.other) == (False, (), "PTb")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("zero $Junk\n", "not 'N keyword'"),
+    ("26 $Junk\n", "not 'N keyword'"),
+    ("0 bad(keyword\n", "not an IMAP atom"),
+])
+def test_a_bad_dovecot_keywords_file_is_refused(tmp_path: Path, content: str, message: str) -> None:
+    maildir.make_folder(tmp_path, "")
+    (tmp_path / maildir.KEYWORDS_FILE).write_text(content)
+    with pytest.raises(MaildirError, match=message):
+        maildir.read_export(tmp_path)

@@ -75,3 +75,22 @@ def test_a_file_that_is_no_mbox_is_refused(tmp_path: Path) -> None:
     (tmp_path / "Inbox.mbox").write_bytes(b"Subject: no separator\n\n")
     with pytest.raises(MaildirError, match="not an mbox"):
         mbox.read_export(tmp_path)
+
+
+def test_answered_draft_and_keywords_in_the_manifest_and_from_another_programs_headers(tmp_path: Path) -> None:
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    writer = mbox.Writer.create(ours, "Inbox.mbox")
+    flags = Flags(unread=False, answered=True, draft=True, keywords=("$Forwarded", "Work"))
+    writer.append(1_700_000_000_000, "a", flags, b"Subject: a\n\nx\n")
+    writer.close()
+    mbox.write_manifest(ours, "u@example.test", [{"file": "Inbox.mbox", "name": "Inbox", "role": "inbox",
+                                                   "messages": writer.messages}])
+    assert mbox.read_export(ours)[0].entries[0].flags == flags
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "Inbox.mbox").write_bytes(
+        b"From a@example.test Thu Nov 14 22:13:20 2023\nStatus: RO\nX-Status: AT\nX-Keywords: $Junk  Work\n"
+        b"Subject: one\n\nbody\n")
+    assert mbox.read_export(theirs)[0].entries[0].flags == Flags(unread=False, answered=True, draft=True,
+                                                                   keywords=("$Junk", "Work"))
