@@ -147,12 +147,5 @@ class Searcher:
 
 
 def _needs_summaries(key: keys.SearchKey) -> bool:
-    if isinstance(key, keys.And):
-        return any(_needs_summaries(k) for k in key.keys)
-    if isinstance(key, keys.Or):
-        return _needs_summaries(key.left) or _needs_summaries(key.right)
-    if isinstance(key, keys.Not):
-        return _needs_summaries(key.key)
-    if isinstance(key, keys.DateKey):
-        return not key.field.startswith("SENT")
-    return isinstance(key, keys.FlagKey | keys.SizeKey | keys.AgeKey)
+    return any(isinstance(k, keys.FlagKey | keys.SizeKey | keys.AgeKey)
+               or (isinstance(k, keys.DateKey) and not k.field.startswith("SENT")) for k in keys.leaves(key))

@@ -1091,14 +1091,9 @@ def _saved_part(found: list[Message], wanted: set[str]) -> list[Message]:
 
 
 def _mentions_recent(key: SearchKey) -> bool:
-    if isinstance(key, search.And):
-        return any(_mentions_recent(k) for k in key.keys)
-    if isinstance(key, search.Or):
-        return _mentions_recent(key.left) or _mentions_recent(key.right)
-    if isinstance(key, search.Not):
-        return _mentions_recent(key.key)
-    return (isinstance(key, search.Simple) and key.name == "NEW") or \
-        (isinstance(key, search.FlagKey) and key.flag == "\\Recent")
+    return any((isinstance(k, search.Simple) and k.name == "NEW") or (isinstance(k, search.FlagKey)
+                                                                      and k.flag == "\\Recent")
+               for k in search.leaves(key))
 
 
 def _uses_modseq(key: SearchKey) -> bool:

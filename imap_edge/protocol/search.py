@@ -7,7 +7,7 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -156,6 +156,21 @@ class And:
 
 SearchKey: TypeAlias = (Simple | FlagKey | TextKey | HeaderKey | DateKey | SizeKey | AgeKey | SetKey | ModSeqKey | Not | Or
                         | And)
+
+
+def leaves(key: SearchKey) -> Iterator[SearchKey]:
+    """The keys under NOT, OR and groups, in order."""
+    if isinstance(key, And):
+        for part in key.keys:
+            yield from leaves(part)
+    elif isinstance(key, Or):
+        yield from leaves(key.left)
+        yield from leaves(key.right)
+    elif isinstance(key, Not):
+        yield from leaves(key.key)
+    else:
+        yield key
+
 
 _FLAGS: dict[str, tuple[str, bool]] = {
     "ANSWERED": ("\\Answered", True), "UNANSWERED": ("\\Answered", False),
