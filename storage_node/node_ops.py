@@ -34,6 +34,9 @@ class NodeOpsService(node_ops_pb2_grpc.NodeOpsServicer):
         store = self.engine.blobs
         if not isinstance(store, S3BlobStore):
             raise BackupRefused("this node keeps no S3 bucket (--s3-bucket): back up to a directory")
+        if request.s3_bucket and request.s3_bucket != store.bucket:
+            raise BackupRefused(f"s3://{request.s3_bucket}: not this node's bucket ({store.bucket}); "
+                                "a node backs up into its own bucket")
         location = S3Location(store.client, store.bucket, request.s3_prefix)
         if location.prefix.startswith(store.prefix):
             raise BackupRefused(f"{request.s3_prefix!r}: not under the blobs' prefix {store.prefix!r}")

@@ -36,13 +36,21 @@ def cmd_backup(args: argparse.Namespace) -> int:
     if not nodes:
         print(f"no node {args.node} in the ring", file=sys.stderr)
         return 2
+    bucket, prefix = "", args.s3_prefix
+    if args.to and args.to.startswith("s3://"):
+        try:
+            bucket, prefix = s3_address(args.to)
+        except BadBackup as exc:
+            print(exc, file=sys.stderr)
+            return 2
     failed = 0
     for node in nodes:
         where = node_ops_pb2.BackupRequest()
-        if args.to:
-            where.directory = str(Path(args.to, f"node-{node.node_id}") if args.all else Path(args.to))
+        if prefix:
+            where.s3_bucket = bucket
+            where.s3_prefix = f"{prefix.rstrip('/')}/node-{node.node_id}" if args.all else prefix
         else:
-            where.s3_prefix = f"{args.s3_prefix.rstrip('/')}/node-{node.node_id}" if args.all else args.s3_prefix
+            where.directory = str(Path(args.to, f"node-{node.node_id}") if args.all else Path(args.to))
         try:
             with grpc.insecure_channel(node.address) as channel:
                 report = node_ops_pb2_grpc.NodeOpsStub(channel).Backup(where, timeout=BACKUP_TIMEOUT_S)
@@ -55,11 +63,17 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def s3_address(text: str) -> tuple[str, str]:
+    """(bucket, prefix) of `s3://BUCKET/PREFIX`; BadBackup without a bucket or a prefix."""
+    bucket, _, prefix = text[len("s3://"):].partition("/")
+    if not bucket or not prefix.strip("/"):
+        raise BadBackup(f"{text}: name s3://BUCKET/PREFIX")
+    return bucket, prefix
+
+
 def location_of(source: str, args: argparse.Namespace) -> Location:
     if source.startswith("s3://"):
-        bucket, _, prefix = source[len("s3://"):].partition("/")
-        if not bucket or not prefix.strip("/"):
-            raise BadBackup(f"{source}: name s3://BUCKET/PREFIX")
+        bucket, prefix = s3_address(source)
         s = args.settings
         client = s3_client(args.s3_endpoint or s.s3_endpoint, args.s3_region or s.s3_region, s.s3_access_key,
                            s.s3_secret_key)
@@ -106,10 +120,11 @@ def add_parsers(sub: Any) -> None:
     backup = sub.add_parser("backup", help="checkpoint storage nodes' databases to a directory or S3")
     backup.add_argument("--node", metavar="ID", help="the node to back up")
     backup.add_argument("--all", action="store_true", help="every node of the ring, one after another")
-    backup.add_argument("--to", metavar="DIR", help="an absolute directory on each node's host "
-                        "(with --all: DIR/node-ID); it must not exist, or be empty")
-    backup.add_argument("--s3-prefix", metavar="PREFIX", help="a new key prefix in the node's own S3 bucket "
-                        "(with --all: PREFIX/node-ID)")
+    backup.add_argument("--to", metavar="DIR|s3://BUCKET/PREFIX",
+                        help="an absolute directory on each node's host, which must not exist or be empty, "
+                             "or a new prefix in the node's own S3 bucket (with --all: .../node-ID)")
+    backup.add_argument("--s3-prefix", metavar="PREFIX", help="a new key prefix in the node's own S3 bucket, "
+                        "whichever it is (with --all: PREFIX/node-ID)")
     backup.set_defaults(func=cmd_backup)
 
     rest = sub.add_parser("restore", help="bring a stopped node's data directory back from its backup")
