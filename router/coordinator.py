@@ -16,6 +16,7 @@ from router.directory import Account, Directory
 from router.errors import InvalidArgument, NotFound, NotHosted
 from router.folders import FolderDirectory
 from router.mailbox_order import MailboxOrder
+from router.message_reads import MessageReader, Read
 from router.mutations import Mutation
 from router.queue import OutboundQueue
 from router.replicas import Replicas, newest
@@ -30,6 +31,7 @@ from tidings_runtime.mime import thread_candidates
 from tidings_runtime.partitions import SYSTEM_FOLDERS
 
 MAX_LIMIT = 200
+MAX_MESSAGES = 1000    # ids of one GetMessages
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class Coordinator:
         self.queue = queue
         self.spam = spam if spam is not None else SpamFilter(replicas, directory)
         self.read_repair = read_repair.ReadRepair(replicas.pool.stub, replicas.consistency.timeout)
+        self.reader = MessageReader(replicas, self.read_repair)   # bodies: one replica's, versions from the rest
         self.custom_folders = FolderDirectory(directory)     # which custom folder ids exist (router/folders.py)
 
     # -- delivery ------------------------------------------------------------------------
@@ -247,18 +250,19 @@ class Coordinator:
         return list(outcome.answers[0][1].folders), min(a.state for _, a in outcome.answers)
 
     async def list_messages(self, user_id: str, folder_id: str, unread_only: bool, limit: int,
-                            page_cursor: str) -> tuple[list[types_pb2.MessageSummary], str, int]:
+                            page_cursor: str, headers: bool = False) -> tuple[list[types_pb2.MessageSummary], str, int]:
         """A page of the folder, its cursor, and the mailbox state (MODSEQ) read before it:
-        the lowest of the replicas', so Changes from it misses nothing the page lacks."""
+        the lowest of the replicas', so Changes from it misses nothing the page lacks. With
+        ``headers``, each summary carries its kept header fields."""
         folder_id = await self.custom_folders.check(user_id, folder_id, live=False)
         limit = check_limit(limit)
         after = cursor.decode(page_cursor) if page_cursor else None     # InvalidCursor: INVALID_ARGUMENT (service.rpc)
         request = storage_pb2.NodeListFolderRequest(
             user_id=user_id, folder_id=folder_id, unread_only=unread_only, limit=limit + 1,
-            after_received_ms=after[0] if after else 0, after_id=after[1] if after else "")
+            after_received_ms=after[0] if after else 0, after_id=after[1] if after else "", headers=headers)
         outcome = await self.replicas.read(user_id, lambda stub: stub.ListFolder(request))
         answers = [a for _, a in outcome.answers]
-        best = await self._reconciled(user_id, outcome.answers)
+        best = await self._reconciled(user_id, outcome.answers, headers)
         keep = [s for s in best.values()
                 if s.folder_id == folder_id and (s.unread or not unread_only)]
         keep.sort(key=listing_order)
@@ -267,8 +271,8 @@ class Coordinator:
         next_cursor = cursor.encode((page[-1].received_ms, page[-1].id)) if page and more else ""
         return page, next_cursor, min(a.state for a in answers)
 
-    async def _reconciled(self, user_id: str, listed: list[tuple[NodeInfo, storage_pb2.NodeSummaries]]
-                          ) -> dict[str, types_pb2.MessageSummary]:
+    async def _reconciled(self, user_id: str, listed: list[tuple[NodeInfo, storage_pb2.NodeSummaries]],
+                          headers: bool = False) -> dict[str, types_pb2.MessageSummary]:
         """Merge listings; ids missing from some replica's answer are checked against it.
         Replicas seen stale are repaired in the background."""
         answers = [a for _, a in listed]
@@ -276,7 +280,7 @@ class Coordinator:
         best, dead = _merge(answers)
         doubtful = _doubtful(best, [a.messages for a in answers])
         if doubtful:
-            checked, checked_best, checked_dead = await self._held(user_id, doubtful)
+            checked, checked_best, checked_dead = await self._held(user_id, doubtful, headers)
             dead |= checked_dead
             for message_id, summary in checked_best.items():
                 if summary.version > best[message_id].version:
@@ -284,22 +288,39 @@ class Coordinator:
         self.read_repair.submit(user_id, read_repair.for_listing(listed, checked, doubtful))
         return {i: s for i, s in best.items() if i not in dead}
 
-    async def _held(self, user_id: str, ids: list[str]) -> tuple[
+    async def _held(self, user_id: str, ids: list[str], headers: bool = False) -> tuple[
             list[tuple[NodeInfo, storage_pb2.NodeSummaries]], dict[str, types_pb2.MessageSummary], set[str]]:
         """The messages' summaries from R replicas: the answers, the newest of each, the ids held deleted."""
-        request = storage_pb2.NodeMessageRefs(user_id=user_id, ids=ids)
+        request = storage_pb2.NodeMessageRefs(user_id=user_id, ids=ids, headers=headers)
         outcome = await self.replicas.read(user_id, lambda stub: stub.GetSummaries(request))
         best, dead = _merge([a for _, a in outcome.answers])
         return outcome.answers, best, dead
 
     async def stored(self, user_id: str, message_id: str) -> storage_pb2.StoredMessage:
-        request = storage_pb2.NodeMessageRef(user_id=user_id, id=message_id)
-        outcome = await self.replicas.read(user_id, lambda stub: stub.GetMessage(request))
-        held = newest([a for _, a in outcome.answers], read_repair.held_order)
-        self.read_repair.submit(user_id, read_repair.for_message(message_id, outcome.answers, outcome.missing))
-        if held is None or held.tombstone:
+        """The newest of R copies, with its body (router/message_reads.py: one replica sends it)."""
+        held = (await self.reader.read(user_id, [message_id])).found.get(message_id)
+        if held is None:
             raise NotFound(f"no message {message_id}")
         return held
+
+    async def messages(self, user_id: str, ids: Sequence[str], *, raw: bool, headers: bool
+                       ) -> Read:
+        """Several messages: with ``raw`` their bodies (the digest read), else their summaries
+        from R replicas (the newest of each; stale replicas repaired)."""
+        if len(ids) > MAX_MESSAGES:
+            raise InvalidArgument(f"at most {MAX_MESSAGES} messages a call")
+        if raw:
+            return await self.reader.read(user_id, ids, headers=headers)
+        wanted = list(dict.fromkeys(ids))
+        answers, best, dead = await self._held(user_id, wanted, headers)
+        self.read_repair.submit(user_id, read_repair.for_listing([], answers, wanted))
+        read = Read()
+        for message_id in wanted:
+            if message_id in best and message_id not in dead:
+                read.found[message_id] = storage_pb2.StoredMessage(summary=best[message_id])
+            else:
+                read.missing.append(message_id)
+        return read
 
     async def thread(self, user_id: str, thread_id: str) -> list[types_pb2.MessageSummary]:
         request = storage_pb2.NodeThreadRequest(user_id=user_id, thread_id=thread_id)

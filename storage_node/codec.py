@@ -12,6 +12,8 @@ from storage_node.model import AttachmentPart, DirectoryValue, FolderCounts, Mes
 
 RECORD_JSON_V1 = 1
 RECORD_JSON_V2 = 2   # V1 plus IMAP's flags ("an", "dr", "de", "kw"); written only when one is set
+# Either format may carry "h", the kept header fields (latin-1, so any bytes): an optional member,
+# absent from records written before it and from tombstones; a reader without it ignores it.
 BODY_ZLIB_V1 = 1
 BODY_BLOB_V1 = 2
 COUNTS_V1 = 1
@@ -38,6 +40,8 @@ def encode_record(record: MessageRecord) -> bytes:
     if record.has_imap_flags:
         fmt = RECORD_JSON_V2
         body.update({"an": record.answered, "dr": record.draft, "de": record.deleted, "kw": list(record.keywords)})
+    if record.headers is not None and not record.tombstone:
+        body["h"] = record.headers.decode("latin-1")
     if record.tombstone:
         body["x"] = True
     return bytes([fmt]) + json.dumps(body, separators=(",", ":")).encode()
@@ -66,6 +70,7 @@ def decode_record(value: bytes) -> MessageRecord:
         attachments=tuple(AttachmentPart(*a) for a in d["a"]),
         folder_no=d["fo"], unread=d["u"], starred=d["st"], version=d["v"],
         tombstone=d.get("x", False), **imap,
+        headers=d["h"].encode("latin-1") if "h" in d else None,
     )
 
 

@@ -20,6 +20,7 @@ from storage_node.errors import InvalidArgument, NotFound
 from storage_node.model import DirectoryValue, FolderCounts, MessageRecord
 from storage_node.rdict_store import RdictStore
 from tidings_runtime import keywords
+from tidings_runtime.kept_headers import kept
 from tidings_runtime.mime import ParsedMail, parse_mail
 from tidings_runtime.partitions import folder_id_of, folder_number
 
@@ -51,6 +52,7 @@ class NewMessage:
     draft: bool = False
     deleted: bool = False
     keywords: tuple[str, ...] = ()
+    headers: bytes | None = None   # tidings_runtime.kept_headers.kept(raw)
 
 
 @dataclass(frozen=True)
@@ -166,7 +168,7 @@ class Engine(RdictStore):
             received_ms=state.received_ms, version=state.version, size=len(state.raw),
             parsed=parse_mail(state.raw), body_value=self.encode_body(state.raw),
             answered=state.answered, draft=state.draft, deleted=state.deleted,
-            keywords=check_keywords(tuple(state.keywords)),
+            keywords=check_keywords(tuple(state.keywords)), headers=kept(state.raw),
         )
 
     def new_txn(self) -> Txn:
@@ -191,7 +193,7 @@ class Engine(RdictStore):
             from_=p.from_, to=p.to, cc=p.cc, bcc=p.bcc, subject=p.subject, snippet=p.snippet,
             attachments=p.attachments, folder_no=folder_no(new.folder_id), unread=new.unread,
             starred=new.starred, version=new.version, answered=new.answered, draft=new.draft,
-            deleted=new.deleted, keywords=new.keywords,
+            deleted=new.deleted, keywords=new.keywords, headers=new.headers,
         )
         txn.put(keys.CF_BODIES, key, new.body_value)
         txn.put(keys.CF_THREADS, keys.thread_entry(new.user_id, record.thread_id, record.received_ms, record.id), b"")
@@ -275,7 +277,7 @@ class Engine(RdictStore):
         """Replace a live message by its tombstone, at the delete's version (lower than the live
         copy's, possibly: a tombstone wins anyway, and every replica then holds the same one)."""
         tomb = replace(old, tombstone=True, version=version, unread=False, starred=False, answered=False,
-                       draft=False, deleted=False, keywords=())
+                       draft=False, deleted=False, keywords=(), headers=None)
         self._unplace(txn, user_id, old)
         txn.delete(keys.CF_BODIES, keys.message(user_id, old.id))
         txn.delete(keys.CF_THREADS, keys.thread_entry(user_id, old.thread_id, old.received_ms, old.id))

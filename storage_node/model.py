@@ -38,6 +38,9 @@ class MessageRecord:
     draft: bool = False
     deleted: bool = False                # IMAP \Deleted: marked for EXPUNGE, not yet our delete
     keywords: tuple[str, ...] = ()       # tidings_runtime.keywords.canonical
+    # The header fields IMAP lists (tidings_runtime.kept_headers), kept at store time; None in a
+    # record stored before they were kept, or when they cannot be (the reader reads the raw).
+    headers: bytes | None = None
 
     @property
     def has_imap_flags(self) -> bool:

@@ -41,6 +41,7 @@ from tidings_runtime.partitions import SYSTEM_FOLDERS, folder_id_of, listable_pa
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 FOLDER_PAGE = 10_000      # entries of a folder's order view in one answer
+MESSAGES_BYTES = 4 * 1024 * 1024   # bodies of one GetMessages answer, about (at least one)
 
 # _INLINE: rocksdict holds the GIL through every get, multi_get and write (its synced write
 # too), so a worker thread around a point read buys no concurrency, only the hop's CPU
@@ -89,8 +90,9 @@ def _addresses(pairs: tuple[tuple[str, str], ...]) -> list[types_pb2.Address]:
     return [types_pb2.Address(name=n, email=e) for n, e in pairs]
 
 
-def to_summary(record: MessageRecord) -> types_pb2.MessageSummary:
-    return types_pb2.MessageSummary(
+def to_summary(record: MessageRecord, headers: bool = False) -> types_pb2.MessageSummary:
+    """The record's summary; with ``headers``, its kept header fields too (when it has them)."""
+    summary = types_pb2.MessageSummary(
         id=record.id, thread_id=record.thread_id, folder_id=folder_id_of(record.folder_no),
         to=_addresses(record.to), cc=_addresses(record.cc),
         subject=record.subject, snippet=record.snippet, received_ms=record.received_ms, size=record.size,
@@ -98,6 +100,9 @@ def to_summary(record: MessageRecord) -> types_pb2.MessageSummary:
         version=record.version, answered=record.answered, draft=record.draft, deleted=record.deleted,
         keywords=record.keywords, **({"from": _addresses(record.from_)[0]} if record.from_ else {}),
     )
+    if headers and record.headers is not None:
+        summary.headers = record.headers
+    return summary
 
 
 def _folder(folder_id: str, counts: FolderCounts) -> types_pb2.Folder:
@@ -147,6 +152,13 @@ def _to_version(held: ItemVersion) -> storage_pb2.ItemVersion:
                                    version=held.version, tombstone=held.tombstone, cells=held.cells)
 
 
+def _digests(records: list[MessageRecord]) -> storage_pb2.StoredMessages:
+    """Each copy's id, version and tombstone: what a digest read compares."""
+    return storage_pb2.StoredMessages(messages=[
+        storage_pb2.StoredMessage(summary=types_pb2.MessageSummary(id=r.id, version=r.version), tombstone=r.tombstone)
+        for r in records])
+
+
 def _summaries(records: list[MessageRecord]) -> storage_pb2.NodeSummaries:
     return storage_pb2.NodeSummaries(
         messages=[to_summary(r) for r in records if not r.tombstone],
@@ -158,19 +170,21 @@ class SummaryCache:
     """Encoded record -> its MessageSummary, for the listings and searches: decoding a record's
     JSON and building the summary cost ~10 us each, 0.5 ms a page of 50; a hit ~0.5 us. Keyed by
     the encoded value itself, so a changed record (any cell, its version) is a miss, never stale.
-    At most `size` entries, the oldest put first out. Tombstones are not kept."""
+    At most `size` entries, the oldest put first out, apart for summaries with their kept header
+    fields (IMAP's reads) and without (every other). Tombstones are not kept."""
 
     def __init__(self, size: int = 8192) -> None:
         self.size = size
         self._held: OrderedDict[bytes, types_pb2.MessageSummary] = OrderedDict()
+        self._headed: OrderedDict[bytes, types_pb2.MessageSummary] = OrderedDict()   # with header fields
 
-    def summaries(self, values: list[bytes]) -> storage_pb2.NodeSummaries:
-        messages, tombstones = self.of(values)
+    def summaries(self, values: list[bytes], headers: bool = False) -> storage_pb2.NodeSummaries:
+        messages, tombstones = self.of(values, headers)
         return storage_pb2.NodeSummaries(messages=messages, tombstones=tombstones)
 
-    def of(self, values: list[bytes]) -> tuple[list[types_pb2.MessageSummary], list[str]]:
+    def of(self, values: list[bytes], headers: bool = False) -> tuple[list[types_pb2.MessageSummary], list[str]]:
         """The summaries of the live records among `values`, in order, and the tombstones' ids."""
-        held = self._held
+        held = self._headed if headers else self._held
         messages: list[types_pb2.MessageSummary] = []
         tombstones: list[str] = []
         for value in values:
@@ -180,7 +194,7 @@ class SummaryCache:
                 if record.tombstone:
                     tombstones.append(record.id)
                     continue
-                summary = held[value] = to_summary(record)
+                summary = held[value] = to_summary(record, headers)
                 if len(held) > self.size:
                     held.popitem(last=False)
             messages.append(summary)
@@ -255,7 +269,31 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
     @maps_errors
     async def GetSummaries(self, request: storage_pb2.NodeMessageRefs, context: Any) -> storage_pb2.NodeSummaries:
         check_user_id(request.user_id)
-        return self.summaries.summaries(self.engine.record_values(request.user_id, list(request.ids)))  # inline (_INLINE)
+        values = self.engine.record_values(request.user_id, list(request.ids))
+        return self.summaries.summaries(values, request.headers)  # inline (_INLINE)
+
+    @maps_errors
+    async def GetMessages(self, request: storage_pb2.NodeMessagesRequest, context: Any) -> storage_pb2.StoredMessages:
+        check_user_id(request.user_id)
+        if not request.raw:    # the digest read: multi-get of the records, inline (_INLINE)
+            return _digests(self.engine.records(request.user_id, list(request.ids)))
+        return await asyncio.to_thread(self._messages, request)
+
+    def _messages(self, request: storage_pb2.NodeMessagesRequest) -> storage_pb2.StoredMessages:
+        answer = storage_pb2.StoredMessages()
+        size = 0
+        for record in self.engine.records(request.user_id, list(dict.fromkeys(request.ids))):
+            if size >= MESSAGES_BYTES:
+                answer.more.append(record.id)
+                continue
+            summary = to_summary(record, request.headers)
+            if record.tombstone:
+                answer.messages.add(summary=summary, tombstone=True)
+                continue
+            raw = self.engine.raw(request.user_id, record.id)
+            size += len(raw)
+            answer.messages.add(summary=summary, raw=raw)
+        return answer
 
     @maps_errors
     async def ListFolder(self, request: storage_pb2.NodeListFolderRequest, context: Any) -> storage_pb2.NodeSummaries:
@@ -265,7 +303,7 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         state = mailbox_order.head(self.engine, request.user_id)
         values = self.engine.list_folder_values(request.user_id, request.folder_id, request.unread_only,
                                                 max(1, min(request.limit or 50, 1000)), after)
-        answer = self.summaries.summaries(values)
+        answer = self.summaries.summaries(values, request.headers)
         answer.state = state.modseq
         return answer
 

@@ -55,3 +55,14 @@ def test_holds_at_most_its_size() -> None:
         cache.summaries([value])
     assert len(cache._held) == 3
     assert [s.id for s in cache.summaries(values).messages] == [record(i).id for i in range(10)]
+
+
+def test_the_kept_header_fields_only_when_asked_and_only_when_kept() -> None:
+    cache = SummaryCache()
+    kept, old = record(1, headers=b"Subject: subject 1\r\n"), record(2)
+    values = [codec.encode_record(kept), codec.encode_record(old)]
+    plain = cache.summaries(values).messages
+    assert not any(s.HasField("headers") for s in plain)
+    headed = cache.summaries(values, headers=True).messages
+    assert headed[0].headers == b"Subject: subject 1\r\n" and not headed[1].HasField("headers")
+    assert not any(s.HasField("headers") for s in cache.summaries(values).messages)   # each kind cached apart

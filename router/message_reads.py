@@ -1,0 +1,156 @@
+"""Reading messages with their bodies: the digest read (Cassandra's, service/reads): the
+records and bodies from one replica, only each copy's version (and tombstone) from R-1 others,
+so a body crosses the wire once, not R times.
+
+The answer is still the newest of R replicas. A message whose newest copy the first replica
+holds (or ties) is answered from it; one it lacks, or holds older than another replica's, is
+read again in full from the replica with the newest copy. When the first replica fails, the
+read falls back to full reads from R of the others. Read repair sees every copy's version, so
+a stale or missing replica is repaired as after a full read. The first replica is this
+router's choice for the user (a keyed hash of user and node), so a user's reads go to one
+node, whose caches are warm, and different users' to different nodes.
+
+Many ids are one call to each replica (one partition: a user's messages share their replicas);
+an answer carries about ``MESSAGES_BYTES`` of bodies (storage_node/service.py), and the ids the
+first replica had no room for are returned in ``more``, to read again.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import grpc
+
+from router import read_repair
+from router.errors import InvalidArgument, QuorumFailure
+from router.plan import ReadPlan
+from router.quorum import Reply, quorum
+from router.replicas import Replicas, judge_rpc
+from router.ring import NodeInfo
+from tidings.v1 import storage_pb2
+
+
+@dataclass
+class Read:
+    """Live messages (newest of R, with their bodies) by id; ids held by none of R or expunged;
+    ids not read this time (the answer's size)."""
+
+    found: dict[str, storage_pb2.StoredMessage] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    more: list[str] = field(default_factory=list)
+
+
+Answers = list[tuple[NodeInfo, storage_pb2.StoredMessages]]
+
+
+class MessageReader:
+    def __init__(self, replicas: Replicas, repair: read_repair.ReadRepair) -> None:
+        self.replicas = replicas
+        self.repair = repair
+        self._key = random.getrandbits(64).to_bytes(8, "big")
+
+    def first(self, user_id: str, contacts: Sequence[NodeInfo]) -> list[NodeInfo]:
+        """The contacts in this router's order for the user: the first one is read in full."""
+        return sorted(contacts, key=lambda n: hashlib.blake2b(
+            f"{user_id}\0{n.node_id}".encode(), key=self._key, digest_size=8).digest())
+
+    async def read(self, user_id: str, ids: Sequence[str], *, headers: bool = False) -> Read:
+        ids = list(dict.fromkeys(ids))
+        plan = self.replicas.read_plan(user_id)
+        timeout = self.replicas.consistency.timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        first, *others = self.first(user_id, plan.contacts)
+        full = storage_pb2.NodeMessagesRequest(user_id=user_id, ids=ids, raw=True, headers=headers)
+        digest = storage_pb2.NodeMessagesRequest(user_id=user_id, ids=ids)
+
+        async def data() -> storage_pb2.StoredMessages:
+            return await self.replicas.call(first, lambda stub: stub.GetMessages(full, timeout=timeout))
+
+        async def digests() -> Answers:
+            if plan.block_for <= 1:
+                return []
+            outcome = await quorum(ReadPlan(tuple(others), plan.block_for - 1),
+                                   lambda node: self.replicas.call(
+                                       node, lambda stub: stub.GetMessages(digest, timeout=timeout)),
+                                   timeout, judge_rpc)
+            return outcome.answers
+
+        held, versions = await asyncio.gather(data(), digests(), return_exceptions=True)
+        if isinstance(held, grpc.aio.AioRpcError):
+            reply, reason = judge_rpc(held)
+            if reply is Reply.REJECTED:
+                raise InvalidArgument(reason)
+            # the first replica failed: R full reads from the others
+            outcome = await quorum(ReadPlan(tuple(others), plan.block_for),
+                                   lambda node: self.replicas.call(
+                                       node, lambda stub: stub.GetMessages(full, timeout=timeout)),
+                                   max(deadline - loop.time(), timeout / 2), judge_rpc)
+            return await self._merge(user_id, ids, outcome.answers, full, timeout)
+        if isinstance(held, BaseException):
+            raise held
+        if isinstance(versions, BaseException):
+            raise versions
+        return await self._merge(user_id, ids, [(first, held), *versions], full, timeout)
+
+    async def _merge(self, user_id: str, ids: list[str], answers: Answers,
+                     full: storage_pb2.NodeMessagesRequest, timeout: float) -> Read:
+        """The newest copy of each id among the answers; those whose newest copy came without its
+        body are read again from its replica. The first answer is the one read in full (ties go
+        to it)."""
+        read = Read()
+        by_node = [(node, {m.summary.id: m for m in answer.messages}) for node, answer in answers]
+        more = set(answers[0][1].more)
+        again: dict[NodeInfo, list[str]] = defaultdict(list)
+        repairs: list[read_repair.Repair] = []
+        for message_id in ids:
+            if message_id in more:
+                read.more.append(message_id)
+                continue
+            copies = [(node, held[message_id]) for node, held in by_node if message_id in held]
+            absent = [node for node, held in by_node if message_id not in held]
+            if not copies:
+                read.missing.append(message_id)
+                continue
+            node, best = max(copies, key=lambda c: read_repair.held_order(c[1]))
+            if not best.tombstone and node is not answers[0][0] and not best.raw:
+                again[node].append(message_id)
+                continue
+            self._settle(read, message_id, best)
+            repairs += read_repair.for_message(message_id, copies, absent)
+        for node, wanted in again.items():
+            try:
+                answer = await self._full(node, storage_pb2.NodeMessagesRequest(
+                    user_id=user_id, ids=wanted, raw=True, headers=full.headers), timeout)
+            except grpc.aio.AioRpcError as exc:
+                raise QuorumFailure(f"node {node.node_id} holds the newest copy and failed: {judge_rpc(exc)[1]}") from None
+            read.more += answer.more
+            fetched = {m.summary.id: m for m in answer.messages}
+            for message_id in wanted:
+                if message_id not in fetched:
+                    if message_id not in answer.more:
+                        read.missing.append(message_id)    # gone from it meanwhile
+                    continue
+                copies = [(n, fetched[message_id] if n is node else held[message_id])
+                          for n, held in by_node if message_id in held]
+                absent = [n for n, held in by_node if message_id not in held]
+                _, best = max(copies, key=lambda c: read_repair.held_order(c[1]))
+                self._settle(read, message_id, best)
+                repairs += read_repair.for_message(message_id, copies, absent)
+        self.repair.submit(user_id, repairs)
+        return read
+
+    async def _full(self, node: NodeInfo, request: storage_pb2.NodeMessagesRequest,
+                    timeout: float) -> storage_pb2.StoredMessages:
+        return await self.replicas.call(node, lambda stub: stub.GetMessages(request, timeout=timeout))
+
+    @staticmethod
+    def _settle(read: Read, message_id: str, best: storage_pb2.StoredMessage) -> None:
+        if best.tombstone:
+            read.missing.append(message_id)
+        else:
+            read.found[message_id] = best
