@@ -405,11 +405,15 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
     @maps_errors
     async def RebuildIndex(self, request: storage_pb2.IndexRequest, context: Any) -> storage_pb2.IndexReport:
         users = await asyncio.to_thread(self._users, request)
-        documents = 0
+        report = storage_pb2.IndexReport(node_id=self.node_id, users=len(users))
         for user_id in users:
-            documents += await self.committer.submit(
+            rebuilt = await self.committer.submit(
                 partial(rebuild_user, self.engine, self.search_index, user_id=user_id), alone=True)
-        return storage_pb2.IndexReport(node_id=self.node_id, users=len(users), documents=documents)
+            report.documents += rebuilt.documents
+            report.blobs_missing += len(rebuilt.blobs_missing)
+            report.problems.extend(f"user {user_id}: message {m}: blob missing, indexed without its body"
+                                   for m in rebuilt.blobs_missing)
+        return report
 
     @maps_errors
     async def CheckIndex(self, request: storage_pb2.IndexRequest, context: Any) -> storage_pb2.IndexReport:

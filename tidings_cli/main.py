@@ -48,13 +48,17 @@ def cmd_index(args: argparse.Namespace) -> int:
     with channel:
         method = admin.RebuildIndex if args.action == "rebuild" else admin.CheckIndex
         answer = method(command, timeout=3600)
-    problems = 0
+    problems = missing = 0
     for report in answer.reports:
         verb = "rebuilt" if args.action == "rebuild" else "checked"
         print(f"node {report.node_id}: {verb} {report.documents} messages of {report.users} users")
         for problem in report.problems:
             print(f"  {problem}")
         problems += len(report.problems)
+        missing += report.blobs_missing
+    if missing:
+        print(f"{missing} messages indexed without their body (blob missing): bring the blobs back "
+              "(restore the blob store), then rebuild again", file=sys.stderr)
     return 1 if problems else 0
 
 
