@@ -71,7 +71,7 @@ class Limits:
     keep_changes: int = 100_000
 
 
-def _encode_head(head: Head) -> bytes:
+def encode_head(head: Head) -> bytes:
     return json.dumps({
         "a": head.applied, "m": head.modseq, "h": head.highest, "l": head.low_water, "v": head.last_uidvalidity,
         "f": {name: [f.uidvalidity, f.next_uid] for name, f in head.folders.items()},
@@ -79,7 +79,7 @@ def _encode_head(head: Head) -> bytes:
     }, separators=(",", ":")).encode()
 
 
-def _decode_head(value: bytes | None) -> Head:
+def decode_head(value: bytes | None) -> Head:
     if value is None:
         return Head()
     raw = json.loads(value)
@@ -88,10 +88,10 @@ def _decode_head(value: bytes | None) -> Head:
 
 
 def head(store: Txn | RdictStore, user_id: str) -> Head:
-    return _decode_head(store.get(keys.CF_ORDER, keys.order(user_id, HEAD)))
+    return decode_head(store.get(keys.CF_ORDER, keys.order(user_id, HEAD)))
 
 
-def _slot_key(user_id: str, tag: int, slot: int) -> bytes:
+def slot_key(user_id: str, tag: int, slot: int) -> bytes:
     return keys.order(user_id, tag, keys.u64(slot))
 
 
@@ -100,7 +100,7 @@ def _folder_uid_key(user_id: str, folder_id: str, uid: int) -> bytes:
 
 
 # -- the acceptor -----------------------------------------------------------------------
-def _promised(txn: Txn, user_id: str) -> int:
+def promised_ballot(txn: Txn, user_id: str) -> int:
     value = txn.get(keys.CF_ORDER, keys.order(user_id, PROMISE))
     return 0 if value is None else keys.read_u64(value)
 
@@ -108,8 +108,8 @@ def _promised(txn: Txn, user_id: str) -> int:
 def _scan_slots(store: RdictStore, user_id: str, tag: int, after: int, through: int
                 ) -> Iterator[tuple[int, bytes]]:
     """(slot, value) of one tag's slot rows in (after, through], committed state only."""
-    start = _slot_key(user_id, tag, after + 1)
-    end = _slot_key(user_id, tag, through) + b"\x00" if through < keys.MAX_U64 else keys.prefix_end(
+    start = slot_key(user_id, tag, after + 1)
+    end = slot_key(user_id, tag, through) + b"\x00" if through < keys.MAX_U64 else keys.prefix_end(
         keys.order(user_id, tag))
     for key, value in store.scan(keys.CF_ORDER, start, end):
         yield keys.read_u64(key, len(key) - 8), value
@@ -120,7 +120,7 @@ def prepare(txn: Txn, user_id: str, from_slot: int, ballot: int) -> storage_pb2.
     replica accepted (or holds chosen, unfolded) from max(from_slot, applied + 1) on. It
     reads the slots the head names through the batch, so it may share a group commit with
     the accepts before it."""
-    promised = _promised(txn, user_id)
+    promised = promised_ballot(txn, user_id)
     state = head(txn, user_id)
     answer = storage_pb2.OrderPromise(promised=ballot >= promised, promised_ballot=max(ballot, promised),
                                       chosen_through=state.applied, highest_slot=state.highest)
@@ -129,12 +129,12 @@ def prepare(txn: Txn, user_id: str, from_slot: int, ballot: int) -> storage_pb2.
     first = max(from_slot, state.applied + 1)
     reported: dict[int, storage_pb2.OrderAcceptedSlot] = {}
     for slot in sorted(s for s in state.accepted if s >= first):
-        value = txn.get(keys.CF_ORDER, _slot_key(user_id, ACCEPTED, slot))
+        value = txn.get(keys.CF_ORDER, slot_key(user_id, ACCEPTED, slot))
         if value is not None:
             reported[slot] = storage_pb2.OrderAcceptedSlot(
                 slot=slot, ballot=keys.read_u64(value), value=storage_pb2.OrderValue.FromString(value[8:]))
     for slot in sorted(s for s in state.held if s >= first):
-        value = txn.get(keys.CF_ORDER, _slot_key(user_id, CHOSEN, slot))
+        value = txn.get(keys.CF_ORDER, slot_key(user_id, CHOSEN, slot))
         if value is not None:
             reported[slot] = storage_pb2.OrderAcceptedSlot(
                 slot=slot, ballot=CHOSEN_BALLOT, value=storage_pb2.OrderValue.FromString(value))
@@ -145,23 +145,24 @@ def prepare(txn: Txn, user_id: str, from_slot: int, ballot: int) -> storage_pb2.
 def accept(txn: Txn, user_id: str, slot: int, ballot: int, value: storage_pb2.OrderValue
            ) -> storage_pb2.OrderAcceptReply:
     """Accept `value` for `slot` unless a higher ballot was promised or the slot is chosen."""
-    chosen = txn.get(keys.CF_ORDER, _slot_key(user_id, CHOSEN, slot))
+    chosen = txn.get(keys.CF_ORDER, slot_key(user_id, CHOSEN, slot))
     state = head(txn, user_id)
     if chosen is not None or slot <= state.applied:      # (without the value: compacted away)
-        reply = storage_pb2.OrderAcceptReply(accepted=False, already_chosen=True, promised_ballot=_promised(txn, user_id))
+        reply = storage_pb2.OrderAcceptReply(accepted=False, already_chosen=True,
+                                             promised_ballot=promised_ballot(txn, user_id))
         if chosen is not None:
             reply.chosen_value.CopyFrom(storage_pb2.OrderValue.FromString(chosen))
         return reply
-    promised = _promised(txn, user_id)
+    promised = promised_ballot(txn, user_id)
     if ballot < promised:
         return storage_pb2.OrderAcceptReply(accepted=False, promised_ballot=promised)
     if ballot > promised:
         txn.put(keys.CF_ORDER, keys.order(user_id, PROMISE), keys.u64(ballot))
-    txn.put(keys.CF_ORDER, _slot_key(user_id, ACCEPTED, slot), keys.u64(ballot) + value.SerializeToString())
+    txn.put(keys.CF_ORDER, slot_key(user_id, ACCEPTED, slot), keys.u64(ballot) + value.SerializeToString())
     if slot not in state.accepted or slot > state.highest:
         state.highest = max(state.highest, slot)
         state.accepted = sorted({*state.accepted, slot})
-        txn.put(keys.CF_ORDER, keys.order(user_id, HEAD), _encode_head(state))
+        txn.put(keys.CF_ORDER, keys.order(user_id, HEAD), encode_head(state))
     return storage_pb2.OrderAcceptReply(accepted=True, promised_ballot=ballot)
 
 
@@ -181,32 +182,38 @@ def commit(txn: Txn, user_id: str, slots: list[tuple[int, storage_pb2.OrderValue
     for slot, value in slots:
         if slot <= state.applied:
             continue
-        txn.put(keys.CF_ORDER, _slot_key(user_id, CHOSEN, slot), value.SerializeToString())
+        txn.put(keys.CF_ORDER, slot_key(user_id, CHOSEN, slot), value.SerializeToString())
         held.add(slot)
         state.highest = max(state.highest, slot)
+    settle(txn, user_id, state, held, limits)
+    return Committed(state.applied, state.modseq, (state.modseq, state.applied) != before)
+
+
+def settle(txn: Txn, user_id: str, state: Head, held: set[int], limits: Limits) -> None:
+    """Fold every held slot that follows the applied one, forget accepted values of slots now
+    chosen, compact, and write the head."""
     while state.applied + 1 in held:
-        chosen = txn.get(keys.CF_ORDER, _slot_key(user_id, CHOSEN, state.applied + 1))
+        chosen = txn.get(keys.CF_ORDER, slot_key(user_id, CHOSEN, state.applied + 1))
         assert chosen is not None, "a held slot has its chosen row"
         _fold(txn, user_id, state, storage_pb2.OrderValue.FromString(chosen))
         state.applied += 1
     for slot in state.accepted:      # an accepted value of a slot now chosen is no longer needed
         if slot <= state.applied or slot in held:
-            txn.delete(keys.CF_ORDER, _slot_key(user_id, ACCEPTED, slot))
+            txn.delete(keys.CF_ORDER, slot_key(user_id, ACCEPTED, slot))
     state.accepted = [s for s in state.accepted if s > state.applied and s not in held]
     state.held = sorted(s for s in held if s > state.applied)
     _compact(txn, user_id, state, limits)
-    txn.put(keys.CF_ORDER, keys.order(user_id, HEAD), _encode_head(state))
-    return Committed(state.applied, state.modseq, (state.modseq, state.applied) != before)
+    txn.put(keys.CF_ORDER, keys.order(user_id, HEAD), encode_head(state))
 
 
 def _compact(txn: Txn, user_id: str, state: Head, limits: Limits) -> None:
     """Drop chosen slots and change rows beyond what is kept, in steps of a quarter."""
     if state.applied > limits.keep_slots + max(1, limits.keep_slots // 4):
-        txn.delete_range(keys.CF_ORDER, _slot_key(user_id, CHOSEN, 0),
-                         _slot_key(user_id, CHOSEN, state.applied - limits.keep_slots + 1))
+        txn.delete_range(keys.CF_ORDER, slot_key(user_id, CHOSEN, 0),
+                         slot_key(user_id, CHOSEN, state.applied - limits.keep_slots + 1))
     if state.modseq - state.low_water > limits.keep_changes + max(1, limits.keep_changes // 4):
         low = state.modseq - limits.keep_changes
-        txn.delete_range(keys.CF_ORDER, _slot_key(user_id, CHANGE, 0), _slot_key(user_id, CHANGE, low + 1))
+        txn.delete_range(keys.CF_ORDER, slot_key(user_id, CHANGE, 0), slot_key(user_id, CHANGE, low + 1))
         state.low_water = low
 
 
@@ -244,7 +251,7 @@ class _Fold:
             modseq=self.state.modseq, kind=kind, id=message_id, folder_id=folder_id, thread_id=thread_id, uid=uid,
             uidvalidity=folder.uidvalidity if folder else 0, from_folder_id=from_folder_id, from_uid=from_uid,
             time_ms=self.time_ms)
-        self.txn.put(keys.CF_ORDER, _slot_key(self.user_id, CHANGE, self.state.modseq), change.SerializeToString())
+        self.txn.put(keys.CF_ORDER, slot_key(self.user_id, CHANGE, self.state.modseq), change.SerializeToString())
         if kind in (Kind.MESSAGE_NEW, Kind.MESSAGE_UPDATED):     # the folder's view: UID -> message, MODSEQ
             self.txn.put(keys.CF_ORDER, _folder_uid_key(self.user_id, folder_id, uid),
                          message_id.encode() + keys.u64(self.state.modseq))

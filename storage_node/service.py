@@ -13,7 +13,7 @@ import grpc
 from prometheus_client import Counter
 
 from search_node.index import InvalidCursor, QuerySyntaxError, SearchIndex
-from storage_node import codec, keys, mailbox_order, replication, spam_model
+from storage_node import codec, keys, mailbox_order, order_transfer, replication, spam_model
 from storage_node.batches import run_batch
 from storage_node.commit import GroupCommitter
 from storage_node.engine import (
@@ -30,6 +30,7 @@ from storage_node.gc import collect_garbage
 from storage_node.hints import HintStore
 from storage_node.indexing import check_user, rebuild_user
 from storage_node.model import DirectoryValue, FolderCounts, MessageRecord
+from storage_node.order_fence import OrderFence
 from storage_node.order_watch import OrderWatchers
 from storage_node.ranges import TokenRange, check_ranges, union_bounds
 from storage_node.replication import DirectoryItem, Item, ItemRef, ItemVersion
@@ -215,6 +216,7 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         self.settings = settings or Settings()
         self.order_limits = mailbox_order.Limits(self.settings.order_keep_slots, self.settings.order_keep_changes)
         self.order_watchers = OrderWatchers()
+        self.order_fence = OrderFence.load(engine)
         self.summaries = SummaryCache()
 
     def _prepare(self, request: storage_pb2.StoreMessageRequest) -> NewMessage:
@@ -463,29 +465,48 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         bounds = union_bounds(_ranges(request.ranges))
         batch_bytes = request.batch_bytes if request.batch_bytes > 0 else replication.DEFAULT_BATCH_BYTES
         after: replication.Position | None = None
-        while True:
+        while not request.order_only:
             items, after = await asyncio.to_thread(replication.read_batch, self.engine, bounds, after, batch_bytes)
             if items:
                 yield _counted("out", _to_items(items))
             if after is None:
+                break
+        past: bytes | None = None          # then the mailbox order's rows, whole users a batch
+        while True:
+            rows, past = await asyncio.to_thread(order_transfer.read_batch, self.engine, bounds, past, batch_bytes)
+            if rows:
+                yield _counted("out", storage_pb2.ReplicaItems(
+                    order_rows=[storage_pb2.OrderRow(key=k, value=v) for k, v in rows]))
+            if past is None:
                 return
 
     @maps_errors
     async def PullRanges(self, request: storage_pb2.PullRangesRequest, context: Any) -> storage_pb2.PullRangesResponse:
-        _ranges(request.ranges)
+        ranges = _ranges(request.ranges)
         if not request.source_address:
             raise InvalidArgument("no source address to pull from")
         stub = self.peers.stub(request.source_address)
         answer = storage_pb2.PullRangesResponse()
         try:
-            async for batch in stub.StreamRanges(storage_pb2.StreamRangesRequest(ranges=request.ranges)):
-                await replication.apply_items(self.engine, self.committer, [_from_item(i) for i in batch.items])
+            async for batch in stub.StreamRanges(storage_pb2.StreamRangesRequest(
+                    ranges=request.ranges, order_only=request.order_only)):
+                if batch.items:
+                    await replication.apply_items(self.engine, self.committer, [_from_item(i) for i in batch.items])
+                if batch.order_rows:
+                    answer.order_users += await self._merge_order(order_transfer.parse(batch.order_rows, ranges))
                 _counted("in", batch)
                 answer.items += len(batch.items)
                 answer.bytes += batch.ByteSize()
         except grpc.aio.AioRpcError as exc:
             raise PeerUnavailable(f"streaming from {request.source_address}: {exc.code().name} {exc.details()}") from None
         return answer
+
+    async def _merge_order(self, users: list[order_transfer.UserOrder]) -> int:
+        merged = await self.committer.submit(partial(order_transfer.merge, users=users, limits=self.order_limits))
+        for done in merged:
+            if done.advanced:
+                self.order_watchers.tell(done.user_id, done.modseq)
+        return len(merged)
 
     @maps_errors
     async def DropRanges(self, request: storage_pb2.DropRangesRequest, context: Any) -> storage_pb2.DropRangesResponse:
@@ -523,16 +544,22 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
     @maps_errors
     async def OrderPrepare(self, request: storage_pb2.OrderPrepareRequest, context: Any) -> storage_pb2.OrderPromise:
         check_user_id(request.user_id)
-        return await self.committer.submit(
-            lambda txn: mailbox_order.prepare(txn, request.user_id, request.from_slot, request.ballot))
+        return await self.committer.submit(lambda txn: self.order_fence.guard(
+            request.config, lambda: mailbox_order.prepare(txn, request.user_id, request.from_slot, request.ballot),
+            storage_pb2.OrderPromise))
 
     @maps_errors
     async def OrderAccept(self, request: storage_pb2.OrderAcceptRequest, context: Any) -> storage_pb2.OrderAcceptReply:
         check_user_id(request.user_id)
         if request.slot < 1:
             raise InvalidArgument("slots start at 1")
-        return await self.committer.submit(
-            lambda txn: mailbox_order.accept(txn, request.user_id, request.slot, request.ballot, request.value))
+        return await self.committer.submit(lambda txn: self.order_fence.guard(
+            request.config, lambda: mailbox_order.accept(txn, request.user_id, request.slot, request.ballot, request.value),
+            storage_pb2.OrderAcceptReply))
+
+    @maps_errors
+    async def SetOrderFence(self, request: storage_pb2.OrderFence, context: Any) -> storage_pb2.OrderFence:
+        return await self.committer.submit(lambda txn: self.order_fence.set(txn, request))
 
     @maps_errors
     async def OrderCommit(self, request: storage_pb2.OrderCommitRequest, context: Any) -> storage_pb2.OrderCommitReply:
