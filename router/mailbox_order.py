@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
 
@@ -24,9 +24,11 @@ import grpc
 from prometheus_client import Counter, Histogram
 
 from router.errors import InvalidArgument, QuorumFailure, Unavailable
+from router.order_config import Config, OrderRings
 from router.replicas import Replicas, judge_rpc
-from router.ring import NodeInfo
+from router.ring import NodeInfo, Ring
 from tidings.v1 import storage_pb2, storage_pb2_grpc
+from tidings_runtime.partitions import partition_token
 
 Stub: TypeAlias = storage_pb2_grpc.StorageNodeStub
 T = TypeVar("T")
@@ -45,6 +47,10 @@ Intent = storage_pb2.OrderIntent
 _background: set[asyncio.Future[Any]] = set()
 
 
+class _Reconfigured(Exception):
+    """A node refused the round's rings (OrderConfig) as older than its fence."""
+
+
 class _Rejected(Exception):
     """A higher ballot is promised (another router leads this mailbox now)."""
 
@@ -58,6 +64,7 @@ class _Lead:
     ballot: int
     next_slot: int
     prepared: bool = True
+    config: tuple[int, int, int] = (0, 0, 0)     # the rings it was prepared under (Config.key)
 
 
 @dataclass
@@ -72,8 +79,10 @@ def ballot_round(ballot: int) -> int:
 
 class MailboxOrder:
     def __init__(self, replicas: Replicas, proposer_id: int | None = None,
-                 on_applied: Callable[[str, int], None] | None = None) -> None:
+                 on_applied: Callable[[str, int], None] | None = None,
+                 adopt_ring: Callable[[Ring], None] | None = None) -> None:
         self.replicas = replicas
+        self.rings = OrderRings(replicas, adopt_ring)
         self.proposer_id = proposer_id if proposer_id is not None else random.getrandbits(PROPOSER_BITS)
         self._leads: OrderedDict[str, _Lead] = OrderedDict()
         self._queues: dict[str, _Queue] = {}
@@ -123,17 +132,22 @@ class MailboxOrder:
         value = storage_pb2.OrderValue(intents=intents, time_ms=int(time.time() * 1000))
         higher = 0
         for attempt in range(MAX_ATTEMPTS):
+            config = self.rings.config()
             lead = self._leads.get(user_id)
             try:
-                if lead is None or not lead.prepared:
-                    lead = await self._prepare(user_id, lead, higher)
+                if lead is None or not lead.prepared or lead.config != config.key:
+                    lead = await self._prepare(user_id, config, lead, higher)
                 slot = lead.next_slot
-                chosen = await self._accept(user_id, lead.ballot, slot, value)
+                chosen = await self._accept(user_id, config, lead.ballot, slot, value)
                 lead.next_slot = slot + 1
-                modseq = await self._commit(user_id, slot, chosen)
+                modseq = await self._commit(user_id, config, slot, chosen)
                 if chosen is value:
                     return modseq
                 lead.prepared = False        # someone else chose this slot: our promise is stale
+            except _Reconfigured:
+                ROUNDS.labels("config", "stale").inc()   # the rings learned: ask again at once
+                if lead is not None:
+                    lead.prepared = False
             except _Rejected as exc:
                 ROUNDS.labels("accept" if lead is not None and lead.prepared else "prepare", "rejected").inc()
                 higher = max(higher, exc.ballot)
@@ -146,62 +160,81 @@ class MailboxOrder:
         round_ = max(ballot_round(lead.ballot) if lead else 0, ballot_round(higher)) + 1
         return (round_ << PROPOSER_BITS) | self.proposer_id
 
-    async def _prepare(self, user_id: str, lead: _Lead | None, higher: int) -> _Lead:
+    def _fenced(self, answers: list[Any]) -> None:
+        """Raise _Reconfigured (after learning the newer rings) if a node refused our config."""
+        fenced = [a.fence for a in answers if a.stale_config]
+        if fenced:
+            for fence in fenced:
+                self.rings.learn(fence)
+            raise _Reconfigured()
+
+    def _quorate(self, user_id: str, config: Config, nodes: Iterable[NodeInfo]) -> bool:
+        """W of every acceptor set of the config among `nodes`."""
+        ids = {x.node_id for x in nodes}
+        return all(sum(x.node_id in ids for x in group) >= self.replicas.consistency.w
+                   for group in config.groups(user_id, self.replicas.consistency.n))
+
+    async def _prepare(self, user_id: str, config: Config, lead: _Lead | None, higher: int) -> _Lead:
         """Take the lead of the user's log, and finish every slot a predecessor left
         accepted (or a gap, with an empty value) so the log is chosen up to the tail."""
         ballot = self._ballot(lead, higher)
-        request = storage_pb2.OrderPrepareRequest(user_id=user_id, from_slot=lead.next_slot if lead else 1, ballot=ballot)
-        answers = [a for _, a in await self._majority(
-            user_id, lambda stub: stub.OrderPrepare(request, timeout=self._timeout), lambda a: a.promised)]
-        refused = [a.promised_ballot for a in answers if not a.promised]
-        if len(answers) - len(refused) < self.replicas.consistency.w:
-            raise _Rejected(max(refused))
+        request = storage_pb2.OrderPrepareRequest(user_id=user_id, from_slot=lead.next_slot if lead else 1,
+                                                  ballot=ballot, config=config.wire())
+        held = await self._majority(user_id, config, lambda stub: stub.OrderPrepare(request, timeout=self._timeout),
+                                    lambda a: a.promised)
+        answers = [a for _, a in held]
+        self._fenced(answers)
+        if not self._quorate(user_id, config, [node for node, a in held if a.promised]):
+            raise _Rejected(max((a.promised_ballot for a in answers if not a.promised), default=0))
         ROUNDS.labels("prepare", "promised").inc()
         through = max(a.chosen_through for a in answers)
         best: dict[int, storage_pb2.OrderAcceptedSlot] = {}
         for answer in answers:
-            for held in answer.accepted:
-                if held.slot > through and (held.slot not in best or held.ballot > best[held.slot].ballot):
-                    best[held.slot] = held
+            for slot in answer.accepted:
+                if slot.slot > through and (slot.slot not in best or slot.ballot > best[slot.slot].ballot):
+                    best[slot.slot] = slot
         tail = max([through, *best])
-        for slot in range(through + 1, tail + 1):
-            held = best.get(slot)
-            value = held.value if held is not None else storage_pb2.OrderValue()
-            if held is None or held.ballot != CHOSEN_BALLOT:
-                value = await self._accept(user_id, ballot, slot, value)
-            await self._commit(user_id, slot, value)
-        fresh = _Lead(ballot, tail + 1)
+        for slot_no in range(through + 1, tail + 1):
+            found = best.get(slot_no)
+            value = found.value if found is not None else storage_pb2.OrderValue()
+            if found is None or found.ballot != CHOSEN_BALLOT:
+                value = await self._accept(user_id, config, ballot, slot_no, value)
+            await self._commit(user_id, config, slot_no, value)
+        fresh = _Lead(ballot, tail + 1, config=config.key)
         self._leads[user_id] = fresh
         self._leads.move_to_end(user_id)
         while len(self._leads) > LEADS_KEPT:
             self._leads.popitem(last=False)
         return fresh
 
-    async def _accept(self, user_id: str, ballot: int, slot: int, value: storage_pb2.OrderValue
+    async def _accept(self, user_id: str, config: Config, ballot: int, slot: int, value: storage_pb2.OrderValue
                       ) -> storage_pb2.OrderValue:
-        """The value chosen for `slot`: ours once W acceptors took it, or the one a replica
-        already holds chosen there."""
-        request = storage_pb2.OrderAcceptRequest(user_id=user_id, slot=slot, ballot=ballot, value=value)
-        answers = [a for _, a in await self._majority(
-            user_id, lambda stub: stub.OrderAccept(request, timeout=self._timeout), lambda a: a.accepted)]
+        """The value chosen for `slot`: ours once W acceptors (of each set) took it, or the
+        one a replica already holds chosen there."""
+        request = storage_pb2.OrderAcceptRequest(user_id=user_id, slot=slot, ballot=ballot, value=value,
+                                                 config=config.wire())
+        held = await self._majority(user_id, config, lambda stub: stub.OrderAccept(request, timeout=self._timeout),
+                                    lambda a: a.accepted)
+        answers = [a for _, a in held]
         for answer in answers:
             if answer.already_chosen:
                 ROUNDS.labels("accept", "chosen_elsewhere").inc()
                 if not answer.HasField("chosen_value"):     # chosen and compacted there: learn it anew
                     raise _Rejected(answer.promised_ballot)
                 return answer.chosen_value
-        refused = [a.promised_ballot for a in answers if not a.accepted]
-        if len(answers) - len(refused) < self.replicas.consistency.w:
-            raise _Rejected(max(refused))
+        self._fenced(answers)
+        if not self._quorate(user_id, config, [node for node, a in held if a.accepted]):
+            raise _Rejected(max((a.promised_ballot for a in answers if not a.accepted), default=0))
         ROUNDS.labels("accept", "accepted").inc()
         return value
 
-    async def _commit(self, user_id: str, slot: int, value: storage_pb2.OrderValue) -> int:
-        """Every replica gets the chosen slot; returns once W folded through it (a replica
-        that misses earlier slots is sent them first), with the MODSEQ they reached."""
+    async def _commit(self, user_id: str, config: Config, slot: int, value: storage_pb2.OrderValue) -> int:
+        """Every acceptor gets the chosen slot; returns once W (of each set) folded through
+        it (a replica that misses earlier slots is sent them first), with the MODSEQ they
+        reached."""
         request = storage_pb2.OrderCommitRequest(
             user_id=user_id, slots=[storage_pb2.OrderAcceptedSlot(slot=slot, value=value)])
-        answers = await self._majority(user_id, lambda stub: stub.OrderCommit(request, timeout=self._timeout),
+        answers = await self._majority(user_id, config, lambda stub: stub.OrderCommit(request, timeout=self._timeout),
                                        lambda a: True)
         behind = [node for node, reply in answers if reply.applied_through < slot]
         ahead = [node for node, reply in answers if reply.applied_through >= slot]
@@ -210,8 +243,9 @@ class MailboxOrder:
                 raise QuorumFailure(f"mailbox order of {user_id}: no replica has folded slot {slot}")
             caught = await asyncio.gather(*(self._catch_up(user_id, node, ahead[0], slot) for node in behind),
                                           return_exceptions=True)
-            if not any(isinstance(c, storage_pb2.OrderCommitReply) and c.applied_through >= slot for c in caught) \
-                    and len(ahead) < self.replicas.consistency.w:
+            ahead += [node for node, c in zip(behind, caught)
+                      if isinstance(c, storage_pb2.OrderCommitReply) and c.applied_through >= slot]
+            if not self._quorate(user_id, config, ahead):
                 raise QuorumFailure(f"mailbox order of {user_id}: too few replicas folded slot {slot}")
         modseq = max(reply.modseq for _, reply in answers)
         if self._on_applied is not None:
@@ -220,7 +254,9 @@ class MailboxOrder:
 
     async def _catch_up(self, user_id: str, node: NodeInfo, source: NodeInfo, through: int
                         ) -> storage_pb2.OrderCommitReply:
-        """Send a replica the chosen slots it misses, from one that has folded them."""
+        """Send a replica the chosen slots it misses, from one that has folded them; if the
+        source no longer keeps them, the replica merges the source's order instead (a
+        snapshot: storage_node/order_transfer.py)."""
         reply = storage_pb2.OrderCommitReply()
         applied = -1
         while True:
@@ -231,9 +267,11 @@ class MailboxOrder:
             held = await self._rpc(source, "OrderSlots", storage_pb2.OrderSlotsRequest(
                 user_id=user_id, after_slot=applied, through_slot=through))
             if not held.slots:
-                log.warning("mailbox order of %s: %s cannot catch up from %s after slot %d", user_id,
-                            node.node_id, source.node_id, applied)
-                return status
+                log.info("mailbox order of %s: %s merges %s's order (its slots after %d are compacted)",
+                         user_id, node.node_id, source.node_id, applied)
+                await self._rpc(node, "PullRanges", storage_pb2.PullRangesRequest(
+                    source_address=source.address, ranges=[user_range(user_id)], order_only=True))
+                continue
             reply = await self._rpc(node, "OrderCommit", storage_pb2.OrderCommitRequest(user_id=user_id, slots=held.slots))
             if reply.applied_through >= through:
                 return reply
@@ -247,21 +285,32 @@ class MailboxOrder:
         return self.replicas.consistency.timeout
 
     def acceptors(self, user_id: str) -> list[NodeInfo]:
-        """The user's N replicas under the current ring: the acceptors of its log."""
-        return self.replicas.plan(user_id)
+        """The user's acceptors now: its N replicas under the current ring, and under the
+        pending one while a ring change moves them."""
+        groups = self.rings.config().groups(user_id, self.replicas.consistency.n)
+        return list({x.node_id: x for group in groups for x in group}.values())
 
-    async def _majority(self, user_id: str, call: Callable[[Stub], Awaitable[T]], yes: Callable[[T], bool]
-                        ) -> list[tuple[NodeInfo, T]]:
-        """Ask every acceptor at once; return the answers once W said yes or no more can (with
-        a refusal among them, for the caller to retry under a higher ballot; with too few
-        answers and none refusing, QuorumFailure). Calls still running keep going (the third
-        replica gets an accept or a commit too)."""
-        need = self.replicas.consistency.w
-        tasks = {asyncio.ensure_future(self.replicas.call(node, call)): node for node in self.acceptors(user_id)}
+    async def _majority(self, user_id: str, config: Config, call: Callable[[Stub], Awaitable[T]],
+                        yes: Callable[[T], bool]) -> list[tuple[NodeInfo, T]]:
+        """Ask every acceptor of the config at once; return the answers once W of each set
+        said yes or no more can (with a refusal among them, for the caller to retry under a
+        higher ballot or newer rings; with too few answers and none refusing, QuorumFailure).
+        Calls still running keep going (the third replica gets an accept or a commit too)."""
+        groups = config.groups(user_id, self.replicas.consistency.n)
+        nodes = list({x.node_id: x for group in groups for x in group}.values())
+        tasks = {asyncio.ensure_future(self.replicas.call(node, call)): node for node in nodes}
         answers: list[tuple[NodeInfo, T]] = []
         failures: list[str] = []
         pending = set(tasks)
         deadline = asyncio.get_running_loop().time() + self._timeout
+
+        def settled() -> bool:
+            said_yes = {n.node_id for n, a in answers if yes(a)}
+            waiting = {tasks[t].node_id for t in pending}
+            need = self.replicas.consistency.w
+            return all(sum(x.node_id in said_yes for x in g) >= need for g in groups) or any(
+                sum(x.node_id in said_yes or x.node_id in waiting for x in g) < need for g in groups)
+
         try:
             while pending:
                 done, pending = await asyncio.wait(pending, timeout=max(0.0, deadline - asyncio.get_running_loop().time()),
@@ -277,18 +326,23 @@ class MailboxOrder:
                     if isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
                         raise InvalidArgument(reason)
                     failures.append(f"node {tasks[task].node_id}: {reason}")
-                said_yes = sum(1 for _, a in answers if yes(a))
-                if said_yes >= need or said_yes + len(pending) < need:
+                if settled():
                     break
         finally:
             for task in pending:
                 _background.add(task)
                 task.add_done_callback(_forget)
         refused = any(not yes(a) for _, a in answers)   # the caller takes a higher ballot and tries again
-        if sum(1 for _, a in answers if yes(a)) < need and not refused:
-            raise QuorumFailure(f"mailbox order of {user_id}: {len(answers)} of {need} acceptors answered "
+        if not refused and not self._quorate(user_id, config, [n for n, a in answers if yes(a)]):
+            raise QuorumFailure(f"mailbox order of {user_id}: {len(answers)} of {len(nodes)} acceptors answered "
                                 f"({'; '.join(failures) or 'timed out'})")
         return answers
+
+
+def user_range(user_id: str) -> storage_pb2.TokenRange:
+    """The token range (t - 1, t] holding the user's partition."""
+    token = partition_token(user_id)
+    return storage_pb2.TokenRange(start=(token - 1) % (1 << 64), end=token)
 
 
 def _forget(task: asyncio.Future[Any]) -> None:

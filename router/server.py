@@ -67,7 +67,8 @@ async def run(settings: Settings) -> None:
     queue = OutboundQueue(directory, int(settings.queue_lifetime * 1000))
     spam = SpamFilter(replicas, directory, settings.spam_threshold, settings.reject_threshold)
     feed = ChangeFeed(replicas)
-    coordinator = Coordinator(replicas, directory, clock, queue, spam, MailboxOrder(replicas, on_applied=feed.moved))
+    order = MailboxOrder(replicas, on_applied=feed.moved, adopt_ring=keeper.adopt)
+    coordinator = Coordinator(replicas, directory, clock, queue, spam, order)
     dkim = DkimKeys(directory)
     background = Periodic()
     setup: list[asyncio.Task[None]] = []

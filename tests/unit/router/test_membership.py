@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from router.errors import Unavailable
-from router.membership import drops, moved_groups, pulls
+from router.membership import drops, fenced_enough, moved_groups, order_pulls, pulls
 from router.nodes import NodePool
 from router.replicas import Consistency, Replicas
 from router.ring import NodeInfo, RangeChange, Ring, range_size
@@ -71,3 +71,19 @@ def test_while_the_ring_moves_writes_also_go_to_new_owners_and_w_grows() -> None
     plan = replicas.write_plan(key)
     assert [n.node_id for n in plan.targets][:3] == [n.node_id for n in OLD_RING.preference_list(key, 3)]
     assert plan.pending == (NEW,) and NEW in plan.contacts and plan.block_for == 3
+
+
+def test_each_gained_range_merges_the_order_of_every_live_old_owner() -> None:
+    change = RangeChange(1, 2, ("1", "2", "3"), ("1", "2", "4"))
+    assert pulls([change], up) == {("4", "1"): [(1, 2)]}
+    assert order_pulls([change], up, 2) == {("4", "2"): [(1, 2)], ("4", "3"): [(1, 2)]}
+    assert order_pulls([change], lambda n: n != "3", 2) == {("4", "2"): [(1, 2)]}
+    with pytest.raises(Unavailable, match="old owners"):
+        order_pulls([change], lambda n: n == "1", 2)
+
+
+def test_the_fence_must_hold_on_a_majority_of_each_moved_ranges_old_owners() -> None:
+    changes = [RangeChange(1, 2, ("1", "2", "3"), ("1", "2", "4")), RangeChange(2, 3, ("2", "3", "1"), ("2", "4", "1"))]
+    assert fenced_enough(changes, {"1", "2"}, 2)
+    assert not fenced_enough(changes, {"3", "4"}, 2)
+    assert not fenced_enough(changes, {"1", "4"}, 2)       # range (1, 2]: only node 1 of its old owners
