@@ -4,7 +4,8 @@ protobuf and no gRPC). Client errors are translated here, once, into ``BackendEr
 the session answers with ``NO`` and a response code.
 
 Costs, per call: ``folders`` one ListFolders; ``view`` one Mailbox page per 10,000 messages;
-``summaries`` one ListMessages page per 200; ``summary`` one GetMessage; ``append`` a Deliver,
+``summaries`` one ListMessages page per 200; ``summary`` one GetMessage; ``fetched`` one
+GetMessages (bodies: one replica's, about 4 MiB an answer); ``append`` a Deliver,
 then an UpdateMessage for flags (and one for a custom folder: Deliver files into system folders
 only), then Changes pages to learn the UID.
 """
@@ -291,6 +292,15 @@ class UserMailbox:
             return found
         results = await asyncio.gather(*(self.summary(i) for i in wanted))
         return {s.id: s for s in results if s is not None}
+
+    async def fetched(self, ids: list[str], *, raw: bool = False, headers: bool = False
+                      ) -> tuple[dict[str, tuple[Summary, bytes]], list[str]]:
+        """One Mail.GetMessages of ``ids``: each answered one's summary and (``raw``) bytes, and the
+        ids expunged. The router may answer fewer (an answer holds about 4 MiB of bodies): the
+        ids in neither are to be asked again."""
+        answer = await self._call(self.client.get_messages, self.user_id, ids, raw=raw, headers=headers)
+        found = {m.summary.id: (_summary(m.summary), bytes(m.raw)) for m in answer.messages}
+        return found, list(answer.missing)
 
     async def raw(self, message_id: str) -> bytes:
         try:

@@ -52,7 +52,7 @@ BASE_CAPABILITIES = ("IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENA
                      "UNSELECT", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CONDSTORE", "ESEARCH",
                      *(f"THREAD={a}" for a in threads.ALGORITHMS))
 RAW_CACHE = 16  # message bodies a session keeps (a client fetches a message's parts one by one)
-READ_AHEAD = 16  # bodies a FETCH reads at once (concurrent reads share the router's coalesced calls)
+READ_AHEAD = 100  # bodies a FETCH asks for in one Mail.GetMessages (an answer holds about 4 MiB of them)
 
 
 class State(enum.Enum):
@@ -799,9 +799,7 @@ class Session:
             self._raws.move_to_end(message.id)
             return cached
         raw = await self._mail.raw(message.id)
-        self._raws[message.id] = raw
-        while len(self._raws) > RAW_CACHE:
-            self._raws.popitem(last=False)
+        self._remember(message.id, raw)
         return raw
 
     async def _fetch(self, command: c.Command) -> str:
@@ -826,27 +824,62 @@ class Session:
                                         "RFC822.TEXT", "BINARY", "BINARY.SIZE"})
         sets_seen = not selected.read_only and any(a.sets_seen for a in attributes)
         gone = False
-        for start in range(0, len(messages), READ_AHEAD if needs_raw else len(messages) or 1):
-            chunk = messages[start:start + READ_AHEAD] if needs_raw else messages
-            if needs_raw:      # read the chunk's bodies at once, into the cache _fetch_one reads
-                await asyncio.gather(*(self._raw(m) for m in chunk), return_exceptions=True)
+        pending = messages
+        while pending:
+            # with bodies: one batched read of the next READ_AHEAD, answered as far as it reached
+            chunk = pending[:READ_AHEAD] if needs_raw else pending
+            bodies, missing = await self._bodies(chunk) if needs_raw else ({}, set())
+            done = 0
             for message in chunk:
+                if needs_raw and message.id not in bodies and message.id not in missing:
+                    break      # past what this answer held: the next read starts here
+                done += 1
                 try:
-                    items = await self._fetch_one(message, attributes, needs_raw, sets_seen)
+                    items = await self._fetch_one(message, attributes, bodies.get(message.id) if needs_raw else b"",
+                                                  sets_seen)
                 except Gone:
                     gone = True
                     continue
                 self.send(self.encoder.fetch(selected.number(message.uid), items))
                 if sum(len(b) for b in self._out) > 1 << 20:
                     await self.flush()
+            if not done:
+                raise No("the mail store answered none of the messages, try again", Code("UNAVAILABLE"))
+            pending = pending[done:]
         if gone:
             raise No("some messages were expunged meanwhile", Code("EXPUNGEISSUED"))
         return f"{'UID ' if command.uid else ''}FETCH completed"
 
-    async def _fetch_one(self, message: Message, attributes: list[FetchAttribute], needs_raw: bool,
+    async def _bodies(self, messages: list[Message]) -> tuple[dict[str, bytes], set[str]]:
+        """The raw bytes of ``messages`` the session holds, and of the others as far as one
+        batched read reaches (it may stop short: the rest are in neither), and the ids expunged.
+        A summary not read yet is taken from the read."""
+        bodies = {m.id: self._raws[m.id] for m in messages if m.id in self._raws}
+        wanted = [m for m in messages if m.id not in bodies]
+        if not wanted:
+            return bodies, set()
+        found, missing = await self._mail.fetched([m.id for m in wanted], raw=True)
+        for message in wanted:
+            held = found.get(message.id)
+            if held is not None:
+                summary, bodies[message.id] = held
+                self._remember(message.id, bodies[message.id])
+                if message.summary is None:
+                    message.summary = summary
+        return bodies, set(missing)
+
+    def _remember(self, message_id: str, raw: bytes) -> None:
+        self._raws[message_id] = raw
+        self._raws.move_to_end(message_id)
+        while len(self._raws) > RAW_CACHE:
+            self._raws.popitem(last=False)
+
+    async def _fetch_one(self, message: Message, attributes: list[FetchAttribute], raw: bytes | None,
                          sets_seen: bool) -> list[tuple[str, Value]]:
-        raw = await self._raw(message) if needs_raw else b""
-        root = mime.parse(raw) if needs_raw else None
+        """One message's answer; ``raw`` its bytes (b"": none needed; None: it was expunged)."""
+        if raw is None:
+            raise Gone(f"message {message.id} was expunged")
+        root = mime.parse(raw) if raw else None
         if sets_seen and message.summary is not None and message.summary.unread:
             message.summary = await self._mail.set_flags(message.id, unread=False)
             if not any(a.name == "FLAGS" for a in attributes):

@@ -171,7 +171,7 @@ class MailService(mail_pb2_grpc.MailServicer):
     @rpc
     async def ListMessages(self, request: mail_pb2.ListMessagesRequest, context: Any) -> mail_pb2.MessagePage:
         page, next_cursor, state = await self.coordinator.list_messages(
-            request.user_id, request.folder_id, request.unread_only, request.limit, request.cursor)
+            request.user_id, request.folder_id, request.unread_only, request.limit, request.cursor, request.headers)
         return mail_pb2.MessagePage(messages=page, next_cursor=next_cursor, state=state)
 
     @rpc
@@ -194,6 +194,15 @@ class MailService(mail_pb2_grpc.MailServicer):
     async def GetRawMessage(self, request: mail_pb2.MessageRef, context: Any) -> mail_pb2.RawMessage:
         held = await self.coordinator.stored(request.user_id, request.id)
         return mail_pb2.RawMessage(raw=held.raw)
+
+    @rpc
+    async def GetMessages(self, request: mail_pb2.GetMessagesRequest, context: Any) -> mail_pb2.Messages:
+        read = await self.coordinator.messages(request.user_id, list(request.ids), raw=request.raw,
+                                               headers=request.headers)
+        return mail_pb2.Messages(
+            messages=[mail_pb2.Messages.Message(summary=read.found[i].summary, raw=read.found[i].raw)
+                      for i in dict.fromkeys(request.ids) if i in read.found],
+            missing=read.missing, more=read.more)
 
     @rpc
     async def GetAttachment(self, request: mail_pb2.AttachmentRef, context: Any) -> mail_pb2.AttachmentContent:

@@ -44,6 +44,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
+from tidings_runtime.kept_headers import kept
 from tidings_runtime.mime import Address, find_attachment, parse_mail
 from tidings_runtime.partitions import SYSTEM_FOLDERS
 
@@ -205,6 +206,12 @@ def _changes(user: User, since: int, limit: int) -> mail_pb2.ChangesResponse:
     page = after[:min(limit or CHANGES_LIMIT, MAX_CHANGES_LIMIT)]
     return mail_pb2.ChangesResponse(old_state=since, new_state=page[-1].modseq if page else since,
                                     has_more=len(page) < len(after), changes=page)
+
+
+def _keep_headers(summary: types_pb2.MessageSummary, raw: bytes) -> None:
+    block = kept(raw)
+    if block is not None:
+        summary.headers = block
 
 
 def _page(messages: Iterable[StoredMessage], limit: int, cursor: str) -> mail_pb2.MessagePage:
@@ -437,7 +444,25 @@ class FakeMail(mail_pb2_grpc.MailServicer):
         user = self._user(request.user_id)
         page = _page(self._in_folder(user, request.folder_id, request.unread_only), request.limit, request.cursor)
         page.state = user.modseq
+        if request.headers:     # as the storage node keeps them
+            for summary in page.messages:
+                _keep_headers(summary, user.messages[summary.id].raw)
         return page
+
+    @_served
+    async def GetMessages(self, request: mail_pb2.GetMessagesRequest,
+                          context: grpc.aio.ServicerContext) -> mail_pb2.Messages:
+        user = self._user(request.user_id)
+        answer = mail_pb2.Messages()
+        for message_id in dict.fromkeys(request.ids):
+            held = user.messages.get(message_id)
+            if held is None:
+                answer.missing.append(message_id)
+                continue
+            found = answer.messages.add(summary=held.summary, raw=held.raw if request.raw else b"")
+            if request.headers:
+                _keep_headers(found.summary, held.raw)
+        return answer
 
     @_served
     async def GetMessage(self, request: mail_pb2.MessageRef,

@@ -43,6 +43,7 @@ _IDEMPOTENT_MAIL = (
     "ListMessages",
     "GetMessage",
     "GetRawMessage",
+    "GetMessages",
     "GetAttachment",
     "GetThread",
     "Search",
@@ -260,10 +261,13 @@ class MailClient(_BaseClient):
         unread_only: bool = False,
         limit: int = 50,
         cursor: str = "",
+        headers: bool = False,
         timeout: float | None = None,
     ) -> mail_pb2.MessagePage:
+        """A page of a folder; ``headers``: each summary with its kept header fields."""
         request = mail_pb2.ListMessagesRequest(
-            user_id=user_id, folder_id=folder_id, unread_only=unread_only, limit=limit, cursor=cursor
+            user_id=user_id, folder_id=folder_id, unread_only=unread_only, limit=limit, cursor=cursor,
+            headers=headers,
         )
         return await self._call(self._stub.ListMessages, request, timeout)
 
@@ -289,6 +293,15 @@ class MailClient(_BaseClient):
     async def get_raw_message(self, user_id: str, id: str, *, timeout: float | None = None) -> bytes:
         result = await self._call(self._stub.GetRawMessage, mail_pb2.MessageRef(user_id=user_id, id=id), timeout)
         return bytes(result.raw)
+
+    async def get_messages(
+        self, user_id: str, ids: Sequence[str], *, raw: bool = False, headers: bool = False,
+        timeout: float | None = None,
+    ) -> mail_pb2.Messages:
+        """Several messages at once (at most 1000 ids): summaries, with ``raw`` their bytes too
+        (an answer holds about 4 MiB: the ids left are in ``more``), ids not held in ``missing``."""
+        request = mail_pb2.GetMessagesRequest(user_id=user_id, ids=ids, raw=raw, headers=headers)
+        return await self._call(self._stub.GetMessages, request, timeout)
 
     async def get_attachment(
         self, user_id: str, id: str, attachment_id: str, *, timeout: float | None = None
