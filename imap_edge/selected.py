@@ -6,6 +6,7 @@ number). Knows no wire and no router: the session feeds it ``Change`` values and
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from imap_edge.backend import Change, Entry, Summary, View
@@ -49,6 +50,31 @@ class Expunged:
 Event = Exists | Expunged
 
 
+def left(changes: Iterable[Change], folder_id: str) -> set[int]:
+    """The UIDs the feed says left ``folder_id``: expunged, or moved to another folder."""
+    found: set[int] = set()
+    for change in changes:
+        if change.kind == "deleted" and change.folder_id == folder_id:
+            found.add(change.uid)
+        elif change.kind == "updated" and change.from_folder_id == folder_id and change.folder_id != folder_id:
+            found.add(change.from_uid)
+    return found
+
+
+def gaps(spans: Iterable[tuple[int, int]], present: list[int]) -> list[tuple[int, int]]:
+    """The parts of the inclusive ``spans`` that hold none of ``present`` (sorted UIDs)."""
+    found: list[tuple[int, int]] = []
+    for low, high in spans:
+        start = low
+        for uid in present[bisect.bisect_left(present, low):bisect.bisect_right(present, high)]:
+            if uid > start:
+                found.append((start, uid - 1))
+            start = uid + 1
+        if start <= high:
+            found.append((start, high))
+    return found
+
+
 class Selected:
     def __init__(self, folder: Folder, view: View, *, read_only: bool) -> None:
         self.folder = folder
@@ -73,6 +99,11 @@ class Selected:
         self.messages[entry.uid] = message
         self.by_id[entry.id] = entry.uid
         self.uid_next = max(self.uid_next, entry.uid + 1)
+
+    @property
+    def largest_uid(self) -> int:
+        """The largest UID given out here that the session knows of (``*`` in a UID set of VANISHED)."""
+        return max(self.uid_next - 1, self.uids[-1] if self.uids else 0)
 
     @property
     def exists(self) -> int:

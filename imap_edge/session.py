@@ -13,7 +13,7 @@ TLS: STARTTLS (offered when the edge has a certificate) answers OK and hands the
 input. LOGIN and AUTHENTICATE PLAIN need TLS or a loopback peer (LOGINDISABLED otherwise); after
 STARTTLS the capabilities lose STARTTLS and LOGINDISABLED.
 
-Untagged updates (EXISTS, EXPUNGE, FETCH FLAGS) come from the change feed: read after every
+Untagged updates (EXISTS, EXPUNGE or once QRESYNC is on VANISHED, FETCH FLAGS) come from the change feed: read after every
 command but FETCH, STORE and SEARCH (which must not renumber, RFC 3501 7.4.1: their expunges
 wait), and pushed during IDLE from ``Mail.Watch``.
 """
@@ -27,7 +27,7 @@ import logging
 import ssl
 import zlib
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from imap_edge import message as mime
@@ -39,17 +39,17 @@ from imap_edge.protocol import CommandParser, Limits, Line, LineTooLong, NeedMor
 from imap_edge.protocol import commands as c
 from imap_edge.protocol.fetch import FetchAttribute
 from imap_edge.protocol.search import SearchKey
-from imap_edge.protocol.sequence import compact
+from imap_edge.protocol.sequence import SequenceSet, compact
 from imap_edge.responses import Code, Encoder, Literal, Raw, Value
 from imap_edge.responses import code as make_code
 from imap_edge.searching import Searcher, Unsupported
-from imap_edge.selected import FLAGS, PERMANENT_FLAGS, BadSequence, Event, Exists, Expunged, Message, Selected
+from imap_edge.selected import FLAGS, PERMANENT_FLAGS, BadSequence, Event, Exists, Expunged, Message, Selected, gaps, left
 
 log = logging.getLogger(__name__)
 
 SERVER_ID = {"name": "Tidings", "vendor": "Tidings", "version": "0.1.0"}
 BASE_CAPABILITIES = ("IMAP4rev1", "IMAP4rev2", "LITERAL+", "SASL-IR", "ID", "ENABLE", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE",
-                     "UNSELECT", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CONDSTORE", "ESEARCH",
+                     "UNSELECT", "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CONDSTORE", "QRESYNC", "ESEARCH",
                      *(f"THREAD={a}" for a in threads.ALGORITHMS))
 RAW_CACHE = 16  # message bodies a session keeps (a client fetches a message's parts one by one)
 READ_AHEAD = 100  # bodies a FETCH asks for in one Mail.GetMessages (an answer holds about 4 MiB of them)
@@ -121,6 +121,7 @@ class Session:
         self.mailbox: UserMailbox | None = None
         self.selected: Selected | None = None
         self.condstore = False
+        self.qresync = False  # ENABLE QRESYNC (RFC 7162): VANISHED for expunges, SELECT (QRESYNC ...)
         self.rev2 = False  # ENABLE IMAP4rev2 (RFC 9051): no RECENT, ESEARCH only, UTF-8 names, LIST on SELECT
         self._out: list[bytes] = []
         self._raws: OrderedDict[str, bytes] = OrderedDict()
@@ -434,6 +435,9 @@ class Session:
             elif name == "IMAP4REV2" and self.state == State.AUTHENTICATED:  # not while a mailbox is open
                 self._enable_rev2()
                 enabled.append("IMAP4rev2")
+            elif name == "QRESYNC" and self.state == State.AUTHENTICATED:
+                self.qresync = self.condstore = True    # QRESYNC implies CONDSTORE (RFC 7162 3.2.3)
+                enabled.append(name)
         self.send(self.encoder.enabled(enabled))
         return "ENABLE completed"
 
@@ -532,12 +536,12 @@ class Session:
     async def _select(self, command: c.Command) -> str:
         args = command.arguments
         assert isinstance(args, c.Select)
-        if self.selected is not None and self.rev2:   # RFC 9051 6.3.2: the previous one is closed
+        if self.selected is not None and (self.rev2 or self.qresync):   # RFC 9051 6.3.2, RFC 7162 3.2.11
             self.send(self.encoder.untagged("OK", "previous mailbox closed", Code("CLOSED")))
         self.selected = None
         self.state = State.AUTHENTICATED
-        if args.qresync is not None:
-            raise No("QRESYNC is not supported yet", Code("CANNOT"))
+        if args.qresync is not None and not self.qresync:
+            raise Bad("SELECT (QRESYNC ...) needs ENABLE QRESYNC first")
         if args.condstore:
             self.condstore = True
         folder = await self._folder(args.mailbox)
@@ -559,8 +563,58 @@ class Session:
                                Code("PERMANENTFLAGS", b"(" + " ".join(permanent).encode("ascii") + b")")))
         self.selected = selected
         self.state = State.SELECTED
+        if args.qresync is not None:
+            await self._resync(selected, args.qresync)
         self._ok_code = Code("READ-ONLY" if read_only else "READ-WRITE")
         return f"{command.name} completed"
+
+    async def _resync(self, selected: Selected, asked: c.QResync) -> None:
+        """SELECT (QRESYNC (uidvalidity modseq [known-uids])) (RFC 7162 3.2.5): the UIDs expunged
+        since the client's MODSEQ as VANISHED (EARLIER), then FETCH (UID FLAGS MODSEQ) of each
+        message changed since, both only among the known UIDs when given; nothing if the
+        UIDVALIDITY is not the mailbox's. The (known-seqs known-uids) pair is not needed: the feed
+        or the known UIDs say what is gone."""
+        if asked.uidvalidity != selected.uidvalidity:
+            return
+        known = asked.known_uids
+        spans = known.ranges(selected.largest_uid) if known is not None else [(1, selected.largest_uid)]
+        await self._vanished_earlier(selected, spans, asked.modseq)
+        candidates = selected.by_uid(known) if known is not None else [selected.messages[u] for u in selected.uids]
+        changed = [m for m in candidates if m.modseq > asked.modseq]
+        await self._load(selected, changed)
+        for message in changed:
+            self.send(self.encoder.fetch(selected.number(message.uid), [
+                ("UID", message.uid), ("FLAGS", self.encoder.flags_value(message.flags)), ("MODSEQ", [message.modseq])]))
+
+    async def _vanished_earlier(self, selected: Selected, spans: list[tuple[int, int]], since: int) -> None:
+        """``* VANISHED (EARLIER)`` with the UIDs in ``spans`` expunged or moved out after ``since``
+        and not in the session's view. Our MODSEQ is the user's, so the feed from ``since`` holds
+        every folder's changes and only this folder's count. When the feed was compacted past
+        ``since`` (TooOld) it cannot say which left: every UID of ``spans`` not here is sent,
+        as RFC 7162 3.2.5.2 allows (a client ignores UIDs it never had)."""
+        spans = [(low, high) for low, high in spans if low <= high]
+        if not spans or since >= selected.modseq:
+            return
+        try:
+            changes, _ = await self._mail.changes(since)
+        except TooOld:
+            text = str(SequenceSet(tuple(gaps(spans, selected.uids))))
+        else:
+            gone = left(changes, selected.folder.id) - set(selected.messages)
+            text = compact(uid for uid in gone if any(low <= uid <= high for low, high in spans))
+        if text:
+            self.send(self.encoder.vanished(text, earlier=True))
+
+    async def _fetch_vanished(self, command: c.Command, args: c.Fetch) -> None:
+        """UID FETCH ... (CHANGEDSINCE m VANISHED) (RFC 7162 3.2.6): first the UIDs of the set
+        expunged since m, as VANISHED (EARLIER)."""
+        if not command.uid or not self.qresync:
+            raise Bad("VANISHED needs UID FETCH and ENABLE QRESYNC first")
+        assert args.changedsince is not None
+        selected = self._box
+        spans = args.sequence.ranges(selected.largest_uid) if not args.sequence.saved else \
+            [(uid, uid) for uid in sorted(selected.saved)]
+        await self._vanished_earlier(selected, spans, args.changedsince)
 
     async def _create(self, command: c.Command) -> str:
         args = command.arguments
@@ -703,8 +757,7 @@ class Session:
         await self._announce(selected, expunges=expunges)
 
     async def _announce(self, selected: Selected, *, expunges: bool) -> None:
-        for event in selected.flush(expunges=expunges):
-            self._event(event)
+        self._events(selected.flush(expunges=expunges))
         touched = [selected.messages[uid] for uid in sorted(selected.touched) if uid in selected.messages]
         selected.touched.clear()
         known = [m for m in touched if m.summary is not None]
@@ -721,17 +774,34 @@ class Session:
                 self.send(self.encoder.fetch(selected.number(message.uid), items))
 
     def _event(self, event: Event) -> None:
-        if isinstance(event, Exists):
-            self.send(self.encoder.exists(event.count))
-        elif isinstance(event, Expunged):
-            self.send(self.encoder.expunge(event.number))
+        self._events([event])
 
-    async def _load(self, selected: Selected, messages: list[Message], *, refresh: bool = False) -> None:
-        """Fill in the summaries (flags, size, date) of ``messages``."""
-        wanted = [m for m in messages if refresh or m.summary is None]
+    def _events(self, events: Iterable[Event]) -> None:
+        """EXISTS, and the expunges: EXPUNGE each, or once QRESYNC is on one VANISHED of the UIDs
+        of each run of them (RFC 7162 3.2.10)."""
+        vanished: list[int] = []
+        for event in events:
+            if isinstance(event, Expunged) and self.qresync:
+                vanished.append(event.uid)
+                continue
+            if vanished:
+                self.send(self.encoder.vanished(compact(vanished)))
+                vanished = []
+            if isinstance(event, Exists):
+                self.send(self.encoder.exists(event.count))
+            elif isinstance(event, Expunged):
+                self.send(self.encoder.expunge(event.number))
+        if vanished:
+            self.send(self.encoder.vanished(compact(vanished)))
+
+    async def _load(self, selected: Selected, messages: list[Message], *, refresh: bool = False,
+                    headers: bool = False) -> None:
+        """Fill in the summaries (flags, size, date) of ``messages``; ``headers``: with the kept
+        header fields (ENVELOPE without the body)."""
+        wanted = [m for m in messages if refresh or m.summary is None or (headers and not m.summary.with_headers)]
         if not wanted:
             return
-        found = await self._mail.some_summaries(selected.folder.id, [m.id for m in wanted])
+        found = await self._mail.some_summaries(selected.folder.id, [m.id for m in wanted], headers=headers)
         for message in wanted:
             summary = found.get(message.id)
             if summary is not None:
@@ -770,10 +840,9 @@ class Session:
                 await self._mail.delete(message.id, selected.folder.id)
 
         await asyncio.gather(*(one(m) for m in messages))
-        for message in sorted(messages, key=lambda m: m.uid, reverse=True):
-            event = selected.expunge(message.uid)
-            if event is not None and announce:
-                self._event(event)
+        events = [selected.expunge(m.uid) for m in sorted(messages, key=lambda m: m.uid, reverse=True)]
+        if announce:
+            self._events(e for e in events if e is not None)
 
     async def _marked_deleted(self, selected: Selected) -> list[Message]:
         """The messages with \\Deleted as the store holds it now (another session may have set
@@ -791,6 +860,9 @@ class Session:
             chosen = {m.uid for m in selected.by_uid(command.arguments.sequence)}
             doomed = [m for m in doomed if m.uid in chosen]
         await self._remove(selected, doomed, announce=True)
+        if self.qresync:     # RFC 7162 3.2.10: the MODSEQ the expunges reached, in the tagged OK
+            await self._updates(expunges=True)
+            self._ok_code = make_code("HIGHESTMODSEQ", selected.modseq)
         return f"{'UID ' if command.uid else ''}EXPUNGE completed"
 
     async def _raw(self, message: Message) -> bytes:
@@ -817,26 +889,35 @@ class Session:
         messages = self._resolve(args.sequence, command.uid)
         if args.changedsince is not None:
             messages = [m for m in messages if m.modseq > args.changedsince]
+        if args.vanished:
+            await self._fetch_vanished(command, args)
         needs_summary = names_asked & {"FLAGS", "RFC822.SIZE", "INTERNALDATE"} or any(a.sets_seen for a in attributes)
         if needs_summary:
             await self._load(selected, messages)
         needs_raw = bool(names_asked & {"ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822", "RFC822.HEADER",
                                         "RFC822.TEXT", "BINARY", "BINARY.SIZE"})
+        # ENVELOPE and HEADER.FIELDS of kept names: from the kept header fields beside the summary
+        # (a listing, no body read); a message without them (stored before they were kept) is read
+        header_only = needs_raw and all(_from_headers(a) for a in attributes if a.name not in _FROM_SUMMARY)
+        if header_only:
+            await self._load(selected, messages, headers=True)
         sets_seen = not selected.read_only and any(a.sets_seen for a in attributes)
         gone = False
         pending = messages
         while pending:
             # with bodies: one batched read of the next READ_AHEAD, answered as far as it reached
             chunk = pending[:READ_AHEAD] if needs_raw else pending
-            bodies, missing = await self._bodies(chunk) if needs_raw else ({}, set())
+            kept = {m.id: _header_block(m) for m in chunk} if header_only else {}
+            unread = [m for m in chunk if needs_raw and kept.get(m.id) is None]
+            bodies, missing = await self._bodies(unread) if unread else ({}, set())
             done = 0
             for message in chunk:
-                if needs_raw and message.id not in bodies and message.id not in missing:
+                raw = kept.get(message.id) or (bodies.get(message.id) if needs_raw else b"")
+                if raw is None and message.id not in missing:
                     break      # past what this answer held: the next read starts here
                 done += 1
                 try:
-                    items = await self._fetch_one(message, attributes, bodies.get(message.id) if needs_raw else b"",
-                                                  sets_seen)
+                    items = await self._fetch_one(message, attributes, raw, sets_seen)
                 except Gone:
                     gone = True
                     continue
@@ -1029,10 +1110,8 @@ class Session:
         return f"{'UID ' if command.uid else ''}{command.name} completed"
 
     async def _remove_moved(self, selected: Selected, messages: list[Message]) -> None:
-        for message in sorted(messages, key=lambda m: m.uid, reverse=True):
-            event = selected.expunge(message.uid)
-            if event is not None:
-                self._event(event)
+        events = [selected.expunge(m.uid) for m in sorted(messages, key=lambda m: m.uid, reverse=True)]
+        self._events(e for e in events if e is not None)
 
     async def _search(self, command: c.Command) -> str:
         args = command.arguments
@@ -1127,6 +1206,24 @@ def _mentions_recent(key: SearchKey) -> bool:
     return any((isinstance(k, search.Simple) and k.name == "NEW") or (isinstance(k, search.FlagKey)
                                                                       and k.flag == "\\Recent")
                for k in search.leaves(key))
+
+
+_FROM_SUMMARY = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE", "EMAILID", "THREADID", "SAVEDATE"})
+
+
+def _from_headers(attribute: FetchAttribute) -> bool:
+    """Whether the kept header fields answer ``attribute`` as the whole message would."""
+    if attribute.name == "ENVELOPE":
+        return True
+    return attribute.name == "BODY" and attribute.section is not None and mime.from_kept(attribute.section)
+
+
+def _header_block(message: Message) -> bytes | None:
+    """The message as far as the kept header fields go: those fields and the blank line."""
+    summary = message.summary
+    if summary is None or summary.headers is None:
+        return None
+    return summary.headers + b"\r\n"
 
 
 def _uses_modseq(key: SearchKey) -> bool:

@@ -11,7 +11,6 @@ import base64
 import imaplib
 import itertools
 import re
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,12 +18,12 @@ import pytest
 
 from tests.cluster.grid import PASSWORD, Grid, running
 from tests.imap.test_imap_cluster import deliver
+from tests.imap.wire import Wire
 from tidings.v1 import mail_pb2
 from tidings_client import new_entry_id
 
 pytestmark = pytest.mark.timeout(120)
 _users = itertools.count(1)
-_LITERAL = re.compile(rb"~?\{(\d+)\}\r\n\Z")
 
 
 @pytest.fixture(scope="module")
@@ -39,51 +38,6 @@ def user(grid: Grid) -> Callable[[], tuple[str, str]]:
         email = f"rev2-{next(_users)}@example.test"
         return email, grid.add_user(email).user_id
     return make
-
-
-class Wire:
-    """A raw IMAP connection: ``run`` sends one command and returns every response line up to its
-    tagged one, each literal joined into its line."""
-
-    def __init__(self, grid: Grid, email: str | None = None) -> None:
-        self.sock = socket.create_connection((grid.host, grid.imap_port), timeout=30)
-        self.file = self.sock.makefile("rb")
-        self.greeting = self.file.readline()
-        self._tags = itertools.count(1)
-        self.tag = b""   # the last command's
-        if email is not None:
-            assert self.run(f'LOGIN "{email}" "{PASSWORD}"')[-1].startswith(b"t1 OK")
-
-    def line(self) -> bytes:
-        line = self.file.readline()
-        assert line, "the server closed the connection"
-        while match := _LITERAL.search(line):
-            line += self.file.read(int(match.group(1))) + self.file.readline()
-        return line
-
-    def run(self, command: str | bytes) -> list[bytes]:
-        tag = self.tag = f"t{next(self._tags)}".encode()
-        data = command.encode() if isinstance(command, str) else command
-        self.sock.sendall(tag + b" " + data + b"\r\n")
-        lines = [self.line()]
-        while not lines[-1].startswith(tag + b" "):
-            lines.append(self.line())
-        return lines
-
-    def ok(self, command: str | bytes) -> list[bytes]:
-        lines = self.run(command)
-        assert b" OK " in lines[-1], lines
-        return lines[:-1]
-
-    def search(self, command: str) -> bytes | None:
-        """The one untagged answer of a SEARCH (``(TAG "t5")`` as ``(TAG)``), None if there is none."""
-        lines = self.ok(command)
-        assert len(lines) <= 1, lines
-        return lines[0].replace(b'(TAG "' + self.tag + b'")', b"(TAG)") if lines else None
-
-    def close(self) -> None:
-        self.run("LOGOUT")
-        self.sock.close()
 
 
 def rev2(grid: Grid, email: str) -> Wire:
