@@ -266,7 +266,7 @@ class MailboxOrder:
             applied = status.applied_through
             held = await self._rpc(source, "OrderSlots", storage_pb2.OrderSlotsRequest(
                 user_id=user_id, after_slot=applied, through_slot=through))
-            if not held.slots:
+            if not held.slots or held.slots[0].slot != applied + 1:
                 log.info("mailbox order of %s: %s merges %s's order (its slots after %d are compacted)",
                          user_id, node.node_id, source.node_id, applied)
                 await self._rpc(node, "PullRanges", storage_pb2.PullRangesRequest(
