@@ -38,8 +38,8 @@ def routers(grid: Grid) -> list[str]:
     return [grid.router_address, grid.start_router()]
 
 
-def raw(subject: str) -> bytes:
-    return (f"From: w@example.test\r\nTo: {EMAIL}\r\nSubject: {subject}\r\n"
+def raw(subject: str, email: str = EMAIL) -> bytes:
+    return (f"From: w@example.test\r\nTo: {email}\r\nSubject: {subject}\r\n"
             f"Message-ID: <{subject}@example.test>\r\n\r\nbody of {subject}\r\n").encode()
 
 
@@ -63,13 +63,13 @@ class History:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def writer(address: str, user_id: str, n: int, history: History, name: str) -> None:
+def writer(address: str, user_id: str, n: int, history: History, name: str, email: str = EMAIL) -> None:
     with grpc.insecure_channel(address) as channel:
         mail = mail_pb2_grpc.MailStub(channel)
         mine: list[str] = []
         for i in range(n):
             answer = retried(mail.Deliver, mail_pb2.DeliverRequest(
-                entry_id=new_entry_id(), raw=raw(f"{name}-{i}"), recipients=[EMAIL]))
+                entry_id=new_entry_id(), raw=raw(f"{name}-{i}", email), recipients=[email]))
             message_id = answer.deliveries[0].id   # type: ignore[attr-defined]
             mine.append(message_id)
             with history.lock:
