@@ -1,5 +1,5 @@
 """Which acceptors the mailbox order asks, across ring changes (docs/architecture.md,
-"Mailbox order across ring changes"): the user's N replicas under the ring served and,
+"Mailbox order", Across ring changes): the user's N replicas under the ring served and,
 while a change is pending, under the ring being moved to as well. A round then needs W
 of each set (joint quorums); a user whose replicas do not move has one set.
 

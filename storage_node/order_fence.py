@@ -1,5 +1,5 @@
 """The mailbox order's fence on one node: which proposers its acceptors admit while the
-ring changes (docs/architecture.md, "Mailbox order across ring changes").
+ring changes (docs/architecture.md, "Mailbox order", Across ring changes).
 
 A proposer names the rings it uses (OrderConfig). The node admits it if it serves the
 fence's ring or a newer one and, while a change is pending (the fence's pending ring is

@@ -1,6 +1,6 @@
 """The mailbox order moved between replicas (ring changes, and a replica too far behind to
 catch up by slots): whole users' CF_ORDER rows read at one instant, merged so that nothing
-the receiver holds regresses (docs/architecture.md, "Mailbox order across ring changes").
+the receiver holds regresses (docs/architecture.md, "Mailbox order", Across ring changes).
 
 The merge, per user:
 - the promise: the higher ballot;
