@@ -60,7 +60,7 @@ class OrderRings:
 
     def config(self) -> Config:
         ring = self.replicas.ring
-        if self.replicas.pending is not None:
+        if self.replicas.pending is not None and self.replicas.pending.version > ring.version:
             pending = self.replicas.pending
             if self._own is None or self._own[0] is not pending:
                 self._own = pending, ring_id(pending.to_json())
