@@ -116,6 +116,23 @@ class Outcome:
     queued: list[str]
 
 
+@dataclass(frozen=True)
+class Screened:
+    """A delivery decided and not yet written: the message as it will be stored (the
+    outside verdict header removed), where it goes and each hosted recipient's verdict."""
+
+    raw: bytes
+    folder_id: str
+    accounts: list[Account]
+    remote: list[str]
+    verdicts: dict[str, Verdict]
+    candidates: list[str]
+    root: str
+    sender_user_id: str
+    mail_from: str
+    bounce: bool
+
+
 class Coordinator:
     def __init__(self, replicas: Replicas, directory: Directory, clock: HybridLogicalClock,
                  queue: OutboundQueue, spam: SpamFilter | None = None, order: MailboxOrder | None = None) -> None:
@@ -136,13 +153,20 @@ class Coordinator:
                       screening: types_pb2.Screening | None = None) -> Outcome:
         """Hosted recipients get their copy directly (never through the queue), the sender a
         Sent copy, and recipients outside our domains one queue item, only for a sending user
-        or a bounce: all durable on W replicas when this returns.
-
-        A screened message (the SMTP edge's inbound checks ran) is classified for each hosted
-        recipient: its copy carries the verdict (an X-Tidings-Spam header) and goes to Spam
-        over the spam threshold; over the reject threshold for all of them, SpamRejected."""
+        or a bounce: all durable on W replicas when this returns (screen, then file)."""
         if not is_entry_id(entry_id):
             raise InvalidArgument(f"malformed entry id {entry_id!r}")
+        screened = await self.screen(raw, recipients, folder_id, sender_user_id, mail_from, bounce, screening)
+        return await self.file(screened, entry_id)
+
+    async def screen(self, raw: bytes, recipients: list[str], folder_id: str, sender_user_id: str,
+                     mail_from: str = "", bounce: bool = False,
+                     screening: types_pb2.Screening | None = None) -> Screened:
+        """What a delivery will do, decided before anything is written (so it can run beside
+        the delivery's claim): the recipients sorted into hosted and outside, and a screened
+        message (the SMTP edge's inbound checks ran) classified for each hosted recipient: its
+        copy carries the verdict (an X-Tidings-Spam header) and goes to Spam over the spam
+        threshold; over the reject threshold for all of them, SpamRejected."""
         if not raw:
             raise InvalidArgument("empty message")
         folder_id = check_folder(folder_id or "inbox")
@@ -158,24 +182,30 @@ class Coordinator:
         if screening is not None and screening.screened and accounts:
             verdicts = await self.spam.classify(accounts, raw, screening)
         candidates, root = await asyncio.to_thread(thread_candidates, raw)
+        return Screened(raw, folder_id, accounts, remote, verdicts, candidates, root, sender_user_id, mail_from,
+                        bounce)
+
+    async def file(self, screened: Screened, entry_id: str) -> Outcome:
+        """The screened delivery written under entry_id: each hosted recipient's copy, the
+        Sent copy and the queue item at once (a retry rewrites each at the same version)."""
+        s = screened
         received_ms = entry_id_ms(entry_id)
-        jobs = [self._store(a.user_id, entry_id, *_filed(raw, folder_id, verdicts.get(a.user_id)), True,
-                            received_ms, candidates, root)
-                for a in accounts]
+        jobs = [self._store(a.user_id, entry_id, *_filed(s.raw, s.folder_id, s.verdicts.get(a.user_id)), True,
+                            received_ms, s.candidates, s.root)
+                for a in s.accounts]
         sent_id = sent_copy_id(entry_id)
-        if sender_user_id:
-            jobs.append(self._store(sender_user_id, sent_id, raw, "sent", False, received_ms, candidates, root))
-        item_id = sent_id if sender_user_id else entry_id
-        enqueue = [self.queue.enqueue(item_id, raw, remote, mail_from=mail_from, sender_user_id=sender_user_id,
-                                      created_ms=received_ms, is_bounce=bounce,
-                                      sent_message_id=sent_id if sender_user_id else "")] if remote else []
-        # the copies and the queue item at once (a retry rewrites each at the same version)
+        if s.sender_user_id:
+            jobs.append(self._store(s.sender_user_id, sent_id, s.raw, "sent", False, received_ms, s.candidates,
+                                    s.root))
+        item_id = sent_id if s.sender_user_id else entry_id
+        enqueue = [self.queue.enqueue(item_id, s.raw, s.remote, mail_from=s.mail_from,
+                                      sender_user_id=s.sender_user_id, created_ms=received_ms, is_bounce=s.bounce,
+                                      sent_message_id=sent_id if s.sender_user_id else "")] if s.remote else []
         stored: list[tuple[str, str]]
         stored, _ = await asyncio.gather(asyncio.gather(*jobs), asyncio.gather(*enqueue))
-        results = stored
-        delivered = [Delivered(a.email, a.user_id, i, t) for a, (i, t) in zip(accounts, results)]
-        sent = Delivered("", sender_user_id, *results[-1]) if sender_user_id else None
-        return Outcome(delivered, sent, remote)
+        delivered = [Delivered(a.email, a.user_id, i, t) for a, (i, t) in zip(s.accounts, stored)]
+        sent = Delivered("", s.sender_user_id, *stored[-1]) if s.sender_user_id else None
+        return Outcome(delivered, sent, s.remote)
 
     async def import_message(self, email: str, entry_id: str, raw: bytes, folder_id: str, unread: bool,
                              starred: bool, answered: bool = False, draft: bool = False,

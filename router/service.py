@@ -36,6 +36,7 @@ from tidings_runtime.addresses import AddressError, canonical, parse_domain
 from tidings_runtime.cursor import InvalidCursor
 from tidings_runtime.ids import is_entry_id
 from tidings_runtime.mime import find_attachment, parse_mail
+from tidings_runtime.together import both
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
@@ -144,15 +145,17 @@ class MailService(mail_pb2_grpc.MailServicer):
 
     @rpc
     async def Deliver(self, request: mail_pb2.DeliverRequest, context: Any) -> mail_pb2.DeliverResponse:
-        claimed = await self._claim(request)
-        entry_id = claimed.entry_id if claimed is not None else request.entry_id
+        # The claim's write round and the screening's reads (recipients, spam counts) at once:
+        # screening writes nothing, so a claim that adopts an earlier entry id loses nothing.
         try:
-            outcome = await self.coordinator.deliver(
-                entry_id, bytes(request.raw), list(request.recipients), request.folder_id,
+            claimed, screened = await both(self._claim(request), self.coordinator.screen(
+                bytes(request.raw), list(request.recipients), request.folder_id,
                 request.sender_user_id, request.mail_from, request.bounce,
-                request.screening if request.HasField("screening") else None)
+                request.screening if request.HasField("screening") else None))
         except NotFound as exc:  # an unknown recipient is the caller's mistake here
             raise FailedPrecondition(str(exc)) from exc
+        entry_id = claimed.entry_id if claimed is not None else request.entry_id
+        outcome = await self.coordinator.file(screened, entry_id)
         return _deliver_response(outcome, entry_id, claimed)
 
     @rpc
