@@ -55,6 +55,8 @@ COMMANDS = [
     # IMAP4rev2 (RFC 9051): the switch, and what it changes; drawn as often as the rest
     "ENABLE IMAP4rev2", "SEARCH RETURN (SAVE) SEEN", "FETCH $ (FLAGS BINARY.SIZE[1])", "SEARCH NEW",
     "STATUS INBOX (SIZE DELETED RECENT)", "LIST \"\" \"*\" RETURN (SUBSCRIBED)", "CREATE \"Fuzz/Caf\u00e9\"",
+    # QRESYNC (RFC 7162)
+    "ENABLE QRESYNC", "SELECT INBOX (QRESYNC (1 1 1:5))", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)",
 ]
 JUNK = st.binary(max_size=12).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"").replace(b"}", b""))
 
