@@ -5,17 +5,16 @@ gap fold once the prefix arrives."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from storage_node import keys, mailbox_order, order_transfer
-from storage_node.batch import Txn
 from storage_node.blobs import LocalBlobStore
 from storage_node.engine import Engine
 from storage_node.errors import InvalidArgument
 from storage_node.ranges import TokenRange, key_bounds
+from tests.unit.storage_node.test_mailbox_order import batch, created
 from tidings.v1 import storage_pb2, types_pb2
 
 USER = "00112233aabbccdd"
@@ -32,16 +31,6 @@ def engines(tmp_path: Path) -> Iterator[list[Engine]]:
     for engine in held:
         engine.close()
 
-
-@contextmanager
-def batch(engine: Engine) -> Iterator[Txn]:
-    txn = engine.new_txn()
-    yield txn
-    engine.commit(txn)
-
-
-def created(message_id: str, folder_id: str = "inbox") -> storage_pb2.OrderIntent:
-    return Intent(kind=Intent.CREATED, message_id=message_id, folder_id=folder_id, thread_id="t" + message_id)
 
 
 def moved(message_id: str, folder_id: str) -> storage_pb2.OrderIntent:
