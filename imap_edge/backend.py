@@ -4,14 +4,14 @@ protobuf and no gRPC). Client errors are translated here, once, into ``BackendEr
 the session answers with ``NO`` and a response code.
 
 Costs, per call: ``folders`` one ListFolders; ``view`` one Mailbox page per 10,000 messages;
-``summaries`` one ListMessages page per 200; ``summary`` one GetMessage; ``fetched`` one
-GetMessages (bodies: one replica's, about 4 MiB an answer); ``append`` a Deliver,
+``summaries`` one ListMessages page per 200; ``summary`` one GetMessage; ``fetched`` and
+``some_summaries`` of at most 24 one GetMessages (bodies: one replica's, about 4 MiB an answer);
+``append`` a Deliver,
 then an UpdateMessage for flags (and one for a custom folder: Deliver files into system folders
 only), then Changes pages to learn the UID.
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -86,6 +86,10 @@ class Summary:
     keywords: tuple[str, ...] = ()
     thread_id: str = ""
     subject: str = ""
+    # The kept header fields (MessageSummary.headers) when the read asked for them (with_headers);
+    # None: not asked, or the record has none (an old one): ENVELOPE then needs the body.
+    headers: bytes | None = None
+    with_headers: bool = False
 
     @property
     def flags(self) -> list[str]:
@@ -131,10 +135,11 @@ class Change:
 _KINDS = {1: "new", 2: "updated", 3: "deleted", 4: "folder"}
 
 
-def _summary(message: Any) -> Summary:
+def _summary(message: Any, headers: bool = False) -> Summary:
     return Summary(message.id, message.folder_id, bool(message.unread), bool(message.starred), int(message.size),
                    int(message.received_ms), bool(message.answered), bool(message.draft), bool(message.deleted),
-                   tuple(message.keywords), str(message.thread_id), str(message.subject))
+                   tuple(message.keywords), str(message.thread_id), str(message.subject),
+                   bytes(message.headers) if headers and message.HasField("headers") else None, headers)
 
 
 SYSTEM_FLAGS = {"\\answered": "\\Answered", "\\flagged": "\\Flagged", "\\deleted": "\\Deleted",
@@ -259,14 +264,15 @@ class UserMailbox:
             after = int(page.entries[-1].uid)
         return View(*head, tuple(entries))
 
-    async def summaries(self, folder_id: str) -> dict[str, Summary]:
-        """Every message of a folder the listings hold, by id."""
+    async def summaries(self, folder_id: str, *, headers: bool = False) -> dict[str, Summary]:
+        """Every message of a folder the listings hold, by id (``headers``: with the kept header fields)."""
         found: dict[str, Summary] = {}
         cursor = ""
         while True:
-            page = await self._call(self.client.list_messages, self.user_id, folder_id, limit=LIST_PAGE, cursor=cursor)
+            page = await self._call(self.client.list_messages, self.user_id, folder_id, limit=LIST_PAGE, cursor=cursor,
+                                    headers=headers)
             for message in page.messages:
-                found[message.id] = _summary(message)
+                found[message.id] = _summary(message, headers)
             cursor = page.next_cursor
             if not cursor or not page.messages:
                 return found
@@ -278,20 +284,20 @@ class UserMailbox:
             return None
         return _summary(detail.summary)
 
-    async def some_summaries(self, folder_id: str, ids: Iterable[str]) -> dict[str, Summary]:
-        """The summaries of ``ids`` (those still there): one each, or the folder's listing for many."""
+    async def some_summaries(self, folder_id: str, ids: Iterable[str], *, headers: bool = False) -> dict[str, Summary]:
+        """The summaries of ``ids`` (those still there): one GetMessages, or the folder's listing for many."""
         wanted = list(dict.fromkeys(ids))
         if not wanted:
             return {}
         if len(wanted) > MANY:
-            listed = await self.summaries(folder_id)
+            listed = await self.summaries(folder_id, headers=headers)
             missing = [i for i in wanted if i not in listed]
             found = {i: listed[i] for i in wanted if i in listed}
             if missing and len(missing) <= MANY:
-                found.update(await self.some_summaries(folder_id, missing))
+                found.update(await self.some_summaries(folder_id, missing, headers=headers))
             return found
-        results = await asyncio.gather(*(self.summary(i) for i in wanted))
-        return {s.id: s for s in results if s is not None}
+        held, _ = await self.fetched(wanted, headers=headers)
+        return {i: summary for i, (summary, _) in held.items()}
 
     async def fetched(self, ids: list[str], *, raw: bool = False, headers: bool = False
                       ) -> tuple[dict[str, tuple[Summary, bytes]], list[str]]:
@@ -299,7 +305,7 @@ class UserMailbox:
         ids expunged. The router may answer fewer (an answer holds about 4 MiB of bodies): the
         ids in neither are to be asked again."""
         answer = await self._call(self.client.get_messages, self.user_id, ids, raw=raw, headers=headers)
-        found = {m.summary.id: (_summary(m.summary), bytes(m.raw)) for m in answer.messages}
+        found = {m.summary.id: (_summary(m.summary, headers), bytes(m.raw)) for m in answer.messages}
         return found, list(answer.missing)
 
     async def raw(self, message_id: str) -> bytes:

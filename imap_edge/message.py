@@ -19,6 +19,7 @@ from email.policy import compat32
 
 from imap_edge.protocol.fetch import Section
 from imap_edge.responses import Address, BodyPart, BodyStructure, Envelope, Multipart, Params
+from tidings_runtime.kept_headers import covers
 
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)
 _BLANK = re.compile(rb"\r?\n\r?\n")
@@ -252,6 +253,12 @@ def _node(root: Part, parts: tuple[int, ...]) -> Part:
         elif number != 1:
             raise SectionError(f"no part {'.'.join(map(str, parts))}")
     return node
+
+
+def from_kept(spec: Section) -> bool:
+    """Whether the header fields kept beside the summary (tidings_runtime.kept_headers) answer
+    ``BODY[spec]`` as the whole message does: HEADER.FIELDS of kept names, of the message itself."""
+    return not spec.parts and spec.text == "HEADER.FIELDS" and covers(spec.fields)
 
 
 def partial(data: bytes, window: tuple[int, int] | None) -> bytes:

@@ -794,12 +794,14 @@ class Session:
         if vanished:
             self.send(self.encoder.vanished(compact(vanished)))
 
-    async def _load(self, selected: Selected, messages: list[Message], *, refresh: bool = False) -> None:
-        """Fill in the summaries (flags, size, date) of ``messages``."""
-        wanted = [m for m in messages if refresh or m.summary is None]
+    async def _load(self, selected: Selected, messages: list[Message], *, refresh: bool = False,
+                    headers: bool = False) -> None:
+        """Fill in the summaries (flags, size, date) of ``messages``; ``headers``: with the kept
+        header fields (ENVELOPE without the body)."""
+        wanted = [m for m in messages if refresh or m.summary is None or (headers and not m.summary.with_headers)]
         if not wanted:
             return
-        found = await self._mail.some_summaries(selected.folder.id, [m.id for m in wanted])
+        found = await self._mail.some_summaries(selected.folder.id, [m.id for m in wanted], headers=headers)
         for message in wanted:
             summary = found.get(message.id)
             if summary is not None:
@@ -889,26 +891,31 @@ class Session:
             messages = [m for m in messages if m.modseq > args.changedsince]
         if args.vanished:
             await self._fetch_vanished(command, args)
-        needs_summary = names_asked & {"FLAGS", "RFC822.SIZE", "INTERNALDATE"} or any(a.sets_seen for a in attributes)
-        if needs_summary:
-            await self._load(selected, messages)
         needs_raw = bool(names_asked & {"ENVELOPE", "BODYSTRUCTURE", "BODY", "RFC822", "RFC822.HEADER",
                                         "RFC822.TEXT", "BINARY", "BINARY.SIZE"})
+        # ENVELOPE and HEADER.FIELDS of kept names: from the kept header fields beside the summary
+        # (a listing, no body read); a message without them (stored before they were kept) is read
+        header_only = needs_raw and all(_from_headers(a) for a in attributes if a.name not in _FROM_SUMMARY)
+        needs_summary = names_asked & {"FLAGS", "RFC822.SIZE", "INTERNALDATE"} or any(a.sets_seen for a in attributes)
+        if needs_summary or header_only:
+            await self._load(selected, messages, headers=header_only)
         sets_seen = not selected.read_only and any(a.sets_seen for a in attributes)
         gone = False
         pending = messages
         while pending:
             # with bodies: one batched read of the next READ_AHEAD, answered as far as it reached
             chunk = pending[:READ_AHEAD] if needs_raw else pending
-            bodies, missing = await self._bodies(chunk) if needs_raw else ({}, set())
+            kept = {m.id: _header_block(m) for m in chunk} if header_only else {}
+            unread = [m for m in chunk if needs_raw and kept.get(m.id) is None]
+            bodies, missing = await self._bodies(unread) if unread else ({}, set())
             done = 0
             for message in chunk:
-                if needs_raw and message.id not in bodies and message.id not in missing:
+                raw = kept.get(message.id) or (bodies.get(message.id) if needs_raw else b"")
+                if raw is None and message.id not in missing:
                     break      # past what this answer held: the next read starts here
                 done += 1
                 try:
-                    items = await self._fetch_one(message, attributes, bodies.get(message.id) if needs_raw else b"",
-                                                  sets_seen)
+                    items = await self._fetch_one(message, attributes, raw, sets_seen)
                 except Gone:
                     gone = True
                     continue
@@ -1197,6 +1204,24 @@ def _mentions_recent(key: SearchKey) -> bool:
     return any((isinstance(k, search.Simple) and k.name == "NEW") or (isinstance(k, search.FlagKey)
                                                                       and k.flag == "\\Recent")
                for k in search.leaves(key))
+
+
+_FROM_SUMMARY = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE", "INTERNALDATE", "EMAILID", "THREADID", "SAVEDATE"})
+
+
+def _from_headers(attribute: FetchAttribute) -> bool:
+    """Whether the kept header fields answer ``attribute`` as the whole message would."""
+    if attribute.name == "ENVELOPE":
+        return True
+    return attribute.name == "BODY" and attribute.section is not None and mime.from_kept(attribute.section)
+
+
+def _header_block(message: Message) -> bytes | None:
+    """The message as far as the kept header fields go: those fields and the blank line."""
+    summary = message.summary
+    if summary is None or summary.headers is None:
+        return None
+    return summary.headers + b"\r\n"
 
 
 def _uses_modseq(key: SearchKey) -> bool:
