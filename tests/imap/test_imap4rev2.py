@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from imapclient import IMAPClient  # type: ignore[import-untyped]
 
 from tests.cluster.grid import PASSWORD, Grid, running
 from tests.imap.test_imap_cluster import deliver
@@ -202,3 +203,23 @@ def test_a_large_nonsynchronizing_literal_and_sasl_ir(grid: Grid, user: Callable
     assert b"* 1 EXISTS\r\n" in wire.ok("SELECT INBOX")
     assert b"RFC822.SIZE %d" % len(body) in b"".join(wire.ok("FETCH 1 RFC822.SIZE"))
     wire.close()
+
+
+def test_imapclient_after_enable(grid: Grid, user: Callable[[], tuple[str, str]]) -> None:
+    """imapclient as a rev2 client: ENABLE, STATUS SIZE/DELETED, BINARY (it sends no UTF-8 names:
+    their bytes are checked over the raw socket above)."""
+    email, _ = user()
+    deliver(grid, email, "for imapclient", "plain words")
+    imap = IMAPClient(grid.host, port=grid.imap_port, ssl=False, timeout=30)
+    try:
+        imap.login(email, PASSWORD)
+        assert imap.has_capability("IMAP4rev2")
+        assert imap.enable("IMAP4rev2") == [b"IMAP4rev2"]
+        imap.select_folder("INBOX")
+        imap.add_flags([1], [b"\\Deleted"], silent=True)
+        size = imap.fetch([1], ["RFC822.SIZE"])[1][b"RFC822.SIZE"]
+        assert imap.folder_status("INBOX", ["SIZE", "DELETED"]) == {b"SIZE": size, b"DELETED": 1}
+        body = imap.fetch([1], ["BINARY.PEEK[1]"])[1][b"BINARY[1]"]
+        assert body.startswith(b"plain words")
+    finally:
+        imap.logout()
