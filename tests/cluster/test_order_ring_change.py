@@ -10,6 +10,7 @@ of its order. The nodes keep 4 chosen slots only, so the new owner cannot learn 
 order slot by slot from the others: it has it from the stream (or a snapshot)."""
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +24,8 @@ from tests.cluster.test_mailbox_order import History, check_history, follow, wri
 from tidings.v1 import mail_pb2, mail_pb2_grpc, storage_pb2, storage_pb2_grpc, types_pb2
 
 FOLDERS = ("inbox", "archive")
-WRITES = 30                 # deliveries per writer (and a star every third, a move every fifth)
+WRITES = 30                 # deliveries per writer at least (and a star every third, a move every fifth)
+CHUNK = 5                   # deliveries of one writer() call
 KEEP_SLOTS = 4              # chosen slots a replica keeps: a new owner cannot catch up slot by slot
 
 
@@ -125,6 +127,17 @@ def node_modseq(grid: Grid, index: int, user_id: str) -> int:
     return node(grid, index).OrderChanges(storage_pb2.OrderChangesRequest(user_id=user_id, since=0), timeout=10).modseq
 
 
+def keep_writing(address: str, user_id: str, history: History, name: str, email: str,
+                 changed: threading.Event) -> None:
+    """test_mailbox_order's writer, a chunk after another, from before the change until a
+    chunk begun after it and WRITES deliveries in all: the writes span the whole change."""
+    for chunk in itertools.count(1):
+        after = changed.is_set()
+        writer(address, user_id, CHUNK, history, f"{name}-{chunk}", email)
+        if after and chunk * CHUNK >= WRITES:
+            return
+
+
 def run_change(grid: Grid, routers: list[str], user: tuple[str, str], change: Callable[[], mail_pb2.RingReport]
                ) -> mail_pb2.RingReport:
     """Writers and followers around one ring change, and the history checked."""
@@ -141,20 +154,23 @@ def run_change(grid: Grid, routers: list[str], user: tuple[str, str], change: Ca
             errors.append(exc)
 
     follower = threading.Thread(target=run_follower)
-    writers = [threading.Thread(target=writer, args=(routers[i], user_id, WRITES, history, f"w{i}", email))
+    changed = threading.Event()
+    writers = [threading.Thread(target=keep_writing, args=(routers[i], user_id, history, f"w{i}", email, changed))
                for i in range(2)]
     with Views(routers, user_id) as views:
         follower.start()
         for thread in writers:
             thread.start()
-        time.sleep(0.5)
+        while len(history.delivered) < 4 and all(t.is_alive() for t in writers):
+            time.sleep(0.01)
         report = change()
+        changed.set()
         for thread in writers:
             thread.join(120)
         stop.set()
         follower.join(60)
     assert not errors and not views.errors, (errors, views.errors)
-    assert len(history.delivered) == 2 * WRITES and views.reads > 0
+    assert len(history.delivered) >= 2 * WRITES and views.reads > 0
     final = grid.mail.Changes(mail_pb2.ChangesRequest(user_id=user_id, since=0, limit=1024), timeout=10)
     check_history(history, seen, list(final.changes))
     for folder in FOLDERS:            # UIDVALIDITY is unchanged by the ring change
