@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from imap_edge.protocol.errors import ParseError
-from imap_edge.protocol.tokens import Reader
+from imap_edge.protocol.tokens import MAX_NUMBER64, Reader
 
 SIMPLE = frozenset({"ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE", "RFC822.TEXT",
                     "BODY", "BODYSTRUCTURE", "UID", "MODSEQ", "EMAILID", "THREADID", "SAVEDATE"})
@@ -135,9 +135,9 @@ def attribute(reader: Reader) -> FetchAttribute:
     found = section(reader, binary=base != "BODY")
     partial: tuple[int, int] | None = None
     if base != "BINARY.SIZE" and reader.take(b"<"):
-        origin = reader.number("a partial origin")
+        origin = reader.number("a partial origin", limit=MAX_NUMBER64)     # number64 (RFC 9051)
         reader.expect(b".", "'.'")
-        length = reader.nz_number("a partial length")
+        length = reader.nz_number("a partial length", limit=MAX_NUMBER64)
         reader.expect(b">", "'>'")
         partial = (origin, length)
     return FetchAttribute(base, found, partial, peek)

@@ -185,6 +185,8 @@ def test_binary_fetch_decodes_the_transfer_encoding(grid: Grid, user: Callable[[
     assert b"BINARY[2] ~{256}\r\n" + payload in data                       # NUL in it: literal8
     assert b"BINARY[2]<250> {6}\r\n" + payload[250:] in b"".join(wire.ok("FETCH 1 BINARY.PEEK[2]<250.10>"))
     assert b" NO [UNKNOWN-CTE] " in wire.run("FETCH 1 BINARY.PEEK[3]")[-1]
+    far = b"".join(wire.ok("FETCH 1 BINARY.PEEK[2]<5000000000.4294967296>"))     # number64 partials
+    assert b"BINARY[2]<5000000000> {0}\r\n" in far
     wire.close()
 
 
