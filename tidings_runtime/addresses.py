@@ -15,6 +15,7 @@ quoted local parts, SMTPUTF8 (RFC 6531) local parts and IDNA domains, no DNS. Po
 """
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from email_validator import EmailNotValidError, validate_email
 
 MAX_LOCAL_OCTETS = 64       # RFC 5321 4.5.3.1.1
+ADDRESSES_KEPT = 8192       # checked addresses remembered (parse_address)
 
 _UNESCAPE = re.compile(r"\\(.)")
 
@@ -61,6 +63,14 @@ class Address:
 
 def parse_address(text: str) -> Address:
     """Check ``local@domain`` (surrounding white space ignored); raise :class:`AddressError`."""
+    return _checked(text)
+
+
+@functools.lru_cache(maxsize=ADDRESSES_KEPT)
+def _checked(text: str) -> Address:
+    """parse_address, remembered: email-validator takes ~0.1 ms an address and a delivery checks
+    the same few several times (MAIL, RCPT, the From domains, the router's lookups). An Address
+    is immutable; a malformed text raises and is not remembered."""
     try:
         checked = validate_email(text.strip(), allow_smtputf8=True, allow_quoted_local=True,
                                  allow_domain_literal=False, allow_display_name=False,
