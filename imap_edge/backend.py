@@ -4,7 +4,7 @@ protobuf and no gRPC). Client errors are translated here, once, into ``BackendEr
 the session answers with ``NO`` and a response code.
 
 Costs, per call: ``folders`` one ListFolders; ``view`` one Mailbox page per 10,000 messages;
-``summaries`` one ListMessages page per 200; ``summary`` one GetMessage; ``fetched`` and
+``summaries`` one ListMessages page per 200; ``fetched`` and
 ``some_summaries`` of at most 24 one GetMessages (bodies: one replica's, about 4 MiB an answer);
 ``append`` a Deliver,
 then an UpdateMessage for flags (and one for a custom folder: Deliver files into system folders
@@ -276,13 +276,6 @@ class UserMailbox:
             cursor = page.next_cursor
             if not cursor or not page.messages:
                 return found
-
-    async def summary(self, message_id: str) -> Summary | None:
-        try:
-            detail = await self._call(self.client.get_message, self.user_id, message_id)
-        except NoSuchMailbox:
-            return None
-        return _summary(detail.summary)
 
     async def some_summaries(self, folder_id: str, ids: Iterable[str], *, headers: bool = False) -> dict[str, Summary]:
         """The summaries of ``ids`` (those still there): one GetMessages, or the folder's listing for many."""

@@ -20,8 +20,9 @@ import asyncio
 import hashlib
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 
@@ -45,6 +46,37 @@ class Read:
 
 
 Answers = list[tuple[NodeInfo, storage_pb2.StoredMessages]]
+SPECULATE_AFTER = 0.5   # s: a first replica slower than this, and the others are read in full too
+
+
+class _FirstFailed(Exception):
+    """The replica read in full failed: the others are read in full instead."""
+
+
+async def _first_of(digest_read: Coroutine[Any, Any, Answers], full_reads: Callable[[], Coroutine[Any, Any, Answers]],
+                    after: float) -> Answers:
+    """The digest read's answers; if its first replica fails, or has not answered ``after``
+    seconds in (Cassandra's speculative retry), the full reads' too, whichever succeeds first."""
+    primary = asyncio.ensure_future(digest_read)
+    done, _ = await asyncio.wait({primary}, timeout=after)
+    if done and not isinstance(primary.exception(), _FirstFailed):
+        return primary.result()
+    backup = asyncio.ensure_future(full_reads())
+    try:
+        failure: Exception | None = None
+        for finished in asyncio.as_completed((primary, backup)):
+            try:
+                return await finished
+            except _FirstFailed:
+                continue
+            except Exception as exc:  # noqa: BLE001 - the other read may still answer
+                failure = failure or exc
+        assert failure is not None
+        raise failure
+    finally:
+        for task in (primary, backup):
+            if not task.done():
+                task.cancel()
 
 
 class MessageReader:
@@ -68,34 +100,39 @@ class MessageReader:
         full = storage_pb2.NodeMessagesRequest(user_id=user_id, ids=ids, raw=True, headers=headers)
         digest = storage_pb2.NodeMessagesRequest(user_id=user_id, ids=ids)
 
-        async def data() -> storage_pb2.StoredMessages:
-            return await self.replicas.call(first, lambda stub: stub.GetMessages(full, timeout=timeout))
+        async def by_digests() -> Answers:
+            """The first replica's bodies and R-1 others' versions; _FirstFailed if it fails."""
+            async def data() -> storage_pb2.StoredMessages:
+                try:
+                    return await self.replicas.call(first, lambda stub: stub.GetMessages(full, timeout=timeout))
+                except grpc.aio.AioRpcError as exc:
+                    reply, reason = judge_rpc(exc)
+                    if reply is Reply.REJECTED:
+                        raise InvalidArgument(reason) from None
+                    raise _FirstFailed(reason) from None
 
-        async def digests() -> Answers:
-            if plan.block_for <= 1:
-                return []
-            outcome = await quorum(ReadPlan(tuple(others), plan.block_for - 1),
-                                   lambda node: self.replicas.call(
-                                       node, lambda stub: stub.GetMessages(digest, timeout=timeout)),
-                                   timeout, judge_rpc)
-            return outcome.answers
+            async def digests() -> Answers:
+                if plan.block_for <= 1:
+                    return []
+                outcome = await quorum(ReadPlan(tuple(others), plan.block_for - 1),
+                                       lambda node: self.replicas.call(
+                                           node, lambda stub: stub.GetMessages(digest, timeout=timeout)),
+                                       timeout, judge_rpc)
+                return outcome.answers
 
-        held, versions = await asyncio.gather(data(), digests(), return_exceptions=True)
-        if isinstance(held, grpc.aio.AioRpcError):
-            reply, reason = judge_rpc(held)
-            if reply is Reply.REJECTED:
-                raise InvalidArgument(reason)
-            # the first replica failed: R full reads from the others
+            held, versions = await asyncio.gather(data(), digests())
+            return [(first, held), *versions]
+
+        async def by_full_reads() -> Answers:
+            """R full reads from the others (the first replica failed, or is slow)."""
             outcome = await quorum(ReadPlan(tuple(others), plan.block_for),
                                    lambda node: self.replicas.call(
                                        node, lambda stub: stub.GetMessages(full, timeout=timeout)),
                                    max(deadline - loop.time(), timeout / 2), judge_rpc)
-            return await self._merge(user_id, ids, outcome.answers, full, timeout)
-        if isinstance(held, BaseException):
-            raise held
-        if isinstance(versions, BaseException):
-            raise versions
-        return await self._merge(user_id, ids, [(first, held), *versions], full, timeout)
+            return outcome.answers
+
+        answers = await _first_of(by_digests(), by_full_reads, SPECULATE_AFTER)
+        return await self._merge(user_id, ids, answers, full, timeout)
 
     async def _merge(self, user_id: str, ids: list[str], answers: Answers,
                      full: storage_pb2.NodeMessagesRequest, timeout: float) -> Read:
@@ -104,7 +141,7 @@ class MessageReader:
         to it)."""
         read = Read()
         by_node = [(node, {m.summary.id: m for m in answer.messages}) for node, answer in answers]
-        more = set(answers[0][1].more)
+        more = {i for _, answer in answers for i in answer.more}     # digests have none
         again: dict[NodeInfo, list[str]] = defaultdict(list)
         repairs: list[read_repair.Repair] = []
         for message_id in ids:

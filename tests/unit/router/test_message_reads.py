@@ -7,7 +7,9 @@ import asyncio
 from typing import Any
 
 import grpc
+import pytest
 
+from router import message_reads
 from router.errors import NotFound
 from router.message_reads import MessageReader, Read
 from router.nodes import NodePool
@@ -33,10 +35,11 @@ class Node:
     """One replica: its copies, the GetMessages it was asked (raw or digest), the repairs it got."""
 
     def __init__(self, node_id: str, held: dict[str, storage_pb2.StoredMessage], *, up: bool = True,
-                 room: int = 100) -> None:
+                 room: int = 100, stall: float = 0.0) -> None:
         self.node_id = node_id
         self.held = held
         self.up = up
+        self.stall = stall    # seconds a read with bodies takes
         self.room = room      # bodies an answer holds before the rest go to `more`
         self.reads: list[tuple[bool, list[str]]] = []
         self.updates: list[storage_pb2.UpdateMessageRequest] = []
@@ -45,6 +48,8 @@ class Node:
     async def GetMessages(self, request: storage_pb2.NodeMessagesRequest, timeout: float | None = None
                           ) -> storage_pb2.StoredMessages:
         self.reads.append((request.raw, list(request.ids)))
+        if request.raw and self.stall:
+            await asyncio.sleep(self.stall)
         if not self.up:
             raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata())
         answer = storage_pb2.StoredMessages()
@@ -127,8 +132,7 @@ def test_versions_disagree_the_newest_is_read_from_its_replica_and_the_first_rep
     found = read(reader, repair, [A])
     held = found.found[A]
     assert held.summary.version == 9 and not held.summary.unread and held.raw == RAW[A]
-    newest = second if second.reads else third           # the digest that answered first
-    assert raw_reads(newest) == [[A]]                     # read again in full from a replica with the newest
+    assert raw_reads(second) + raw_reads(third) == [[A]]  # read again in full from a replica with the newest
     [update] = first.updates                              # the stale first replica gets the newest cells
     assert update.version == 9 and update.HasField("unread") and not update.unread
 
@@ -149,6 +153,15 @@ def test_a_failed_first_replica_falls_back_to_full_reads_from_the_others() -> No
     assert raw_reads(second) == [[A]] and raw_reads(third) == [[A]]
     [update] = second.updates
     assert update.version == 6
+
+
+def test_a_slow_first_replica_is_not_waited_for_the_others_are_read_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(message_reads, "SPECULATE_AFTER", 0.05)
+    reader, repair, (first, second, third) = setup(
+        {"first": {A: copy(A, 5)}, "second": {A: copy(A, 5)}, "third": {A: copy(A, 5)}}, stall=60)
+    found = read(reader, repair, [A])            # without the speculative reads this waits out the stall
+    assert found.found[A].raw == RAW[A]
+    assert raw_reads(second) == [[A]] and raw_reads(third) == [[A]]
 
 
 def test_a_tombstone_on_another_replica_wins_and_expunges_the_live_copy() -> None:
