@@ -90,6 +90,7 @@ class Selected:
         self._arrived: list[int] = []
         self._pending: dict[int, Entry] = {}
         self._vanished: list[int] = []
+        self.held_below: int | None = None  # a MODSEQ below every expunge not announced yet
         self.touched: set[int] = set()  # UIDs whose flags may have changed elsewhere
         self.saved: frozenset[int] = frozenset()  # SEARCH RETURN (SAVE)'s UIDs, ``$`` (RFC 5182)
 
@@ -189,6 +190,8 @@ class Selected:
         if uid in self.messages and not self.messages[uid].gone:
             self.messages[uid].gone = True
             self._vanished.append(uid)
+            below = self.modseq - 1     # note() has set it to the expunge's; resync() left the old one
+            self.held_below = below if self.held_below is None else min(self.held_below, below)
         elif uid in self._pending:
             del self._pending[uid]
             self._arrived.remove(uid)
@@ -204,6 +207,8 @@ class Selected:
         self.touched.discard(uid)
         if uid in self._vanished:
             self._vanished.remove(uid)
+        if not self._vanished:
+            self.held_below = None
         return Expunged(number, uid)
 
     def flush(self, *, expunges: bool) -> list[Event]:
@@ -215,6 +220,7 @@ class Selected:
                 if found is not None:
                     events.append(found)
             self._vanished.clear()
+            self.held_below = None
         if self._arrived:
             for uid in sorted(self._arrived):
                 self._add(self._pending.pop(uid))

@@ -258,6 +258,7 @@ class Session:
             text = await handler(command)
             if self.state == State.SELECTED and command.name not in ("CLOSE", "UNSELECT", "LOGOUT", "IDLE"):
                 await self._updates(expunges=command.uid or command.name not in _NO_RENUMBER)
+                self._held_back()
             if self.state != State.LOGOUT or command.name == "LOGOUT":
                 self.send(self.encoder.tagged(command.tag, "OK", text, self._ok_code))
         except Bad as error:
@@ -436,7 +437,7 @@ class Session:
                 self._enable_rev2()
                 enabled.append("IMAP4rev2")
             elif name == "QRESYNC" and self.state == State.AUTHENTICATED:
-                self.qresync = self.condstore = True    # QRESYNC implies CONDSTORE (RFC 7162 3.2.3)
+                self.qresync = self.condstore = True    # QRESYNC implies CONDSTORE (RFC 7162)
                 enabled.append(name)
         self.send(self.encoder.enabled(enabled))
         return "ENABLE completed"
@@ -536,7 +537,7 @@ class Session:
     async def _select(self, command: c.Command) -> str:
         args = command.arguments
         assert isinstance(args, c.Select)
-        if self.selected is not None and (self.rev2 or self.qresync):   # RFC 9051 6.3.2, RFC 7162 3.2.11
+        if self.selected is not None and (self.rev2 or self.qresync):   # RFC 9051 6.3.2 and QRESYNC: OK [CLOSED]
             self.send(self.encoder.untagged("OK", "previous mailbox closed", Code("CLOSED")))
         self.selected = None
         self.state = State.AUTHENTICATED
@@ -569,7 +570,7 @@ class Session:
         return f"{command.name} completed"
 
     async def _resync(self, selected: Selected, asked: c.QResync) -> None:
-        """SELECT (QRESYNC (uidvalidity modseq [known-uids])) (RFC 7162 3.2.5): the UIDs expunged
+        """SELECT (QRESYNC (uidvalidity modseq [known-uids])) (RFC 7162): the UIDs expunged
         since the client's MODSEQ as VANISHED (EARLIER), then FETCH (UID FLAGS MODSEQ) of each
         message changed since, both only among the known UIDs when given; nothing if the
         UIDVALIDITY is not the mailbox's. The (known-seqs known-uids) pair is not needed: the feed
@@ -591,7 +592,7 @@ class Session:
         and not in the session's view. Our MODSEQ is the user's, so the feed from ``since`` holds
         every folder's changes and only this folder's count. When the feed was compacted past
         ``since`` (TooOld) it cannot say which left: every UID of ``spans`` not here is sent,
-        as RFC 7162 3.2.5.2 allows (a client ignores UIDs it never had)."""
+        as RFC 7162 allows (a client ignores UIDs it never had)."""
         spans = [(low, high) for low, high in spans if low <= high]
         if not spans or since >= selected.modseq:
             return
@@ -606,7 +607,7 @@ class Session:
             self.send(self.encoder.vanished(text, earlier=True))
 
     async def _fetch_vanished(self, command: c.Command, args: c.Fetch) -> None:
-        """UID FETCH ... (CHANGEDSINCE m VANISHED) (RFC 7162 3.2.6): first the UIDs of the set
+        """UID FETCH ... (CHANGEDSINCE m VANISHED) (RFC 7162): first the UIDs of the set
         expunged since m, as VANISHED (EARLIER)."""
         if not command.uid or not self.qresync:
             raise Bad("VANISHED needs UID FETCH and ENABLE QRESYNC first")
@@ -773,12 +774,21 @@ class Session:
                     items.append(("MODSEQ", [message.modseq]))
                 self.send(self.encoder.fetch(selected.number(message.uid), items))
 
+    def _held_back(self) -> None:
+        """With QRESYNC, expunges held back (FETCH, STORE, SEARCH) while FETCHes carry later
+        MODSEQs: ``* OK [HIGHESTMODSEQ n]`` below them, so a client that resynchronizes from what
+        it was told cannot skip them (RFC 7162)."""
+        held = self.selected.held_below if self.selected is not None else None
+        if self.qresync and held is not None:
+            self.send(self.encoder.untagged("OK", "expunges held back: resynchronize from here",
+                                            make_code("HIGHESTMODSEQ", held)))
+
     def _event(self, event: Event) -> None:
         self._events([event])
 
     def _events(self, events: Iterable[Event]) -> None:
         """EXISTS, and the expunges: EXPUNGE each, or once QRESYNC is on one VANISHED of the UIDs
-        of each run of them (RFC 7162 3.2.10)."""
+        of each run of them (RFC 7162)."""
         vanished: list[int] = []
         for event in events:
             if isinstance(event, Expunged) and self.qresync:
@@ -860,7 +870,7 @@ class Session:
             chosen = {m.uid for m in selected.by_uid(command.arguments.sequence)}
             doomed = [m for m in doomed if m.uid in chosen]
         await self._remove(selected, doomed, announce=True)
-        if self.qresync:     # RFC 7162 3.2.10: the MODSEQ the expunges reached, in the tagged OK
+        if self.qresync:     # RFC 7162: the MODSEQ the expunges reached, in the tagged OK
             await self._updates(expunges=True)
             self._ok_code = make_code("HIGHESTMODSEQ", selected.modseq)
         return f"{'UID ' if command.uid else ''}EXPUNGE completed"
@@ -1119,7 +1129,7 @@ class Session:
         try:
             found = await self._matching(args.key)
         except (Bad, No):
-            if saving:    # RFC 5182 2.1: a failed SEARCH (SAVE) leaves the saved result empty
+            if saving:    # RFC 5182: a failed SEARCH (SAVE) leaves the saved result empty
                 selected.saved = frozenset()
             raise
         numbers = [m.uid if command.uid else selected.number(m.uid) for m in found]
@@ -1127,7 +1137,7 @@ class Session:
         wanted = set(args.returns or ()) - {"SAVE"} or {"ALL"}
         if saving:
             selected.saved = frozenset(m.uid for m in _saved_part(found, wanted))
-            if args.returns == ("SAVE",):   # SAVE alone: no ESEARCH response (RFC 5182 2.4)
+            if args.returns == ("SAVE",):   # SAVE alone: no ESEARCH response (RFC 5182)
                 return f"{'UID ' if command.uid else ''}SEARCH completed"
         if args.returns is None and not self.rev2:
             self.send(self.encoder.search(numbers, modseq=modseq))
@@ -1193,7 +1203,7 @@ def _attributes(name: str, folder: names.Folder | None, every: set[str], *, exte
 
 def _saved_part(found: list[Message], wanted: set[str]) -> list[Message]:
     """What SEARCH RETURN (SAVE ...) keeps: with MIN and/or MAX but neither ALL nor COUNT only
-    those messages, else every match (RFC 5182 2.4)."""
+    those messages, else every match (RFC 5182)."""
     if not found or wanted & {"ALL", "COUNT"} or not wanted & {"MIN", "MAX"}:
         return found
     return [m for m in (found[0] if "MIN" in wanted else None, found[-1] if "MAX" in wanted else None)

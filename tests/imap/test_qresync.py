@@ -153,6 +153,44 @@ def test_vanished_replaces_expunge_once_enabled(grid: Grid, user: Callable[[], t
     wire.close()
 
 
+def test_an_expunge_held_back_during_fetch_is_said_below_in_highestmodseq(
+        grid: Grid, user: Callable[[], tuple[str, str]]) -> None:
+    """FETCH without UID must not renumber, so another session's expunge waits, while the FETCH
+    carries a later MODSEQ: the session then says a HIGHESTMODSEQ below the expunge's, so a client
+    that resynchronizes from the largest MODSEQ it saw does not skip it."""
+    email, _ = user()
+    for n in range(2):
+        deliver(grid, email, f"held {n}")
+    wire = qresync(grid, email)
+    wire.ok("SELECT INBOX")
+    u = uids_of(wire.ok("UID FETCH 1:* (UID)"))
+    other = Wire(grid, email)
+    other.ok("SELECT INBOX")
+    other.ok(f"UID STORE {u[0]} +FLAGS.SILENT (\\Deleted)")
+    other.ok(f"UID EXPUNGE {u[0]}")
+    other.ok(f"UID STORE {u[1]} +FLAGS.SILENT (\\Flagged)")
+    other.close()
+    lines = wire.ok("FETCH 2 (FLAGS)")
+    assert not vanished(lines)
+    seen = [int(m) for m in re.findall(rb"MODSEQ \((\d+)\)", b"".join(lines))]
+    held = code([line for line in lines if line.startswith(b"* OK [HIGHESTMODSEQ")], "HIGHESTMODSEQ")
+    assert seen and held < max(seen)
+    after = wire.ok("NOOP")
+    assert vanished(after) == [f"* VANISHED {u[0]}\r\n".encode()]
+    assert not any(b"HIGHESTMODSEQ" in line for line in after)
+    again = qresync_select(grid, email, held)     # resynchronizing from there reports the expunge
+    assert vanished(again) == [f"* VANISHED (EARLIER) {u[0]}\r\n".encode()]
+    wire.close()
+
+
+def qresync_select(grid: Grid, email: str, modseq: int) -> list[bytes]:
+    wire = qresync(grid, email)
+    uidvalidity = code(wire.ok("EXAMINE INBOX"), "UIDVALIDITY")
+    lines = wire.ok(f"EXAMINE INBOX (QRESYNC ({uidvalidity} {modseq}))")
+    wire.close()
+    return lines
+
+
 def test_a_compacted_feed_is_answered_from_the_known_uids(grid: Grid, user: Callable[[], tuple[str, str]]) -> None:
     email, user_id = user()
     for n in range(3):
