@@ -6,21 +6,26 @@ Checked: every replica set's range digests (as `tidings repair --check`), the se
 count and its blob refs against the object store (NodeOps.CheckNode). `fsck --repair` repairs
 the ranges from the replicas, rebuilds the index when it is wrong, recomputes counters, then
 checks again and reports what is left (a blob gone from the store cannot come back from a
-replica: they share the store). Exit 0: clean (or everything found was fixed); 1: problems
-(left); 2: could not check (the router or a node did not answer, bad arguments)."""
+replica: they share the store; the rebuild indexes its message without the body). Exit 0:
+clean (or everything found was fixed); 1: problems (left); 2: could not check (the router or a
+node did not answer, bad arguments)."""
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 
-from tidings.v1 import mail_pb2, mail_pb2_grpc, node_ops_pb2, node_ops_pb2_grpc
+from tidings.v1 import mail_pb2, mail_pb2_grpc, node_ops_pb2, node_ops_pb2_grpc, storage_pb2
 
 TIMEOUT_S = 3600.0
 REPAIR_PASSES = 3
+# what the storage nodes say of a message whose blob is missing (storage_node/service.py)
+BODY_NOT_CHECKED = "blob missing, body not checked"
+INDEXED_WITHOUT_BODY = "blob missing, indexed without its body"
 
 
 @dataclass
@@ -58,23 +63,38 @@ def check_replicas(admin: mail_pb2_grpc.AdminStub, findings: Findings, repair: b
     print(f"replicas: {report.ranges} ranges compared, {report.ranges_differing} differ")
 
 
-def check_index(admin: mail_pb2_grpc.AdminStub, findings: Findings, repair: bool, blobs_missing: bool) -> None:
-    """The index of every user on every node; with `repair`, rebuilt when wrong, but never while a
-    blob is missing: a rebuild reads every body, and one it cannot read would stop it halfway."""
+def _index_problems(reports: Iterable[storage_pb2.IndexReport]) -> list[str]:
+    return [f"index: node {r.node_id}: {p}" for r in reports for p in r.problems]
+
+
+def _blob_key(problem: str) -> str:
+    """An index problem without what is said of a missing blob: a check's and a rebuild's line
+    on one message's missing blob have the same key."""
+    return problem.removesuffix(BODY_NOT_CHECKED).removesuffix(INDEXED_WITHOUT_BODY)
+
+
+def check_index(admin: mail_pb2_grpc.AdminStub, findings: Findings, repair: bool) -> None:
+    """The index of every user on every node; with `repair`, rebuilt when it differs from the
+    messages. A message whose blob is missing is rebuilt from its record alone (headers, folder,
+    flags; no body) and stays a problem, "indexed without its body"; once the blob is back the
+    index differs for that message and the next `fsck --repair` indexes its body. Not rebuilt when
+    missing blobs are all that is wrong: the index already holds what a rebuild could give it."""
     def problems() -> list[str]:
         answer = admin.CheckIndex(mail_pb2.IndexCommand(all=True), timeout=TIMEOUT_S)
         for report in answer.reports:
             print(f"index: node {report.node_id}: {report.documents} messages of {report.users} users checked")
-        return [f"index: node {r.node_id}: {p}" for r in answer.reports for p in r.problems]
+        return _index_problems(answer.reports)
 
     found = problems()
-    if found and repair and blobs_missing:
-        findings.problems.append("index: not rebuilt while blobs are missing (a rebuild reads every body)")
-    elif found and repair:
-        admin.RebuildIndex(mail_pb2.IndexCommand(all=True), timeout=TIMEOUT_S)
+    if repair and any(not p.endswith(BODY_NOT_CHECKED) for p in found):
+        rebuilt = admin.RebuildIndex(mail_pb2.IndexCommand(all=True), timeout=TIMEOUT_S).reports
         left = problems()
         findings.fixed.extend(p for p in found if p not in left)
-        found = left
+        said = {_blob_key(p): p for p in _index_problems(rebuilt)}   # blobs missing, nodes that failed
+        found = [said.pop(_blob_key(p), p) for p in left] + list(said.values())
+        if without_body := sum(r.blobs_missing for r in rebuilt):
+            print(f"index: {without_body} messages indexed without their body (blob missing): put the blobs "
+                  "back, then fsck --repair again")
     findings.problems.extend(found)
 
 
@@ -104,8 +124,7 @@ def run_checks(router: str, repair: bool) -> Findings:
             nodes = list(admin.DescribeRing(mail_pb2.DescribeRingRequest(), timeout=30).nodes)
             check_replicas(admin, findings, repair)   # first: the other checks then see converged replicas
             check_nodes(nodes, findings, repair)
-            missing = any("is missing from the store" in p for p in findings.problems)
-            check_index(admin, findings, repair, missing)
+            check_index(admin, findings, repair)
     except grpc.RpcError as exc:
         findings.unchecked.append(f"router {router}: {_rpc_failure(exc)}")
     return findings

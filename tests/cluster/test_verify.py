@@ -2,7 +2,10 @@
 with a large body, a blob in the shared directory); a folder counter corrupted on node 3's disk
 (written while the node is stopped) is found (exit 1) and recomputed by fsck (exit 0, then
 verify clean); a blob deleted from the blob directory is found on every node and, not
-repairable from replicas, left by fsck (exit 1) until it is put back; a node down is exit 2."""
+repairable from replicas, left by fsck (exit 1), which rebuilds the index with that message
+indexed without its body (not found by its body, the others are) and does not rebuild again
+while only the blob is wrong; with the blob put back verify finds the index short of its body
+and fsck indexes it (exit 0); a node down is exit 2."""
 from __future__ import annotations
 
 import hashlib
@@ -59,6 +62,11 @@ def deliver(grid: Grid, raw: bytes, email: str) -> None:
     grid.mail.Deliver(mail_pb2.DeliverRequest(entry_id=new_entry_id(), raw=raw, recipients=[email]), timeout=30)
 
 
+def subjects(grid: Grid, user_id: str, query: str) -> list[str]:
+    answer = grid.mail.Search(mail_pb2.SearchRequest(user_id=user_id, query=query, limit=50), timeout=30)
+    return sorted(m.subject for m in answer.messages)
+
+
 def test_verify_finds_injected_problems_and_fsck_repairs_what_replicas_can(grid: Grid) -> None:
     email = "dora@example.test"
     user_id = grid.add_user(email).user_id
@@ -105,6 +113,24 @@ def test_verify_finds_injected_problems_and_fsck_repairs_what_replicas_can(grid:
     assert all(f"user {user_id} message " in line for line in missing)
     left = tidings(grid, "fsck", "--repair")
     assert left.returncode == 1 and f"blob {ref} is missing" in left.stdout
-    assert "index: not rebuilt while blobs are missing" in left.stdout   # a rebuild would stop halfway
+    without_body = [line for line in left.stdout.splitlines()
+                    if line.endswith("blob missing, indexed without its body")]
+    assert [line.split(":")[:2] for line in without_body] == [["PROBLEM index", f" node {n}"] for n in (1, 2, 3)]
+    assert all(f"user {user_id}: message " in line for line in without_body)
+    assert "body not checked" not in left.stdout and "FIXED index: node" in left.stdout
+    assert "3 messages indexed without their body (blob missing)" in left.stdout
+    everyone = ["large", *(f"small {n}" for n in range(5))]
+    assert subjects(grid, user_id, "large") == ["large"]          # by its record
+    assert subjects(grid, user_id, "hello") == everyone[1:]       # not by its body; the others by theirs
+    again = tidings(grid, "fsck", "--repair")                  # only the blob wrong: no rebuild again
+    assert again.returncode == 1 and "FIXED" not in again.stdout
+    assert again.stdout.count("index: node 1: 6 messages of 1 users checked") == 1
+
     blob.write_bytes(held)
+    short = tidings(grid, "verify")                            # the index lacks the body now there
+    assert short.returncode == 1 and "PROBLEM index: node 1: user" in short.stdout
+    assert "blob" not in short.stdout.replace("blob refs checked", "")
+    whole = tidings(grid, "fsck", "--repair")
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    assert subjects(grid, user_id, "hello") == everyone
     assert tidings(grid, "verify").returncode == 0
