@@ -3,7 +3,8 @@ the IMAP edge on port 0), over raw sockets: refused until ENABLE QRESYNC; SELECT
 another session expunged, moved and flagged messages says VANISHED (EARLIER) and FETCH (UID FLAGS
 MODSEQ) for exactly those (among the known UIDs when given), nothing for a stale UIDVALIDITY; UID
 FETCH (CHANGEDSINCE m VANISHED); VANISHED instead of EXPUNGE for this session's and others'
-expunges and moves while a rev1 session still sees EXPUNGE; the feed compacted past the client's
+expunges and moves, pushed during IDLE too, while a rev1 session still sees EXPUNGE; an expunge
+held back during FETCH covered by a lower HIGHESTMODSEQ; the feed compacted past the client's
 MODSEQ answered from the known UIDs."""
 from __future__ import annotations
 
@@ -149,6 +150,22 @@ def test_vanished_replaces_expunge_once_enabled(grid: Grid, user: Callable[[], t
     assert vanished(wire.ok("NOOP")) == [f"* VANISHED {u[3]}\r\n".encode()]
     moved = wire.ok("MOVE 1 Archive")
     assert moved[0].startswith(b"* OK [COPYUID ") and vanished(moved) == [f"* VANISHED {u[2]}\r\n".encode()]
+    deliver(grid, email, "for IDLE")
+    assert b"* 1 EXISTS\r\n" in wire.ok("NOOP")
+    latest = uids_of(wire.ok("UID FETCH 1:* (UID)"))[-1]
+    wire.sock.sendall(b"i1 IDLE\r\n")                 # pushed from Mail.Watch: VANISHED too
+    assert wire.line().startswith(b"+ ")
+    old.ok("SELECT INBOX")
+    old.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    old.ok("EXPUNGE")
+    pushed = [wire.line()]
+    while not pushed[-1].startswith(b"* VANISHED"):
+        pushed.append(wire.line())
+    assert pushed[-1] == f"* VANISHED {latest}\r\n".encode()
+    wire.sock.sendall(b"DONE\r\n")
+    while not pushed[-1].startswith(b"i1 "):
+        pushed.append(wire.line())
+    assert pushed[-1].startswith(b"i1 OK") and not any(line.endswith(b" EXPUNGE\r\n") for line in pushed)
     old.close()
     wire.close()
 
