@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from tidings.v1 import mail_pb2, types_pb2
+from tidings_runtime import keywords
 
 from .compose import ComposeError, check_display_name, parse_addr_spec, parse_mailbox
 
@@ -99,6 +100,9 @@ class Summary(BaseModel):
     unread: bool
     starred: bool
     has_attachments: bool
+    answered: bool = Field(description="replied to (IMAP's \\Answered)")
+    draft: bool = Field(description="IMAP's \\Draft")
+    keywords: list[str] = Field(description="IMAP keywords, e.g. `$Forwarded` (at most 32, lowercase order)")
 
     @classmethod
     def fields_from_pb(cls, s: types_pb2.MessageSummary) -> dict[str, Any]:
@@ -117,6 +121,9 @@ class Summary(BaseModel):
             "unread": s.unread,
             "starred": s.starred,
             "has_attachments": s.has_attachments,
+            "answered": s.answered,
+            "draft": s.draft,
+            "keywords": list(s.keywords),
         }
 
     @classmethod
@@ -268,14 +275,31 @@ class FolderIn(_Request):
 # ---- changing a message ----------------------------------------------------
 
 
+def _keywords(names: list[str]) -> list[str]:
+    try:
+        return list(keywords.canonical(names))
+    except keywords.BadKeyword as exc:
+        raise ValueError(str(exc)) from None
+
+
+Keywords = Annotated[list[str], Field(max_length=keywords.MAX_KEYWORDS,
+                                      description="IMAP keywords (atoms of at most 64 characters)"),
+                     AfterValidator(_keywords)]
+
+
 class MessagePatch(_Request):
     unread: StrictBool | None = None
     starred: StrictBool | None = None
     folder_id: Annotated[str | None, Field(min_length=1, max_length=128)] = None
+    answered: StrictBool | None = None
+    draft: StrictBool | None = None
+    add_keywords: Keywords = []
+    remove_keywords: Keywords = []
 
     @property
     def is_empty(self) -> bool:
-        return self.unread is None and self.starred is None and self.folder_id is None
+        return (self.unread is None and self.starred is None and self.folder_id is None and self.answered is None
+                and self.draft is None and not self.add_keywords and not self.remove_keywords)
 
 
 # ---- sending ------------------------------------------------------------------

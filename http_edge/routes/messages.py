@@ -98,7 +98,9 @@ async def update_message(message_id: MessageId, patch: MessagePatch, user: Curre
         detail = await client.get_message(user.user_id, message_id)
         return Summary.from_pb(detail.summary)
     summary = await client.update_message(
-        user.user_id, message_id, unread=patch.unread, starred=patch.starred, folder_id=patch.folder_id
+        user.user_id, message_id, unread=patch.unread, starred=patch.starred, folder_id=patch.folder_id,
+        answered=patch.answered, draft=patch.draft, add_keywords=patch.add_keywords,
+        remove_keywords=patch.remove_keywords,
     )
     return Summary.from_pb(summary)
 

@@ -116,7 +116,7 @@ def test_listing_passes_paging_through() -> None:
         assert set(page) == {"messages", "next_cursor", "state"} and len(page["messages"]) == 3 and page["next_cursor"]
         assert set(page["messages"][0]) == {"id", "thread_id", "folder_id", "from", "to", "cc", "subject",
                                             "snippet", "received_at", "size", "unread", "starred",
-                                            "has_attachments"}
+                                            "has_attachments", "answered", "draft", "keywords"}
         cursor = page["next_cursor"]
         page = (await c.get("/v1/folders/inbox/messages", headers=auth, params={"cursor": cursor})).json()
         assert len(page["messages"]) == 1 and page["next_cursor"] is None
@@ -224,6 +224,10 @@ def test_error_bodies_without_router_calls() -> None:
             "Content-Type": "application/x-www-form-urlencoded"}), 400, "invalid_request")
         assert_error(await c.patch("/v1/messages/m1", headers=auth, json={"unread": "yes"}), 400, "invalid_request")
         assert_error(await c.patch("/v1/messages/m1", headers=auth, json={"flagged": True}), 400, "invalid_request")
+        for bad in (["two words"], ["(paren"], ["x" * 65], [f"k{i}" for i in range(33)], "$Forwarded"):
+            err = assert_error(await c.patch("/v1/messages/m1", headers=auth, json={"add_keywords": bad}), 400,
+                               "invalid_request")
+            assert "keyword" in err["message"] or "list" in err["message"], err
 
         r = await c.get("/v1/folders")
         assert_error(r, 401, "unauthenticated")

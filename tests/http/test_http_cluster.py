@@ -100,7 +100,8 @@ def test_send_between_users(http: httpx.Client, new_user: Callable[[str], str], 
 
     summary = by_subject(http, b, "lunch?")
     assert set(summary) == {"id", "thread_id", "folder_id", "from", "to", "cc", "subject", "snippet",
-                            "received_at", "size", "unread", "starred", "has_attachments"}
+                            "received_at", "size", "unread", "starred", "has_attachments",
+                            "answered", "draft", "keywords"}
     assert summary["from"]["email"] == ann
     assert summary["to"] == [{"name": "Bob B", "email": bob}]
     assert summary["cc"] == [{"name": "Cat", "email": cat}]
@@ -242,6 +243,16 @@ def test_star_move_delete(http: httpx.Client, new_user: Callable[[str], str], lo
     assert mid not in [m["id"] for m in listing(http, b)["messages"]]
     assert mid in [m["id"] for m in listing(http, b, "archive")["messages"]]
     assert archive["total"] == 1
+
+    r = http.patch(f"/v1/messages/{mid}", headers=b,
+                   json={"answered": True, "add_keywords": ["$Forwarded", "Project-X", "project-x"]})
+    assert r.status_code == 200, r.text
+    assert (r.json()["answered"], r.json()["draft"], r.json()["keywords"]) == (True, False, ["$Forwarded", "Project-X"])
+    r = http.patch(f"/v1/messages/{mid}", headers=b, json={"draft": True, "remove_keywords": ["PROJECT-x"]})
+    assert (r.json()["answered"], r.json()["draft"], r.json()["keywords"]) == (True, True, ["$Forwarded"])
+    listed = next(m for m in listing(http, b, "archive")["messages"] if m["id"] == mid)
+    assert (listed["answered"], listed["draft"], listed["keywords"], listed["starred"]) == (True, True, ["$Forwarded"],
+                                                                                             True)
 
     r = http.delete(f"/v1/messages/{mid}", headers=b)
     assert r.status_code == 204 and r.content == b""
