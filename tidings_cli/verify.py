@@ -8,21 +8,30 @@ the ranges from the replicas, rebuilds the index when it is wrong, recomputes co
 checks again and reports what is left (a blob gone from the store cannot come back from a
 replica: they share the store; the rebuild indexes its message without the body). Exit 0:
 clean (or everything found was fixed); 1: problems (left); 2: could not check (the router or a
-node did not answer, bad arguments)."""
+node did not answer, bad arguments). A node the router could not reach is asked directly: one
+that answers (restarted a moment ago, before the router's channel reconnected) is checked again
+through the router, not reported down."""
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc, node_ops_pb2, node_ops_pb2_grpc, storage_pb2
+from tidings_runtime.channels import PEER_CHANNEL_OPTIONS
 
 TIMEOUT_S = 3600.0
 REPAIR_PASSES = 3
+PROBE_S = 2.0        # a node's own health check, when the router could not reach it
+# the router's channels to a node retry at most this far apart (gRPC adds up to 20% jitter)
+RECONNECT_S = dict(PEER_CHANNEL_OPTIONS)["grpc.max_reconnect_backoff_ms"] * 1.2 / 1000
+SETTLE_TRIES = 3
 # what the storage nodes say of a message whose blob is missing (storage_node/service.py)
 BODY_NOT_CHECKED = "blob missing, body not checked"
 INDEXED_WITHOUT_BODY = "blob missing, indexed without its body"
@@ -43,11 +52,42 @@ def _rpc_failure(exc: grpc.RpcError) -> str:
     return f"{exc.code().name}: {exc.details()}"
 
 
-def check_replicas(admin: mail_pb2_grpc.AdminStub, findings: Findings, repair: bool) -> None:
+def _serving(addresses: Iterable[str]) -> bool:
+    """Every node at `addresses` answers its health check SERVING within PROBE_S, asked on a
+    channel of this process's own (a new one connects at once: it has no backoff to wait out)."""
+    channels = [grpc.insecure_channel(address) for address in addresses]
+    try:
+        calls = [health_pb2_grpc.HealthStub(c).Check.future(health_pb2.HealthCheckRequest(), timeout=PROBE_S,
+                                                              wait_for_ready=True) for c in channels]
+        return all(call.exception() is None and call.result().status == health_pb2.HealthCheckResponse.SERVING
+                   for call in calls)
+    finally:
+        for channel in channels:
+            channel.close()
+
+
+def _compare(admin: mail_pb2_grpc.AdminStub, nodes: list[mail_pb2.RingReport.Node]) -> mail_pb2.RepairReport:
+    """The replica sets' digests, compared by the router. A node it could not reach may be one
+    restarted a moment ago, serving before the router's channel to it reconnects (it retries
+    within RECONNECT_S): while every such node answers its own health check, compare again once
+    the router's channels have had the time to reconnect, up to SETTLE_TRIES times; a node that
+    does not answer is down, and reported so at once."""
+    report = admin.Repair(mail_pb2.RepairRequest(check_only=True), timeout=TIMEOUT_S)
+    address = {n.node_id: n.address for n in nodes}
+    for _ in range(SETTLE_TRIES):
+        if not report.unreachable_nodes or not _serving(address[n] for n in report.unreachable_nodes):
+            break
+        time.sleep(RECONNECT_S)
+        report = admin.Repair(mail_pb2.RepairRequest(check_only=True), timeout=TIMEOUT_S)
+    return report
+
+
+def check_replicas(admin: mail_pb2_grpc.AdminStub, nodes: list[mail_pb2.RingReport.Node], findings: Findings,
+                   repair: bool) -> None:
     """Compare every replica set's digests; with `repair`, repair and compare again, up to
     REPAIR_PASSES times (a write landing meanwhile, or a hint replayed, can leave a range to
     the next pass)."""
-    report = admin.Repair(mail_pb2.RepairRequest(check_only=True), timeout=TIMEOUT_S)
+    report = _compare(admin, nodes)
     passes = 0
     while repair and not report.converged and not report.unreachable_nodes and passes < REPAIR_PASSES:
         repaired = admin.Repair(mail_pb2.RepairRequest(check_only=False), timeout=TIMEOUT_S)
@@ -67,6 +107,19 @@ def _index_problems(reports: Iterable[storage_pb2.IndexReport]) -> list[str]:
     return [f"index: node {r.node_id}: {p}" for r in reports for p in r.problems]
 
 
+def _answered(reports: Iterable[storage_pb2.IndexReport], findings: Findings) -> list[storage_pb2.IndexReport]:
+    """The reports of the nodes that answered; a node the router could not reach (its report a
+    status line alone, router/service.py) is not checked."""
+    kept = []
+    for r in reports:
+        if not r.users and len(r.problems) == 1 and r.problems[0].split(":")[0] in grpc.StatusCode.__members__:
+            if (line := f"index: node {r.node_id}: {r.problems[0]}") not in findings.unchecked:
+                findings.unchecked.append(line)
+        else:
+            kept.append(r)
+    return kept
+
+
 def _blob_key(problem: str) -> str:
     """An index problem without what is said of a missing blob: a check's and a rebuild's line
     on one message's missing blob have the same key."""
@@ -80,17 +133,17 @@ def check_index(admin: mail_pb2_grpc.AdminStub, findings: Findings, repair: bool
     index differs for that message and the next `fsck --repair` indexes its body. Not rebuilt when
     missing blobs are all that is wrong: the index already holds what a rebuild could give it."""
     def problems() -> list[str]:
-        answer = admin.CheckIndex(mail_pb2.IndexCommand(all=True), timeout=TIMEOUT_S)
-        for report in answer.reports:
+        answer = _answered(admin.CheckIndex(mail_pb2.IndexCommand(all=True), timeout=TIMEOUT_S).reports, findings)
+        for report in answer:
             print(f"index: node {report.node_id}: {report.documents} messages of {report.users} users checked")
-        return _index_problems(answer.reports)
+        return _index_problems(answer)
 
     found = problems()
     if repair and any(not p.endswith(BODY_NOT_CHECKED) for p in found):
-        rebuilt = admin.RebuildIndex(mail_pb2.IndexCommand(all=True), timeout=TIMEOUT_S).reports
+        rebuilt = _answered(admin.RebuildIndex(mail_pb2.IndexCommand(all=True), timeout=TIMEOUT_S).reports, findings)
         left = problems()
         findings.fixed.extend(p for p in found if p not in left)
-        said = {_blob_key(p): p for p in _index_problems(rebuilt)}   # blobs missing, nodes that failed
+        said = {_blob_key(p): p for p in _index_problems(rebuilt)}   # the messages indexed without their body
         found = [said.pop(_blob_key(p), p) for p in left] + list(said.values())
         if without_body := sum(r.blobs_missing for r in rebuilt):
             print(f"index: {without_body} messages indexed without their body (blob missing): put the blobs "
@@ -122,7 +175,7 @@ def run_checks(router: str, repair: bool) -> Findings:
         with grpc.insecure_channel(router) as channel:
             admin = mail_pb2_grpc.AdminStub(channel)
             nodes = list(admin.DescribeRing(mail_pb2.DescribeRingRequest(), timeout=30).nodes)
-            check_replicas(admin, findings, repair)   # first: the other checks then see converged replicas
+            check_replicas(admin, nodes, findings, repair)   # first: the other checks then see converged replicas
             check_nodes(nodes, findings, repair)
             check_index(admin, findings, repair)
     except grpc.RpcError as exc:

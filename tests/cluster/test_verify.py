@@ -1,17 +1,19 @@
 """`tidings verify` and `tidings fsck --repair` on a real cluster: clean after deliveries (one
 with a large body, a blob in the shared directory); a folder counter corrupted on node 3's disk
-(written while the node is stopped) is found (exit 1) and recomputed by fsck (exit 0, then
-verify clean); a blob deleted from the blob directory is found on every node and, not
-repairable from replicas, left by fsck (exit 1), which rebuilds the index with that message
-indexed without its body (not found by its body, the others are) and does not rebuild again
-while only the blob is wrong; with the blob put back verify finds the index short of its body
-and fsck indexes it (exit 0); a node down is exit 2."""
+(written while the node is stopped: verify then exits 2, node 3 down) is found (exit 1) by a
+verify run the moment node 3 is back, before the router's channel to it reconnects, and
+recomputed by fsck (exit 0, then verify clean); a blob deleted from the blob directory is found
+on every node and, not repairable from replicas, left by fsck (exit 1), which rebuilds the index
+with that message indexed without its body (not found by its body, the others are) and does
+not rebuild again while only the blob is wrong; with the blob put back verify finds the index
+short of its body and fsck indexes it (exit 0)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from email.message import EmailMessage
 
@@ -24,6 +26,7 @@ from storage_node.server import open_engine
 from storage_node.settings import Settings
 from tests.cluster.grid import Grid, running
 from tidings.v1 import mail_pb2
+from tidings_cli.verify import run_checks
 from tidings_runtime.ids import new_entry_id
 
 
@@ -36,17 +39,6 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grid]:
 def tidings(grid: Grid, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tidings_cli", "--router", grid.router_address, *args],
                           capture_output=True, text=True, timeout=600)
-
-
-def verify(grid: Grid, *args: str) -> subprocess.CompletedProcess[str]:
-    """`tidings verify` (or fsck) once the router sees every node up again: a node restarted a
-    moment ago is "did not answer" (exit 2) until its first heartbeat."""
-    for _ in range(20):
-        done = tidings(grid, *(args or ("verify",)))
-        if done.returncode != 2:
-            return done
-        time.sleep(0.5)
-    return done
 
 
 def mail(to: str, subject: str, size: int = 0) -> bytes:
@@ -90,15 +82,24 @@ def test_verify_finds_injected_problems_and_fsck_repairs_what_replicas_can(grid:
     engine.close()
     down = tidings(grid, "verify")
     assert down.returncode == 2 and "NOT CHECKED node 3" in down.stderr
+    assert "NOT CHECKED replicas: nodes 3 did not answer" in down.stderr
+    assert "NOT CHECKED index: node 3: UNAVAILABLE" in down.stderr
     grid.start_storage(3)
-    found = verify(grid)
+    # at once, in this process (a CLI's start would give the router's channel time to reconnect):
+    # the router cannot reach node 3 yet, node 3 answers its health check
+    with contextlib.redirect_stdout(io.StringIO()):
+        at_once = run_checks(grid.router_address, repair=False)
+    assert at_once.unchecked == [] and at_once.exit_code == 1
+    counters = (f"node 3: user {user_id} folder inbox: counters say 40 messages, 2 unread; "
+                "the records hold 6, 6 unread")
+    assert at_once.problems == [counters]
+    found = tidings(grid, "verify")
     assert found.returncode == 1, found.stdout + found.stderr
-    assert (f"PROBLEM node 3: user {user_id} folder inbox: counters say 40 messages, 2 unread; "
-            "the records hold 6, 6 unread") in found.stdout
-    fixed = verify(grid, "fsck", "--repair")
+    assert f"PROBLEM {counters}" in found.stdout
+    fixed = tidings(grid, "fsck", "--repair")
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     assert "FIXED node 3: user" in fixed.stdout
-    after = verify(grid)
+    after = tidings(grid, "verify")
     assert after.returncode == 0, after.stdout + after.stderr
 
     # a blob gone from the shared directory: every node refers to it, no replica can bring it back
