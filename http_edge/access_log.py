@@ -1,5 +1,6 @@
 """One access line a request, and its request id: taken from `X-Request-ID` when well formed,
-else made, returned in the answer's header and sent on to the router (tidings_runtime/logs.py).
+else made, returned in the answer's header and sent on to the router (tidings_runtime/logs.py;
+observe.py's middleware calls both).
 
 The line has the method, the route template (never the raw path nor its query: a search's
 `q=` is the user's words), status, duration_ms, the user id once a token was verified, and
@@ -7,14 +8,11 @@ the request id; never a header's value nor a body."""
 from __future__ import annotations
 
 import logging
-import time
 
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from tidings_runtime import logs
-
-from .metrics import route_label
 
 log = logging.getLogger("http_edge.access")
 HEADER = "x-request-id"
@@ -26,32 +24,16 @@ def note_user(scope: Scope, user_id: str) -> None:
     logs.user.set(user_id)
 
 
-class AccessLogMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+def request_id(scope: Scope) -> str:
+    """The client's `X-Request-ID` when well formed, else a new one."""
+    return logs.well_formed(Headers(scope=scope).get(HEADER)) or logs.new_request_id()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = logs.well_formed(Headers(scope=scope).get(HEADER)) or logs.new_request_id()
-        status = 500
-        start = time.perf_counter()
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), (b"x-request-id", rid.encode())]
-            await send(message)
-
-        with logs.bound(request_id=rid, user=None):
-            try:
-                await self.app(scope, receive, send_with_id)
-            finally:
-                fields = {"method": scope["method"], "route": route_label(scope), "status": status,
-                          "duration_ms": round((time.perf_counter() - start) * 1000, 2)}
-                user = scope.get("state", {}).get("log_user")
-                if user is not None:
-                    fields["user"] = user
-                log.info("request", extra=fields)
+def write(scope: Scope, method: str, route: str, status: int, seconds: float) -> None:
+    """The request's access line (in the request id's logs.bound context)."""
+    fields: dict[str, object] = {"method": method, "route": route, "status": status,
+                                 "duration_ms": round(seconds * 1000, 2)}
+    user = scope.get("state", {}).get("log_user")
+    if user is not None:
+        fields["user"] = user
+    log.info("request", extra=fields)

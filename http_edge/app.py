@@ -12,9 +12,8 @@ from tidings_client import MailClient
 from tidings_runtime import logs
 
 from . import errors, push
-from .access_log import AccessLogMiddleware
 from .limits import BodyLimitMiddleware
-from .metrics import MetricsMiddleware
+from .observe import ObserveMiddleware
 from .routes import ROUTERS
 from .settings import Settings
 from .tokens import TokenSigner
@@ -59,8 +58,8 @@ def create_app(settings: Settings, *, client: MailClient | None = None) -> FastA
     app.state.signer = TokenSigner(settings.token_secret, settings.token_ttl)
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_body_size=settings.max_request_bytes)
-    app.add_middleware(MetricsMiddleware)  # counts every answer, 413s included
-    app.add_middleware(AccessLogMiddleware)  # outermost: a line for every answer, its request id on all
+    # outermost: an access line and the metrics of every answer, 413s included, its request id on all
+    app.add_middleware(ObserveMiddleware)
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(push.router)
