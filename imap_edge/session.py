@@ -743,10 +743,11 @@ class Session:
 
     # -- selected: updates from the feed
 
-    async def _updates(self, *, expunges: bool) -> None:
+    async def _updates(self, *, expunges: bool) -> set[int]:
+        """Fold in what the feed says changed and announce it; the UIDs announced with FETCH."""
         selected = self.selected
         if selected is None:
-            return
+            return set()
         try:
             changes, state = await self._mail.changes(selected.modseq)
         except TooOld:
@@ -755,17 +756,20 @@ class Session:
             for change in changes:
                 selected.note(change)
             selected.modseq = max(selected.modseq, state)
-        await self._announce(selected, expunges=expunges)
+        return await self._announce(selected, expunges=expunges)
 
-    async def _announce(self, selected: Selected, *, expunges: bool) -> None:
+    async def _announce(self, selected: Selected, *, expunges: bool) -> set[int]:
+        """Expunges and EXISTS, then a FETCH (UID FLAGS [MODSEQ]) of each message whose flags
+        moved; the UIDs so announced."""
         self._events(selected.flush(expunges=expunges))
         touched = [selected.messages[uid] for uid in sorted(selected.touched) if uid in selected.messages]
         selected.touched.clear()
         known = [m for m in touched if m.summary is not None]
         if not known:
-            return
+            return set()
         before = {m.uid: m.flags for m in known}
         await self._load(selected, known, refresh=True)
+        announced: set[int] = set()
         for message in known:
             if message.uid in selected.messages and (message.flags != before[message.uid] or self.condstore):
                 items: list[tuple[str, Value]] = [("UID", message.uid),
@@ -773,6 +777,8 @@ class Session:
                 if self.condstore:
                     items.append(("MODSEQ", [message.modseq]))
                 self.send(self.encoder.fetch(selected.number(message.uid), items))
+                announced.add(message.uid)
+        return announced
 
     def _held_back(self) -> None:
         """With QRESYNC, expunges held back (FETCH, STORE, SEARCH) while FETCHes carry later
@@ -1041,11 +1047,14 @@ class Session:
                 continue
             await self._store_one(message, args.mode, set(args.flags))
             changed.append(message)
+        announced: set[int] = set()
         if self.condstore and changed:
-            await self._updates(expunges=False)  # learn the MODSEQs our changes got
+            # learn the MODSEQs our changes got: the feed's FETCH (UID FLAGS MODSEQ) of each is
+            # its answer here too, so it is not sent twice
+            announced = await self._updates(expunges=False)
         if not args.silent or self.condstore:
             for message in changed:
-                if message.uid not in selected.messages:
+                if message.uid not in selected.messages or message.uid in announced:
                     continue
                 items: list[tuple[str, Value]] = []
                 if command.uid:

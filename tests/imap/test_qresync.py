@@ -233,3 +233,19 @@ def test_a_compacted_feed_is_answered_from_the_known_uids(grid: Grid, user: Call
     (line,) = vanished(every)                          # every UID up to UIDNEXT-1 that is not here
     assert uid_set(line.removeprefix(b"* VANISHED (EARLIER) ").strip()) == set(range(1, u[2] + 1)) - {u[0], u[2]}
     again.close()
+
+
+def test_a_condstore_store_answers_each_message_once(grid: Grid, user: Callable[[], tuple[str, str]]) -> None:
+    """STORE with CONDSTORE on learns its MODSEQs from the feed: the feed's FETCH of each changed
+    message is its answer, not a second one beside it (.SILENT too: MODSEQ is still sent)."""
+    email, _ = user()
+    for n in range(3):
+        deliver(grid, email, f"store once {n}")
+    wire = qresync(grid, email)
+    wire.ok("SELECT INBOX")
+    for command, flags in (("STORE 1:3 +FLAGS (\\Flagged)", True), ("STORE 1:2 -FLAGS.SILENT (\\Flagged)", False)):
+        lines = [line for line in wire.ok(command) if b" FETCH " in line]
+        numbers = [int(line.split()[1]) for line in lines]
+        assert sorted(numbers) == sorted(set(numbers)) and len(numbers) == (3 if flags else 2), lines
+        assert all(b"MODSEQ (" in line for line in lines), lines
+    wire.close()
