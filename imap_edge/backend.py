@@ -19,6 +19,7 @@ from typing import Any
 
 from imap_edge.names import Folder, imap_name
 from tidings_client import MailClient, errors, new_entry_id
+from tidings_runtime import logs
 
 LIST_PAGE = 200    # the router's largest ListMessages / Search page
 MANY = 24          # more summaries than this wanted at once: list the folder instead
@@ -198,7 +199,8 @@ class Backend:
     """One per edge process: the router channel. ``mailbox(account)`` is a session's view."""
 
     def __init__(self, router: str, *, rpc_timeout: float = 10.0, client: MailClient | None = None) -> None:
-        self.client = client or MailClient(router, timeout=rpc_timeout)
+        # the calls carry the command's request id (imap_edge/command_log.py) as x-request-id
+        self.client = client or MailClient(router, timeout=rpc_timeout, interceptors=logs.client_interceptors())
 
     async def close(self) -> None:
         await self.client.close()

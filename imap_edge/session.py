@@ -30,8 +30,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from imap_edge import command_log, names, starttls, threads
 from imap_edge import message as mime
-from imap_edge import names, starttls, threads
 from imap_edge.backend import Account, Backend, BackendError, BadCredentials, Gone, Summary, TooOld, UserMailbox, flag_changes
 from imap_edge.connections import UserConnections
 from imap_edge.metrics import COMMANDS
@@ -126,6 +126,7 @@ class Session:
         self._out: list[bytes] = []
         self._raws: OrderedDict[str, bytes] = OrderedDict()
         self._ok_code: Code | None = None
+        self._commands = 0  # commands read: the n of each one's request id (command_log.py)
         handlers: dict[str, Callable[[c.Command], Awaitable[str]]] = {
             "CAPABILITY": self._capability, "NOOP": self._noop, "CHECK": self._noop, "LOGOUT": self._logout,
             "ID": self._id, "LOGIN": self._login, "AUTHENTICATE": self._authenticate, "STARTTLS": self._starttls,
@@ -249,6 +250,11 @@ class Session:
         COMMANDS.labels("unparsed", error.status).inc()
 
     async def _command(self, command: c.Command) -> None:
+        self._commands += 1
+        await command_log.logged(command, self._commands, self._dispatch)
+
+    async def _dispatch(self, command: c.Command) -> str:
+        """Answer `command`; the status answered (OK, NO, BAD)."""
         name = ("UID " if command.uid else "") + command.name
         status = "OK"
         try:
@@ -281,6 +287,7 @@ class Session:
         finally:
             self._ok_code = None
             COMMANDS.labels(name, status).inc()
+        return status
 
     # -- any state
 
