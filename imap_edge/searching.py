@@ -47,18 +47,24 @@ def _date_of(message: Message) -> dt.date | None:
 class Searcher:
     def __init__(self, mailbox: UserMailbox, selected: Selected, *,
                  summaries: Callable[[list[Message]], Awaitable[None]],
-                 raw: Callable[[Message], Awaitable[bytes | None]]) -> None:
+                 headers: Callable[[list[Message], set[str]], Awaitable[dict[int, bytes | None]]]) -> None:
+        """``headers(messages, names)``: each message's header section (at least the fields
+        named), by UID; None for one expunged meanwhile."""
         self.mailbox = mailbox
         self.selected = selected
         self._summaries = summaries
-        self._raw = raw
+        self._read_headers = headers
         self._all = [selected.messages[uid] for uid in selected.uids]
+        self._blocks: dict[int, bytes | None] = {}
         self._headers: dict[int, mime.Part | None] = {}
 
     async def run(self, key: keys.SearchKey) -> list[Message]:
         """The matching messages, in UID order."""
         if _needs_summaries(key):
             await self._summaries(self._all)
+        names = _header_names(key)
+        if names:       # every message's headers read at once, not one message at a time
+            self._blocks = await self._read_headers(self._all, names)
         found = await self._eval(key)
         return [m for m in self._all if m.uid in found]
 
@@ -108,8 +114,8 @@ class Searcher:
 
     async def _part(self, message: Message) -> mime.Part | None:
         if message.uid not in self._headers:
-            raw = await self._raw(message)
-            self._headers[message.uid] = mime.parse(raw) if raw is not None else None
+            block = self._blocks.get(message.uid)
+            self._headers[message.uid] = mime.parse(block) if block is not None else None
         return self._headers[message.uid]
 
     async def _header(self, key: keys.HeaderKey) -> set[int]:
@@ -144,6 +150,17 @@ class Searcher:
                     or (field == "SINCE" and day >= key.date):
                 found.add(message.uid)
         return found
+
+
+def _header_names(key: keys.SearchKey) -> set[str]:
+    """The header fields the HEADER and SENT* keys of ``key`` read (lowercase)."""
+    names = set()
+    for leaf in keys.leaves(key):
+        if isinstance(leaf, keys.HeaderKey):
+            names.add(leaf.name.lower())
+        elif isinstance(leaf, keys.DateKey) and leaf.field.startswith("SENT"):
+            names.add("date")
+    return names
 
 
 def _needs_summaries(key: keys.SearchKey) -> bool:

@@ -44,6 +44,7 @@ from imap_edge.responses import Code, Encoder, Literal, Raw, Value
 from imap_edge.responses import code as make_code
 from imap_edge.searching import Searcher, Unsupported
 from imap_edge.selected import FLAGS, PERMANENT_FLAGS, BadSequence, Event, Exists, Expunged, Message, Selected, gaps, left
+from tidings_runtime import kept_headers
 
 log = logging.getLogger(__name__)
 
@@ -970,6 +971,26 @@ class Session:
                     message.summary = summary
         return bodies, set(missing)
 
+    async def _header_sections(self, selected: Selected, messages: list[Message],
+                               names: set[str]) -> dict[int, bytes | None]:
+        """Each message's header section (by UID) holding at least the fields ``names``: the
+        kept fields from the listing when they cover the names, else (or for a message stored
+        before they were kept) the raw, READ_AHEAD to a batched read; None: expunged."""
+        blocks: dict[int, bytes | None] = {}
+        if kept_headers.covers(sorted(names)):
+            await self._load(selected, messages, headers=True)
+            blocks = {m.uid: block for m in messages if (block := _header_block(m)) is not None}
+        pending = [m for m in messages if m.uid not in blocks]
+        while pending:
+            bodies, missing = await self._bodies(pending[:READ_AHEAD])
+            done = [m for m in pending[:READ_AHEAD] if m.id in bodies or m.id in missing]
+            if not done:
+                raise No("the mail store answered none of the messages, try again", Code("UNAVAILABLE"))
+            for message in done:
+                blocks[message.uid] = bodies.get(message.id)
+            pending = [m for m in pending if m.uid not in blocks]
+        return blocks
+
     def _remember(self, message_id: str, raw: bytes) -> None:
         self._raws[message_id] = raw
         self._raws.move_to_end(message_id)
@@ -1190,14 +1211,11 @@ class Session:
         async def load(messages: list[Message]) -> None:
             await self._load(selected, messages)
 
-        async def raw(message: Message) -> bytes | None:
-            try:
-                return await self._raw(message)
-            except Gone:
-                return None
+        async def headers(messages: list[Message], names: set[str]) -> dict[int, bytes | None]:
+            return await self._header_sections(selected, messages, names)
 
         try:
-            return await Searcher(self._mail, selected, summaries=load, raw=raw).run(key)
+            return await Searcher(self._mail, selected, summaries=load, headers=headers).run(key)
         except BadSequence as error:
             raise Bad(str(error)) from None
         except Unsupported as error:

@@ -1,7 +1,8 @@
 """FETCH of ENVELOPE and header fields on a grid, each way it is answered: from the header fields
 kept beside the summary, from the body for a record stored before they were kept (made here: each
 storage node stopped in turn and the record rewritten without them, as the older code wrote it),
-and from the body for a header they cannot stand for; every answer what the stored bytes give."""
+and from the body for a header they cannot stand for; every answer what the stored bytes give. SEARCH
+HEADER and SENT* read the same ways."""
 from __future__ import annotations
 
 import imaplib
@@ -95,4 +96,9 @@ def test_envelope_and_header_fields_from_kept_fields_an_old_record_and_an_odd_he
         status, data = imap.uid("FETCH", "1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)] FLAGS)")
         assert status == "OK" and len([p for p in data if isinstance(p, tuple)]) == 3
         assert re.search(rb"Subject: an old record", b"".join(p[1] for p in data if isinstance(p, tuple)))
+        # SEARCH HEADER and SENT*: kept fields from the listing, the old record and other fields from bodies
+        for criteria, found in ((("HEADER", "Subject", '"kept fields"'), b"1"), (("HEADER", "Subject", "old"), b"2"),
+                                (("HEADER", "X-Other", '"not kept"'), b"1"), (("HEADER", "Received", "example.org"), b"2"),
+                                (("SENTON", "1-Dec-2026"), b"1 2"), (("SENTSINCE", "2-Dec-2026"), b"")):
+            assert imap.search(None, *criteria) == ("OK", [found]), criteria
         imap.logout()
