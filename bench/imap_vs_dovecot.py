@@ -27,7 +27,6 @@ import imaplib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -37,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.ingest_vs_postfix import RCPT, _stop_on_sigterm, install_peer, make_message, vmail_user
+from bench.ingest_vs_postfix import RCPT, install_peer, make_message, run_stopped_by_sigterm, vmail_user
 from bench.mail_flow import cluster_cpu
 from bench.outbound import tree_cpu
 from bench.push_latency import pct
@@ -221,11 +220,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=20, help="timed calls an operation")
     args = parser.parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    try:
-        _run(args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    run_stopped_by_sigterm(_run, args)
 
 
 def _run(args: argparse.Namespace) -> None:

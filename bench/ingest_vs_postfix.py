@@ -516,6 +516,16 @@ def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)  # so every `finally` (the peer's teardown) runs
 
 
+def run_stopped_by_sigterm(run: Callable[[argparse.Namespace], None], args: argparse.Namespace) -> None:
+    """``run(args)`` with SIGTERM turned into SystemExit meanwhile, so a benchmark stopped by
+    SIGTERM still stops the peer it started (its ``finally`` blocks run)."""
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=2000, help="timed messages a side (issue 19's figure: 5000)")
@@ -524,11 +534,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--no-peer", action="store_true", help="Tidings only")
     parser.add_argument("--timeout", type=float, default=0, help="seconds to wait for the peer's index (0: from N)")
     args = parser.parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    try:
-        _run(args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    run_stopped_by_sigterm(_run, args)
 
 
 def _run(args: argparse.Namespace) -> None:
