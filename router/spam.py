@@ -21,9 +21,7 @@ import ipaddress
 import logging
 import math
 import re
-import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Histogram
@@ -31,6 +29,7 @@ from prometheus_client import Counter, Histogram
 from router.directory import Account, Directory
 from router.errors import FailedPrecondition, Unavailable
 from router.replicas import Replicas
+from router.spam_cache import SharedModelCache
 from tidings.v1 import storage_pb2, types_pb2
 from tidings_runtime.headers import header_fields, read_header_section, remove_fields
 from tidings_runtime.mime import ParsedMail, parse_mail
@@ -49,7 +48,6 @@ BAYES_HAM_WEIGHT = 6.0      # down to -3: ham words alone cannot cancel strong e
 REPUTATION_WEIGHT = 8.0     # weight * (spam - ham) / (spam + ham + 2)
 USER_SENDER_WEIGHT = 4.0    # weight * (spam - ham) / (spam + ham + 1), the user's own marks
 MAX_REASONS = 30            # named in the header, which stays one line of under 998 characters
-CACHE_TTL = 10.0            # seconds a router keeps the shared models' counts it read
 SENDER_TOKEN = "r:"         # the user's model counts its marks per sender under "r:KEY"
 
 SPAM, HAM = storage_pb2.SpamTraining.SPAM, storage_pb2.SpamTraining.HAM
@@ -57,7 +55,6 @@ CLASSIFIED = Counter("tidings_spam_verdicts_total", "Classified copies by verdic
 REJECTED = Counter("tidings_spam_rejected_total", "Deliveries refused over the reject threshold")
 TRAINED = Counter("tidings_spam_trained_total", "Training events by label", ["label"])
 CLASSIFY_SECONDS = Histogram("tidings_spam_classify_seconds", "Classifying one delivery (all recipients)")
-CACHE = Counter("tidings_spam_cache_reads_total", "Shared spam model reads by cache outcome", ["outcome"])
 _NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -272,16 +269,17 @@ class SpamFilter:
         """A shared model (global shard, reputation), through the cache: only tokens not seen
         within CACHE_TTL are read. None (classified without it) when it is unavailable."""
         try:
-            return await self.cache.counts(model, tokens, self._read)
+            held = await self.cache.counts(model, tokens, self._read)
         except Unavailable as exc:
             log.warning("spam model %s unavailable, classifying without it: %s", model, exc)
             return None
+        return ModelCounts(held.spam_messages, held.ham_messages, held.tokens)
 
-    async def classify(self, accounts: Sequence[Account], raw: bytes,
+    async def classify(self, accounts: Sequence[Account], parsed: ParsedMail,
                        screening: types_pb2.Screening) -> dict[str, Verdict]:
         """Each hosted recipient's verdict; SpamRejected when every one is over the reject threshold."""
         with CLASSIFY_SECONDS.time():
-            verdicts = await self._classify(accounts, raw, screening)
+            verdicts = await self._classify(accounts, parsed, screening)
         if verdicts and all(v.score >= self.reject_threshold for v in verdicts.values()):
             REJECTED.inc()
             worst = max(verdicts.values(), key=lambda v: v.score)
@@ -292,9 +290,8 @@ class SpamFilter:
             CLASSIFIED.labels("spam" if v.spam else "ham").inc()
         return verdicts
 
-    async def _classify(self, accounts: Sequence[Account], raw: bytes,
+    async def _classify(self, accounts: Sequence[Account], parsed: ParsedMail,
                         screening: types_pb2.Screening) -> dict[str, Verdict]:
-        parsed = await asyncio.to_thread(parse_mail, raw)
         sender = reputation_key(screening)
         extra = [SENDER_TOKEN + sender] if sender else []
         first = await self._read(accounts[0].user_id, extra, _text(parsed))  # tokenized by the node
@@ -305,10 +302,11 @@ class SpamFilter:
         user_answers, shard_counts, rep = await asyncio.gather(
             asyncio.gather(*others), asyncio.gather(*shards),
             reputation if reputation is not None else _none())
-        world = ModelCounts()
-        for shard in shard_counts:
-            if shard is not None:
-                world.add(shard)
+        held = [shard for shard in shard_counts if shard is not None]
+        world = ModelCounts(sum(s.spam_messages for s in held), sum(s.ham_messages for s in held))
+        if world.counts:        # its tokens are summed only when the model is used (score)
+            for shard in held:
+                world.tokens = _summed(world.tokens, shard.tokens)
         users = [ModelCounts.of(first), *(ModelCounts.of(a) for a in user_answers)]
         return {a.user_id: score(screening, u, world, rep, sender, self.spam_threshold)
                 for a, u in zip(accounts, users)}
@@ -339,55 +337,13 @@ class SpamFilter:
         await self.directory.put(key, storage_pb2.SpamTraining(label=label, tokens=tokens).SerializeToString())
 
 
-Reader = Callable[[str, Sequence[str]], Awaitable[storage_pb2.SpamCountsResponse]]
-
-
-class SharedModelCache:
-    """The global shards' and reputations' counts as this router last read them, for CACHE_TTL
-    seconds: every delivery reads them, they move slowly, and a shard's common tokens are
-    the same for everyone. A router forgets what its own training changed (a model's
-    generation rises: its entries are stale); another router's training shows within the TTL."""
-
-    def __init__(self, ttl: float = CACHE_TTL, max_tokens: int = 200_000) -> None:
-        self.ttl = ttl
-        self.max_tokens = max_tokens
-        self._generation: dict[str, int] = {}
-        self._totals: dict[str, tuple[float, int, int, int]] = {}
-        self._tokens: OrderedDict[tuple[str, str], tuple[float, int, int, int]] = OrderedDict()
-
-    def _fresh(self, entry: tuple[float, int, int, int] | None, model: str, now: float) -> bool:
-        return entry is not None and now - entry[0] < self.ttl and entry[1] == self._generation.get(model, 0)
-
-    async def counts(self, model: str, tokens: Sequence[str], read: Reader) -> ModelCounts:
-        now = time.monotonic()
-        generation = self._generation.get(model, 0)
-        held: dict[str, tuple[int, int]] = {}
-        missing = []
-        for token in tokens:
-            entry = self._tokens.get((model, token))
-            if entry is not None and self._fresh(entry, model, now):
-                held[token] = (entry[2], entry[3])
-            else:
-                missing.append(token)
-        totals = self._totals.get(model)
-        if missing or totals is None or not self._fresh(totals, model, now):
-            CACHE.labels("miss").inc()
-            answer = await read(model, missing)
-            totals = (now, generation, answer.spam_messages, answer.ham_messages)
-            self._totals[model] = totals
-            for token, c in zip(answer.tokens, answer.counts):
-                held[token] = (c.spam, c.ham)
-                self._tokens[(model, token)] = (now, generation, c.spam, c.ham)
-                self._tokens.move_to_end((model, token))
-            while len(self._tokens) > self.max_tokens:
-                self._tokens.popitem(last=False)
-        else:
-            CACHE.labels("hit").inc()
-        return ModelCounts(totals[2], totals[3], held)
-
-    def forget(self, *models: str) -> None:
-        for model in models:
-            self._generation[model] = self._generation.get(model, 0) + 1
+def _summed(into: dict[str, tuple[int, int]], more: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    if not into:
+        return dict(more)
+    for token, (s, h) in more.items():
+        held = into.get(token)
+        into[token] = (s, h) if held is None else (held[0] + s, held[1] + h)
+    return into
 
 
 async def _none() -> None:
