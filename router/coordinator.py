@@ -27,7 +27,7 @@ from tidings_runtime import cursor, keywords
 from tidings_runtime.addresses import parse_address
 from tidings_runtime.hlc import HybridLogicalClock
 from tidings_runtime.ids import entry_id_ms, is_entry_id
-from tidings_runtime.mime import thread_candidates
+from tidings_runtime.mime import parse_with_candidates, thread_candidates
 from tidings_runtime.partitions import SYSTEM_FOLDERS
 
 MAX_LIMIT = 200
@@ -179,9 +179,11 @@ class Coordinator:
             raise InvalidArgument("no recipients")
         raw = strip_header(raw)     # only our own verdict is believed
         verdicts: dict[str, Verdict] = {}
-        if screening is not None and screening.screened and accounts:
-            verdicts = await self.spam.classify(accounts, raw, screening)
-        candidates, root = await asyncio.to_thread(thread_candidates, raw)
+        if screening is not None and screening.screened and accounts:     # one parse for both
+            parsed, candidates, root = await asyncio.to_thread(parse_with_candidates, raw)
+            verdicts = await self.spam.classify(accounts, parsed, screening)
+        else:
+            candidates, root = await asyncio.to_thread(thread_candidates, raw)
         return Screened(raw, folder_id, accounts, remote, verdicts, candidates, root, sender_user_id, mail_from,
                         bounce)
 

@@ -147,7 +147,17 @@ def find_attachment(raw: bytes, attachment_id: str) -> tuple[AttachmentPart, byt
 
 
 def parse_mail(raw: bytes) -> ParsedMail:
+    return mail_of(parse_message(raw))
+
+
+def parse_with_candidates(raw: bytes) -> tuple[ParsedMail, list[str], str]:
+    """One parse for both: the mail, and its thread candidates and root (thread_candidates)."""
     msg = parse_message(raw)
+    candidates, root = candidates_of(msg)
+    return mail_of(msg), candidates, root
+
+
+def mail_of(msg: Message) -> ParsedMail:
     text_parts: list[str] = []
     html_parts: list[str] = []
     attachments: list[AttachmentPart] = []
@@ -187,7 +197,10 @@ def parse_mail(raw: bytes) -> ParsedMail:
 def thread_candidates(raw: bytes) -> tuple[list[str], str]:
     """From the headers only: the Message-Ids that may name a known thread (nearest
     ancestor first), and the root Message-Id that names a new thread."""
-    headers = email.parser.BytesHeaderParser(policy=compat32).parsebytes(raw)
+    return candidates_of(email.parser.BytesHeaderParser(policy=compat32).parsebytes(raw))
+
+
+def candidates_of(headers: Message) -> tuple[list[str], str]:
     own = message_ids(_header(headers, "Message-Id"))
     parent = message_ids(_header(headers, "In-Reply-To"))
     references = message_ids(_header(headers, "References"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from tidings_runtime.mime import find_attachment, parse_mail, thread_candidates
+from tidings_runtime.mime import find_attachment, parse_mail, parse_with_candidates, thread_candidates
 
 
 def test_encoded_words_attachments_and_alternatives() -> None:
@@ -59,4 +59,7 @@ def test_broken_mail_is_parsed_without_raising() -> None:
     assert ("", "ok@x.test") in parsed.to and all(not e.startswith("@") for _, e in parsed.to)
     assert parsed.rfc822_msgid == "m1@x" and parsed.references == ("r1@x", "r2@x") and parsed.in_reply_to == "r2@x"
     assert thread_candidates(raw) == (["r2@x", "r1@x"], "r1@x")
+    assert parse_with_candidates(raw) == (parsed, *thread_candidates(raw))      # one parse, the same answers
+    reply = b"In-Reply-To: <p1@x> <p2@x>\r\nSubject: re\r\n\r\nbody\r\n"
+    assert parse_with_candidates(reply)[1:] == thread_candidates(reply) == (["p1@x", "p2@x"], "p1@x")
     assert parse_mail(b"garbage without headers").subject == ""
