@@ -99,7 +99,7 @@ def cluster_cpu(grid: Grid) -> dict[str, float]:
 def storage_calls(grid: Grid) -> Counter[str]:
     """Calls served so far by the cluster's storage nodes, by method, all nodes added up (their
     `tidings_storage_calls_total`; "(Batch RPCs)" counts the coalesced RPCs that carried
-    "(calls in Batches)" of them)."""
+    "(calls in Batches)" of them, "(synced writes)" the write batches group commit synced)."""
     calls: Counter[str] = Counter()
     for name, port in grid.cluster.layout.metrics_ports.items():
         if not name.startswith("storage-") or not port:
@@ -113,6 +113,8 @@ def storage_calls(grid: Grid) -> Counter[str]:
                         calls["(Batch RPCs)"] += int(sample.value)
                     elif sample.name == "tidings_storage_batched_calls_total":
                         calls["(calls in Batches)"] += int(sample.value)
+                    elif sample.name == "tidings_storage_commit_group_size_count":
+                        calls["(synced writes)"] += int(sample.value)
     return calls
 
 
