@@ -9,6 +9,11 @@ call, from the ring, the pending ring, liveness and the consistency level.
   is not contacted: a write hints it at once, a read skips it. When fewer are seen up the
   detector is not trusted and every replica is contacted (it marks a node up only on a
   heartbeat, so it lags a restart), and the quorum call tells failure from success.
+- A read plan's contacts are in the order to call them (quorum.py calls the first R and
+  keeps the rest for a failure or a speculative retry): those seen up first, then by the
+  caller's ``Rank`` of (partition, node) if one is given, else in ring order. The replica
+  layer's rank is a keyed hash with a per-router key, so one partition's reads go to the
+  same R nodes (their caches warm), partitions spread over nodes, and routers differ.
 - A plan whose replicas cannot meet its block-for does not exist: building one raises
   ``Unavailable``, so nothing is sent.
 """
@@ -22,6 +27,8 @@ from router.errors import Unavailable
 from router.ring import NodeInfo, Ring
 
 IsUp = Callable[[NodeInfo], bool]
+Rank = Callable[[str, NodeInfo], bytes]
+"""Orders a partition's replicas for reads: lowest first."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,8 @@ class ReplicaPlan:
 
 @dataclass(frozen=True)
 class ReadPlan(ReplicaPlan):
-    """R of the partition's replicas, the live ones while R of them are up."""
+    """R of the partition's replicas, the live ones while R of them are up; the contacts in
+    the order to call them."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +77,13 @@ class WritePlan(ReplicaPlan):
         return self.contacts + self.hinted
 
 
-def read_plan(ring: Ring, partition_key: str, consistency: Consistency, is_up: IsUp) -> ReadPlan:
+def read_plan(ring: Ring, partition_key: str, consistency: Consistency, is_up: IsUp,
+              rank: Rank | None = None) -> ReadPlan:
     replicas = tuple(ring.preference_list(partition_key, consistency.n))
     contacts, _ = _trusted(replicas, consistency.r, is_up)
+    if rank is not None:
+        contacts = tuple(sorted(contacts, key=lambda node: rank(partition_key, node)))
+    contacts = tuple(sorted(contacts, key=lambda node: not is_up(node)))   # stable: the up ones first
     return ReadPlan(contacts, consistency.r)
 
 

@@ -1,5 +1,12 @@
-"""Quorum calls: run a plan's call on every contact at once, count the replies against
-the plan's block-for, and give up at one deadline (Cassandra's AbstractWriteResponseHandler).
+"""Quorum calls: run a plan's call on its contacts, count the replies against the plan's
+block-for, and give up at one deadline (Cassandra's AbstractWriteResponseHandler, and its
+speculative retry for reads).
+
+A write calls every contact at once. A read calls only the first ``block_for`` contacts
+(the plan's order: read_plan's) and keeps the rest in reserve: the next one is called at
+once whenever a reply that is not an answer (failed, timed out) leaves fewer calls in
+flight than answers still needed, and, when ``speculate_after`` is given and the first
+calls have not all answered by then, one more for each answer still lacking.
 
 Each failed call is judged by the replica layer, which knows the wire, as one of
 ``Reply``; the counting here knows no gRPC. The rules:
@@ -13,9 +20,10 @@ Each failed call is judged by the replica layer, which knows the wire, as one of
   (the item is nowhere, as an update of an unknown id), else ``QuorumTimeout`` if a
   replica timed out, else ``QuorumFailure``.
 
-Only contacts count: a replica hinted instead of called is not one, so hints never
-count toward W. Writes keep running on the slower replicas after the quorum answered,
-so a healthy third replica still gets the write; only reads cancel the stragglers.
+Only replicas called count: a replica hinted instead of called is not one, so hints never
+count toward W, and a read's reserve never called is in no list of the outcome. Writes keep
+running on the slower replicas after the quorum answered, so a healthy third replica still
+gets the write; only reads cancel the stragglers.
 """
 from __future__ import annotations
 
@@ -64,18 +72,37 @@ class Outcome(Generic[T]):
 
 
 async def quorum(plan: ReplicaPlan, call: Callable[[NodeInfo], Awaitable[T]], timeout: float,
-                 judge: Judge) -> Outcome[T]:
-    """Run ``call`` on every contact of ``plan``; return once ``plan.block_for`` answered."""
+                 judge: Judge, speculate_after: float | None = None) -> Outcome[T]:
+    """Run ``call`` on the contacts of ``plan``; return once ``plan.block_for`` answered."""
     outcome: Outcome[T] = Outcome()
-    tasks: dict[asyncio.Future[T], NodeInfo] = {
-        asyncio.ensure_future(call(node)): node for node in plan.contacts}
-    pending: set[asyncio.Future[T]] = set(tasks)
+    reserve = list(plan.contacts)     # not called yet, in the plan's order
+    tasks: dict[asyncio.Future[T], NodeInfo] = {}
+
+    def bring_in(count: int) -> set[asyncio.Future[T]]:
+        """Call the next ``count`` of the reserve (none if ``count`` <= 0)."""
+        count = max(0, count)
+        started: dict[asyncio.Future[T], NodeInfo] = {
+            asyncio.ensure_future(call(node)): node for node in reserve[:count]}
+        del reserve[:count]
+        tasks.update(started)
+        return set(started)
+
+    pending = bring_in(len(reserve) if plan.is_write else plan.block_for)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    speculate_at = None if plan.is_write or speculate_after is None else loop.time() + speculate_after
     try:
         while pending:
-            done, pending = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()),
+            wake = deadline
+            if speculate_at is not None and reserve:
+                wake = min(wake, speculate_at)
+            speculating = wake < deadline
+            done, pending = await asyncio.wait(pending, timeout=max(0.0, wake - loop.time()),
                                                return_when=asyncio.FIRST_COMPLETED)
+            if not done and speculating:    # the first calls are slow: one more for each answer lacking
+                speculate_at = None
+                pending |= bring_in(plan.block_for - _acks(outcome, plan))
+                continue
             if not done:
                 outcome.timed_out.extend(tasks[task] for task in pending)
                 raise QuorumTimeout(f"{_acks(outcome, plan)} of {plan.block_for} replicas answered "
@@ -90,6 +117,7 @@ async def quorum(plan: ReplicaPlan, call: Callable[[NodeInfo], Awaitable[T]], ti
                 raise rejected
             if _acks(outcome, plan) >= plan.block_for:
                 return outcome
+            pending |= bring_in(plan.block_for - _acks(outcome, plan) - len(pending))
             if _acks(outcome, plan) + len(pending) < plan.block_for:
                 break
     finally:

@@ -1,7 +1,12 @@
 """The replica layer every router operation goes through: a plan first (plan.py: the
 contacts, block-for and hints, from the ring, the pending ring and the failure detector),
 then the quorum call over gRPC (each failed call judged by its status code), failure
-detection, hints for replicas that miss a write, and version merges."""
+detection, hints for replicas that miss a write, and version merges.
+
+A quorum read calls R replicas, not N: the first R of the read plan, in this router's
+keyed-hash order of (partition, node) with the replicas seen up first, and another one
+when one of them fails, or after the speculative delay (speculation.py: the p99 of this
+router's recent read calls, clamped to 5-200 ms) when they have not all answered."""
 from __future__ import annotations
 
 import asyncio
@@ -21,6 +26,7 @@ from router.nodes import NodePool
 from router.plan import Consistency, ReadPlan, WritePlan, read_plan, write_plan
 from router.quorum import Outcome, Reply, quorum
 from router.ring import NodeInfo, Ring
+from router.speculation import SpeculativeDelay
 from tidings.v1 import storage_pb2_grpc
 
 T = TypeVar("T")
@@ -57,10 +63,16 @@ class Replicas:
         # Writes in flight (stragglers included) by the plan epoch they were planned under.
         self._epoch = 0
         self._inflight: Counter[int] = Counter()
-        self._salt = random.getrandbits(64)        # this router's order of the nodes (read_one)
+        self._salt = random.getrandbits(64).to_bytes(8, "big")   # this router's orders of the nodes
+        self.speculation = SpeculativeDelay()
 
     def _rank(self, node: NodeInfo) -> bytes:
-        return hashlib.blake2b(node.node_id.encode(), key=self._salt.to_bytes(8, "big"), digest_size=8).digest()
+        """This router's order of the nodes, the same for every partition (read_one)."""
+        return hashlib.blake2b(node.node_id.encode(), key=self._salt, digest_size=8).digest()
+
+    def _read_rank(self, partition_key: str, node: NodeInfo) -> bytes:
+        """This router's order of a partition's replicas for quorum reads."""
+        return hashlib.blake2b(f"{partition_key}\0{node.node_id}".encode(), key=self._salt, digest_size=8).digest()
 
     async def settle(self) -> None:
         """Start a new plan epoch (after `ring` or `pending` changed) and wait until no write
@@ -79,7 +91,8 @@ class Replicas:
         return write_plan(self.ring, self.pending, partition_key, self.consistency, self.detector.is_up)
 
     def read_plan(self, partition_key: str) -> ReadPlan:
-        return read_plan(self.ring, partition_key, self.consistency, self.detector.is_up)
+        """The read's contacts in the order to call them (the first R first)."""
+        return read_plan(self.ring, partition_key, self.consistency, self.detector.is_up, self._read_rank)
 
     async def write(self, partition_key: str, mutation: Mutation) -> Outcome[Any]:
         """W of the plan's contacts take the write; the replicas seen down get a hint at once."""
@@ -114,9 +127,15 @@ class Replicas:
         return outcome
 
     async def read(self, partition_key: str, call: Callable[[Stub], Awaitable[T]]) -> Outcome[T]:
-        """R answers from the replicas; those seen down are skipped while enough others are up."""
-        return await quorum(self.read_plan(partition_key), lambda node: self.call(node, call),
-                            self.consistency.timeout, judge_rpc)
+        """R answers from the replicas: R of them called, another on a failure or after the
+        speculative delay; those seen down are skipped while enough others are up."""
+        return await self.read_quorum(self.read_plan(partition_key), call)
+
+    async def read_quorum(self, plan: ReadPlan, call: Callable[[Stub], Awaitable[T]]) -> Outcome[T]:
+        """A read plan's quorum of ``call`` with the speculative retry, each call's latency kept
+        for the speculative delay."""
+        return await quorum(plan, lambda node: self.speculation.timed(lambda: self.call(node, call)),
+                            self.consistency.timeout, judge_rpc, self.speculation.seconds)
 
     async def read_one(self, partition_key: str, call: Callable[[Stub], Awaitable[T]]) -> Outcome[T]:
         """One replica's answer: the first live replica's, the next one's when it fails. For

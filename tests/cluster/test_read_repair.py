@@ -1,11 +1,14 @@
 """Read repair on real processes: a storage node misses a delivery and a flag change
-while it is down; reads through the router after it returns bring it up to date,
-without any other node being killed. Hints and anti-entropy would repair it too, so
-this cluster runs without scheduled anti-entropy and the hints are collected first."""
+while it is down; reads through the router after it returns bring it up to date. Hints
+and anti-entropy would repair it too, so this cluster runs without scheduled anti-entropy
+and the hints are collected first. A quorum read calls R=2 of the 3 replicas, in the
+router's fixed order for the user, so the stale one may be the replica never called: the
+reads are made with one of the fresh replicas down (`reaching`), so that they call it."""
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email.message import EmailMessage
 
 import grpc
@@ -58,6 +61,19 @@ def drop_hints(grid: Grid) -> None:
                 storage_pb2_grpc.StorageNodeStub(channel).CollectGarbage(storage_pb2.GcRequest(grace_ms=1), timeout=10)
 
 
+@contextmanager
+def reaching(grid: Grid, stale: int) -> Iterator[None]:
+    """Reads inside call the ``stale`` node: one of the other two is down meanwhile (a read
+    calls R=2, and another one when a call fails), and up again after."""
+    fresh = next(index for index in (1, 2, 3) if index != stale)
+    grid.kill_storage(fresh)
+    try:
+        yield
+    finally:
+        grid.start_storage(fresh)
+        time.sleep(RECONNECT_BOUND)
+
+
 def test_reads_repair_a_replica_that_was_down(grid: Grid) -> None:
     user_id = grid.add_user(RECIPIENT).user_id
     with grpc.insecure_channel(grid.layout.storage_address(STALE)) as channel:
@@ -77,18 +93,25 @@ def test_reads_repair_a_replica_that_was_down(grid: Grid) -> None:
 
         assert node_view(node, user_id, [early, late]) == {early: True}  # stale before any read
         deadline = time.monotonic() + REPAIR_BOUND
-        while True:
-            # R=2 of 3: the router may not ask node 2 on every read, so read until it has.
-            detail = grid.mail.GetMessage(mail_pb2.MessageRef(user_id=user_id, id=late), timeout=10)
-            assert detail.summary.id == late
-            listing = grid.mail.ListMessages(mail_pb2.ListMessagesRequest(user_id=user_id, folder_id="inbox"),
-                                             timeout=10)
-            assert {s.id: s.unread for s in listing.messages} == {early: False, late: True}
-            if node_view(node, user_id, [early, late]) == {early: False, late: True}:
-                break
-            assert time.monotonic() < deadline, f"node 2 not repaired: {node_view(node, user_id, [early, late])}"
-            time.sleep(0.2)
+        with reaching(grid, STALE):
+            detail = read_until_repaired(grid, node, user_id, early, late, deadline)
 
         held = node.GetMessage(storage_pb2.NodeMessageRef(user_id=user_id, id=late), timeout=5)
         assert not held.tombstone and b"body of late" in held.raw
         assert held.summary.thread_id == detail.summary.thread_id
+
+
+def read_until_repaired(grid: Grid, node: storage_pb2_grpc.StorageNodeStub, user_id: str, early: str, late: str,
+                        deadline: float) -> mail_pb2.MessageDetail:
+    """Read the two messages through the router until ``node`` holds them as the others do
+    (repairs are sent in the background)."""
+    while True:
+        detail = grid.mail.GetMessage(mail_pb2.MessageRef(user_id=user_id, id=late), timeout=10)
+        assert detail.summary.id == late
+        listing = grid.mail.ListMessages(mail_pb2.ListMessagesRequest(user_id=user_id, folder_id="inbox"),
+                                         timeout=10)
+        assert {s.id: s.unread for s in listing.messages} == {early: False, late: True}
+        if node_view(node, user_id, [early, late]) == {early: False, late: True}:
+            return detail
+        assert time.monotonic() < deadline, f"node 2 not repaired: {node_view(node, user_id, [early, late])}"
+        time.sleep(0.2)

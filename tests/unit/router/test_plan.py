@@ -60,7 +60,20 @@ def test_too_few_replicas_in_the_ring_raise_unavailable_before_sending() -> None
 def test_a_read_of_r_of_n_skips_the_replica_seen_down() -> None:
     plan = read_plan(RING, KEY, C, all_but(REPLICAS[0].node_id))
     assert plan == ReadPlan(REPLICAS[1:], 2)
-    assert read_plan(RING, KEY, C, all_but(*(n.node_id for n in REPLICAS[:2]))).contacts == REPLICAS
+    # too few seen up: every replica is called, the one seen up first
+    assert read_plan(RING, KEY, C, all_but(*(n.node_id for n in REPLICAS[:2]))).contacts == (
+        REPLICAS[2], REPLICAS[0], REPLICAS[1])
+
+
+def test_a_read_plan_orders_its_contacts_by_the_rank_the_ones_seen_up_first() -> None:
+    def backwards(partition_key: str, node: NodeInfo) -> bytes:
+        assert partition_key == KEY
+        return bytes([255 - int(node.node_id)])
+
+    ranked = tuple(sorted(REPLICAS, key=lambda node: -int(node.node_id)))
+    assert read_plan(RING, KEY, C, up, backwards).contacts == ranked
+    down = ranked[0].node_id, ranked[1].node_id
+    assert read_plan(RING, KEY, C, all_but(*down), backwards).contacts == (ranked[2], ranked[0], ranked[1])
 
 
 def test_a_pending_owner_is_written_too_and_raises_w() -> None:

@@ -176,3 +176,92 @@ def test_storage_status_codes_are_judged_once(code: grpc.StatusCode, reply: Repl
     error = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details="why")
     assert judge_rpc(error)[0] is reply
     assert judge_rpc(RuntimeError("bug")) == (Reply.FAILED, "RuntimeError('bug')")
+
+
+# Reads call R of the contacts; the rest only on a failure or after the speculative delay.
+
+def speculating(plan: ReplicaPlan, script: Script, after: float, timeout: float = 5.0
+                ) -> tuple[Outcome[str], float]:
+    async def go() -> tuple[Outcome[str], float]:
+        start = time.monotonic()
+        outcome = await quorum(plan, script, timeout, judge_rpc, speculate_after=after)
+        return outcome, time.monotonic() - start
+
+    return asyncio.run(go())
+
+
+def test_a_read_calls_exactly_r_replicas_when_they_answer() -> None:
+    script = Script({A: (OK, 0), B: (OK, 0.01), C: (OK, 0)})
+    outcome, _ = speculating(ReadPlan((A, B, C), 2), script, after=1.0)
+    assert script.called == ["1", "2"] and {n for n, _ in outcome.answers} == {A, B}
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                                  grpc.StatusCode.INTERNAL])
+def test_a_failed_replica_brings_in_the_next_at_once(code: grpc.StatusCode) -> None:
+    script = Script({A: (code, 0), B: (OK, 0.01), C: (OK, 0)})
+    outcome, took = speculating(ReadPlan((A, B, C), 2), script, after=HANG)
+    assert script.called == ["1", "2", "3"] and {n for n, _ in outcome.answers} == {B, C}
+    assert took < 1   # not the speculative delay, nor the deadline
+
+
+def test_a_read_answered_not_found_brings_in_no_one() -> None:
+    script = Script({A: (grpc.StatusCode.NOT_FOUND, 0), B: (OK, 0), C: (OK, 0)})
+    outcome, _ = speculating(ReadPlan((A, B, C), 2), script, after=1.0)
+    assert script.called == ["1", "2"] and outcome.missing == [A] and [n for n, _ in outcome.answers] == [B]
+
+
+def test_a_slow_replica_brings_in_the_next_after_the_delay() -> None:
+    script = Script({A: (OK, 0), B: (OK, HANG), C: (OK, 0)})
+    outcome, took = speculating(ReadPlan((A, B, C), 2), script, after=0.1)
+    assert script.called == ["1", "2", "3"] and {n for n, _ in outcome.answers} == {A, C}
+    assert 0.09 < took < 2
+    assert "2" not in script.finished   # the straggler is cancelled
+
+
+def test_without_a_delay_a_slow_replica_is_waited_for_until_the_deadline() -> None:
+    script = Script({A: (OK, 0), B: (OK, HANG), C: (OK, 0)})
+    took = elapsed_raising(ReadPlan((A, B, C), 2), script, QuorumTimeout, timeout=0.2)
+    assert script.called == ["1", "2"] and took < 1.5
+
+
+def test_two_slow_replicas_bring_in_the_third_and_time_out_at_the_deadline() -> None:
+    script = Script({A: (OK, HANG), B: (OK, HANG), C: (OK, 0)})
+
+    async def go() -> None:
+        await quorum(ReadPlan((A, B, C), 2), script, 0.3, judge_rpc, speculate_after=0.05)
+
+    with pytest.raises(QuorumTimeout):
+        asyncio.run(go())
+    assert script.called == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize(("replies", "error"), [
+    ({A: (grpc.StatusCode.UNAVAILABLE, 0), B: (grpc.StatusCode.INTERNAL, 0), C: (OK, HANG)}, QuorumFailure),
+    ({A: (grpc.StatusCode.UNAVAILABLE, 0), B: (OK, HANG), C: (grpc.StatusCode.UNAVAILABLE, 0.01)}, QuorumFailure),
+    ({A: (grpc.StatusCode.DEADLINE_EXCEEDED, 0), B: (grpc.StatusCode.UNAVAILABLE, 0), C: (OK, HANG)}, QuorumTimeout),
+    ({A: (grpc.StatusCode.INVALID_ARGUMENT, 0), B: (OK, HANG), C: (OK, HANG)}, InvalidArgument),
+])
+def test_too_few_answers_for_a_read_are_the_same_errors_at_once(
+        replies: dict[NodeInfo, tuple[str | grpc.StatusCode, float]], error: type[Exception]) -> None:
+    script = Script(replies)
+
+    async def go() -> None:
+        await quorum(ReadPlan((A, B, C), 2), script, 5.0, judge_rpc, speculate_after=HANG)
+
+    start = time.monotonic()
+    with pytest.raises(error) as raised:
+        asyncio.run(go())
+    assert time.monotonic() - start < 1
+    assert error is not QuorumFailure or not isinstance(raised.value, QuorumTimeout)
+
+
+def test_a_write_calls_every_contact_at_once_whatever_the_delay() -> None:
+    script = Script({A: (OK, 0), B: (OK, 0), C: (OK, 0.05)})
+
+    async def go() -> list[str]:
+        await quorum(WritePlan((A, B, C), 2), script, 5.0, judge_rpc, speculate_after=HANG)
+        await asyncio.sleep(0.1)
+        return script.finished
+
+    assert sorted(asyncio.run(go())) == ["1", "2", "3"] and sorted(script.called) == ["1", "2", "3"]
