@@ -4,11 +4,16 @@ so a body crosses the wire once, not R times.
 
 The answer is still the newest of R replicas. A message whose newest copy the first replica
 holds (or ties) is answered from it; one it lacks, or holds older than another replica's, is
-read again in full from the replica with the newest copy. When the first replica fails, the
-read falls back to full reads from R of the others. Read repair sees every copy's version, so
-a stale or missing replica is repaired as after a full read. The first replica is this
-router's choice for the user (a keyed hash of user and node), so a user's reads go to one
-node, whose caches are warm, and different users' to different nodes.
+read again in full from the replica with the newest copy. When the first replica fails, or
+is slower than the speculative delay of body reads (speculation.py's percentile over this
+reader's own full reads, at most ``SPECULATE_AFTER``: a body read is slower than a listing,
+so it has a window of its own), the read falls back to full reads from R of the others.
+The digests are a quorum read of R-1 of the others (the replica layer's: another called on
+a failure or after its speculative delay). Read repair sees every copy's version, so a
+stale or missing replica is repaired as after a full read. The first replica is the read
+plan's first, this router's choice for the user (replicas.py: a keyed hash of user and
+node), so a user's reads go to one node, whose caches are warm, and different users' to
+different nodes.
 
 Many ids are one call to each replica (one partition: a user's messages share their replicas);
 an answer carries about ``MESSAGES_BYTES`` of bodies (storage_node/service.py), and the ids the
@@ -17,8 +22,6 @@ first replica had no room for are returned in ``more``, to read again.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import random
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +35,7 @@ from router.plan import ReadPlan
 from router.quorum import Reply, quorum
 from router.replicas import Replicas, judge_rpc
 from router.ring import NodeInfo
+from router.speculation import SpeculativeDelay
 from tidings.v1 import storage_pb2
 
 
@@ -46,7 +50,7 @@ class Read:
 
 
 Answers = list[tuple[NodeInfo, storage_pb2.StoredMessages]]
-SPECULATE_AFTER = 0.5   # s: a first replica slower than this, and the others are read in full too
+SPECULATE_AFTER = 0.5   # s: the most a first replica reading bodies is waited for before the others
 
 
 class _FirstFailed(Exception):
@@ -83,12 +87,7 @@ class MessageReader:
     def __init__(self, replicas: Replicas, repair: read_repair.ReadRepair) -> None:
         self.replicas = replicas
         self.repair = repair
-        self._key = random.getrandbits(64).to_bytes(8, "big")
-
-    def first(self, user_id: str, contacts: Sequence[NodeInfo]) -> list[NodeInfo]:
-        """The contacts in this router's order for the user: the first one is read in full."""
-        return sorted(contacts, key=lambda n: hashlib.blake2b(
-            f"{user_id}\0{n.node_id}".encode(), key=self._key, digest_size=8).digest())
+        self.speculation = SpeculativeDelay(ceiling=SPECULATE_AFTER)   # of the first replica's full reads
 
     async def read(self, user_id: str, ids: Sequence[str], *, headers: bool = False) -> Read:
         ids = list(dict.fromkeys(ids))
@@ -96,7 +95,7 @@ class MessageReader:
         timeout = self.replicas.consistency.timeout
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        first, *others = self.first(user_id, plan.contacts)
+        first, *others = plan.contacts      # the plan's order: the first is read in full
         full = storage_pb2.NodeMessagesRequest(user_id=user_id, ids=ids, raw=True, headers=headers)
         digest = storage_pb2.NodeMessagesRequest(user_id=user_id, ids=ids)
 
@@ -104,7 +103,8 @@ class MessageReader:
             """The first replica's bodies and R-1 others' versions; _FirstFailed if it fails."""
             async def data() -> storage_pb2.StoredMessages:
                 try:
-                    return await self.replicas.call(first, lambda stub: stub.GetMessages(full, timeout=timeout))
+                    return await self.speculation.timed(lambda: self.replicas.call(
+                        first, lambda stub: stub.GetMessages(full, timeout=timeout)))
                 except grpc.aio.AioRpcError as exc:
                     reply, reason = judge_rpc(exc)
                     if reply is Reply.REJECTED:
@@ -114,10 +114,9 @@ class MessageReader:
             async def digests() -> Answers:
                 if plan.block_for <= 1:
                     return []
-                outcome = await quorum(ReadPlan(tuple(others), plan.block_for - 1),
-                                       lambda node: self.replicas.call(
-                                           node, lambda stub: stub.GetMessages(digest, timeout=timeout)),
-                                       timeout, judge_rpc)
+                outcome = await self.replicas.read_quorum(
+                    ReadPlan(tuple(others), plan.block_for - 1),
+                    lambda stub: stub.GetMessages(digest, timeout=timeout))
                 return outcome.answers
 
             held, versions = await asyncio.gather(data(), digests())
@@ -131,7 +130,7 @@ class MessageReader:
                                    max(deadline - loop.time(), timeout / 2), judge_rpc)
             return outcome.answers
 
-        answers = await _first_of(by_digests(), by_full_reads, SPECULATE_AFTER)
+        answers = await _first_of(by_digests(), by_full_reads, self.speculation.seconds)
         return await self._merge(user_id, ids, answers, full, timeout)
 
     async def _merge(self, user_id: str, ids: list[str], answers: Answers,

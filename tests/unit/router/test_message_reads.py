@@ -7,9 +7,7 @@ import asyncio
 from typing import Any
 
 import grpc
-import pytest
 
-from router import message_reads
 from router.errors import NotFound
 from router.message_reads import MessageReader, Read
 from router.nodes import NodePool
@@ -94,7 +92,7 @@ def setup(held: dict[str, dict[str, storage_pb2.StoredMessage]], **first: Any
     replicas = Replicas(Ring(NODES), pool, Consistency())
     repair = ReadRepair(pool.stub)
     reader = MessageReader(replicas, repair)
-    ranked = reader.first(USER, replicas.read_plan(USER).contacts)
+    ranked = replicas.read_plan(USER).contacts    # the plan's order: the first is read in full
     nodes = []
     for rank, info in zip(("first", "second", "third"), ranked):
         node = Node(info.node_id, held.get(rank, {}), **(first if rank == "first" else {}))
@@ -123,6 +121,7 @@ def test_agreeing_replicas_send_one_body_and_need_no_repair() -> None:
     assert raw_reads(first) == [[A, B]]                       # one call for both, the only one with bodies
     assert not raw_reads(second) and not raw_reads(third)
     assert [raw for raw, _ in second.reads + third.reads] == [False] * len(second.reads + third.reads)
+    assert len(second.reads) + len(third.reads) == 1          # R calls in all: one body read, one digest
     assert not any(n.updates or n.stores for n in (first, second, third))
 
 
@@ -155,10 +154,10 @@ def test_a_failed_first_replica_falls_back_to_full_reads_from_the_others() -> No
     assert update.version == 6
 
 
-def test_a_slow_first_replica_is_not_waited_for_the_others_are_read_in_full(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(message_reads, "SPECULATE_AFTER", 0.05)
+def test_a_slow_first_replica_is_not_waited_for_the_others_are_read_in_full() -> None:
     reader, repair, (first, second, third) = setup(
         {"first": {A: copy(A, 5)}, "second": {A: copy(A, 5)}, "third": {A: copy(A, 5)}}, stall=60)
+    reader.speculation.seconds = 0.05           # the body reads' speculative delay
     found = read(reader, repair, [A])            # without the speculative reads this waits out the stall
     assert found.found[A].raw == RAW[A]
     assert raw_reads(second) == [[A]] and raw_reads(third) == [[A]]
