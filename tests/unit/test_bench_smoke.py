@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import node_ingest, search_bench
+from bench import node_ingest, search_bench, synced_write_stall
 
 
 def test_node_ingest_reports_every_rate(capsys: pytest.CaptureFixture[str]) -> None:
@@ -20,3 +20,9 @@ def test_search_bench_reports_every_class(capsys: pytest.CaptureFixture[str]) ->
     assert "index build tidings" in out and "remove tidings" in out
     for cls in search_bench.CLASSES:
         assert cls[:10] in out
+
+
+def test_synced_write_stall_reports_both_ways(capsys: pytest.CaptureFixture[str]) -> None:
+    synced_write_stall.main(["--seconds", "0.2"])
+    out = capsys.readouterr().out
+    assert "rocksdict sync=True (baseline)" in out and "RdictStore: write + flush_wal" in out and "x" in out
