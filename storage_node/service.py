@@ -44,8 +44,9 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 FOLDER_PAGE = 10_000      # entries of a folder's order view in one answer
 MESSAGES_BYTES = 4 * 1024 * 1024   # bodies of one GetMessages answer, about (at least one)
 
-# _INLINE: rocksdict holds the GIL through every get, multi_get and write (its synced write
-# too), so a worker thread around a point read buys no concurrency, only the hop's CPU
+# _INLINE: rocksdict holds the GIL through every get, multi_get and write (not through
+# flush_wal, which RdictStore.write syncs with), so a worker thread around a point read buys
+# no concurrency, only the hop's CPU
 # (~25-50 us); the mail path's small reads run on the event loop (docs/performance.md, issue 19).
 
 RPC_ERRORS = Counter("tidings_storage_rpc_errors_total", "Storage RPCs that ended in an error", ["method", "code"])
