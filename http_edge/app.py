@@ -41,7 +41,7 @@ def create_app(settings: Settings, *, client: MailClient | None = None) -> FastA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = client is None
         app.state.client = client if client is not None else MailClient(
-            settings.router, timeout=settings.rpc_timeout, interceptors=logs.client_interceptors())
+            settings.router, timeout=settings.rpc_timeout, metadata=logs.request_metadata)
         try:
             yield
         finally:

@@ -200,7 +200,7 @@ class Backend:
 
     def __init__(self, router: str, *, rpc_timeout: float = 10.0, client: MailClient | None = None) -> None:
         # the calls carry the command's request id (imap_edge/command_log.py) as x-request-id
-        self.client = client or MailClient(router, timeout=rpc_timeout, interceptors=logs.client_interceptors())
+        self.client = client or MailClient(router, timeout=rpc_timeout, metadata=logs.request_metadata)
 
     async def close(self) -> None:
         await self.client.close()

@@ -108,7 +108,7 @@ class MailApi:
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
-        ], interceptors=logs.client_interceptors())   # the transaction id as x-request-id
+        ])
         self._stub = mail_pb2_grpc.MailStub(self._channel)
 
     async def close(self) -> None:
@@ -130,7 +130,8 @@ class MailApi:
             return known
         try:
             response = await self.stub.CheckRecipient(
-                mail_pb2.CheckRecipientRequest(address=address), timeout=self._rpc_timeout)
+                mail_pb2.CheckRecipientRequest(address=address), timeout=self._rpc_timeout,
+                metadata=logs.request_metadata())   # the transaction id as x-request-id
         except grpc.RpcError as error:
             raise translate(error) from error
         if response.status == mail_pb2.CheckRecipientResponse.MALFORMED:
@@ -155,7 +156,8 @@ class MailApi:
         if screening is not None:
             request.screening.CopyFrom(screening_message(screening))
         try:
-            response = await self.stub.Deliver(request, timeout=self._deliver_timeout)
+            response = await self.stub.Deliver(request, timeout=self._deliver_timeout,
+                                                 metadata=logs.request_metadata())
         except grpc.RpcError as error:
             raise translate(error) from error
         return str(getattr(response, "entry_id", "") or "")
@@ -164,7 +166,7 @@ class MailApi:
         try:
             account = await self.stub.Authenticate(
                 mail_pb2.AuthenticateRequest(email=email, password=password),
-                timeout=self._rpc_timeout)
+                timeout=self._rpc_timeout, metadata=logs.request_metadata())
         except grpc.RpcError as error:
             raise translate(error, credentials=True) from error
         if not account.user_id:

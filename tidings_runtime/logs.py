@@ -1,6 +1,7 @@
 """Structured logs: one JSON object a line on stderr (or `text` for a person at a terminal),
-with the request's ids from context variables, and the gRPC interceptors that carry the
-request id from an edge to the router and storage nodes as `x-request-id` metadata.
+with the request's ids from context variables, and what carries the request id across gRPC as
+`x-request-id` metadata: `request_metadata` for a client's calls, the server interceptor that
+binds it around a call's handler.
 
 Nothing logged here carries message content or secrets: callers pass ids, addresses,
 codes and sizes only (docs/architecture.md, Logs)."""
@@ -111,31 +112,12 @@ def setup(role: str, level: str = "info", fmt: LogFormat = "json") -> None:
 # -- gRPC: the request id across processes -----------------------------------------------
 
 
-def _with_request_id(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+def request_metadata() -> tuple[tuple[str, str], ...] | None:
+    """The current request id as a call's `x-request-id` metadata, None when none is set: given
+    per call (a client's metadata hook), which costs less than a grpc.aio client interceptor
+    (that wraps each call in an intercepted call with tasks of its own)."""
     rid = request_id.get()
-    if rid is None:
-        return details
-    metadata = grpc.aio.Metadata(*(details.metadata or ()))
-    metadata[METADATA_KEY] = rid
-    return grpc.aio.ClientCallDetails(details.method, details.timeout, metadata, details.credentials,
-                                      details.wait_for_ready)
-
-
-class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    async def intercept_unary_unary(self, continuation: Callable[..., Any], client_call_details: Any,
-                                    request: Any) -> Any:
-        return await continuation(_with_request_id(client_call_details), request)
-
-
-class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
-    async def intercept_unary_stream(self, continuation: Callable[..., Any], client_call_details: Any,
-                                     request: Any) -> Any:
-        return await continuation(_with_request_id(client_call_details), request)
-
-
-def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
-    """For a channel whose calls carry the current request id as `x-request-id`."""
-    return [_UnaryUnary(), _UnaryStream()]
+    return None if rid is None else ((METADATA_KEY, rid),)
 
 
 class RequestIdServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]

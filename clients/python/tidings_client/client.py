@@ -9,7 +9,8 @@ The generated stubs stay untouched (`tidings.v1.*_pb2_grpc`). This module adds:
 - one `grpc.aio` channel per client, with retries for UNAVAILABLE in the
   channel's service config for the idempotent calls (the reads, and `Deliver`,
   which is idempotent by its `entry_id`);
-- a default deadline per call;
+- a default deadline per call, and each call's metadata from an optional hook (`metadata=`,
+  e.g. the caller's request id: cheaper than a grpc.aio client interceptor);
 - typed errors (`tidings_client.errors`), translated in `_call` and only there;
 - pagers (`tidings_client.paging`) for ListMessages and Search;
 - the change feed: `changes` (one page of `Mail.Changes`) and `watch`, an endless
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -55,6 +56,9 @@ _IDEMPOTENT_ADMIN = ("AddDomain",)
 DEFAULT_TIMEOUT = 10.0
 WATCH_BACKOFF = (0.1, 2.0)  # seconds before redialling a broken Watch: the first wait, the longest
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a 25 MiB mail plus protobuf overhead fits
+
+# Called before each call for the metadata it sends (None: none), e.g. the current request id.
+MetadataHook = Callable[[], Sequence[tuple[str, str]] | None]
 
 
 def _service_config(methods: Sequence[tuple[str, str]]) -> str:
@@ -98,9 +102,11 @@ class _BaseClient:
         credentials: grpc.ChannelCredentials | None = None,
         channel: grpc.aio.Channel | None = None,
         interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+        metadata: MetadataHook | None = None,
     ) -> None:
         self.target = target
         self.timeout = timeout
+        self._metadata = metadata
         if channel is not None:
             self._channel = channel
             self._owns_channel = False
@@ -117,9 +123,13 @@ class _BaseClient:
     def channel(self) -> grpc.aio.Channel:
         return self._channel
 
+    def _call_metadata(self) -> Sequence[tuple[str, str]] | None:
+        return self._metadata() if self._metadata is not None else None
+
     async def _call(self, method: Any, request: Message, timeout: float | None) -> Any:
         try:
-            return await method(request, timeout=self.timeout if timeout is None else timeout)
+            return await method(request, timeout=self.timeout if timeout is None else timeout,
+                                metadata=self._call_metadata())
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
 
@@ -227,7 +237,8 @@ class MailClient(_BaseClient):
         errors are raised typed, `CannotCalculateChanges` among them."""
         last, delay = since, backoff[0]
         while True:
-            call = self._stub.Watch(mail_pb2.ChangesRequest(user_id=user_id, since=last, limit=limit), timeout=None)
+            call = self._stub.Watch(mail_pb2.ChangesRequest(user_id=user_id, since=last, limit=limit), timeout=None,
+                                    metadata=self._call_metadata())
             try:
                 async for response in call:
                     delay = backoff[0]
@@ -415,4 +426,4 @@ class AdminClient(_BaseClient):
         return await self._call(self._stub.AddUser, mail_pb2.AddUserRequest(email=email, password=password), timeout)
 
 
-__all__ = ["MailClient", "AdminClient", "channel_options", "DEFAULT_TIMEOUT"]
+__all__ = ["MailClient", "AdminClient", "MetadataHook", "channel_options", "DEFAULT_TIMEOUT"]

@@ -1,5 +1,5 @@
 """tidings_runtime/logs.py: the JSON line's fields, the context fields, and the request id
-carried over real gRPC (a grpc.aio server on loopback with the interceptors)."""
+carried over real gRPC (a grpc.aio server on loopback with its interceptor, `request_metadata` on the calls)."""
 from __future__ import annotations
 
 import asyncio
@@ -90,11 +90,11 @@ async def _round_trip() -> list[str | None]:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", interceptors=logs.client_interceptors()) as channel:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             with logs.bound(request_id="req-abc"):
-                await stub.Check(health_pb2.HealthCheckRequest())
-            await stub.Check(health_pb2.HealthCheckRequest())   # none set: none sent
+                await stub.Check(health_pb2.HealthCheckRequest(), metadata=logs.request_metadata())
+            await stub.Check(health_pb2.HealthCheckRequest(), metadata=logs.request_metadata())   # none set: none sent
             await stub.Check(health_pb2.HealthCheckRequest(), metadata=[("x-request-id", "bad id!")])
     finally:
         await server.stop(None)
