@@ -4,6 +4,9 @@ Format: `v1.<payload>.<signature>`, both parts base64url without padding;
 payload is compact JSON `{"uid", "email", "exp"}` (exp in Unix seconds). The
 edge mints a token once the router's `Mail.Authenticate` accepted the
 password; any edge holding the same secret verifies it without a lookup.
+A verified token's principal is kept a while (`VERIFIED_TTL`, at most `VERIFIED_MAX` tokens,
+least recently used out first), so that a client's next requests skip the HMAC and the JSON;
+its expiry is checked on every request all the same.
 """
 from __future__ import annotations
 
@@ -15,7 +18,11 @@ import json
 import time
 from dataclasses import dataclass
 
+from tidings_runtime.ttl_cache import TtlCache
+
 _VERSION = "v1"
+VERIFIED_TTL = 300.0  # seconds a verified token is kept
+VERIFIED_MAX = 10_000
 
 
 class InvalidToken(Exception):
@@ -43,6 +50,7 @@ class TokenSigner:
     def __init__(self, secret: bytes, ttl_seconds: int) -> None:
         self._secret = secret
         self.ttl_seconds = ttl_seconds
+        self._verified: TtlCache[str, Principal] = TtlCache(VERIFIED_TTL, VERIFIED_MAX)
 
     def _sign(self, signed_part: str) -> bytes:
         return hmac.new(self._secret, signed_part.encode("ascii"), hashlib.sha256).digest()
@@ -57,6 +65,16 @@ class TokenSigner:
         return f"{signed_part}.{_b64encode(self._sign(signed_part))}", principal
 
     def verify(self, token: str, *, now: float | None = None) -> Principal:
+        principal = self._verified.get(token)
+        if principal is None:
+            principal = self._check(token)
+            self._verified.put(token, principal)
+        if principal.expires_at <= (time.time() if now is None else now):
+            raise InvalidToken("token expired")
+        return principal
+
+    def _check(self, token: str) -> Principal:
+        """The principal of a well-formed token signed with our secret, expired or not."""
         parts = token.split(".")
         if len(parts) != 3 or parts[0] != _VERSION:
             raise InvalidToken("malformed token")
@@ -72,6 +90,4 @@ class TokenSigner:
             principal = Principal(user_id=str(claims["uid"]), email=str(claims["email"]), expires_at=int(claims["exp"]))
         except (binascii.Error, ValueError, KeyError, TypeError):
             raise InvalidToken("malformed token") from None
-        if principal.expires_at <= (time.time() if now is None else now):
-            raise InvalidToken("token expired")
         return principal

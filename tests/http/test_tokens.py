@@ -46,3 +46,26 @@ def test_tampered_payload_rejected() -> None:
 def test_malformed(token: str) -> None:
     with pytest.raises(InvalidToken):
         TokenSigner(SECRET, 60).verify(token)
+
+
+def test_a_kept_token_still_expires_and_is_checked_once() -> None:
+    signer = TokenSigner(SECRET, ttl_seconds=60)
+    token, principal = signer.mint("u", "ann@example.test", now=1_000)
+    checks = 0
+    check = signer._check
+
+    def counted(t: str) -> object:
+        nonlocal checks
+        checks += 1
+        return check(t)
+
+    signer._check = counted  # type: ignore[method-assign,assignment]
+    assert signer.verify(token, now=1_010) == principal
+    assert signer.verify(token, now=1_020) == principal
+    with pytest.raises(InvalidToken, match="expired"):
+        signer.verify(token, now=1_060)
+    assert checks == 1
+    for _ in range(2):   # a refused token is not kept: checked each time
+        with pytest.raises(InvalidToken, match="signature"):
+            signer.verify(token[:-4] + "AAAA", now=1_010)
+    assert checks == 3
