@@ -3,6 +3,12 @@
 Field names follow CONTRACT.md exactly (`from` is spelled `from_` in Python
 and serialised by alias). Request bodies forbid unknown fields, so a typo
 (`"too": [...]`) is a 400 rather than a silently dropped recipient.
+
+The listings (folders, a folder's page, a search, a thread) have `fields_from_pb`: their JSON
+document as plain data, which their routes answer as it is (`JSONResponse`, the model kept as
+`response_model=`, the route's schema): building and validating 50 summaries' models cost more
+CPU than the rest of the request. `from_pb` validates the same data into the model, and
+tests/http/test_schemas.py holds both to one document.
 """
 from __future__ import annotations
 
@@ -31,11 +37,9 @@ MAX_ATTACHMENTS = 100
 
 
 def rfc3339_ms(ms: int) -> str:
-    """RFC 3339 UTC with millisecond precision, e.g. `2026-11-24T10:26:00.123Z` (from gmtime:
-    half the cost of datetime's isoformat, 50 of them a page)."""
-    t = time.gmtime(ms // 1000)
-    return (f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-            f".{ms % 1000:03d}Z")
+    """RFC 3339 UTC with millisecond precision, e.g. `2026-11-24T10:26:00.123Z` (gmtime and
+    strftime: a quarter of the cost of datetime's isoformat, 50 of them a page)."""
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(ms // 1000))}.{ms % 1000:03d}Z"
 
 
 def rfc3339_s(seconds: int) -> str:
@@ -106,12 +110,12 @@ class Summary(BaseModel):
 
     @classmethod
     def fields_from_pb(cls, s: types_pb2.MessageSummary) -> dict[str, Any]:
-        """The fields as plain data (addresses as dicts): a page is validated in one call."""
+        """The fields as plain data by their JSON names (addresses as dicts)."""
         return {
             "id": s.id,
             "thread_id": s.thread_id,
             "folder_id": s.folder_id,
-            "from_": _address(getattr(s, "from")) if s.HasField("from") else None,
+            "from": _address(getattr(s, "from")) if s.HasField("from") else None,
             "to": [_address(a) for a in s.to],
             "cc": [_address(a) for a in s.cc],
             "subject": s.subject,
@@ -213,19 +217,21 @@ class MessagePageOut(BaseModel):
                                    "reports every later change (one already listed may come again)")
 
     @classmethod
-    def from_pb(cls, page: mail_pb2.MessagePage) -> MessagePageOut:
-        return cls.model_validate({"messages": [Summary.fields_from_pb(s) for s in page.messages],
-                                   "next_cursor": page.next_cursor or None, "state": str(page.state)})
+    def fields_from_pb(cls, page: mail_pb2.MessagePage) -> dict[str, Any]:
+        return {"messages": [Summary.fields_from_pb(s) for s in page.messages],
+                "next_cursor": page.next_cursor or None, "state": str(page.state)}
+
+    @classmethod
+    def from_pb(cls, page: mail_pb2.MessagePage) -> Self:
+        return cls.model_validate(cls.fields_from_pb(page))
 
 
 class SearchPageOut(MessagePageOut):
     total: int
 
     @classmethod
-    def from_pb(cls, page: mail_pb2.MessagePage) -> SearchPageOut:
-        return cls.model_validate({"messages": [Summary.fields_from_pb(s) for s in page.messages],
-                                   "next_cursor": page.next_cursor or None, "state": str(page.state),
-                                   "total": page.total})
+    def fields_from_pb(cls, page: mail_pb2.MessagePage) -> dict[str, Any]:
+        return {**super().fields_from_pb(page), "total": page.total}
 
 
 class ThreadOut(BaseModel):
@@ -233,8 +239,12 @@ class ThreadOut(BaseModel):
     messages: list[Summary] = Field(description="oldest first")
 
     @classmethod
+    def fields_from_pb(cls, t: mail_pb2.Thread) -> dict[str, Any]:
+        return {"id": t.id, "messages": [Summary.fields_from_pb(s) for s in t.messages]}
+
+    @classmethod
     def from_pb(cls, t: mail_pb2.Thread) -> ThreadOut:
-        return cls.model_validate({"id": t.id, "messages": [Summary.fields_from_pb(s) for s in t.messages]})
+        return cls.model_validate(cls.fields_from_pb(t))
 
 
 class FolderOut(BaseModel):
@@ -245,8 +255,12 @@ class FolderOut(BaseModel):
     unread: int
 
     @classmethod
+    def fields_from_pb(cls, f: types_pb2.Folder) -> dict[str, Any]:
+        return {"id": f.id, "name": f.name, "role": f.role, "total": f.total, "unread": f.unread}
+
+    @classmethod
     def from_pb(cls, f: types_pb2.Folder) -> FolderOut:
-        return cls(id=f.id, name=f.name, role=f.role, total=f.total, unread=f.unread)
+        return cls.model_validate(cls.fields_from_pb(f))
 
 
 class FolderListOut(BaseModel):
@@ -254,8 +268,12 @@ class FolderListOut(BaseModel):
     state: str = Field(description="the mailbox state the folders were read at (as a listing's `state`)")
 
     @classmethod
+    def fields_from_pb(cls, listing: mail_pb2.FolderList) -> dict[str, Any]:
+        return {"folders": [FolderOut.fields_from_pb(f) for f in listing.folders], "state": str(listing.state)}
+
+    @classmethod
     def from_pb(cls, listing: mail_pb2.FolderList) -> FolderListOut:
-        return cls(folders=[FolderOut.from_pb(f) for f in listing.folders], state=str(listing.state))
+        return cls.model_validate(cls.fields_from_pb(listing))
 
 
 def _folder_name(value: str) -> str:

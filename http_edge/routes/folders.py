@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import JSONResponse
 
 from ..deps import Client, CurrentUser
 from ..errors import AUTHENTICATED, AUTHENTICATED_WITH_INPUT, WITH_BODY, error_responses
@@ -15,9 +16,9 @@ router = APIRouter(prefix="/v1/folders", tags=["folders"])
 FolderId = Annotated[str, Path(min_length=1, max_length=128, description="a folder id or a role (`inbox`)")]
 
 
-@router.get("", responses=error_responses(*AUTHENTICATED))
-async def list_folders(user: CurrentUser, client: Client) -> FolderListOut:
-    return FolderListOut.from_pb(await client.folder_list(user.user_id))
+@router.get("", response_model=FolderListOut, responses=error_responses(*AUTHENTICATED))
+async def list_folders(user: CurrentUser, client: Client) -> JSONResponse:
+    return JSONResponse(FolderListOut.fields_from_pb(await client.folder_list(user.user_id)))
 
 
 @router.post("", status_code=201, responses=error_responses(*AUTHENTICATED_WITH_INPUT, *WITH_BODY, 409))
@@ -40,7 +41,8 @@ async def delete_folder(folder_id: FolderId, user: CurrentUser, client: Client) 
     return Response(status_code=204)
 
 
-@router.get("/{folder_id}/messages", responses=error_responses(*AUTHENTICATED_WITH_INPUT, 404))
+@router.get("/{folder_id}/messages", response_model=MessagePageOut,
+             responses=error_responses(*AUTHENTICATED_WITH_INPUT, 404))
 async def list_messages(
     folder_id: FolderId,
     user: CurrentUser,
@@ -48,6 +50,6 @@ async def list_messages(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str, Query(max_length=1024)] = "",
     unread: bool = False,
-) -> MessagePageOut:
+) -> JSONResponse:
     page = await client.list_messages(user.user_id, folder_id, unread_only=unread, limit=limit, cursor=cursor)
-    return MessagePageOut.from_pb(page)
+    return JSONResponse(MessagePageOut.fields_from_pb(page))

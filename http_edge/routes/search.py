@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 
 from ..deps import Client, CurrentUser
 from ..errors import AUTHENTICATED_WITH_INPUT, error_responses
@@ -16,12 +17,12 @@ from ..schemas import SearchPageOut
 router = APIRouter(prefix="/v1/search", tags=["search"])
 
 
-@router.get("", responses=error_responses(*AUTHENTICATED_WITH_INPUT))
+@router.get("", response_model=SearchPageOut, responses=error_responses(*AUTHENTICATED_WITH_INPUT))
 async def search(
     user: CurrentUser,
     client: Client,
     q: Annotated[str, Query(min_length=1, max_length=2000)],
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str, Query(max_length=1024)] = "",
-) -> SearchPageOut:
-    return SearchPageOut.from_pb(await client.search(user.user_id, q, limit=limit, cursor=cursor))
+) -> JSONResponse:
+    return JSONResponse(SearchPageOut.fields_from_pb(await client.search(user.user_id, q, limit=limit, cursor=cursor)))
