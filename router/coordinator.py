@@ -21,7 +21,7 @@ from router.mutations import Mutation
 from router.queue import OutboundQueue
 from router.replicas import Replicas, newest
 from router.ring import NodeInfo
-from router.spam import SpamFilter, Verdict, strip_header
+from router.spam import SpamFilter, Verdict, message_tokens, strip_header
 from tidings.v1 import storage_pb2, types_pb2
 from tidings_runtime import cursor, keywords
 from tidings_runtime.addresses import parse_address
@@ -47,6 +47,12 @@ def _filed(raw: bytes, folder_id: str, verdict: Verdict | None) -> tuple[bytes, 
     if verdict is None:
         return raw, folder_id
     return verdict.stamp(raw), "spam" if verdict.spam else folder_id
+
+
+def _tokens_and_candidates(raw: bytes) -> tuple[list[str], list[str], str]:
+    """One parse: the spam tokens, the thread candidates and the thread root."""
+    parsed, candidates, root = parse_with_candidates(raw)
+    return message_tokens(parsed), candidates, root
 
 
 def sent_copy_id(entry_id: str) -> str:
@@ -180,8 +186,8 @@ class Coordinator:
         raw = strip_header(raw)     # only our own verdict is believed
         verdicts: dict[str, Verdict] = {}
         if screening is not None and screening.screened and accounts:     # one parse for both
-            parsed, candidates, root = await asyncio.to_thread(parse_with_candidates, raw)
-            verdicts = await self.spam.classify(accounts, parsed, screening)
+            tokens, candidates, root = await asyncio.to_thread(_tokens_and_candidates, raw)
+            verdicts = await self.spam.classify(accounts, tokens, screening)
         else:
             candidates, root = await asyncio.to_thread(thread_candidates, raw)
         return Screened(raw, folder_id, accounts, remote, verdicts, candidates, root, sender_user_id, mail_from,

@@ -10,8 +10,8 @@ The models live on the storage nodes (storage_node/spam_model.py), derived there
 training events written as directory entries: `spam:u:USER:MSG` (with the user's mail),
 `spam:g:K:USER:MSG` (global shard K of GLOBAL_SHARDS) and `spam:r:KEY:USER:MSG`
 (reputation). An event is the (user, message)'s label, so training is idempotent and a
-relabel moves the counts. The router cannot import the search analyzer: the first read
-of a delivery sends the message's text and the node answers with its tokens.
+relabel moves the counts. The router tokenizes a delivery itself (tidings_runtime.spam_tokens,
+the search analyzer's words) and reads every model for those tokens in one round.
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from router.errors import FailedPrecondition, Unavailable
 from router.replicas import Replicas
 from router.spam_cache import SharedModelCache
 from tidings.v1 import storage_pb2, types_pb2
+from tidings_runtime import spam_tokens
 from tidings_runtime.headers import header_fields, read_header_section, remove_fields
 from tidings_runtime.mime import ParsedMail, parse_mail
 
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 HEADER = "X-Tidings-Spam"
 GLOBAL_SHARDS = 4           # global model partitions `spam:g:0..3` (events spread by (user, message))
 MIN_MESSAGES = 5            # a model counts once it has this many spam and this many ham messages
-MAX_TEXT = 32 * 1024        # body characters sent to be tokenized
+MAX_TEXT = 32 * 1024        # body characters tokenized
 ROBINSON_S, ROBINSON_X = 1.0, 0.5   # strength and prior of an unknown token
 MIN_DEVIATION = 0.1         # tokens with |f(w) - 0.5| below this say nothing
 MAX_INTERESTING = 150       # the most extreme tokens combined
@@ -234,10 +235,12 @@ def _parse_value(value: str) -> Verdict:
 
 
 # -- the filter ---------------------------------------------------------------------------
-def _text(parsed: ParsedMail) -> storage_pb2.SpamText:
-    return storage_pb2.SpamText(subject=parsed.subject, text=parsed.text[:MAX_TEXT],
-                                html="" if parsed.text else parsed.html[:MAX_TEXT],
-                                **{"from": parsed.from_[0][1] if parsed.from_ else ""})
+def message_tokens(parsed: ParsedMail) -> list[str]:
+    """The message's spam tokens (tidings_runtime.spam_tokens) from its subject, From, and plain
+    text (else its HTML), each body at most MAX_TEXT characters."""
+    return spam_tokens.tokens_of(parsed.subject, parsed.text[:MAX_TEXT],
+                                 "" if parsed.text else parsed.html[:MAX_TEXT],
+                                 parsed.from_[0][1] if parsed.from_ else "")
 
 
 def global_shard(user_id: str, message_id: str) -> int:
@@ -254,11 +257,10 @@ class SpamFilter:
         self.reject_threshold = reject_threshold
         self.cache = SharedModelCache()
 
-    async def _read(self, model: str, tokens: Sequence[str] = (),
-                    text: storage_pb2.SpamText | None = None) -> storage_pb2.SpamCountsResponse:
+    async def _read(self, model: str, tokens: Sequence[str] = ()) -> storage_pb2.SpamCountsResponse:
         """The model's counts from one replica (Replicas.read_one: counts are statistics, and
         training is written to W replicas, so one that missed some still classifies well)."""
-        request = storage_pb2.SpamCountsRequest(model=model, tokens=list(tokens), text=text)
+        request = storage_pb2.SpamCountsRequest(model=model, tokens=list(tokens))
         outcome = await self.replicas.read_one(model, lambda stub: stub.SpamCounts(request))
         answers = [a for _, a in outcome.answers]
         if not answers:
@@ -275,11 +277,11 @@ class SpamFilter:
             return None
         return ModelCounts(held.spam_messages, held.ham_messages, held.tokens)
 
-    async def classify(self, accounts: Sequence[Account], parsed: ParsedMail,
+    async def classify(self, accounts: Sequence[Account], tokens: list[str],
                        screening: types_pb2.Screening) -> dict[str, Verdict]:
         """Each hosted recipient's verdict; SpamRejected when every one is over the reject threshold."""
         with CLASSIFY_SECONDS.time():
-            verdicts = await self._classify(accounts, parsed, screening)
+            verdicts = await self._classify(accounts, tokens, screening)
         if verdicts and all(v.score >= self.reject_threshold for v in verdicts.values()):
             REJECTED.inc()
             worst = max(verdicts.values(), key=lambda v: v.score)
@@ -290,38 +292,35 @@ class SpamFilter:
             CLASSIFIED.labels("spam" if v.spam else "ham").inc()
         return verdicts
 
-    async def _classify(self, accounts: Sequence[Account], parsed: ParsedMail,
+    async def _classify(self, accounts: Sequence[Account], tokens: list[str],
                         screening: types_pb2.Screening) -> dict[str, Verdict]:
+        """Every model read at once, for the tokens the router found (one round, the calls of
+        one turn of the loop: coalesced into one Batch a node)."""
         sender = reputation_key(screening)
         extra = [SENDER_TOKEN + sender] if sender else []
-        first = await self._read(accounts[0].user_id, extra, _text(parsed))  # tokenized by the node
-        tokens = [t for t in first.tokens if not t.startswith(SENDER_TOKEN)]
-        others = [self._read(a.user_id, [*tokens, *extra]) for a in accounts[1:]]
+        users = [self._read(a.user_id, [*tokens, *extra]) for a in accounts]
         shards = [self._optional(f"spam:g:{k}", tokens) for k in range(GLOBAL_SHARDS)]
         reputation = self._optional(f"spam:r:{sender}") if sender else None
         user_answers, shard_counts, rep = await asyncio.gather(
-            asyncio.gather(*others), asyncio.gather(*shards),
+            asyncio.gather(*users), asyncio.gather(*shards),
             reputation if reputation is not None else _none())
         held = [shard for shard in shard_counts if shard is not None]
         world = ModelCounts(sum(s.spam_messages for s in held), sum(s.ham_messages for s in held))
         if world.counts:        # its tokens are summed only when the model is used (score)
             for shard in held:
                 world.tokens = _summed(world.tokens, shard.tokens)
-        users = [ModelCounts.of(first), *(ModelCounts.of(a) for a in user_answers)]
-        return {a.user_id: score(screening, u, world, rep, sender, self.spam_threshold)
-                for a, u in zip(accounts, users)}
+        return {a.user_id: score(screening, ModelCounts.of(u), world, rep, sender, self.spam_threshold)
+                for a, u in zip(accounts, user_answers)}
 
     async def train(self, user_id: str, message_id: str, raw: bytes, spam: bool) -> None:
         """Label (user, message) spam or ham in the user's model, the global one and the
         sender's reputation. Idempotent: the event is the pair's label, and the nodes move
         the counts only when it changes."""
-        parsed = await asyncio.to_thread(parse_mail, raw)
+        tokens = await asyncio.to_thread(lambda: message_tokens(parse_mail(raw)))
         verdict = parse_header(raw)
         sender = verdict.sender if verdict is not None else ""
         if ":" in sender:
             sender = ""
-        counted = await self._read(user_id, text=_text(parsed))
-        tokens = list(counted.tokens)
         label = SPAM if spam else HAM
         writes = [
             self._event(f"spam:u:{user_id}:{message_id}", label, [*tokens, *([SENDER_TOKEN + sender] if sender else [])]),

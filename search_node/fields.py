@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from search_node.analysis import ADDRESS, FILENAME, HTML, TEXT, fold_accents, looks_like_keyword, normalize
 from search_node.keys import PAIR, TERM, posting_affixes
+from tidings_runtime.analysis import ADDRESS, FILENAME, HTML, TEXT, fold_accents, looks_like_keyword, normalize
 
 if TYPE_CHECKING:
     from search_node.index import IndexDoc

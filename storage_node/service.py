@@ -13,7 +13,7 @@ import grpc
 from prometheus_client import Counter
 
 from search_node.index import InvalidCursor, QuerySyntaxError, SearchIndex
-from storage_node import codec, keys, mailbox_order, order_transfer, replication, spam_model
+from storage_node import codec, keys, mailbox_order, order_transfer, replication
 from storage_node.batches import run_batch
 from storage_node.commit import GroupCommitter
 from storage_node.engine import (
@@ -37,6 +37,7 @@ from storage_node.replication import DirectoryItem, Item, ItemRef, ItemVersion
 from storage_node.ring_map import RingStore
 from storage_node.settings import Settings
 from tidings.v1 import storage_pb2, storage_pb2_grpc, types_pb2
+from tidings_runtime import spam_tokens
 from tidings_runtime.channels import PeerPool
 from tidings_runtime.partitions import SYSTEM_FOLDERS, folder_id_of, listable_partition
 
@@ -359,10 +360,10 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
             for key, held in found])
 
     def _spam_counts(self, request: storage_pb2.SpamCountsRequest) -> storage_pb2.SpamCountsResponse:
-        tokens = list(dict.fromkeys(request.tokens))[:2 * spam_model.MAX_TOKENS]
+        tokens = list(dict.fromkeys(request.tokens))[:2 * spam_tokens.MAX_TOKENS]
         if request.HasField("text"):    # the text's tokens, then the ones named
             t = request.text
-            text_tokens = spam_model.tokens_of(t.subject, t.text, t.html, getattr(t, "from"))
+            text_tokens = spam_tokens.tokens_of(t.subject, t.text, t.html, getattr(t, "from"))
             tokens = list(dict.fromkeys([*text_tokens, *tokens]))
         found = self.engine.spam_counts(request.model, tokens)
         return storage_pb2.SpamCountsResponse(

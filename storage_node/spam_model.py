@@ -16,20 +16,15 @@ ham(8); the empty token holds the model's trained messages.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
-from search_node.analysis import HTML, TEXT, address_keywords, fold_accents, normalize
 from storage_node import keys
 from storage_node.batch import Source, Txn
 from tidings.v1 import storage_pb2
 from tidings_runtime.partitions import SPAM_PREFIX, directory_partition
 
-MAX_TOKENS = 200            # distinct tokens a message contributes
-MAX_TEXT = 64 * 1024        # characters of body text tokenized
-MIN_LEN, MAX_LEN = 2, 40    # token lengths kept (longer: base64 and hashes; shorter: noise)
 _PAIR = struct.Struct(">QQ")
 Label = storage_pb2.SpamTraining.Label
 SPAM, HAM = storage_pb2.SpamTraining.SPAM, storage_pb2.SpamTraining.HAM
@@ -45,25 +40,6 @@ class Counts:
 
 def is_event(key: str) -> bool:
     return key.startswith(SPAM_PREFIX)
-
-
-def tokens_of(subject: str, text: str, html: str, from_: str) -> list[str]:
-    """A message's distinct tokens (the search analyzer's), at most MAX_TOKENS, first seen first:
-    subject words as `s:WORD`, the From address's keywords as `f:KEY`, body words as they are."""
-    seen: dict[str, None] = {}
-
-    def add(values: Iterable[str], prefix: str = "") -> bool:
-        for value in values:
-            if MIN_LEN <= len(value) <= MAX_LEN:
-                seen.setdefault(prefix + value, None)
-                if len(seen) >= MAX_TOKENS:
-                    return False
-        return True
-
-    (add(TEXT.tokens(subject), "s:")
-     and add(address_keywords(fold_accents(normalize(from_.strip()))), "f:")
-     and add(TEXT.tokens(text[:MAX_TEXT]) if text else HTML.tokens(html[:MAX_TEXT])))
-    return list(seen)
 
 
 def decode_event(value: bytes | None) -> storage_pb2.SpamTraining:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from router import spam
 from router.spam import ModelCounts
-from storage_node import spam_model
 from storage_node.blobs import LocalBlobStore
 from storage_node.engine import Engine
 from storage_node.model import DirectoryValue
 from tidings.v1 import storage_pb2, types_pb2
+from tidings_runtime import spam_tokens
 
 USER = "0123456789abcdef"
 COMMON = "the and you for with this that have from your are was will not our can all about more".split()
@@ -50,7 +50,7 @@ def test_precision_and_recall_on_a_generated_corpus(tmp_path: Path) -> None:
             is_spam = n % 2 == 0
             subject, body, sender = message(rng, is_spam)
             event = storage_pb2.SpamTraining(label=spam.SPAM if is_spam else spam.HAM,
-                                             tokens=spam_model.tokens_of(subject, body, "", sender))
+                                             tokens=spam_tokens.tokens_of(subject, body, "", sender))
             with engine.txn() as txn:
                 engine.put_directory(txn, f"spam:u:{USER}:m{n}", DirectoryValue(event.SerializeToString(), 1))
         screening = types_pb2.Screening(screened=True)
@@ -60,7 +60,7 @@ def test_precision_and_recall_on_a_generated_corpus(tmp_path: Path) -> None:
         for n in range(1000):
             is_spam = n % 2 == 0
             subject, body, sender = message(rng, is_spam)
-            found = engine.spam_counts(USER, spam_model.tokens_of(subject, body, "", sender))
+            found = engine.spam_counts(USER, spam_tokens.tokens_of(subject, body, "", sender))
             user = ModelCounts(found.spam_messages, found.ham_messages, dict(zip(found.tokens, found.counts)))
             verdict = spam.score(screening, user, None, None, "", 5.0)
             outcome[("t" if verdict.spam == is_spam else "f") + ("p" if verdict.spam else "n")] += 1

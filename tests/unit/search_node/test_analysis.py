@@ -1,9 +1,9 @@
 """Analyzer and field analysis: folding, tokenizing, addresses, HTML, query-side matches."""
 from __future__ import annotations
 
-from search_node import analysis as A
 from search_node import fields as F
 from search_node.index import IndexDoc
+from tidings_runtime import analysis as A
 
 
 def test_folding_and_tokens() -> None:

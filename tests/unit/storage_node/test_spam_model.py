@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from storage_node import keys, spam_model
+from storage_node import keys
 from storage_node.blobs import LocalBlobStore
 from storage_node.engine import Engine
 from storage_node.model import DirectoryValue
 from tidings.v1 import storage_pb2
+from tidings_runtime import spam_tokens
 
 SPAM, HAM, NONE = storage_pb2.SpamTraining.SPAM, storage_pb2.SpamTraining.HAM, storage_pb2.SpamTraining.NONE
 USER = "00112233aabbccdd"
@@ -78,8 +79,8 @@ def test_models_and_reputations_are_partitions_of_their_own() -> None:
 
 def test_a_message_has_a_bounded_number_of_distinct_tokens() -> None:
     body = " ".join(f"word{i}" for i in range(1000))
-    tokens = spam_model.tokens_of("Cheap Pills", body + " word1 word1", "", "Bob@Spam.Example.com")
-    assert len(tokens) == spam_model.MAX_TOKENS == len(set(tokens))
+    tokens = spam_tokens.tokens_of("Cheap Pills", body + " word1 word1", "", "Bob@Spam.Example.com")
+    assert len(tokens) == spam_tokens.MAX_TOKENS == len(set(tokens))
     assert tokens[:2] == ["s:cheap", "s:pills"]
     assert "f:bob@spam.example.com" in tokens and "f:example.com" in tokens
-    assert spam_model.tokens_of("", "", "<p>Caf&eacute; <b>gratuit</b></p>", "") == ["cafe", "gratuit"]
+    assert spam_tokens.tokens_of("", "", "<p>Caf&eacute; <b>gratuit</b></p>", "") == ["cafe", "gratuit"]
