@@ -125,14 +125,15 @@ class Outcome:
 @dataclass(frozen=True)
 class Screened:
     """A delivery decided and not yet written: the message as it will be stored (the
-    outside verdict header removed), where it goes and each hosted recipient's verdict."""
+    outside verdict header removed), where it goes, each hosted recipient's verdict and the
+    known thread each owner's copy joins (absent: a new thread, named by `root`)."""
 
     raw: bytes
     folder_id: str
     accounts: list[Account]
     remote: list[str]
     verdicts: dict[str, Verdict]
-    candidates: list[str]
+    threads: dict[str, str]
     root: str
     sender_user_id: str
     mail_from: str
@@ -184,13 +185,17 @@ class Coordinator:
         if not accounts and not remote and not sender_user_id:
             raise InvalidArgument("no recipients")
         raw = strip_header(raw)     # only our own verdict is believed
+        owners = [*(a.user_id for a in accounts), *([sender_user_id] if sender_user_id else [])]
         verdicts: dict[str, Verdict] = {}
         if screening is not None and screening.screened and accounts:     # one parse for both
             tokens, candidates, root = await asyncio.to_thread(_tokens_and_candidates, raw)
-            verdicts = await self.spam.classify(accounts, tokens, screening)
+            # the spam models and the owners' threads in one round
+            verdicts, threads = await asyncio.gather(self.spam.classify(accounts, tokens, screening),
+                                                     self._threads(owners, candidates))
         else:
             candidates, root = await asyncio.to_thread(thread_candidates, raw)
-        return Screened(raw, folder_id, accounts, remote, verdicts, candidates, root, sender_user_id, mail_from,
+            threads = await self._threads(owners, candidates)
+        return Screened(raw, folder_id, accounts, remote, verdicts, threads, root, sender_user_id, mail_from,
                         bounce)
 
     async def file(self, screened: Screened, entry_id: str) -> Outcome:
@@ -199,12 +204,12 @@ class Coordinator:
         s = screened
         received_ms = entry_id_ms(entry_id)
         jobs = [self._store(a.user_id, entry_id, *_filed(s.raw, s.folder_id, s.verdicts.get(a.user_id)), True,
-                            received_ms, s.candidates, s.root)
+                            received_ms, s.threads.get(a.user_id) or thread_id_for(s.root, entry_id))
                 for a in s.accounts]
         sent_id = sent_copy_id(entry_id)
         if s.sender_user_id:
-            jobs.append(self._store(s.sender_user_id, sent_id, s.raw, "sent", False, received_ms, s.candidates,
-                                    s.root))
+            jobs.append(self._store(s.sender_user_id, sent_id, s.raw, "sent", False, received_ms,
+                                    s.threads.get(s.sender_user_id) or thread_id_for(s.root, sent_id)))
         item_id = sent_id if s.sender_user_id else entry_id
         enqueue = [self.queue.enqueue(item_id, s.raw, s.remote, mail_from=s.mail_from,
                                       sender_user_id=s.sender_user_id, created_ms=received_ms, is_bounce=s.bounce,
@@ -258,8 +263,7 @@ class Coordinator:
         return [a for a in found if isinstance(a, Account)], [a for a in found if isinstance(a, str)]
 
     async def _store(self, user_id: str, message_id: str, raw: bytes, folder_id: str, unread: bool,
-                     received_ms: int, candidates: list[str], root: str) -> tuple[str, str]:
-        thread_id = await self._thread_of(user_id, candidates) or thread_id_for(root, message_id)
+                     received_ms: int, thread_id: str) -> tuple[str, str]:
         request = storage_pb2.StoreMessageRequest(
             user_id=user_id, id=message_id, raw=raw, folder_id=folder_id, unread=unread,
             received_ms=received_ms, thread_id=thread_id, version=self.clock.now())
@@ -270,6 +274,13 @@ class Coordinator:
         await self.order.append(user_id, [storage_pb2.OrderIntent(
             kind=storage_pb2.OrderIntent.CREATED, message_id=message_id, folder_id=folder_id, thread_id=thread_id)])
         return message_id, thread_id
+
+    async def _threads(self, user_ids: list[str], candidates: list[str]) -> dict[str, str]:
+        """The known thread of each user that has one of the candidates (no reads without them)."""
+        if not candidates:
+            return {}
+        found = await asyncio.gather(*(self._thread_of(u, candidates) for u in dict.fromkeys(user_ids)))
+        return {u: t for u, t in zip(dict.fromkeys(user_ids), found) if t}
 
     async def _thread_of(self, user_id: str, candidates: list[str]) -> str:
         if not candidates:
