@@ -17,7 +17,7 @@ class CountingStub:
         self.asked: list[str] = []
         self.users = {"bob@example.test"}
 
-    async def CheckRecipient(self, request: mail_pb2.CheckRecipientRequest, timeout: float) -> Any:
+    async def CheckRecipient(self, request: mail_pb2.CheckRecipientRequest, timeout: float, metadata: Any = None) -> Any:
         self.asked.append(request.address)
         status = Status.LOCAL_USER if request.address in self.users else Status.UNKNOWN_USER
         return mail_pb2.CheckRecipientResponse(status=status)
