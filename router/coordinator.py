@@ -262,6 +262,12 @@ class Coordinator:
         found = await asyncio.gather(*(one(r) for r in dict.fromkeys(recipients)))
         return [a for a in found if isinstance(a, Account)], [a for a in found if isinstance(a, str)]
 
+    async def store_copy(self, user_id: str, message_id: str, raw: bytes, folder_id: str, unread: bool,
+                         received_ms: int, candidates: list[str], root: str) -> tuple[str, str]:
+        """One copy stored and ordered outside a delivery (a draft), its thread found first."""
+        thread_id = await self._thread_of(user_id, candidates) or thread_id_for(root, message_id)
+        return await self._store(user_id, message_id, raw, folder_id, unread, received_ms, thread_id)
+
     async def _store(self, user_id: str, message_id: str, raw: bytes, folder_id: str, unread: bool,
                      received_ms: int, thread_id: str) -> tuple[str, str]:
         request = storage_pb2.StoreMessageRequest(

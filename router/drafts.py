@@ -77,7 +77,7 @@ class Drafts:
             return done
         raw = strip_header(raw)     # no verdict of ours on a draft
         candidates, root = await asyncio.to_thread(thread_candidates, raw)
-        await self.coordinator._store(user_id, entry_id, raw, DRAFTS, False, entry_id_ms(entry_id), candidates, root)
+        await self.coordinator.store_copy(user_id, entry_id, raw, DRAFTS, False, entry_id_ms(entry_id), candidates, root)
         if replaces:
             await self.coordinator.update(user_id, replaces, expunge=True)
         saved = await self._summary(user_id, entry_id)
