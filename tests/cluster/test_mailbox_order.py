@@ -91,6 +91,9 @@ def follow(addresses: list[str], user_id: str, seen: list[types_pb2.MailboxChang
     state = 0
     try:
         for turn in itertools.count():
+            # whether the writers were done before this read began: only such a read, caught
+            # up, ends the follow (one begun before the last acknowledgement may miss it)
+            stopping = stop.is_set()
             try:
                 batch = stubs[turn % len(stubs)].Changes(
                     mail_pb2.ChangesRequest(user_id=user_id, since=state, limit=50), timeout=10)
@@ -102,7 +105,7 @@ def follow(addresses: list[str], user_id: str, seen: list[types_pb2.MailboxChang
             seen.extend(batch.changes)
             state = batch.new_state
             if not batch.has_more:
-                if stop.is_set():
+                if stopping:
                     return
                 time.sleep(0.02)
     finally:
