@@ -10,10 +10,10 @@ import grpc
 
 from router.errors import NotFound
 from router.message_reads import MessageReader, Read
-from router.nodes import NodePool
 from router.read_repair import ReadRepair
 from router.replicas import Consistency, Replicas
 from router.ring import NodeInfo, Ring
+from tests.unit.router.fakes import StubPool
 from tidings.v1 import storage_pb2, types_pb2
 
 NODES = [NodeInfo(str(i), f"127.0.0.1:{7300 + i}", f"zone-{i}") for i in (1, 2, 3)]
@@ -75,20 +75,12 @@ class Node:
         return storage_pb2.StoreMessageResponse()
 
 
-class Pool(NodePool):
-    def __init__(self, nodes: dict[str, Node]) -> None:
-        super().__init__()
-        self.nodes = nodes
-
-    def stub(self, node: NodeInfo) -> Any:
-        return self.nodes[node.node_id]
-
 
 def setup(held: dict[str, dict[str, storage_pb2.StoredMessage]], **first: Any
           ) -> tuple[MessageReader, ReadRepair, list[Node]]:
     """A reader over three nodes; ``held`` by rank ("first", "second", "third"), so each test says
     what the replica read in full holds; ``first`` options (up, room) for that one."""
-    pool = Pool({})
+    pool = StubPool({})
     replicas = Replicas(Ring(NODES), pool, Consistency())
     repair = ReadRepair(pool.stub)
     reader = MessageReader(replicas, repair)

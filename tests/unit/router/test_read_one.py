@@ -12,6 +12,7 @@ from router.errors import Unavailable
 from router.nodes import NodePool
 from router.replicas import Consistency, Replicas
 from router.ring import NodeInfo, Ring
+from tests.unit.router.fakes import StubPool
 from tidings.v1 import storage_pb2
 
 NODES = [NodeInfo(str(i), f"127.0.0.1:{7200 + i}", f"zone-{i}") for i in (1, 2, 3)]
@@ -36,18 +37,10 @@ class CountingNode:
         return storage_pb2.SpamCountsResponse(spam_messages=int(self.node_id))
 
 
-class FakePool(NodePool):
-    def __init__(self, nodes: dict[str, CountingNode]) -> None:
-        super().__init__()
-        self.nodes = nodes
-
-    def stub(self, node: NodeInfo) -> Any:
-        return self.nodes[node.node_id]
-
 
 def read(up: dict[str, bool]) -> tuple[int, dict[str, int]]:
     nodes = {n.node_id: CountingNode(n.node_id, up[n.node_id]) for n in NODES}
-    replicas = Replicas(Ring(NODES), FakePool(nodes), Consistency())
+    replicas = Replicas(Ring(NODES), StubPool(nodes), Consistency())
     preference = [n.node_id for n in sorted(replicas.plan(MODEL), key=replicas._rank)]
 
     async def run() -> int:

@@ -11,6 +11,7 @@ from router.nodes import NodePool
 from router.replicas import Consistency, Replicas
 from router.ring import NodeInfo, Ring
 from router.speculation import CEILING, FLOOR, REFRESH, SpeculativeDelay
+from tests.unit.router.fakes import StubPool
 from tidings.v1 import storage_pb2
 
 NODES = [NodeInfo(str(i), f"127.0.0.1:{7400 + i}", f"zone-{i}") for i in (1, 2, 3)]
@@ -52,20 +53,12 @@ class Node:
         return storage_pb2.NodeFolders()
 
 
-class Pool(NodePool):
-    def __init__(self, nodes: dict[str, Node]) -> None:
-        super().__init__()
-        self.nodes = nodes
-
-    def stub(self, node: NodeInfo) -> Any:
-        return self.nodes[node.node_id]
-
 
 def reads(stalls: dict[int, float], count: int = 1, delay: float | None = None
           ) -> tuple[list[int], list[NodeInfo], Replicas]:
     """``count`` quorum reads of one partition; the calls each node got, in the plan's order
     (``stalls`` by rank in it), and the nodes that answered the last read."""
-    pool = Pool({})
+    pool = StubPool({})
     replicas = Replicas(Ring(NODES), pool, Consistency())
     order = replicas.read_plan("someone").contacts
     for rank, info in enumerate(order):
