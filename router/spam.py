@@ -104,7 +104,10 @@ class ModelCounts:
     def add(self, other: ModelCounts) -> None:
         self.spam_messages += other.spam_messages
         self.ham_messages += other.ham_messages
-        for token, (s, h) in other.tokens.items():
+        self.add_tokens(other.tokens)
+
+    def add_tokens(self, tokens: dict[str, tuple[int, int]]) -> None:
+        for token, (s, h) in tokens.items():
             held = self.tokens.get(token, (0, 0))
             self.tokens[token] = (held[0] + s, held[1] + h)
 
@@ -308,7 +311,7 @@ class SpamFilter:
         world = ModelCounts(sum(s.spam_messages for s in held), sum(s.ham_messages for s in held))
         if world.counts:        # its tokens are summed only when the model is used (score)
             for shard in held:
-                world.tokens = _summed(world.tokens, shard.tokens)
+                world.add_tokens(shard.tokens)
         return {a.user_id: score(screening, ModelCounts.of(u), world, rep, sender, self.spam_threshold)
                 for a, u in zip(accounts, user_answers)}
 
@@ -334,15 +337,6 @@ class SpamFilter:
 
     async def _event(self, key: str, label: int, tokens: list[str]) -> None:
         await self.directory.put(key, storage_pb2.SpamTraining(label=label, tokens=tokens).SerializeToString())
-
-
-def _summed(into: dict[str, tuple[int, int]], more: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
-    if not into:
-        return dict(more)
-    for token, (s, h) in more.items():
-        held = into.get(token)
-        into[token] = (s, h) if held is None else (held[0] + s, held[1] + h)
-    return into
 
 
 async def _none() -> None:
