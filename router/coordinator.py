@@ -285,8 +285,9 @@ class Coordinator:
         """The known thread of each user that has one of the candidates (no reads without them)."""
         if not candidates:
             return {}
-        found = await asyncio.gather(*(self._thread_of(u, candidates) for u in dict.fromkeys(user_ids)))
-        return {u: t for u, t in zip(dict.fromkeys(user_ids), found) if t}
+        users = list(dict.fromkeys(user_ids))
+        found = await asyncio.gather(*(self._thread_of(u, candidates) for u in users))
+        return {u: t for u, t in zip(users, found) if t}
 
     async def _thread_of(self, user_id: str, candidates: list[str]) -> str:
         if not candidates:
