@@ -29,14 +29,20 @@ class GroupCommitter:
         self._pending: list[tuple[Callable[[Txn], object], asyncio.Future[object], bool]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._writing: asyncio.Future[list[object]] | None = None   # the batch in its worker thread
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit")
 
     async def stop(self) -> None:
+        """Stop taking batches, and wait for the one in its worker thread: a cancelled await
+        does not stop the thread, whose write (its WAL sync lets the GIL go) must end before
+        the engine is closed."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
 
     async def submit(self, mutate: Callable[[Txn], T], alone: bool = False) -> T:
         """Apply `mutate` durably; `alone` gives it a batch of its own (for mutations that
@@ -56,7 +62,9 @@ class GroupCommitter:
                 GROUP_SIZE.observe(len(group))
                 try:
                     with COMMIT_SECONDS.time():
-                        results = await asyncio.to_thread(run_group, self._engine, [m for m, _, _ in group])
+                        self._writing = asyncio.ensure_future(
+                            asyncio.to_thread(run_group, self._engine, [m for m, _, _ in group]))
+                        results = await asyncio.shield(self._writing)
                 except Exception as exc:  # the batch itself failed: nothing of it is durable
                     results = [exc] * len(group)
                 for (_, future, _), result in zip(group, results):
