@@ -15,7 +15,7 @@ from router import read_repair
 from router.directory import Account, Directory
 from router.errors import InvalidArgument, NotFound, NotHosted
 from router.folders import FolderDirectory
-from router.mailbox_order import MailboxOrder
+from router.mailbox_order import RIDING_LIMIT, MailboxOrder
 from router.message_reads import MessageReader, Read
 from router.mutations import Mutation
 from router.queue import OutboundQueue
@@ -103,6 +103,12 @@ def _intent_of(summary: types_pb2.MessageSummary, moved_to: str | None, expunged
     kind = Intent.DESTROYED if expunged else Intent.MOVED if moved_to is not None else Intent.UPDATED
     return Intent(kind=kind, message_id=summary.id, folder_id=moved_to or summary.folder_id,
                   thread_id=summary.thread_id)
+
+
+def _created(message_id: str, folder_id: str, thread_id: str) -> storage_pb2.OrderIntent:
+    """A new message as the mailbox order records it."""
+    return storage_pb2.OrderIntent(kind=storage_pb2.OrderIntent.CREATED, message_id=message_id,
+                                   folder_id=folder_id, thread_id=thread_id)
 
 
 def _doubtful(best: dict[str, types_pb2.MessageSummary], listings: list[Sequence[types_pb2.MessageSummary]]
@@ -198,18 +204,20 @@ class Coordinator:
         return Screened(raw, folder_id, accounts, remote, verdicts, threads, root, sender_user_id, mail_from,
                         bounce)
 
-    async def file(self, screened: Screened, entry_id: str) -> Outcome:
+    async def file(self, screened: Screened, entry_id: str, fresh: bool = False) -> Outcome:
         """The screened delivery written under entry_id: each hosted recipient's copy, the
-        Sent copy and the queue item at once (a retry rewrites each at the same version)."""
+        Sent copy and the queue item at once (a retry rewrites each at the same version).
+        `fresh`: no earlier attempt used entry_id (no claim adopted it), so each copy's store
+        rides its order's accept (one round: router/mailbox_order.py)."""
         s = screened
         received_ms = entry_id_ms(entry_id)
         jobs = [self._store(a.user_id, entry_id, *_filed(s.raw, s.folder_id, s.verdicts.get(a.user_id)), True,
-                            received_ms, s.threads.get(a.user_id) or thread_id_for(s.root, entry_id))
+                            received_ms, s.threads.get(a.user_id) or thread_id_for(s.root, entry_id), fresh)
                 for a in s.accounts]
         sent_id = sent_copy_id(entry_id)
         if s.sender_user_id:
             jobs.append(self._store(s.sender_user_id, sent_id, s.raw, "sent", False, received_ms,
-                                    s.threads.get(s.sender_user_id) or thread_id_for(s.root, sent_id)))
+                                    s.threads.get(s.sender_user_id) or thread_id_for(s.root, sent_id), fresh))
         item_id = sent_id if s.sender_user_id else entry_id
         enqueue = [self.queue.enqueue(item_id, s.raw, s.remote, mail_from=s.mail_from,
                                       sender_user_id=s.sender_user_id, created_ms=received_ms, is_bounce=s.bounce,
@@ -246,9 +254,8 @@ class Coordinator:
         stored = newest([a.summary for _, a in outcome.answers], lambda s: s.version)
         summary = stored if stored is not None else types_pb2.MessageSummary(id=entry_id, thread_id=thread_id)
         # ordered on every attempt (as _store): an earlier one may have stored it and failed before
-        await self.order.append(account.user_id, [storage_pb2.OrderIntent(
-            kind=storage_pb2.OrderIntent.CREATED, message_id=entry_id, folder_id=summary.folder_id or folder_id,
-            thread_id=summary.thread_id)])
+        await self.order.append(account.user_id, [_created(entry_id, summary.folder_id or folder_id,
+                                                           summary.thread_id)])
         return any(a.created for _, a in outcome.answers), summary
 
     async def _classify(self, recipients: list[str]) -> tuple[list[Account], list[str]]:
@@ -269,16 +276,19 @@ class Coordinator:
         return await self._store(user_id, message_id, raw, folder_id, unread, received_ms, thread_id)
 
     async def _store(self, user_id: str, message_id: str, raw: bytes, folder_id: str, unread: bool,
-                     received_ms: int, thread_id: str) -> tuple[str, str]:
+                     received_ms: int, thread_id: str, fresh: bool = False) -> tuple[str, str]:
         request = storage_pb2.StoreMessageRequest(
             user_id=user_id, id=message_id, raw=raw, folder_id=folder_id, unread=unread,
             received_ms=received_ms, thread_id=thread_id, version=self.clock.now())
+        if fresh and len(raw) <= RIDING_LIMIT:
+            # nothing is stored under a fresh id: the intent's thread is the copy's own
+            await self.order.append(user_id, [_created(message_id, folder_id, thread_id)], stores=[request])
+            return message_id, thread_id
         outcome = await self.replicas.write(user_id, Mutation(request))
         # An earlier attempt may have stored it already: report what is stored.
         stored = newest([a.summary for _, a in outcome.answers], lambda s: s.version)
         thread_id = stored.thread_id if stored is not None else thread_id
-        await self.order.append(user_id, [storage_pb2.OrderIntent(
-            kind=storage_pb2.OrderIntent.CREATED, message_id=message_id, folder_id=folder_id, thread_id=thread_id)])
+        await self.order.append(user_id, [_created(message_id, folder_id, thread_id)])
         return message_id, thread_id
 
     async def _threads(self, user_ids: list[str], candidates: list[str]) -> dict[str, str]:

@@ -8,15 +8,20 @@ writing the same mailbox prepares with a higher ballot and takes over, finishing
 its predecessor left accepted. Concurrent changes of one user are grouped into one slot,
 so a burst of deliveries costs one round, not one each. Every replica folds the chosen
 slots in slot order into UIDs and MODSEQs; this module never computes them.
+
+A delivery's store can ride its accept (`append(..., stores=)`): each acceptor writes the
+messages and the accept in one synced write, so once W accepted, the messages are durable
+on those W (and the third, or a hint for it, follows), one round instead of two.
 """
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar
 
@@ -24,6 +29,7 @@ import grpc
 from prometheus_client import Counter, Histogram
 
 from router.errors import InvalidArgument, QuorumFailure, Unavailable
+from router.mutations import Mutation
 from router.order_config import Config, OrderRings
 from router.replicas import Replicas, judge_rpc
 from router.ring import NodeInfo, Ring
@@ -36,6 +42,8 @@ log = logging.getLogger(__name__)
 
 PROPOSER_BITS = 24
 MAX_GROUP = 256                 # intents per slot
+RIDING_LIMIT = 256 * 1024       # a larger message is stored on its own first (its body goes to the object store)
+MAX_RIDING_BYTES = 2 * 1024 * 1024   # message bytes riding one accept
 MAX_ATTEMPTS = 12
 LEADS_KEPT = 100_000            # users whose promise this router remembers
 CHOSEN_BALLOT = (1 << 64) - 1
@@ -68,9 +76,34 @@ class _Lead:
 
 
 @dataclass
+class _Waiting:
+    intents: list[storage_pb2.OrderIntent]
+    stores: list[storage_pb2.StoreMessageRequest]
+    future: asyncio.Future[int]
+    alone: bool = False       # in a slot of its own (after its group was refused as invalid)
+
+    @property
+    def riding_bytes(self) -> int:
+        return sum(len(store.raw) for store in self.stores)
+
+
+@dataclass
 class _Queue:
-    pending: list[tuple[list[storage_pb2.OrderIntent], asyncio.Future[int]]] = field(default_factory=list)
+    pending: list[_Waiting] = field(default_factory=list)
     running: bool = False
+
+    def take_group(self) -> list[_Waiting]:
+        """The next slot's changes: the first waiting, and those after it up to MAX_GROUP
+        intents and MAX_RIDING_BYTES of riding messages (an `alone` one takes a slot alone)."""
+        group = [self.pending.pop(0)]
+        count, riding = len(group[0].intents), group[0].riding_bytes
+        while not group[0].alone and self.pending and not self.pending[0].alone:
+            nxt = self.pending[0]
+            if count + len(nxt.intents) > MAX_GROUP or riding + nxt.riding_bytes > MAX_RIDING_BYTES:
+                break
+            group.append(self.pending.pop(0))
+            count, riding = count + len(nxt.intents), riding + nxt.riding_bytes
+        return group
 
 
 def ballot_round(ballot: int) -> int:
@@ -89,12 +122,16 @@ class MailboxOrder:
         self._on_applied = on_applied
 
     # -- the API ------------------------------------------------------------------------
-    async def append(self, user_id: str, intents: list[storage_pb2.OrderIntent]) -> int:
+    async def append(self, user_id: str, intents: list[storage_pb2.OrderIntent],
+                     stores: Sequence[storage_pb2.StoreMessageRequest] = ()) -> int:
         """Order the intents (with whatever else of this user is waiting); the MODSEQ folded
-        by W replicas afterwards."""
+        by W replicas afterwards. `stores`, the user's messages the intents create (each at
+        most RIDING_LIMIT bytes), are written by every acceptor with the accept."""
+        if any(store.user_id != user_id or len(store.raw) > RIDING_LIMIT for store in stores):
+            raise ValueError("only the user's own messages of at most RIDING_LIMIT bytes ride an accept")
         queue = self._queues.setdefault(user_id, _Queue())
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        queue.pending.append((intents, future))
+        queue.pending.append(_Waiting(intents, list(stores), future))
         if not queue.running:
             queue.running = True
             task = asyncio.create_task(self._drain(user_id, queue))
@@ -105,30 +142,28 @@ class MailboxOrder:
     async def _drain(self, user_id: str, queue: _Queue) -> None:
         try:
             while queue.pending:
-                group: list[tuple[list[storage_pb2.OrderIntent], asyncio.Future[int]]] = []
-                count = 0
-                while queue.pending and (not group or count + len(queue.pending[0][0]) <= MAX_GROUP):
-                    intents, future = queue.pending.pop(0)
-                    group.append((intents, future))
-                    count += len(intents)
-                GROUP.observe(count)
+                group = queue.take_group()
+                GROUP.observe(sum(len(w.intents) for w in group))
                 try:
-                    modseq = await self._order(user_id, [i for intents, _ in group for i in intents])
+                    modseq = await self._order(user_id, [i for w in group for i in w.intents],
+                                               [s for w in group for s in w.stores])
+                except InvalidArgument as exc:
+                    if len(group) > 1:      # whose it is: each again in a slot of its own
+                        queue.pending[0:0] = [dataclasses.replace(w, alone=True) for w in group]
+                        continue
+                    _settle(group, exc)
                 except Exception as exc:
-                    for _, future in group:
-                        if not future.done():
-                            future.set_exception(exc)
+                    _settle(group, exc)
                 else:
-                    for _, future in group:
-                        if not future.done():
-                            future.set_result(modseq)
+                    _settle(group, modseq)
         finally:
             queue.running = False
             if not queue.pending and self._queues.get(user_id) is queue:
                 del self._queues[user_id]
 
     # -- Paxos --------------------------------------------------------------------------
-    async def _order(self, user_id: str, intents: list[storage_pb2.OrderIntent]) -> int:
+    async def _order(self, user_id: str, intents: list[storage_pb2.OrderIntent],
+                     stores: list[storage_pb2.StoreMessageRequest]) -> int:
         value = storage_pb2.OrderValue(intents=intents, time_ms=int(time.time() * 1000))
         higher = 0
         for attempt in range(MAX_ATTEMPTS):
@@ -138,7 +173,7 @@ class MailboxOrder:
                 if lead is None or not lead.prepared or lead.config != config.key:
                     lead = await self._prepare(user_id, config, lead, higher)
                 slot = lead.next_slot
-                chosen = await self._accept(user_id, config, lead.ballot, slot, value)
+                chosen = await self._accept(user_id, config, lead.ballot, slot, value, stores)
                 lead.next_slot = slot + 1
                 modseq = await self._commit(user_id, config, slot, chosen)
                 if chosen is value:
@@ -207,14 +242,14 @@ class MailboxOrder:
             self._leads.popitem(last=False)
         return fresh
 
-    async def _accept(self, user_id: str, config: Config, ballot: int, slot: int, value: storage_pb2.OrderValue
-                      ) -> storage_pb2.OrderValue:
+    async def _accept(self, user_id: str, config: Config, ballot: int, slot: int, value: storage_pb2.OrderValue,
+                      stores: Sequence[storage_pb2.StoreMessageRequest] = ()) -> storage_pb2.OrderValue:
         """The value chosen for `slot`: ours once W acceptors (of each set) took it, or the
-        one a replica already holds chosen there."""
+        one a replica already holds chosen there. Each acceptor stores `stores` with it."""
         request = storage_pb2.OrderAcceptRequest(user_id=user_id, slot=slot, ballot=ballot, value=value,
-                                                 config=config.wire())
+                                                 config=config.wire(), stores=stores)
         held = await self._majority(user_id, config, lambda stub: stub.OrderAccept(request, timeout=self._timeout),
-                                    lambda a: a.accepted)
+                                    lambda a: a.accepted, [Mutation(store) for store in stores])
         answers = [a for _, a in held]
         for answer in answers:
             if answer.already_chosen:
@@ -291,14 +326,16 @@ class MailboxOrder:
         return list({x.node_id: x for group in groups for x in group}.values())
 
     async def _majority(self, user_id: str, config: Config, call: Callable[[Stub], Awaitable[T]],
-                        yes: Callable[[T], bool]) -> list[tuple[NodeInfo, T]]:
+                        yes: Callable[[T], bool], carried: Sequence[Mutation] = ()) -> list[tuple[NodeInfo, T]]:
         """Ask every acceptor of the config at once; return the answers once W of each set
         said yes or no more can (with a refusal among them, for the caller to retry under a
         higher ballot or newer rings; with too few answers and none refusing, QuorumFailure).
-        Calls still running keep going (the third replica gets an accept or a commit too)."""
+        Calls still running keep going (the third replica gets an accept or a commit too).
+        The writes a call `carried` are held as hints for an acceptor that fails as a node."""
         groups = config.groups(user_id, self.replicas.consistency.n)
         nodes = list({x.node_id: x for group in groups for x in group}.values())
-        tasks = {asyncio.ensure_future(self.replicas.call(node, call)): node for node in nodes}
+        tasks = {asyncio.ensure_future(self.replicas.call_carrying(node, user_id, carried, call)
+                                       if carried else self.replicas.call(node, call)): node for node in nodes}
         answers: list[tuple[NodeInfo, T]] = []
         failures: list[str] = []
         pending = set(tasks)
@@ -329,7 +366,7 @@ class MailboxOrder:
                 if settled():
                     break
         finally:
-            for task in pending:
+            for task in tasks:      # the rest run on (or, when one refusal ended the wait, are read)
                 _background.add(task)
                 task.add_done_callback(_forget)
         refused = any(not yes(a) for _, a in answers)   # the caller takes a higher ballot and tries again
@@ -337,6 +374,16 @@ class MailboxOrder:
             raise QuorumFailure(f"mailbox order of {user_id}: {len(answers)} of {len(nodes)} acceptors answered "
                                 f"({'; '.join(failures) or 'timed out'})")
         return answers
+
+
+def _settle(group: list[_Waiting], result: int | BaseException) -> None:
+    for waiting in group:
+        if waiting.future.done():
+            continue
+        if isinstance(result, BaseException):
+            waiting.future.set_exception(result)
+        else:
+            waiting.future.set_result(result)
 
 
 def user_range(user_id: str) -> storage_pb2.TokenRange:

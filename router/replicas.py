@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import random
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
@@ -104,19 +104,15 @@ class Replicas:
             self.hints.hold(partition_key, node, mutation)
 
         async def attempt(node: NodeInfo) -> object:
-            self._inflight[epoch] += 1
             try:
-                return await self.call(node, lambda stub: mutation.send(stub, timeout))
+                return await self._carrying(epoch, node, partition_key, [mutation],
+                                            lambda stub: mutation.send(stub, timeout))
             except grpc.aio.AioRpcError as exc:
-                if exc.code() in NODE_FAILURES:
-                    self.hints.hold(partition_key, node, mutation)
-                elif exc.code() == grpc.StatusCode.NOT_FOUND and mutation.method == "UpdateMessage":
+                if exc.code() == grpc.StatusCode.NOT_FOUND and mutation.method == "UpdateMessage":
                     # The replica has not got the message yet (its store is still on the way,
                     # or a hint): if the update was acknowledged, replay it there later.
                     self.hints.hold_if(acknowledged, partition_key, node, mutation)
                 raise
-            finally:
-                self._inflight[epoch] -= 1
 
         try:
             outcome = await quorum(plan, attempt, timeout, judge_rpc)
@@ -125,6 +121,26 @@ class Replicas:
             raise
         acknowledged.set_result(True)
         return outcome
+
+    async def call_carrying(self, node: NodeInfo, partition_key: str, mutations: Sequence[Mutation],
+                            call: Callable[[Stub], Awaitable[T]]) -> T:
+        """One call to one node that carries writes of the partition (the mailbox order's
+        accept with the messages it creates): a write in flight for `settle`, and the writes
+        held as hints for the node when it fails as a node does."""
+        return await self._carrying(self._epoch, node, partition_key, mutations, call)
+
+    async def _carrying(self, epoch: int, node: NodeInfo, partition_key: str, mutations: Sequence[Mutation],
+                        call: Callable[[Stub], Awaitable[T]]) -> T:
+        self._inflight[epoch] += 1
+        try:
+            return await self.call(node, call)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in NODE_FAILURES:
+                for mutation in mutations:
+                    self.hints.hold(partition_key, node, mutation)
+            raise
+        finally:
+            self._inflight[epoch] -= 1
 
     async def read(self, partition_key: str, call: Callable[[Stub], Awaitable[T]]) -> Outcome[T]:
         """R answers from the replicas: R of them called, another on a failure or after the

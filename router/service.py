@@ -155,7 +155,7 @@ class MailService(mail_pb2_grpc.MailServicer):
         except NotFound as exc:  # an unknown recipient is the caller's mistake here
             raise FailedPrecondition(str(exc)) from exc
         entry_id = claimed.entry_id if claimed is not None else request.entry_id
-        outcome = await self.coordinator.file(screened, entry_id)
+        outcome = await self.coordinator.file(screened, entry_id, fresh=claimed is None or not claimed.replayed)
         return _deliver_response(outcome, entry_id, claimed)
 
     @rpc

@@ -5,7 +5,7 @@ import asyncio
 import dataclasses
 import functools
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -14,6 +14,7 @@ from prometheus_client import Counter
 
 from search_node.index import InvalidCursor, QuerySyntaxError, SearchIndex
 from storage_node import codec, keys, mailbox_order, order_transfer, replication
+from storage_node.batch import Txn
 from storage_node.batches import run_batch
 from storage_node.commit import GroupCommitter
 from storage_node.engine import (
@@ -232,14 +233,22 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
             keywords=tuple(request.keywords),
         ))
 
+    async def _prepared_apart(self, requests: Sequence[storage_pb2.StoreMessageRequest]) -> list[NewMessage | None]:
+        """Each large message prepared in a thread first (its body goes to the object store,
+        outside the batch); None for the others, parsed and compressed in the committer's
+        worker, one thread hop, not two (issue 19)."""
+        return [await asyncio.to_thread(self._prepare, r) if len(r.raw) > INLINE_BODY_LIMIT else None
+                for r in requests]
+
+    def _store(self, txn: Txn, request: storage_pb2.StoreMessageRequest, new: NewMessage | None
+               ) -> storage_pb2.StoreMessageResponse:
+        created, record = self.engine.store_message(txn, new or self._prepare(request))
+        return storage_pb2.StoreMessageResponse(created=created, summary=to_summary(record))
+
     @maps_errors
     async def StoreMessage(self, request: storage_pb2.StoreMessageRequest, context: Any) -> storage_pb2.StoreMessageResponse:
-        if len(request.raw) > INLINE_BODY_LIMIT:  # the body goes to the object store first, outside the batch
-            new = await asyncio.to_thread(self._prepare, request)
-            created, record = await self.committer.submit(lambda txn: self.engine.store_message(txn, new))
-        else:  # one thread hop, not two: parsed and compressed in the committer's worker (issue 19)
-            created, record = await self.committer.submit(lambda txn: self.engine.store_message(txn, self._prepare(request)))
-        return storage_pb2.StoreMessageResponse(created=created, summary=to_summary(record))
+        [new] = await self._prepared_apart([request])
+        return await self.committer.submit(lambda txn: self._store(txn, request, new))
 
     @maps_errors
     async def UpdateMessage(self, request: storage_pb2.UpdateMessageRequest, context: Any) -> types_pb2.MessageSummary:
@@ -555,9 +564,19 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         check_user_id(request.user_id)
         if request.slot < 1:
             raise InvalidArgument("slots start at 1")
-        return await self.committer.submit(lambda txn: self.order_fence.guard(
-            request.config, lambda: mailbox_order.accept(txn, request.user_id, request.slot, request.ballot, request.value),
-            storage_pb2.OrderAcceptReply))
+        if any(store.user_id != request.user_id for store in request.stores):
+            raise InvalidArgument("an accept stores its own user's messages only")
+        apart = await self._prepared_apart(request.stores)
+
+        def accept(txn: Txn) -> storage_pb2.OrderAcceptReply:
+            # the messages first, in the accept's own write: a replica that accepts holds them
+            stored = [self._store(txn, store, new) for store, new in zip(request.stores, apart)]
+            reply = self.order_fence.guard(request.config, lambda: mailbox_order.accept(
+                txn, request.user_id, request.slot, request.ballot, request.value), storage_pb2.OrderAcceptReply)
+            reply.stored.extend(stored)
+            return reply
+
+        return await self.committer.submit(accept)
 
     @maps_errors
     async def SetOrderFence(self, request: storage_pb2.OrderFence, context: Any) -> storage_pb2.OrderFence:
