@@ -98,8 +98,9 @@ def cluster_cpu(grid: Grid) -> dict[str, float]:
 
 def storage_calls(grid: Grid) -> Counter[str]:
     """Calls served so far by the cluster's storage nodes, by method, all nodes added up (their
-    `tidings_storage_calls_total`; "(Batch RPCs)" counts the coalesced RPCs that carried
-    "(calls in Batches)" of them, "(synced writes)" the write batches group commit synced)."""
+    `tidings_storage_calls_total`; "(batches)" counts the coalesced batches (Batch RPCs and
+    requests on Batches streams) that carried "(calls in batches)" of them, "(synced writes)"
+    the write batches group commit synced)."""
     calls: Counter[str] = Counter()
     for name, port in grid.cluster.layout.metrics_ports.items():
         if not name.startswith("storage-") or not port:
@@ -110,9 +111,9 @@ def storage_calls(grid: Grid) -> Counter[str]:
                     if sample.name == "tidings_storage_calls_total":
                         calls[sample.labels["method"]] += int(sample.value)
                     elif sample.name == "tidings_storage_batches_total":
-                        calls["(Batch RPCs)"] += int(sample.value)
+                        calls["(batches)"] += int(sample.value)
                     elif sample.name == "tidings_storage_batched_calls_total":
-                        calls["(calls in Batches)"] += int(sample.value)
+                        calls["(calls in batches)"] += int(sample.value)
                     elif sample.name == "tidings_storage_commit_group_size_count":
                         calls["(synced writes)"] += int(sample.value)
     return calls
@@ -230,9 +231,9 @@ def main(argv: Sequence[str] | None = None) -> None:
               ", ".join(f"{name} {value:.2f}" for name, value in sorted(cpu.items())))
     for (mode, connections), served in calls.items():
         total = sum(v for m, v in served.items() if not m.startswith("("))
-        rpcs = total - served.get("(calls in Batches)", 0.0) + served.get("(Batch RPCs)", 0.0)
+        sent = total - served.get("(calls in batches)", 0.0) + served.get("(batches)", 0.0)
         print(f"storage calls a message (3 nodes), checks {mode}, {connections} connection(s): "
-              f"{total:.2f} in {rpcs:.2f} RPCs: " +
+              f"{total:.2f} in {sent:.2f} RPCs or batches: " +
               ", ".join(f"{m} {v:.2f}" for m, v in sorted(served.items(), key=lambda kv: -kv[1])))
     for connections in args.connections if len(args.modes) == len(MODES) else ():
         (on_rate, _, on_cpu), (off_rate, _, off_cpu) = results["on", connections], results["off", connections]

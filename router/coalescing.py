@@ -1,19 +1,22 @@
 """Calls to one storage node, coalesced: the unary calls of the mail path (stores, updates,
 listings, searches, directory and thread reads, spam counts, the mailbox order's calls) made
 in one turn of the event loop, or while earlier ones to the same node are on the wire, go
-together as one `StorageNode.Batch` RPC.
+together as one batch, a request on the long-lived `StorageNode.Batches` stream the router
+keeps to each node (router/batch_stream.py); a call alone goes the same way.
 
 Python's gRPC costs about half a millisecond of CPU a call on this machine, router and node
 together, and a delivery makes some twenty of them; at load most of that is per call, not
-per byte, so one RPC for what was several pays. A caller sees no difference: the same
-awaitable, the same answer, the same `grpc.aio.AioRpcError` for its own failure (a failed
-batch fails each of its calls with the batch's status). At most `MAX_IN_FLIGHT` batches are
-on the wire to a node at once; the calls of one turn of the loop leave at its end, so an idle
-router adds no delay and still sends what one request asks of a node at once (a folder list's
-counters and folder names) as one RPC. A batch holds at most MAX_CALLS calls and BATCH_BYTES
-of requests; a message read (whose answer is the whole message) always goes alone, so no batch
-outgrows gRPC's message limit. A node that does not know `Batch` (UNIMPLEMENTED: an older
-version during an upgrade) gets single calls from then on.
+per byte, so one batch for what was several pays, and a message on an open stream costs a
+fraction of an RPC. A caller sees no difference: the same awaitable, the same answer, the
+same `grpc.aio.AioRpcError` for its own failure (a failed batch fails each of its calls with
+the batch's status). At most `MAX_IN_FLIGHT` batches are on the wire to a node at once; the
+calls of one turn of the loop leave at its end, so an idle router adds no delay and still
+sends what one request asks of a node at once (a folder list's counters and folder names)
+as one batch. A batch holds at most MAX_CALLS calls and BATCH_BYTES of requests; a message
+read (whose answer is the whole message) always goes alone as its own RPC, so no batch
+outgrows gRPC's message limit. A node that does not know `Batches` (UNIMPLEMENTED: an older
+version during an upgrade) gets `Batch` RPCs, and one that does not know `Batch` single
+calls, from then on.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from typing import Any
 import grpc
 from prometheus_client import Histogram
 
+from router.batch_stream import BatchStream
 from tidings.v1 import storage_pb2, storage_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -72,6 +76,8 @@ class NodeBatcher:
         self._queue: list[_Call] = []
         self._in_flight = 0
         self.batching = True
+        self.streaming = True
+        self._stream: BatchStream | None = None
         self._flush_soon = False
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -106,7 +112,7 @@ class NodeBatcher:
             calls = [c for c in calls if not c.future.done()]     # its caller gave up already
             if not calls:
                 return
-            if len(calls) == 1 or not self.batching:
+            if not self.batching or (len(calls) == 1 and not self.streaming):
                 await asyncio.gather(*(self._alone(c) for c in calls))
                 return
             await self._together(calls)
@@ -128,7 +134,7 @@ class NodeBatcher:
         deadlines = [c.deadline for c in calls]
         timeout = None if None in deadlines else max(_left(d) or 0.0 for d in deadlines)
         try:
-            response = await self._stub.Batch(request, timeout=timeout)
+            response = await self._batch(request, timeout)
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
                 log.warning("a storage node does not know Batch: single calls to it from now on")
@@ -143,6 +149,25 @@ class NodeBatcher:
                 _fail(call, rpc_error(_CODES.get(result.error.code, grpc.StatusCode.UNKNOWN), result.error.details))
             else:
                 _answer(call, getattr(result, call.field))
+
+
+    async def _batch(self, request: storage_pb2.BatchRequest, timeout: float | None) -> storage_pb2.BatchResponse:
+        if not self.streaming:
+            return await self._stub.Batch(request, timeout=timeout)
+        if self._stream is None or self._stream.broken is not None:
+            self._stream = BatchStream(self._stub)
+        try:
+            return await self._stream.send(request, timeout)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                raise
+        log.warning("a storage node does not know Batches: Batch RPCs to it from now on")
+        self.streaming = False
+        return await self._stub.Batch(request, timeout=timeout)
+
+    async def close(self) -> None:
+        if self._stream is not None:
+            await self._stream.close()
 
 
 def _take(queue: list[_Call]) -> tuple[list[_Call], list[_Call]]:

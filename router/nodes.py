@@ -28,5 +28,7 @@ class NodePool:
         return held  # the same methods as the stub, some of them coalesced
 
     async def close(self) -> None:
+        for held in self._stubs.values():
+            await held.batcher.close()
         self._stubs.clear()
         await self._peers.close()

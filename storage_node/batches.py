@@ -1,10 +1,13 @@
-"""The storage node's side of a coalesced call (`StorageNode.Batch`): each call of the batch
-runs through the servicer's own method, all at once (so their writes share group commits),
-and each gets its own answer or its own status, exactly as if it had been called alone."""
+"""The storage node's side of a coalesced call (`StorageNode.Batch`, or one request of a
+`Batches` stream): each call of the batch runs through the servicer's own method, all at once
+(so their writes share group commits), and each gets its own answer or its own status, exactly
+as if it had been called alone. A stream's requests run at once too, each answered with its
+id when it is done."""
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import grpc
@@ -58,3 +61,39 @@ async def _one(servicer: Any, call: storage_pb2.BatchCall) -> storage_pb2.BatchR
 async def run_batch(servicer: Any, request: storage_pb2.BatchRequest) -> storage_pb2.BatchResponse:
     results = await asyncio.gather(*(_one(servicer, call) for call in request.calls))
     return storage_pb2.BatchResponse(results=results)
+
+
+async def run_batches(servicer: Any, requests: AsyncIterable[storage_pb2.BatchRequest]
+                      ) -> AsyncIterator[storage_pb2.BatchResponse]:
+    """A Batches stream's answers: each request run as `run_batch` runs it, as it comes, and
+    answered with its id once done. The stream ends when the caller's half ends and every
+    request is answered; if it is cancelled, so are the requests still running (as a
+    cancelled Batch's would be)."""
+    answered: asyncio.Queue[storage_pb2.BatchResponse | None] = asyncio.Queue()
+    running: set[asyncio.Task[None]] = set()
+
+    async def one(request: storage_pb2.BatchRequest) -> None:
+        response = await run_batch(servicer, request)
+        response.id = request.id
+        answered.put_nowait(response)
+
+    async def read() -> None:
+        try:
+            async for request in requests:
+                task = asyncio.create_task(one(request))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            while running:
+                await asyncio.gather(*running, return_exceptions=True)
+        finally:
+            answered.put_nowait(None)
+
+    reader = asyncio.create_task(read())
+    try:
+        while (response := await answered.get()) is not None:
+            yield response
+        await reader      # its own error, if it had one, is the stream's
+    finally:
+        reader.cancel()
+        for task in list(running):
+            task.cancel()

@@ -15,7 +15,7 @@ from prometheus_client import Counter
 from search_node.index import InvalidCursor, QuerySyntaxError, SearchIndex
 from storage_node import codec, keys, mailbox_order, order_transfer, replication
 from storage_node.batch import Txn
-from storage_node.batches import run_batch
+from storage_node.batches import run_batch, run_batches
 from storage_node.commit import GroupCommitter
 from storage_node.engine import (
     INLINE_BODY_LIMIT,
@@ -52,8 +52,9 @@ MESSAGES_BYTES = 4 * 1024 * 1024   # bodies of one GetMessages answer, about (at
 # (~25-50 us); the mail path's small reads run on the event loop (docs/performance.md, issue 19).
 
 RPC_ERRORS = Counter("tidings_storage_rpc_errors_total", "Storage RPCs that ended in an error", ["method", "code"])
-BATCHES = Counter("tidings_storage_batches_total", "StorageNode.Batch RPCs served (their calls are in calls_total)")
-BATCHED = Counter("tidings_storage_batched_calls_total", "Calls that came in a StorageNode.Batch")
+BATCHES = Counter("tidings_storage_batches_total",
+                  "Batches served: Batch RPCs and requests of Batches streams (their calls are in calls_total)")
+BATCHED = Counter("tidings_storage_batched_calls_total", "Calls that came in a batch")
 CALLS = Counter("tidings_storage_calls_total", "Storage calls served, each call of a Batch counted apart",
                 ["method"])
 
@@ -149,6 +150,12 @@ def _counted(direction: str, batch: storage_pb2.ReplicaItems) -> storage_pb2.Rep
     STREAM_ITEMS.labels(direction).inc(len(batch.items))
     STREAM_BYTES.labels(direction).inc(batch.ByteSize())
     return batch
+
+
+def _batch_counted(request: storage_pb2.BatchRequest) -> storage_pb2.BatchRequest:
+    BATCHES.inc()
+    BATCHED.inc(len(request.calls))
+    return request
 
 
 def _to_version(held: ItemVersion) -> storage_pb2.ItemVersion:
@@ -631,6 +638,9 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
             yield storage_pb2.OrderNotice(user_id=user_id, modseq=modseq)
 
     async def Batch(self, request: storage_pb2.BatchRequest, context: Any) -> storage_pb2.BatchResponse:
-        BATCHES.inc()
-        BATCHED.inc(len(request.calls))
-        return await run_batch(self, request)
+        return await run_batch(self, _batch_counted(request))
+
+    async def Batches(self, requests: AsyncIterator[storage_pb2.BatchRequest], context: Any
+                      ) -> AsyncIterator[storage_pb2.BatchResponse]:
+        async for response in run_batches(self, (_batch_counted(r) async for r in requests)):
+            yield response

@@ -1,31 +1,38 @@
 """Coalesced calls to a storage node over a real gRPC server on a loopback port: the calls of
-one turn of the loop, and those made while others are on the wire, share one Batch RPC and
-each gets its own answer or its own status; a lone call goes alone; a node without Batch gets
-single calls; a caller's deadline is its own."""
+one turn of the loop, and those made while others are on the wire, share one batch on the
+node's Batches stream and each gets its own answer or its own status; a lone call goes on the
+stream too; a node without Batches gets Batch RPCs, one without Batch single calls; a
+caller's deadline is its own; a stream that breaks fails its batches with UNAVAILABLE, and the
+next batch opens a new one."""
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import pytest
 
 from router.coalescing import CoalescingStub
-from storage_node.batches import run_batch
+from storage_node.batches import run_batch, run_batches
 from tidings.v1 import storage_pb2, storage_pb2_grpc
 
 
 class Node(storage_pb2_grpc.StorageNodeServicer):
-    """GetDirectory answers from a dict (slowly, when told); Batch as the real node runs it."""
+    """GetDirectory answers from a dict (slowly, when told); Batch and Batches as the real
+    node runs them, or UNIMPLEMENTED (an older node)."""
 
-    def __init__(self, batches: bool = True) -> None:
+    def __init__(self, batches: bool = True, streams: bool = True) -> None:
         self.entries = {"domain:a.test": b"a"}
-        self.batches: list[int] = []
+        self.batches: list[int] = []        # calls of each Batch RPC
+        self.streamed: list[int] = []       # calls of each request on a Batches stream
+        self.streams = 0
         self.singles = 0
         self.delay = 0.0
         self.knows_batch = batches
+        self.knows_streams = streams
 
     async def GetDirectory(self, request: storage_pb2.DirectoryKey, context: Any) -> storage_pb2.DirectoryEntry:
         self.singles += 1
@@ -42,31 +49,64 @@ class Node(storage_pb2_grpc.StorageNodeServicer):
         self.singles -= len(request.calls)      # counted by GetDirectory; these came together
         return await run_batch(self, request)
 
+    async def Batches(self, requests: AsyncIterator[storage_pb2.BatchRequest], context: Any
+                      ) -> AsyncIterator[storage_pb2.BatchResponse]:
+        if not self.knows_streams:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+        self.streams += 1
 
-Scenario = Callable[[Node, CoalescingStub, Node, CoalescingStub], Awaitable[None]]
+        async def counted() -> AsyncIterator[storage_pb2.BatchRequest]:
+            async for request in requests:
+                self.streamed.append(len(request.calls))
+                self.singles -= len(request.calls)
+                yield request
+
+        async for response in run_batches(self, counted()):
+            yield response
 
 
-def run(scenario: Scenario) -> None:
+@dataclass
+class Served:
+    node: Node              # knows Batches
+    stub: CoalescingStub
+    batch_only: Node        # knows Batch, not Batches
+    batch_only_stub: CoalescingStub
+    old: Node               # knows neither
+    old_stub: CoalescingStub
+    servers: list[grpc.aio.Server]
+    ports: list[int]
+
+
+def run(scenario: Callable[[Served], Awaitable[None]]) -> None:
     async def main() -> None:
         async with served() as parts:
-            await scenario(*parts)
+            await scenario(parts)
     asyncio.run(main())
 
 
+async def _serve(node: Node, port: int = 0) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server()
+    storage_pb2_grpc.add_StorageNodeServicer_to_server(node, server)
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    return server, bound
+
+
 @asynccontextmanager
-async def served() -> AsyncIterator[tuple[Node, CoalescingStub, Node, CoalescingStub]]:
-    nodes = [Node(), Node(batches=False)]
-    servers, channels, stubs = [], [], []
+async def served() -> AsyncIterator[Served]:
+    nodes = [Node(), Node(streams=False), Node(batches=False, streams=False)]
+    servers, ports, channels, stubs = [], [], [], []
     for node in nodes:
-        server = grpc.aio.server()
-        storage_pb2_grpc.add_StorageNodeServicer_to_server(node, server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
+        server, port = await _serve(node)
         servers.append(server)
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        ports.append(port)
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.initial_reconnect_backoff_ms", 50),
+                                                                         ("grpc.max_reconnect_backoff_ms", 100)])
         channels.append(channel)
         stubs.append(CoalescingStub(storage_pb2_grpc.StorageNodeStub(channel)))
-    yield nodes[0], stubs[0], nodes[1], stubs[1]
+    yield Served(nodes[0], stubs[0], nodes[1], stubs[1], nodes[2], stubs[2], servers, ports)
+    for stub in stubs:
+        await stub.batcher.close()
     for channel in channels:
         await channel.close()
     for server in servers:
@@ -78,60 +118,95 @@ def ask(stub: CoalescingStub, key: str, timeout: float = 5) -> Any:
 
 
 def test_concurrent_calls_share_a_batch_and_each_gets_its_own_answer() -> None:
-    run(_concurrent_calls_share_a_batch_and_each_gets_its_own_answer)
+    async def scenario(s: Served) -> None:
+        s.node.delay = 0.05
+        answers = await asyncio.gather(*(ask(s.stub, k) for k in ["domain:a.test", "x", "domain:a.test", "y", "z"]),
+                                       return_exceptions=True)
+        assert [a.found for a in answers] == [True, False, True, False, False]
+        assert s.node.singles == 0 and s.node.streamed == [5]     # asked in one turn of the loop: one batch
+        await ask(s.stub, "x")
+        await ask(s.stub, "y")
+        assert s.node.singles == 0 and s.node.streamed == [5, 1, 1]   # one at a time: each alone, streamed
+        assert s.node.streams == 1 and not s.node.batches          # all on one stream
 
-
-async def _concurrent_calls_share_a_batch_and_each_gets_its_own_answer(node: Node, stub: CoalescingStub, old: Node,
-        old_stub: CoalescingStub) -> None:
-    node.delay = 0.05
-    answers = await asyncio.gather(*(ask(stub, k) for k in ["domain:a.test", "x", "domain:a.test", "y", "z"]),
-                                   return_exceptions=True)
-    assert [a.found for a in answers] == [True, False, True, False, False]
-    assert node.singles == 0 and node.batches == [5]     # asked in one turn of the loop: one RPC
-    await ask(stub, "x")
-    await ask(stub, "y")
-    assert node.singles == 2 and node.batches == [5]     # one at a time, nothing waiting: each alone
+    run(scenario)
 
 
 def test_a_call_that_fails_in_a_batch_fails_alone_with_its_status() -> None:
-    run(_a_call_that_fails_in_a_batch_fails_alone_with_its_status)
+    async def scenario(s: Served) -> None:
+        s.node.delay = 0.05
+        first = [asyncio.ensure_future(ask(s.stub, key)) for key in ("x", "y")]     # on the wire: the rest wait
+        await asyncio.sleep(0.01)
+        results = await asyncio.gather(ask(s.stub, "bad"), ask(s.stub, "domain:a.test"), return_exceptions=True)
+        await asyncio.gather(*first)
+        assert isinstance(results[0], grpc.aio.AioRpcError)
+        assert results[0].code() == grpc.StatusCode.INVALID_ARGUMENT and results[0].details() == "a bad key"
+        assert results[1].found and s.node.streamed == [2, 2]
+
+    run(scenario)
 
 
-async def _a_call_that_fails_in_a_batch_fails_alone_with_its_status(node: Node, stub: CoalescingStub, old: Node,
-        old_stub: CoalescingStub) -> None:
-    node.delay = 0.05
-    first = [asyncio.ensure_future(ask(stub, key)) for key in ("x", "y")]     # on the wire: the rest wait
-    await asyncio.sleep(0.01)
-    results = await asyncio.gather(ask(stub, "bad"), ask(stub, "domain:a.test"), return_exceptions=True)
-    await asyncio.gather(*first)
-    assert isinstance(results[0], grpc.aio.AioRpcError)
-    assert results[0].code() == grpc.StatusCode.INVALID_ARGUMENT and results[0].details() == "a bad key"
-    assert results[1].found and node.batches == [2, 2]
+def test_a_node_without_batches_gets_batch_rpcs() -> None:
+    async def scenario(s: Served) -> None:
+        s.batch_only.delay = 0.05
+        answers = await asyncio.gather(*(ask(s.batch_only_stub, k) for k in ["domain:a.test", "a", "b"]))
+        assert [a.found for a in answers] == [True, False, False]
+        assert s.batch_only.batches == [3] and not s.batch_only_stub.batcher.streaming
+        await ask(s.batch_only_stub, "x")
+        assert s.batch_only.singles == 1 and s.batch_only.batches == [3]   # alone: its own RPC
+
+    run(scenario)
 
 
 def test_a_node_without_batch_gets_single_calls() -> None:
-    run(_a_node_without_batch_gets_single_calls)
+    async def scenario(s: Served) -> None:
+        s.old.delay = 0.05
+        answers = await asyncio.gather(*(ask(s.old_stub, k) for k in ["domain:a.test", "a", "b", "c"]))
+        assert [a.found for a in answers] == [True, False, False, False]
+        assert s.old.singles == 4 and not s.old_stub.batcher.batching    # refused as a batch, then sent alone
 
-
-async def _a_node_without_batch_gets_single_calls(node: Node, stub: CoalescingStub, old: Node,
-        old_stub: CoalescingStub) -> None:
-    old.delay = 0.05
-    answers = await asyncio.gather(*(ask(old_stub, k) for k in ["domain:a.test", "a", "b", "c"]))
-    assert [a.found for a in answers] == [True, False, False, False]
-    assert old.singles == 4 and not old_stub.batcher.batching    # 3 refused as a batch, then sent alone
+    run(scenario)
 
 
 def test_a_caller_deadline_is_its_own() -> None:
-    run(_a_caller_deadline_is_its_own)
+    async def scenario(s: Served) -> None:
+        s.node.delay = 0.3
+        with pytest.raises(grpc.aio.AioRpcError) as late:
+            await ask(s.stub, "x", timeout=0.05)
+        assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        s.node.delay = 0.0
+        assert (await ask(s.stub, "domain:a.test")).found
+        assert s.node.streams == 1          # a late answer does not break the stream
+
+    run(scenario)
 
 
-async def _a_caller_deadline_is_its_own(node: Node, stub: CoalescingStub, old: Node,
-        old_stub: CoalescingStub) -> None:
-    node.delay = 0.3
-    with pytest.raises(grpc.aio.AioRpcError) as late:
-        await ask(stub, "x", timeout=0.05)
-    assert late.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-    assert (await ask(stub, "domain:a.test")).found
+def test_a_broken_stream_fails_its_batches_and_the_next_batch_opens_a_new_one() -> None:
+    async def scenario(s: Served) -> None:
+        assert (await ask(s.stub, "domain:a.test")).found
+        s.node.delay = 5.0
+        waiting = asyncio.ensure_future(ask(s.stub, "x", timeout=10))
+        await asyncio.sleep(0.1)
+        await s.servers[0].stop(None)                  # the node goes away with a batch on the stream
+        with pytest.raises(grpc.aio.AioRpcError) as broken:
+            await waiting
+        assert broken.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+        with pytest.raises(grpc.aio.AioRpcError) as down:
+            await ask(s.stub, "x", timeout=2)
+        assert down.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        s.node.delay = 0.0
+        s.servers[0], _ = await _serve(s.node, s.ports[0])   # back on its port
+        for _ in range(50):
+            try:
+                assert (await ask(s.stub, "domain:a.test", timeout=2)).found
+                break
+            except grpc.aio.AioRpcError:
+                await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("no answer after the node came back")
+        assert s.node.streams >= 2
+
+    run(scenario)
 
 
 def test_a_batch_is_bounded_by_its_requests_bytes() -> None:
