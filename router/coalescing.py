@@ -90,10 +90,13 @@ class NodeBatcher:
             # the calls made in this turn of the loop (a quorum's, a gather's) leave together
             self._flush_soon = True
             loop.call_soon(self._flush)
+        # the caller's own deadline: one timer (wait_for and shield cost ~25 us more a call)
+        expiry = None if call.deadline is None else loop.call_at(call.deadline, _expire, call)
         try:
-            return await asyncio.wait_for(asyncio.shield(call.future), timeout)
-        except TimeoutError:
-            raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+            return await call.future
+        finally:
+            if expiry is not None:
+                expiry.cancel()
 
     def _flush(self) -> None:
         self._flush_soon = False
@@ -193,6 +196,10 @@ def _left(deadline: float | None) -> float | None:
 def _answer(call: _Call, answer: Any) -> None:
     if not call.future.done():
         call.future.set_result(answer)
+
+
+def _expire(call: _Call) -> None:
+    _fail(call, rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"))
 
 
 def _fail(call: _Call, exc: BaseException) -> None:
