@@ -188,10 +188,24 @@ def mail_of(msg: Message) -> ParsedMail:
         subject=_header(msg, "Subject"),
         text=text,
         html=html,
-        snippet=_SPACE.sub(" ", snippet_source).strip()[:SNIPPET_CHARS],
+        snippet=snippet_of(snippet_source),
         attachments=tuple(attachments),
         attachment_texts=tuple(attachment_texts),
     )
+
+
+def snippet_of(text: str) -> str:
+    """`_SPACE.sub(" ", text).strip()[:SNIPPET_CHARS]`, from the shortest prefix of `text` that
+    decides it (collapsing the whitespace of a whole 4 KB body cost ~0.12 ms, 40% of a parse):
+    the collapsed prefix is a prefix of the collapsed text, and once it holds more than
+    SNIPPET_CHARS characters past the leading space, what follows cannot change them."""
+    size = 2 * SNIPPET_CHARS
+    while size < len(text):
+        collapsed = _SPACE.sub(" ", text[:size]).lstrip()
+        if len(collapsed) > SNIPPET_CHARS:
+            return collapsed[:SNIPPET_CHARS]
+        size *= 4
+    return _SPACE.sub(" ", text).strip()[:SNIPPET_CHARS]
 
 
 def thread_candidates(raw: bytes) -> tuple[list[str], str]:

@@ -3,7 +3,18 @@ from __future__ import annotations
 
 from email.message import EmailMessage
 
-from tidings_runtime.mime import find_attachment, parse_mail, parse_with_candidates, thread_candidates
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tidings_runtime.mime import (
+    _SPACE,
+    SNIPPET_CHARS,
+    find_attachment,
+    parse_mail,
+    parse_with_candidates,
+    snippet_of,
+    thread_candidates,
+)
 
 
 def test_encoded_words_attachments_and_alternatives() -> None:
@@ -63,3 +74,17 @@ def test_broken_mail_is_parsed_without_raising() -> None:
     reply = b"In-Reply-To: <p1@x> <p2@x>\r\nSubject: re\r\n\r\nbody\r\n"
     assert parse_with_candidates(reply)[1:] == thread_candidates(reply) == (["p1@x", "p2@x"], "p1@x")
     assert parse_mail(b"garbage without headers").subject == ""
+
+
+# words and every kind of whitespace (Unicode's too), so the prefix's cut falls inside words,
+# inside runs and across the snippet's length; a long blank tail makes the end decide
+_TEXT = st.text(alphabet="ab\u00e9 \t\r\n\u00a0\u2003\x1c", max_size=2500)
+_TAIL = st.sampled_from(["", " " * 3000, "\n" * 700 + "z"])
+
+
+@given(_TEXT, _TAIL)
+def test_the_snippet_from_a_prefix_is_the_snippet_of_the_whole_text(text: str, tail: str) -> None:
+    assert snippet_of(text + tail) == _SPACE.sub(" ", text + tail).strip()[:SNIPPET_CHARS]
+    for edge in ("a" * (SNIPPET_CHARS - 1) + " " + tail, "a" * (SNIPPET_CHARS - 1) + "  " + "b" * 300,
+                 " " * 999 + "a" * SNIPPET_CHARS + " b" + tail):
+        assert snippet_of(edge) == _SPACE.sub(" ", edge).strip()[:SNIPPET_CHARS]
