@@ -1,6 +1,9 @@
 """Analyzer and field analysis: folding, tokenizing, addresses, HTML, query-side matches."""
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from search_node import fields as F
 from search_node.index import IndexDoc
 from tidings_runtime import analysis as A
@@ -14,6 +17,13 @@ def test_folding_and_tokens() -> None:
 def test_any_script() -> None:
     assert A.TEXT.tokens("東京タワー") == ["東", "京", "タ", "ワ", "ー"]
     assert A.TEXT.tokens("Привет, Мир! नमस्ते दुनिया 한국어") == ["привет", "мир", "नमस्ते", "दुनिया", "한국어"]
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)), st.text(max_size=40))
+def test_ascii_text_has_the_words_the_pattern_finds(ascii_text: str, other: str) -> None:
+    """tokenize's translate-and-split path for ASCII text against the pattern it stands for."""
+    assert A.tokenize(ascii_text) == A._TOKEN.findall(ascii_text)
+    assert A.tokenize(ascii_text + other) == A._TOKEN.findall(ascii_text + other)
 
 
 def test_html_to_text() -> None:
