@@ -3,8 +3,11 @@ formats stay readable when new ones are added (as Tahoe's versioned schemas)."""
 from __future__ import annotations
 
 import json
+import threading
 import zlib
 from typing import Any
+
+import zstandard
 
 from storage_node import keys
 from storage_node.errors import CorruptValue
@@ -14,8 +17,10 @@ RECORD_JSON_V1 = 1
 RECORD_JSON_V2 = 2   # V1 plus IMAP's flags ("an", "dr", "de", "kw"); written only when one is set
 # Either format may carry "h", the kept header fields (latin-1, so any bytes): an optional member,
 # absent from records written before it and from tombstones; a reader without it ignores it.
-BODY_ZLIB_V1 = 1
+BODY_ZLIB_V1 = 1     # read only: bodies written before zstd
 BODY_BLOB_V1 = 2
+BODY_ZSTD_V1 = 3     # zstd level 3: the ratio of zlib -6 (0.348 against 0.342 on the peer's mail), 4x less CPU
+ZSTD_LEVEL = 3
 COUNTS_V1 = 1
 DIRECTORY_V1 = 1
 
@@ -74,8 +79,14 @@ def decode_record(value: bytes) -> MessageRecord:
     )
 
 
+_zstd = threading.local()    # a context a thread: one is not safe to share, a new one each time costs ~20 us
+
+
 def encode_inline_body(raw: bytes) -> bytes:
-    return bytes([BODY_ZLIB_V1]) + zlib.compress(raw, 6)
+    compressor = getattr(_zstd, "compressor", None)
+    if compressor is None:
+        compressor = _zstd.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return bytes([BODY_ZSTD_V1]) + compressor.compress(raw)
 
 
 def encode_blob_body(blob_ref: str) -> bytes:
@@ -84,7 +95,9 @@ def encode_blob_body(blob_ref: str) -> bytes:
 
 def decode_body(value: bytes) -> tuple[bytes | None, str | None]:
     """(raw, None) for an inline body, (None, blob ref) for one in the object store."""
-    kind = _check(value, {BODY_ZLIB_V1, BODY_BLOB_V1}, "body")
+    kind = _check(value, {BODY_ZSTD_V1, BODY_ZLIB_V1, BODY_BLOB_V1}, "body")
+    if kind == BODY_ZSTD_V1:
+        return zstandard.decompress(value[1:]), None
     if kind == BODY_ZLIB_V1:
         return zlib.decompress(value[1:]), None
     return None, value[1:].decode()

@@ -1,6 +1,7 @@
 """The storage engine over a real RocksDB: the data model's rules, idempotence, LWW."""
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from storage_node import codec, keys
 from storage_node.blobs import LocalBlobStore
 from storage_node.engine import Change, Engine, run_group
-from storage_node.errors import InvalidArgument, NotFound
+from storage_node.errors import CorruptValue, InvalidArgument, NotFound
 from tests.unit.storage_node.fixtures import OTHER, USER, apply, mid, new, raw_mail
 
 
@@ -101,6 +102,18 @@ def test_raw_survives_reopen_byte_identical(tmp_path: Path) -> None:
         assert e.get(keys.CF_BODIES, keys.message(USER, mid(7)))[0] == codec.BODY_BLOB_V1
     finally:
         e.close()
+
+
+def test_bodies_are_zstd_and_zlib_bodies_stay_readable(engine: Engine) -> None:
+    raw = raw_mail("inline", "compressible words " * 200)
+    apply(engine, lambda t: engine.store_message(t, new(mid(1), 1000, raw=raw)))
+    assert engine.get(keys.CF_BODIES, keys.message(USER, mid(1)))[0] == codec.BODY_ZSTD_V1
+    assert engine.raw(USER, mid(1)) == raw
+    old = bytes([codec.BODY_ZLIB_V1]) + zlib.compress(raw, 6)      # as written before zstd
+    apply(engine, lambda t: engine.store_message(t, new(mid(2), 1001, raw=raw, body=old)))
+    assert engine.raw(USER, mid(2)) == raw
+    with pytest.raises(CorruptValue):
+        codec.decode_body(bytes([9]) + b"?")
 
 
 def test_same_millisecond_rows_page_without_overlap(engine: Engine) -> None:
