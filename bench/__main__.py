@@ -5,7 +5,8 @@ import importlib
 import sys
 
 BENCHMARKS = ["ring_sim", "search_bench", "node_ingest", "mail_flow", "outbound", "push_latency", "imap_idle",
-              "api_latency", "ingest_vs_postfix", "imap_vs_dovecot", "synced_write_stall"]
+              "api_latency", "ingest_vs_postfix", "imap_vs_dovecot", "synced_write_stall",
+              "grpc_calls"]
 
 
 def main(argv: list[str]) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench import node_ingest, search_bench, synced_write_stall
+from bench import grpc_calls, node_ingest, search_bench, synced_write_stall
 
 
 def test_node_ingest_reports_every_rate(capsys: pytest.CaptureFixture[str]) -> None:
@@ -26,3 +26,9 @@ def test_synced_write_stall_reports_both_ways(capsys: pytest.CaptureFixture[str]
     synced_write_stall.main(["--seconds", "0.2"])
     out = capsys.readouterr().out
     assert "rocksdict sync=True (baseline)" in out and "RdictStore: write + flush_wal" in out and "x" in out
+
+
+def test_grpc_calls_reports_unary_and_stream(capsys: pytest.CaptureFixture[str]) -> None:
+    grpc_calls.main(["--calls", "64", "--callers", "4"])
+    out = capsys.readouterr().out
+    assert "unary call (baseline)" in out and "stream message" in out and "stream / unary CPU" in out
