@@ -63,12 +63,13 @@ async def run_batch(servicer: Any, request: storage_pb2.BatchRequest) -> storage
     return storage_pb2.BatchResponse(results=results)
 
 
-async def run_batches(servicer: Any, requests: AsyncIterable[storage_pb2.BatchRequest]
-                      ) -> AsyncIterator[storage_pb2.BatchResponse]:
+async def run_batches(servicer: Any, requests: AsyncIterable[storage_pb2.BatchRequest],
+                      closing: asyncio.Event | None = None) -> AsyncIterator[storage_pb2.BatchResponse]:
     """A Batches stream's answers: each request run as `run_batch` runs it, as it comes, and
     answered with its id once done. The stream ends when the caller's half ends and every
-    request is answered; if it is cancelled, so are the requests still running (as a
-    cancelled Batch's would be)."""
+    request is answered, or once `closing` is set (the node is stopping: what it read is
+    answered, what it did not is the caller's to send elsewhere, as a refused RPC would be);
+    if it is cancelled, so are the requests still running (as a cancelled Batch's would be)."""
     answered: asyncio.Queue[storage_pb2.BatchResponse | None] = asyncio.Queue()
     running: set[asyncio.Task[None]] = set()
 
@@ -77,23 +78,43 @@ async def run_batches(servicer: Any, requests: AsyncIterable[storage_pb2.BatchRe
         response.id = request.id
         answered.put_nowait(response)
 
+    reading = True
+
     async def read() -> None:
+        nonlocal reading
         try:
-            async for request in requests:
-                task = asyncio.create_task(one(request))
-                running.add(task)
-                task.add_done_callback(running.discard)
+            try:
+                async for request in requests:
+                    task = asyncio.create_task(one(request))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+            except asyncio.CancelledError:
+                if closing is None or not closing.is_set():
+                    raise
+            reading = False
             while running:
                 await asyncio.gather(*running, return_exceptions=True)
         finally:
             answered.put_nowait(None)
 
+    async def stop_reading() -> None:
+        assert closing is not None
+        await closing.wait()
+        if reading:
+            reader.cancel()
+
+    if closing is not None and closing.is_set():
+        return
     reader = asyncio.create_task(read())
+    closer = asyncio.create_task(stop_reading()) if closing is not None else None
     try:
         while (response := await answered.get()) is not None:
             yield response
-        await reader      # its own error, if it had one, is the stream's
+        if not reader.cancelled():
+            await reader      # its own error, if it had one, is the stream's
     finally:
         reader.cancel()
+        if closer is not None:
+            closer.cancel()
         for task in list(running):
             task.cancel()

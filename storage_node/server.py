@@ -71,7 +71,8 @@ async def run(settings: Settings) -> None:
                  Mounted(blobs_pb2_grpc.add_BlobGcServicer_to_server, node.blob_gc, BLOB_GC_NAME),
                  Mounted(node_ops_pb2_grpc.add_NodeOpsServicer_to_server, node.node_ops, NODE_OPS_NAME)],
                 settings.listen, settings.metrics_port, f"storage_node {settings.node_id}",
-                on_start=node.start, on_stop=node.stop, ready_file=settings.ready_file)
+                on_start=node.start, on_stop=node.stop, ready_file=settings.ready_file,
+                on_stopping=node.service.closing.set)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -228,6 +228,7 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
         self.order_watchers = OrderWatchers()
         self.order_fence = OrderFence.load(engine)
         self.summaries = SummaryCache()
+        self.closing = asyncio.Event()     # set as the node stops: Batches streams end (run_batches)
 
     def _prepare(self, request: storage_pb2.StoreMessageRequest) -> NewMessage:
         check_user_id(request.user_id)
@@ -642,5 +643,5 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
 
     async def Batches(self, requests: AsyncIterator[storage_pb2.BatchRequest], context: Any
                       ) -> AsyncIterator[storage_pb2.BatchResponse]:
-        async for response in run_batches(self, (_batch_counted(r) async for r in requests)):
+        async for response in run_batches(self, (_batch_counted(r) async for r in requests), self.closing):
             yield response

@@ -36,7 +36,8 @@ class Mounted:
 
 async def serve(mounted: list[Mounted], listen: str, metrics_port: int | None, banner: str,
                 on_start: Callable[[], Awaitable[None]] | None = None,
-                on_stop: Callable[[], Awaitable[None]] | None = None, ready_file: Path | None = None) -> None:
+                on_stop: Callable[[], Awaitable[None]] | None = None, ready_file: Path | None = None,
+                on_stopping: Callable[[], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM. `listen` may have port 0 and `metrics_port` may be 0
     (any free port; None: no metrics); the bound ports are printed and, once serving,
     written to `ready_file` as {"grpc": ..., "metrics": ...}."""
@@ -69,6 +70,8 @@ async def serve(mounted: list[Mounted], listen: str, metrics_port: int | None, b
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if on_stopping is not None:     # before the grace: long-lived streams end now, not at its end
+        on_stopping()
     for name in ["", *names]:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.stop(grace=2)

@@ -33,6 +33,7 @@ class Node(storage_pb2_grpc.StorageNodeServicer):
         self.delay = 0.0
         self.knows_batch = batches
         self.knows_streams = streams
+        self.closing = asyncio.Event()
 
     async def GetDirectory(self, request: storage_pb2.DirectoryKey, context: Any) -> storage_pb2.DirectoryEntry:
         self.singles += 1
@@ -61,7 +62,7 @@ class Node(storage_pb2_grpc.StorageNodeServicer):
                 self.singles -= len(request.calls)
                 yield request
 
-        async for response in run_batches(self, counted()):
+        async for response in run_batches(self, counted(), self.closing):
             yield response
 
 
@@ -176,6 +177,24 @@ def test_a_caller_deadline_is_its_own() -> None:
         s.node.delay = 0.0
         assert (await ask(s.stub, "domain:a.test")).found
         assert s.node.streams == 1          # a late answer does not break the stream
+
+    run(scenario)
+
+
+def test_a_stopping_node_answers_what_it_read_and_ends_its_stream() -> None:
+    async def scenario(s: Served) -> None:
+        s.node.delay = 0.3
+        read = asyncio.ensure_future(ask(s.stub, "domain:a.test"))
+        await asyncio.sleep(0.1)                       # on the node, running
+        s.node.closing.set()                           # the node is told to stop
+        assert (await read).found                      # answered before the stream ends
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await ask(s.stub, "x")                     # a new stream to a stopping node: ends at once
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        s.node.closing.clear()                         # back
+        s.node.delay = 0.0
+        assert (await ask(s.stub, "domain:a.test")).found
+        assert s.node.streams == 3
 
     run(scenario)
 
