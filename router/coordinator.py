@@ -28,6 +28,7 @@ from tidings_runtime.addresses import parse_address
 from tidings_runtime.hlc import HybridLogicalClock
 from tidings_runtime.ids import entry_id_ms, is_entry_id
 from tidings_runtime.mime import parse_with_candidates, thread_candidates
+from tidings_runtime.parsed_wire import to_wire
 from tidings_runtime.partitions import SYSTEM_FOLDERS
 
 MAX_LIMIT = 200
@@ -49,10 +50,11 @@ def _filed(raw: bytes, folder_id: str, verdict: Verdict | None) -> tuple[bytes, 
     return verdict.stamp(raw), "spam" if verdict.spam else folder_id
 
 
-def _tokens_and_candidates(raw: bytes) -> tuple[list[str], list[str], str]:
-    """One parse: the spam tokens, the thread candidates and the thread root."""
+def _analysed(raw: bytes, spam: bool) -> tuple[list[str], list[str], str, storage_pb2.ParsedMail | None]:
+    """One parse for all: the spam tokens (when it is classified), the thread candidates and
+    root, and the parse the replicas get with the stores (tidings_runtime/parsed_wire.py)."""
     parsed, candidates, root = parse_with_candidates(raw)
-    return message_tokens(parsed), candidates, root
+    return (message_tokens(parsed) if spam else []), candidates, root, to_wire(parsed)
 
 
 def sent_copy_id(entry_id: str) -> str:
@@ -144,6 +146,7 @@ class Screened:
     sender_user_id: str
     mail_from: str
     bounce: bool
+    parsed: storage_pb2.ParsedMail | None = None    # `raw` parsed (our verdict header adds nothing to it)
 
 
 class Coordinator:
@@ -193,16 +196,17 @@ class Coordinator:
         raw = strip_header(raw)     # only our own verdict is believed
         owners = [*(a.user_id for a in accounts), *([sender_user_id] if sender_user_id else [])]
         verdicts: dict[str, Verdict] = {}
-        if screening is not None and screening.screened and accounts:     # one parse for both
-            tokens, candidates, root = await asyncio.to_thread(_tokens_and_candidates, raw)
+        classified = screening is not None and screening.screened and bool(accounts)
+        tokens, candidates, root, parsed = await asyncio.to_thread(_analysed, raw, classified)
+        if classified:
+            assert screening is not None
             # the spam models and the owners' threads in one round
             verdicts, threads = await asyncio.gather(self.spam.classify(accounts, tokens, screening),
                                                      self._threads(owners, candidates))
         else:
-            candidates, root = await asyncio.to_thread(thread_candidates, raw)
             threads = await self._threads(owners, candidates)
         return Screened(raw, folder_id, accounts, remote, verdicts, threads, root, sender_user_id, mail_from,
-                        bounce)
+                        bounce, parsed)
 
     async def file(self, screened: Screened, entry_id: str, fresh: bool = False) -> Outcome:
         """The screened delivery written under entry_id: each hosted recipient's copy, the
@@ -212,12 +216,14 @@ class Coordinator:
         s = screened
         received_ms = entry_id_ms(entry_id)
         jobs = [self._store(a.user_id, entry_id, *_filed(s.raw, s.folder_id, s.verdicts.get(a.user_id)), True,
-                            received_ms, s.threads.get(a.user_id) or thread_id_for(s.root, entry_id), fresh)
+                            received_ms, s.threads.get(a.user_id) or thread_id_for(s.root, entry_id), fresh,
+                            s.parsed)
                 for a in s.accounts]
         sent_id = sent_copy_id(entry_id)
         if s.sender_user_id:
             jobs.append(self._store(s.sender_user_id, sent_id, s.raw, "sent", False, received_ms,
-                                    s.threads.get(s.sender_user_id) or thread_id_for(s.root, sent_id), fresh))
+                                    s.threads.get(s.sender_user_id) or thread_id_for(s.root, sent_id), fresh,
+                                    s.parsed))
         item_id = sent_id if s.sender_user_id else entry_id
         enqueue = [self.queue.enqueue(item_id, s.raw, s.remote, mail_from=s.mail_from,
                                       sender_user_id=s.sender_user_id, created_ms=received_ms, is_bounce=s.bounce,
@@ -276,10 +282,11 @@ class Coordinator:
         return await self._store(user_id, message_id, raw, folder_id, unread, received_ms, thread_id)
 
     async def _store(self, user_id: str, message_id: str, raw: bytes, folder_id: str, unread: bool,
-                     received_ms: int, thread_id: str, fresh: bool = False) -> tuple[str, str]:
+                     received_ms: int, thread_id: str, fresh: bool = False,
+                     parsed: storage_pb2.ParsedMail | None = None) -> tuple[str, str]:
         request = storage_pb2.StoreMessageRequest(
             user_id=user_id, id=message_id, raw=raw, folder_id=folder_id, unread=unread,
-            received_ms=received_ms, thread_id=thread_id, version=self.clock.now())
+            received_ms=received_ms, thread_id=thread_id, version=self.clock.now(), parsed=parsed)
         if fresh and len(raw) <= RIDING_LIMIT:
             # nothing is stored under a fresh id: the intent's thread is the copy's own
             await self.order.append(user_id, [_created(message_id, folder_id, thread_id)], stores=[request])

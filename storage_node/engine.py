@@ -160,13 +160,14 @@ class Engine(RdictStore):
             return codec.encode_blob_body(self.blobs.put(raw))
         return codec.encode_inline_body(raw)
 
-    def prepare(self, state: MessageState) -> NewMessage:
-        """Parse and place the body (blob first, so a reference never dangles); no RocksDB writes."""
+    def prepare(self, state: MessageState, parsed: ParsedMail | None = None) -> NewMessage:
+        """Parse (unless the router shipped its parse of the same bytes) and place the body (blob
+        first, so a reference never dangles); no RocksDB writes."""
         return NewMessage(
             user_id=state.user_id, id=state.id, thread_id=state.thread_id or state.id[:2 * keys.THREAD_BYTES],
             folder_id=state.folder_id, unread=state.unread, starred=state.starred,
             received_ms=state.received_ms, version=state.version, size=len(state.raw),
-            parsed=parse_mail(state.raw), body_value=self.encode_body(state.raw),
+            parsed=parsed or parse_mail(state.raw), body_value=self.encode_body(state.raw),
             answered=state.answered, draft=state.draft, deleted=state.deleted,
             keywords=check_keywords(tuple(state.keywords)), headers=kept(state.raw),
         )

@@ -40,6 +40,7 @@ from storage_node.settings import Settings
 from tidings.v1 import storage_pb2, storage_pb2_grpc, types_pb2
 from tidings_runtime import spam_tokens
 from tidings_runtime.channels import PeerPool
+from tidings_runtime.parsed_wire import from_wire
 from tidings_runtime.partitions import SYSTEM_FOLDERS, folder_id_of, listable_partition
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -239,7 +240,7 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
             starred=request.starred, received_ms=request.received_ms, thread_id=request.thread_id,
             answered=request.answered, draft=request.draft, deleted=request.deleted,
             keywords=tuple(request.keywords),
-        ))
+        ), from_wire(request.parsed) if request.HasField("parsed") else None)
 
     async def _prepared_apart(self, requests: Sequence[storage_pb2.StoreMessageRequest]) -> list[NewMessage | None]:
         """Each large message prepared in a thread first (its body goes to the object store,

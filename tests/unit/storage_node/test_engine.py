@@ -10,7 +10,9 @@ from storage_node import codec, keys
 from storage_node.blobs import LocalBlobStore
 from storage_node.engine import Change, Engine, run_group
 from storage_node.errors import CorruptValue, InvalidArgument, NotFound
-from tests.unit.storage_node.fixtures import OTHER, USER, apply, mid, new, raw_mail
+from tests.unit.storage_node.fixtures import OTHER, USER, apply, mid, new, raw_mail, state
+from tidings_runtime.mime import parse_mail
+from tidings_runtime.parsed_wire import from_wire, to_wire
 
 
 @pytest.fixture
@@ -114,6 +116,13 @@ def test_bodies_are_zstd_and_zlib_bodies_stay_readable(engine: Engine) -> None:
     assert engine.raw(USER, mid(2)) == raw
     with pytest.raises(CorruptValue):
         codec.decode_body(bytes([9]) + b"?")
+
+
+def test_a_shipped_parse_prepares_what_the_bytes_would(engine: Engine) -> None:
+    held = state(mid(3), 1)
+    shipped = to_wire(parse_mail(held.raw))
+    assert shipped is not None
+    assert engine.prepare(held, from_wire(shipped)) == engine.prepare(held)
 
 
 def test_same_millisecond_rows_page_without_overlap(engine: Engine) -> None:
