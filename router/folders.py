@@ -112,7 +112,7 @@ class FolderDirectory:
         after = ""
         while True:
             outcome = await self.directory.replicas.read(partition, _list_call(storage_pb2.DirectoryListRequest(
-                partition=partition, all=True, limit=PAGE, after_key=after)))
+                partition=partition, all=True, limit=PAGE, after_key=after)), rank_key=user_id)
             full: list[str] = []
             for _, answer in outcome.answers:
                 for entry in answer.entries:

@@ -90,9 +90,11 @@ class Replicas:
         """The write's plan under the current ring, and the pending one while it moves."""
         return write_plan(self.ring, self.pending, partition_key, self.consistency, self.detector.is_up)
 
-    def read_plan(self, partition_key: str) -> ReadPlan:
-        """The read's contacts in the order to call them (the first R first)."""
-        return read_plan(self.ring, partition_key, self.consistency, self.detector.is_up, self._read_rank)
+    def read_plan(self, partition_key: str, rank_key: str | None = None) -> ReadPlan:
+        """The read's contacts in the order to call them (the first R first), ranked as
+        `rank_key`'s replicas would be when it is given (below)."""
+        rank = self._read_rank if rank_key is None else (lambda _, node: self._read_rank(rank_key, node))
+        return read_plan(self.ring, partition_key, self.consistency, self.detector.is_up, rank)
 
     async def write(self, partition_key: str, mutation: Mutation) -> Outcome[Any]:
         """W of the plan's contacts take the write; the replicas seen down get a hint at once."""
@@ -142,10 +144,14 @@ class Replicas:
         finally:
             self._inflight[epoch] -= 1
 
-    async def read(self, partition_key: str, call: Callable[[Stub], Awaitable[T]]) -> Outcome[T]:
+    async def read(self, partition_key: str, call: Callable[[Stub], Awaitable[T]],
+                   rank_key: str | None = None) -> Outcome[T]:
         """R answers from the replicas: R of them called, another on a failure or after the
-        speculative delay; those seen down are skipped while enough others are up."""
-        return await self.read_quorum(self.read_plan(partition_key), call)
+        speculative delay; those seen down are skipped while enough others are up. A read made
+        beside another partition's (a folder list: the user's counters and the user's folder
+        names) passes that partition as `rank_key`: the nodes that hold both are then asked
+        in the same order, so both reads share their batches."""
+        return await self.read_quorum(self.read_plan(partition_key, rank_key), call)
 
     async def read_quorum(self, plan: ReadPlan, call: Callable[[Stub], Awaitable[T]]) -> Outcome[T]:
         """A read plan's quorum of ``call`` with the speculative retry, each call's latency kept

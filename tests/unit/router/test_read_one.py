@@ -78,3 +78,12 @@ def test_one_router_sends_every_partition_to_the_same_first_node() -> None:
 def test_no_replica_answering_is_unavailable() -> None:
     with pytest.raises(Unavailable):
         read({"1": False, "2": False, "3": False})
+
+
+def test_reads_of_two_partitions_ranked_by_one_key_ask_the_same_nodes_first() -> None:
+    replicas = Replicas(Ring(NODES), NodePool(), Consistency())
+    users = [f"{i:016x}" for i in range(40)]
+    apart = [replicas.read_plan(f"folders:{u}").contacts[:2] != replicas.read_plan(u).contacts[:2] for u in users]
+    assert any(apart)                     # each partition its own order: often two other nodes first
+    for user in users:
+        assert replicas.read_plan(f"folders:{user}", rank_key=user).contacts == replicas.read_plan(user).contacts
