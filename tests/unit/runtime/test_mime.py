@@ -17,7 +17,8 @@ from tidings_runtime.mime import (
 )
 
 
-def test_encoded_words_attachments_and_alternatives() -> None:
+def rich_message() -> EmailMessage:
+    """Encoded words, a quoted display name, alternatives and two attachments."""
     m = EmailMessage()
     m["From"] = "=?utf-8?q?Ren=C3=A9e_D=C3=BCrr?= <renee@example.test>"
     m["To"] = 'a@x.test, "Smith, J" <j@x.test>'
@@ -27,6 +28,11 @@ def test_encoded_words_attachments_and_alternatives() -> None:
     m.add_alternative("<p>html &amp; part</p>", subtype="html")
     m.add_attachment(b"%PDF-1.4 data", maintype="application", subtype="pdf", filename="rapport été.pdf")
     m.add_attachment("a,b\n1,2\n", subtype="csv", filename="t.csv")
+    return m
+
+
+def test_encoded_words_attachments_and_alternatives() -> None:
+    m = rich_message()
     parsed = parse_mail(m.as_bytes())
     assert parsed.from_ == (("Renée Dürr", "renee@example.test"),)
     assert parsed.to == (("", "a@x.test"), ("Smith, J", "j@x.test"))

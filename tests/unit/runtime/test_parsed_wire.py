@@ -2,30 +2,22 @@
 from __future__ import annotations
 
 import dataclasses
-from email.message import EmailMessage
 
 import pytest
 
 from bench.ingest_vs_postfix import make_message as peer_message
 from bench.mail_flow import make_message as flow_message
+from tests.unit.runtime.test_mime import rich_message
 from tidings_runtime.mime import parse_mail
 from tidings_runtime.parsed_wire import from_wire, to_wire
 
 
 def _rich() -> bytes:
-    m = EmailMessage()
-    m["From"] = "=?utf-8?q?Ren=C3=A9e_D=C3=BCrr?= <renee@example.test>"
-    m["To"] = 'a@x.test, "Smith, J" <j@x.test>'
+    m = rich_message()
     m["Cc"] = "c@x.test"
     m["Bcc"] = "b@x.test"
-    m["Subject"] = "=?utf-8?b?w4fDoCB2YQ==?= and more"
-    m["Message-ID"] = "<abc@x.test>"
     m["In-Reply-To"] = "<parent@x.test>"
     m["References"] = "<root@x.test> <parent@x.test>"
-    m.set_content("héllo wörld")
-    m.add_alternative("<p>html &amp; part</p>", subtype="html")
-    m.add_attachment(b"%PDF-1.4 data", maintype="application", subtype="pdf", filename="rapport été.pdf")
-    m.add_attachment("a,b\n1,2\n", subtype="csv", filename="t.csv")
     return m.as_bytes()
 
 
