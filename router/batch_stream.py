@@ -32,9 +32,13 @@ class BatchStream:
         self._call = stub.Batches()
         self._waiting: dict[int, asyncio.Future[storage_pb2.BatchResponse]] = {}
         self._last_id = 0
-        self._writing = asyncio.Lock()
+        # one writer: a batch's deadline never cancels a write (grpc.aio cancels the whole
+        # stream when a write is cancelled), and writes go out one at a time, in order
+        self._outbox: asyncio.Queue[storage_pb2.BatchRequest] = asyncio.Queue()
         self.broken: grpc.aio.AioRpcError | None = None
-        self._reader = asyncio.get_running_loop().create_task(self._read())
+        loop = asyncio.get_running_loop()
+        self._reader = loop.create_task(self._read())
+        self._writer = loop.create_task(self._write())
 
     async def send(self, request: storage_pb2.BatchRequest, timeout: float | None) -> storage_pb2.BatchResponse:
         """The batch's answer; AioRpcError with the stream's status if it breaks first, or
@@ -45,13 +49,9 @@ class BatchStream:
         request.id = self._last_id
         answer: asyncio.Future[storage_pb2.BatchResponse] = asyncio.get_running_loop().create_future()
         self._waiting[request.id] = answer
+        self._outbox.put_nowait(request)
         try:
             async with asyncio.timeout(timeout):
-                async with self._writing:
-                    try:
-                        await self._call.write(request)
-                    except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
-                        self._break(await self._status(exc))
                 return await answer
         except TimeoutError:
             raise stream_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
@@ -60,9 +60,21 @@ class BatchStream:
 
     async def close(self) -> None:
         self._call.cancel()
-        self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+        for task in (self._writer, self._reader):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _write(self) -> None:
+        while True:
+            request = await self._outbox.get()
+            if request.id not in self._waiting:      # its caller gave up before it left
+                continue
+            try:
+                await self._call.write(request)
+            except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
+                self._break(await self._status(exc))
+                return
 
     async def _read(self) -> None:
         try:
@@ -96,3 +108,5 @@ class BatchStream:
         for answer in self._waiting.values():
             if not answer.done():
                 answer.set_exception(error)
+        if self._writer is not asyncio.current_task():
+            self._writer.cancel()               # nothing more goes out on it

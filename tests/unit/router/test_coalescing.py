@@ -189,12 +189,14 @@ def test_a_stopping_node_answers_what_it_read_and_ends_its_stream() -> None:
         s.node.closing.set()                           # the node is told to stop
         assert (await read).found                      # answered before the stream ends
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await ask(s.stub, "x")                     # a new stream to a stopping node: ends at once
+            # on the ending stream (before its end reached the router) or on a new one, which
+            # a stopping node ends at once: either way refused, for the caller to go elsewhere
+            await ask(s.stub, "x")
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         s.node.closing.clear()                         # back
         s.node.delay = 0.0
         assert (await ask(s.stub, "domain:a.test")).found
-        assert s.node.streams == 3
+        assert s.node.streams >= 2                     # on a new stream
 
     run(scenario)
 
