@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 from collections import OrderedDict
@@ -53,6 +54,7 @@ MESSAGES_BYTES = 4 * 1024 * 1024   # bodies of one GetMessages answer, about (at
 # (~25-50 us); the mail path's small reads run on the event loop (docs/performance.md, issue 19).
 
 RPC_ERRORS = Counter("tidings_storage_rpc_errors_total", "Storage RPCs that ended in an error", ["method", "code"])
+PEER_READY_S = 5.0
 BATCHES = Counter("tidings_storage_batches_total",
                   "Batches served: Batch RPCs and requests of Batches streams (their calls are in calls_total)")
 BATCHED = Counter("tidings_storage_batched_calls_total", "Calls that came in a batch")
@@ -507,6 +509,10 @@ class StorageService(storage_pb2_grpc.StorageNodeServicer):
             raise InvalidArgument("no source address to pull from")
         stub = self.peers.stub(request.source_address)
         answer = storage_pb2.PullRangesResponse()
+        # a channel still backing off from the source's last absence (a restarted node) would
+        # fail the stream at once: let it reconnect first, for a few seconds at most
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.peers.channel(request.source_address).channel_ready(), PEER_READY_S)
         try:
             async for batch in stub.StreamRanges(storage_pb2.StreamRangesRequest(
                     ranges=request.ranges, order_only=request.order_only)):
