@@ -23,7 +23,8 @@ from tidings.v1 import storage_pb2
 log = logging.getLogger(__name__)
 
 
-def stream_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    """A call's failure made here (a batch's, a stream's), as grpc.aio raises its own."""
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
 
 
@@ -54,7 +55,7 @@ class BatchStream:
             async with asyncio.timeout(timeout):
                 return await answer
         except TimeoutError:
-            raise stream_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
+            raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded") from None
         finally:
             self._waiting.pop(request.id, None)
 
@@ -81,7 +82,7 @@ class BatchStream:
             while True:
                 response = await self._call.read()
                 if response is grpc.aio.EOF:
-                    self._break(stream_error(grpc.StatusCode.UNAVAILABLE, "the node ended the batch stream"))
+                    self._break(rpc_error(grpc.StatusCode.UNAVAILABLE, "the node ended the batch stream"))
                     return
                 answer = self._waiting.get(response.id)
                 if answer is not None and not answer.done():
@@ -89,7 +90,7 @@ class BatchStream:
         except grpc.aio.AioRpcError as exc:
             self._break(exc)
         except asyncio.CancelledError:
-            self._break(stream_error(grpc.StatusCode.CANCELLED, "the batch stream was closed"))
+            self._break(rpc_error(grpc.StatusCode.CANCELLED, "the batch stream was closed"))
             raise
 
     async def _status(self, exc: BaseException) -> grpc.aio.AioRpcError:
@@ -97,8 +98,8 @@ class BatchStream:
         if isinstance(exc, grpc.aio.AioRpcError):
             return exc
         if self._call.done():
-            return stream_error(await self._call.code(), await self._call.details() or "")
-        return stream_error(grpc.StatusCode.UNAVAILABLE, f"the batch stream failed: {exc!r}")
+            return rpc_error(await self._call.code(), await self._call.details() or "")
+        return rpc_error(grpc.StatusCode.UNAVAILABLE, f"the batch stream failed: {exc!r}")
 
     def _break(self, error: grpc.aio.AioRpcError) -> None:
         """Fail every batch still waiting; the stream is not used again."""

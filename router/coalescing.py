@@ -29,7 +29,7 @@ from typing import Any
 import grpc
 from prometheus_client import Histogram
 
-from router.batch_stream import BatchStream
+from router.batch_stream import BatchStream, rpc_error
 from tidings.v1 import storage_pb2, storage_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,6 @@ def method_of(field: str) -> str:
 ALONE = {"get_message"}
 BATCHED = {method_of(field): field for field in CALL_FIELDS if field not in ALONE}
 BATCH_BYTES = 4 * 1024 * 1024    # requests of one batch, at most (a larger request goes alone)
-
-
-def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
 
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
