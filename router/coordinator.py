@@ -7,6 +7,7 @@ listed against the others, so a replica that missed a change cannot resurface it
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -149,6 +150,18 @@ class Screened:
     parsed: storage_pb2.ParsedMail | None = None    # `raw` parsed (our verdict header adds nothing to it)
 
 
+@dataclass(frozen=True)
+class Analysed:
+    """A delivery before its reads (Coordinator.analyse): `decided` with no verdicts and no
+    known threads yet, the screening it is classified under (None: it is not classified),
+    its spam tokens and its thread candidates."""
+
+    decided: Screened
+    screening: types_pb2.Screening | None
+    tokens: list[str]
+    candidates: list[str]
+
+
 class Coordinator:
     def __init__(self, replicas: Replicas, directory: Directory, clock: HybridLogicalClock,
                  queue: OutboundQueue, spam: SpamFilter | None = None, order: MailboxOrder | None = None) -> None:
@@ -172,17 +185,16 @@ class Coordinator:
         or a bounce: all durable on W replicas when this returns (screen, then file)."""
         if not is_entry_id(entry_id):
             raise InvalidArgument(f"malformed entry id {entry_id!r}")
-        screened = await self.screen(raw, recipients, folder_id, sender_user_id, mail_from, bounce, screening)
-        return await self.file(screened, entry_id)
+        analysed = await self.analyse(raw, recipients, folder_id, sender_user_id, mail_from, bounce, screening)
+        return await self.file(await self.screen(analysed), entry_id)
 
-    async def screen(self, raw: bytes, recipients: list[str], folder_id: str, sender_user_id: str,
-                     mail_from: str = "", bounce: bool = False,
-                     screening: types_pb2.Screening | None = None) -> Screened:
-        """What a delivery will do, decided before anything is written (so it can run beside
-        the delivery's claim): the recipients sorted into hosted and outside, and a screened
-        message (the SMTP edge's inbound checks ran) classified for each hosted recipient: its
-        copy carries the verdict (an X-Tidings-Spam header) and goes to Spam over the spam
-        threshold; over the reject threshold for all of them, SpamRejected."""
+    async def analyse(self, raw: bytes, recipients: list[str], folder_id: str, sender_user_id: str,
+                      mail_from: str = "", bounce: bool = False,
+                      screening: types_pb2.Screening | None = None) -> Analysed:
+        """A delivery decided as far as it can be without reading the mailboxes: the
+        recipients sorted into hosted and outside (directory lookups, mostly remembered) and
+        the message parsed once (in a thread) for its spam tokens, thread candidates and the
+        parse the replicas get. `screen` then makes the reads."""
         if not raw:
             raise InvalidArgument("empty message")
         folder_id = check_folder(folder_id or "inbox")
@@ -194,19 +206,29 @@ class Coordinator:
         if not accounts and not remote and not sender_user_id:
             raise InvalidArgument("no recipients")
         raw = strip_header(raw)     # only our own verdict is believed
-        owners = [*(a.user_id for a in accounts), *([sender_user_id] if sender_user_id else [])]
-        verdicts: dict[str, Verdict] = {}
         classified = screening is not None and screening.screened and bool(accounts)
         tokens, candidates, root, parsed = await asyncio.to_thread(_analysed, raw, classified)
-        if classified:
-            assert screening is not None
+        decided = Screened(raw, folder_id, accounts, remote, {}, {}, root, sender_user_id, mail_from, bounce, parsed)
+        return Analysed(decided, screening if classified else None, tokens, candidates)
+
+    async def screen(self, analysed: Analysed) -> Screened:
+        """The analysed delivery's reads, in one round, where nothing is written (so they can
+        run beside the delivery's claim): a screened message (the SMTP edge's inbound checks
+        ran) classified for each hosted recipient, whose copy carries the verdict (an
+        X-Tidings-Spam header) and goes to Spam over the spam threshold (over the reject
+        threshold for all of them, SpamRejected); and the known thread each owner's copy joins
+        (absent: a new thread, named by `root`)."""
+        s = analysed.decided
+        owners = [*(a.user_id for a in s.accounts), *([s.sender_user_id] if s.sender_user_id else [])]
+        verdicts: dict[str, Verdict] = {}
+        if analysed.screening is not None:
             # the spam models and the owners' threads in one round
-            verdicts, threads = await asyncio.gather(self.spam.classify(accounts, tokens, screening),
-                                                     self._threads(owners, candidates))
+            verdicts, threads = await asyncio.gather(
+                self.spam.classify(s.accounts, analysed.tokens, analysed.screening),
+                self._threads(owners, analysed.candidates))
         else:
-            threads = await self._threads(owners, candidates)
-        return Screened(raw, folder_id, accounts, remote, verdicts, threads, root, sender_user_id, mail_from,
-                        bounce, parsed)
+            threads = await self._threads(owners, analysed.candidates)
+        return dataclasses.replace(s, verdicts=verdicts, threads=threads)
 
     async def file(self, screened: Screened, entry_id: str, fresh: bool = False) -> Outcome:
         """The screened delivery written under entry_id: each hosted recipient's copy, the

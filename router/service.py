@@ -131,8 +131,6 @@ class MailService(mail_pb2_grpc.MailServicer):
 
     async def _claim(self, request: mail_pb2.DeliverRequest) -> idempotency.Claim | None:
         """The entry id to deliver under: an earlier request's with this key or digest, if any."""
-        if not is_entry_id(request.entry_id):
-            raise InvalidArgument(f"malformed entry id {request.entry_id!r}")
         if request.idempotency_key:
             entry = idempotency.idempotency_entry(request.sender_user_id, request.idempotency_key)
             return await idempotency.claim(self.claims, entry, bytes(request.request_hash), request.entry_id,
@@ -145,13 +143,16 @@ class MailService(mail_pb2_grpc.MailServicer):
 
     @rpc
     async def Deliver(self, request: mail_pb2.DeliverRequest, context: Any) -> mail_pb2.DeliverResponse:
-        # The claim's write round and the screening's reads (recipients, spam counts) at once:
-        # screening writes nothing, so a claim that adopts an earlier entry id loses nothing.
+        if not is_entry_id(request.entry_id):
+            raise InvalidArgument(f"malformed entry id {request.entry_id!r}")
         try:
-            claimed, screened = await both(self._claim(request), self.coordinator.screen(
-                bytes(request.raw), list(request.recipients), request.folder_id,
-                request.sender_user_id, request.mail_from, request.bounce,
-                request.screening if request.HasField("screening") else None))
+            analysed = await self.coordinator.analyse(
+                bytes(request.raw), list(request.recipients), request.folder_id, request.sender_user_id,
+                request.mail_from, request.bounce, request.screening if request.HasField("screening") else None)
+            # The claim's write round and the screening's reads (spam counts, threads) at once,
+            # started in one turn of the loop so that each node gets its share as one batch:
+            # screening writes nothing, so a claim that adopts an earlier entry id loses nothing.
+            claimed, screened = await both(self._claim(request), self.coordinator.screen(analysed))
         except NotFound as exc:  # an unknown recipient is the caller's mistake here
             raise FailedPrecondition(str(exc)) from exc
         entry_id = claimed.entry_id if claimed is not None else request.entry_id
