@@ -22,7 +22,7 @@ from router.service import AdminService, MailService
 from router.settings import Settings
 from router.spam import SpamFilter
 from tidings.v1 import mail_pb2, mail_pb2_grpc, queue_pb2, queue_pb2_grpc
-from tidings_runtime import logs
+from tidings_runtime import event_loop, logs
 from tidings_runtime.grpc_server import Mounted, serve
 from tidings_runtime.hlc import HybridLogicalClock
 from tidings_runtime.periodic import Periodic
@@ -107,4 +107,4 @@ async def run(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> None:
     settings = Settings.load(argv)
     logs.setup("router", settings.log_level, settings.log_format)
-    asyncio.run(run(settings))
+    event_loop.run(run(settings))

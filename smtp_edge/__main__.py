@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from smtp_edge.config import Settings
 from smtp_edge.server import SmtpEdge
-from tidings_runtime import logs
+from tidings_runtime import event_loop, logs
 from tidings_runtime.ready import write_ready
 
 
@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings.load(argv)
     logs.setup("smtp_edge", settings.log_level, settings.log_format)
     logging.getLogger("mail.log").setLevel(logging.WARNING)   # aiosmtpd: one line per command
-    asyncio.run(serve(settings))
+    event_loop.run(serve(settings))
     return 0
 
 

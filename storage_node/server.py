@@ -1,7 +1,6 @@
 """Start and stop one storage node: open RocksDB and the object store, serve StorageNode."""
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from search_node.index import COLUMN_FAMILIES as SEARCH_COLUMN_FAMILIES
@@ -16,7 +15,7 @@ from storage_node.node_ops import NodeOpsService
 from storage_node.service import StorageService
 from storage_node.settings import Settings
 from tidings.v1 import blobs_pb2, blobs_pb2_grpc, node_ops_pb2, node_ops_pb2_grpc, storage_pb2, storage_pb2_grpc
-from tidings_runtime import logs
+from tidings_runtime import event_loop, logs
 from tidings_runtime.grpc_server import Mounted, serve
 from tidings_runtime.periodic import Periodic
 
@@ -78,4 +77,4 @@ async def run(settings: Settings) -> None:
 def main(argv: list[str] | None = None) -> None:
     settings = Settings.load(argv)
     logs.setup("storage_node", settings.log_level, settings.log_format)
-    asyncio.run(run(settings))
+    event_loop.run(run(settings))
