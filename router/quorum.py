@@ -74,6 +74,8 @@ class Outcome(Generic[T]):
 async def quorum(plan: ReplicaPlan, call: Callable[[NodeInfo], Awaitable[T]], timeout: float,
                  judge: Judge, speculate_after: float | None = None) -> Outcome[T]:
     """Run ``call`` on the contacts of ``plan``; return once ``plan.block_for`` answered."""
+    if not plan.is_write and len(plan.contacts) == 1 and speculate_after is None:
+        return await _single(plan, call, timeout, judge)
     outcome: Outcome[T] = Outcome()
     reserve = list(plan.contacts)     # not called yet, in the plan's order
     tasks: dict[asyncio.Future[T], NodeInfo] = {}
@@ -125,6 +127,30 @@ async def quorum(plan: ReplicaPlan, call: Callable[[NodeInfo], Awaitable[T]], ti
     raise _short(outcome, plan)
 
 
+async def _single(plan: ReplicaPlan, call: Callable[[NodeInfo], Awaitable[T]], timeout: float,
+                  judge: Judge) -> Outcome[T]:
+    """A read of one contact (Replicas.read_one's, a spam model's counts): the outcome and the
+    errors of the loop above, in the caller's own task (no task, no wait: ~25 us less a call)."""
+    outcome: Outcome[T] = Outcome()
+    node = plan.contacts[0]
+    deadline = asyncio.timeout(timeout)
+    try:
+        async with deadline:
+            answer = await call(node)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        outcome.timed_out.append(node)
+    except Exception as exc:
+        _judged(outcome, node, exc, judge)
+        if outcome.missing:     # a read's NOT_FOUND is an answer
+            return outcome
+    else:
+        outcome.answers.append((node, answer))
+        return outcome
+    raise _short(outcome, plan)
+
+
 def _acks(outcome: Outcome[T], plan: ReplicaPlan) -> int:
     return len(outcome.answers) if plan.is_write else outcome.responded
 
@@ -145,6 +171,11 @@ def _record(outcome: Outcome[T], node: NodeInfo, task: asyncio.Future[T], judge:
     if exc is None:
         outcome.answers.append((node, task.result()))
         return
+    _judged(outcome, node, exc, judge)
+
+
+def _judged(outcome: Outcome[T], node: NodeInfo, exc: BaseException, judge: Judge) -> None:
+    """A failed call's share of the outcome, as the replica layer judges its exception."""
     reply, reason = judge(exc)
     if reply is Reply.REJECTED:
         raise InvalidArgument(reason or "invalid request")

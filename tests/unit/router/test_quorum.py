@@ -265,3 +265,28 @@ def test_a_write_calls_every_contact_at_once_whatever_the_delay() -> None:
         return script.finished
 
     assert sorted(asyncio.run(go())) == ["1", "2", "3"] and sorted(script.called) == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize("reply", [OK, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE,
+                                   grpc.StatusCode.INTERNAL, grpc.StatusCode.DEADLINE_EXCEEDED,
+                                   grpc.StatusCode.INVALID_ARGUMENT, "hang"])
+def test_a_one_contact_read_has_the_outcome_and_errors_of_the_loop(reply: str | grpc.StatusCode) -> None:
+    """A plan of one contact (read_one's) is read in the caller's task: the same answers, the
+    same missing replica and the same errors as the general loop (which a one-contact plan
+    with a speculative delay still takes)."""
+    replies = {A: (OK, HANG) if reply == "hang" else (reply, 0)}
+
+    async def both_ways() -> list[tuple[str, object]]:
+        seen: list[tuple[str, object]] = []
+        for after in (None, HANG):
+            script = Script(replies)
+            try:
+                outcome = await quorum(ReadPlan((A,), 1), script, 0.05, judge_rpc, speculate_after=after)
+            except Exception as exc:
+                seen.append((type(exc).__name__, script.called))
+            else:
+                seen.append((repr(outcome), script.called))
+        return seen
+
+    fast, loop = asyncio.run(both_ways())
+    assert fast == loop
