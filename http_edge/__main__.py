@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import uvicorn
 from prometheus_client import start_http_server
 
-from tidings_runtime import logs
+from tidings_runtime import event_loop, logs
 from tidings_runtime.ready import write_ready
 
 from .app import create_app
@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: None)
     try:
-        asyncio.run(_serve(settings, sock, metrics_port))
+        event_loop.run(_serve(settings, sock, metrics_port))
     finally:
         sock.close()
     return 0

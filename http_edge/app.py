@@ -53,6 +53,9 @@ def create_app(settings: Settings, *, client: MailClient | None = None) -> FastA
         summary="The Tidings mail API",
         version="1",
         lifespan=lifespan,
+        # no OpenTelemetry here (the metrics are Prometheus's, http_edge/metrics.py): FastAPI's
+        # own would look for a configured provider on every request
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.signer = TokenSigner(settings.token_secret, settings.token_ttl)

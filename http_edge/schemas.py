@@ -5,7 +5,7 @@ and serialised by alias). Request bodies forbid unknown fields, so a typo
 (`"too": [...]`) is a 400 rather than a silently dropped recipient.
 
 The listings (folders, a folder's page, a search, a thread) have `fields_from_pb`: their JSON
-document as plain data, which their routes answer as it is (`JSONResponse`, the model kept as
+document as plain data, which their routes answer as it is (`PlainJSONResponse`, the model kept as
 `response_model=`, the route's schema): building and validating 50 summaries' models cost more
 CPU than the rest of the request. `from_pb` validates the same data into the model, and
 tests/http/test_schemas.py holds both to one document.

@@ -1,6 +1,6 @@
-"""The event loop of the mail path's processes (router, storage node, SMTP edge): uvloop's,
-whose loop is libuv in C, where asyncio's own is Python (measured: ~0.3 ms of CPU less a
-delivered message over the cluster, docs/performance.md); TIDINGS_EVENT_LOOP=asyncio runs
+"""The event loop of the mail path's processes (router, storage node, SMTP and HTTP edges):
+uvloop's, whose loop is libuv in C, where asyncio's own is Python (measured: ~0.3 ms of CPU less
+a delivered message over the cluster, docs/performance.md); TIDINGS_EVENT_LOOP=asyncio runs
 asyncio's own instead."""
 from __future__ import annotations
 

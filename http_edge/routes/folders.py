@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
-from fastapi.responses import JSONResponse
 
 from ..deps import Client, CurrentUser
 from ..errors import AUTHENTICATED, AUTHENTICATED_WITH_INPUT, WITH_BODY, error_responses
+from ..plain_json import PlainJSONResponse
 from ..schemas import FolderIn, FolderListOut, FolderOut, MessagePageOut
 
 router = APIRouter(prefix="/v1/folders", tags=["folders"])
@@ -17,8 +17,8 @@ FolderId = Annotated[str, Path(min_length=1, max_length=128, description="a fold
 
 
 @router.get("", response_model=FolderListOut, responses=error_responses(*AUTHENTICATED))
-async def list_folders(user: CurrentUser, client: Client) -> JSONResponse:
-    return JSONResponse(FolderListOut.fields_from_pb(await client.folder_list(user.user_id)))
+async def list_folders(user: CurrentUser, client: Client) -> PlainJSONResponse:
+    return PlainJSONResponse(FolderListOut.fields_from_pb(await client.folder_list(user.user_id)))
 
 
 @router.post("", status_code=201, responses=error_responses(*AUTHENTICATED_WITH_INPUT, *WITH_BODY, 409))
@@ -50,6 +50,6 @@ async def list_messages(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str, Query(max_length=1024)] = "",
     unread: bool = False,
-) -> JSONResponse:
+) -> PlainJSONResponse:
     page = await client.list_messages(user.user_id, folder_id, unread_only=unread, limit=limit, cursor=cursor)
-    return JSONResponse(MessagePageOut.fields_from_pb(page))
+    return PlainJSONResponse(MessagePageOut.fields_from_pb(page))

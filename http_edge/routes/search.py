@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
 
 from ..deps import Client, CurrentUser
 from ..errors import AUTHENTICATED_WITH_INPUT, error_responses
+from ..plain_json import PlainJSONResponse
 from ..schemas import SearchPageOut
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
@@ -24,5 +24,5 @@ async def search(
     q: Annotated[str, Query(min_length=1, max_length=2000)],
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str, Query(max_length=1024)] = "",
-) -> JSONResponse:
-    return JSONResponse(SearchPageOut.fields_from_pb(await client.search(user.user_id, q, limit=limit, cursor=cursor)))
+) -> PlainJSONResponse:
+    return PlainJSONResponse(SearchPageOut.fields_from_pb(await client.search(user.user_id, q, limit=limit, cursor=cursor)))

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from http_edge.plain_json import PlainJSONResponse
 from http_edge.schemas import FolderListOut, MessagePageOut, SearchPageOut, ThreadOut, rfc3339_ms
 from tidings.v1 import mail_pb2, types_pb2
 
@@ -27,7 +27,7 @@ def _summary(i: int) -> types_pb2.MessageSummary:
 
 
 def _answered(fields: dict[str, Any]) -> Any:
-    return json.loads(bytes(JSONResponse(fields).body))
+    return json.loads(bytes(PlainJSONResponse(fields).body))
 
 
 def _model_json(model: BaseModel) -> Any:
