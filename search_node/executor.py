@@ -23,7 +23,7 @@ from search_node.keys import (
     forward_key,
     late_docnum,
     late_range,
-    meta_key,
+    meta_keys,
     posting_field,
     posting_key,
     prefix_range,
@@ -107,7 +107,7 @@ class Execution:
         nums = list(docnums)
         missing = [d for d in nums if d not in self._metas]
         if missing:
-            raw = self.reader.multi_get(DOCS_CF, [meta_key(self.user, d) for d in missing])
+            raw = self.reader.multi_get(DOCS_CF, meta_keys(self.user, missing))
             for d, data in zip(missing, raw):
                 if data is None:
                     raise RuntimeError(f"search index: doc {d} has no record")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from search_node.keys import (
     ATTACHMENT_DOCS,
@@ -44,9 +44,10 @@ class UserState:
         return cls(nxt, ms, hid if ms > -(1 << 62) else b"")
 
 
-@dataclass(frozen=True)
-class DocMeta:
-    """What ordering, filters and updates need of a doc without reading its text."""
+class DocMeta(NamedTuple):
+    """What ordering, filters and updates need of a doc without reading its text (a named
+    tuple, not a frozen dataclass: a search decodes a record for each doc of its page and for
+    each out-of-order doc above it, a few hundred, and a tuple is made in half the time)."""
 
     doc_id: str
     received_ms: int

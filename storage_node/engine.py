@@ -7,6 +7,7 @@ idempotent: storing an id twice, or applying an older version, changes nothing.
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -137,8 +138,11 @@ def check_new_message_id(message_id: str) -> None:
         raise InvalidArgument(f"malformed message id {message_id!r}")
 
 
+_LOWER_HEX = re.compile("[0-9a-f]*")
+
+
 def _is_hex(value: str) -> bool:
-    return all(c in "0123456789abcdef" for c in value)
+    return _LOWER_HEX.fullmatch(value) is not None
 
 
 class Engine(RdictStore):
@@ -339,7 +343,7 @@ class Engine(RdictStore):
     def record_values(self, user_id: str, message_ids: list[str]) -> list[bytes]:
         """The encoded records of the ids held (codec.decode_record reads one), in the ids' order."""
         ids = [i for i in message_ids if len(i) == 2 * keys.ID_BYTES and _is_hex(i)]
-        values = self.multi_get(keys.CF_MESSAGES, [keys.message(user_id, i) for i in ids])
+        values = self.multi_get(keys.CF_MESSAGES, keys.messages(user_id, ids))
         return [v for v in values if v is not None]
 
     def raw(self, user_id: str, message_id: str) -> bytes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterable
 
 from tidings_runtime.partitions import SYSTEM_FOLDERS, directory_partition, partition_token
 
@@ -101,6 +102,12 @@ def listing(user_id: str, folder_no: int, received_ms: int, message_id: str) -> 
 
 def message(user_id: str, message_id: str) -> bytes:
     return partition(user_id) + bytes.fromhex(message_id)
+
+
+def messages(user_id: str, message_ids: Iterable[str]) -> list[bytes]:
+    """message() of each id, the partition prefix made once (a page or a search reads 50)."""
+    prefix = partition(user_id)
+    return [prefix + bytes.fromhex(m) for m in message_ids]
 
 
 def thread(user_id: str, thread_id: str) -> bytes:
