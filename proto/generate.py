@@ -20,7 +20,7 @@ from pathlib import Path
 PROTO_ROOT = Path(__file__).resolve().parent
 DEFAULT_OUT = PROTO_ROOT.parent / "clients" / "python"
 
-VERSION = "0.2.0"   # 0.2: the mailbox order (Changes, Watch, Mailbox), folders, drafts, Batch, ImportMessage, IMAP cells, BlobGc
+VERSION = "0.3.0"   # 0.3: Mail.Calls; 0.2: the mailbox order, folders, drafts, Batch, ImportMessage, IMAP cells, BlobGc
 
 
 def proto_files() -> list[Path]:

@@ -12,6 +12,7 @@ from prometheus_client import Counter, Histogram
 
 from router import idempotency
 from router.anti_entropy import AntiEntropy
+from router.call_stream import CarriedCalls
 from router.change_feed import ChangeFeed
 from router.coordinator import Coordinator, Outcome
 from router.directory import Directory
@@ -111,6 +112,7 @@ class MailService(mail_pb2_grpc.MailServicer):
         self.folders = Folders(coordinator, coordinator.custom_folders)
         self.drafts = Drafts(coordinator, self.claims)
         self.feed = feed if feed is not None else ChangeFeed(coordinator.replicas)
+        self.carried = CarriedCalls(self)
 
     @rpc
     async def Authenticate(self, request: mail_pb2.AuthenticateRequest, context: Any) -> types_pb2.Account:
@@ -254,6 +256,12 @@ class MailService(mail_pb2_grpc.MailServicer):
         folder_id = await self.coordinator.custom_folders.check(request.user_id, request.folder_id, live=False)
         return await self.feed.mailbox(request.user_id, folder_id, request.after_uid, request.limit,
                                        self.coordinator.order)
+
+    async def Calls(self, requests: AsyncIterator[mail_pb2.CallRequest], context: grpc.aio.ServicerContext
+                    ) -> AsyncIterator[mail_pb2.CallAnswer]:
+        """The unary calls router/call_stream.py carries, answered as each finishes."""
+        async for answer in self.carried.serve(requests):
+            yield answer
 
     async def Watch(self, request: mail_pb2.ChangesRequest, context: grpc.aio.ServicerContext
                     ) -> AsyncIterator[mail_pb2.ChangesResponse]:

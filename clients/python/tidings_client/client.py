@@ -26,9 +26,11 @@ from typing import Any, Self
 
 import grpc
 from google.protobuf.message import Message
+from google.protobuf.message_factory import GetMessageClass
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
 
+from .call_stream import CallStream, StreamBroken
 from .errors import Unavailable, from_rpc_error
 from .paging import MessagePager
 
@@ -52,6 +54,13 @@ _IDEMPOTENT_MAIL = (
     "Mailbox",  # a folder's first view orders a FOLDER_CHANGED once; a repeat reads the same view
 )
 _IDEMPOTENT_ADMIN = ("AddDomain",)
+
+# Carried on the Mail.Calls stream: the idempotent calls whose requests and answers are small
+# (the router's list, router/call_stream.py); a request over CARRY_LIMIT bytes goes unary, so
+# that a large message never holds up the calls behind it on the one stream.
+CARRIED = ("Authenticate", "CheckRecipient", "Deliver", "ListFolders", "ListMessages", "GetThread", "Search",
+           "Changes", "Mailbox")
+CARRY_LIMIT = 256 * 1024
 
 DEFAULT_TIMEOUT = 10.0
 WATCH_BACKOFF = (0.1, 2.0)  # seconds before redialling a broken Watch: the first wait, the longest
@@ -128,10 +137,12 @@ class _BaseClient:
 
     async def _call(self, method: Any, request: Message, timeout: float | None) -> Any:
         try:
-            return await method(request, timeout=self.timeout if timeout is None else timeout,
-                                metadata=self._call_metadata())
+            return await self._send(method, request, self.timeout if timeout is None else timeout)
         except grpc.RpcError as err:
             raise from_rpc_error(err) from None
+
+    async def _send(self, method: Any, request: Message, timeout: float) -> Any:
+        return await method(request, timeout=timeout, metadata=self._call_metadata())
 
     async def close(self) -> None:
         if self._owns_channel:
@@ -173,9 +184,39 @@ class MailClient(_BaseClient):
 
     _retry_methods = tuple((_MAIL, m) for m in _IDEMPOTENT_MAIL)
 
-    def __init__(self, target: str, **kwargs: Any) -> None:
+    def __init__(self, target: str, *, carry: bool = True, **kwargs: Any) -> None:
+        """`carry`: send the small idempotent calls on one `Mail.Calls` stream (call_stream.py)
+        rather than as unary calls; a router without that method gets unary calls."""
         super().__init__(target, **kwargs)
         self._stub = mail_pb2_grpc.MailStub(self._channel)
+        service = mail_pb2.DESCRIPTOR.services_by_name["Mail"]
+        self._carried: dict[Any, tuple[str, type[Message]]] = {
+            getattr(self._stub, name): (name, GetMessageClass(service.methods_by_name[name].output_type))
+            for name in CARRIED} if carry else {}
+        self._stream: CallStream | None = None
+
+    async def _send(self, method: Any, request: Message, timeout: float) -> Any:
+        carried = self._carried.get(method)
+        if carried is None or request.ByteSize() > CARRY_LIMIT:
+            return await super()._send(method, request, timeout)
+        name, response_type = carried
+        if self._stream is None or self._stream.broken:
+            self._stream = CallStream(self._stub)
+        try:
+            return await self._stream.call(name, request, response_type, timeout, self._call_metadata())
+        except StreamBroken as broken:
+            if broken.error.code() == grpc.StatusCode.UNIMPLEMENTED:    # a router without Mail.Calls
+                self._carried.clear()
+        except grpc.aio.AioRpcError as err:
+            if err.code() != grpc.StatusCode.UNAVAILABLE:
+                raise
+        # idempotent, so sent again as a unary call: the channel's retries of UNAVAILABLE with it
+        return await super()._send(method, request, timeout)
+
+    async def close(self) -> None:
+        if self._stream is not None:
+            await self._stream.close()
+        await super().close()
 
     async def authenticate(self, email: str, password: str, *, timeout: float | None = None) -> types_pb2.Account:
         return await self._call(

@@ -17,6 +17,7 @@ import pytest
 
 from router.coalescing import CoalescingStub
 from storage_node.batches import run_batch, run_batches
+from tests.loopback_grpc import serve
 from tidings.v1 import storage_pb2, storage_pb2_grpc
 
 
@@ -86,11 +87,7 @@ def run(scenario: Callable[[Served], Awaitable[None]]) -> None:
 
 
 async def _serve(node: Node, port: int = 0) -> tuple[grpc.aio.Server, int]:
-    server = grpc.aio.server()
-    storage_pb2_grpc.add_StorageNodeServicer_to_server(node, server)
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    return server, bound
+    return await serve(storage_pb2_grpc.add_StorageNodeServicer_to_server, node, port)
 
 
 @asynccontextmanager
