@@ -20,6 +20,7 @@ import pytest
 from tests.cluster.grid import Grid, running
 from tests.s3_server import REGION, S3Endpoint, moto_s3
 from tidings.v1 import mail_pb2, storage_pb2, storage_pb2_grpc
+from tidings_cli.cluster import poll_until
 from tidings_runtime.backups import MANIFEST
 from tidings_runtime.ids import new_entry_id
 
@@ -64,7 +65,9 @@ def test_backup_to_s3_and_restore_from_it_through_the_cli(grid: Grid, s3: S3Endp
     for subject in sorted(subjects):
         raw = f"From: a@elsewhere.test\r\nTo: {USER}\r\nSubject: {subject}\r\n\r\nbody\r\n".encode()
         grid.mail.Deliver(mail_pb2.DeliverRequest(entry_id=new_entry_id(), raw=raw, recipients=[USER]), timeout=30)
-    assert subjects_on(grid.layout.storage_address(2), user_id) == subjects
+    # a delivery is acknowledged on two of three replicas: node 2 may take the last one a moment later
+    poll_until(lambda: subjects_on(grid.layout.storage_address(2), user_id) == subjects,
+               "node 2 holding every delivered message", timeout=30)
 
     made = tidings(grid, "backup", "--node", "2", "--to", f"s3://{BUCKET}/backups/one")
     assert made.returncode == 0, made.stdout + made.stderr
