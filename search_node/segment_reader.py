@@ -94,10 +94,9 @@ class Postings:
             for block in self._blocks(span, start, end):
                 for k in range(bisect_left(block.keys, start), bisect_left(block.keys, end)):
                     yield block.keys[k], block.bitmap(k)
-        for d, record in self.fresh:
-            keys = fresh_keys(record)
-            for k in range(bisect_left(keys, start), bisect_left(keys, end)):
-                yield keys[k], BitMap((d,))
+        for d, keys in fresh_in_range(self.fresh, start, end):
+            for key in keys:
+                yield key, BitMap((d,))
 
     def union(self, start: bytes, end: bytes, fields: frozenset[int], summary: bytes | None = None) -> BitMap:
         """Docs of every key in [start, end) whose field (last byte) is in `fields`; segments that
@@ -121,9 +120,8 @@ class Postings:
                 for _, run in groupby(enumerate(keep), lambda pair: pair[1] - pair[0]):  # consecutive keys
                     ks = [k for _, k in run]
                     block.gather(ks[0], ks[-1] + 1, plain, bitmaps)
-        for d, record in self.fresh:
-            keys = fresh_keys(record)
-            if any(posting_field(keys[k]) in fields for k in range(bisect_left(keys, start), bisect_left(keys, end))):
+        for d, keys in fresh_in_range(self.fresh, start, end):
+            if any(posting_field(key) in fields for key in keys):
                 plain.append(d)
         bitmaps.append(BitMap(plain))
         return BitMap.union(*bitmaps)
@@ -145,3 +143,17 @@ class Postings:
     def all_postings(self) -> Iterator[tuple[bytes, BitMap]]:
         """Every (key, docs) of the user but the summaries, segment by segment, then the fresh records."""
         return self.range(b"", kind_range(SUMMARY)[0])
+
+
+def fresh_in_range(fresh: list[tuple[int, bytes]], start: bytes, end: bytes) -> Iterator[tuple[int, list[bytes]]]:
+    """(doc, its keys in [start, end)) of the fresh records holding any. Such a key begins with what
+    `start` and `end` have in common, so one search of a record's bytes passes over most records
+    without splitting them into keys."""
+    shared = next((i for i, (a, b) in enumerate(zip(start, end)) if a != b), min(len(start), len(end)))
+    needle = SEP + start[:shared]
+    for d, record in fresh:
+        if needle in record:
+            keys = fresh_keys(record)
+            i, j = bisect_left(keys, start), bisect_left(keys, end)
+            if i < j:
+                yield d, keys[i:j]

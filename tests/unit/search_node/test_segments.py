@@ -13,7 +13,7 @@ from search_node import maintenance as M
 from search_node import segments as S
 from search_node.keys import COLUMN_FAMILIES, DOCS_CF, POSTINGS_CF, state_key
 from search_node.records import UserState
-from search_node.segment_reader import Postings
+from search_node.segment_reader import Postings, fresh_in_range
 from storage_node.rdict_store import RdictStore
 
 USER = bytes.fromhex("00000000000000cc")
@@ -72,6 +72,21 @@ def test_blocks_round_trip_and_find_every_key(tmp_path_factory, per_doc: list[se
     finally:
         S.BIG = saved
         store.close()
+
+
+words = st.text(alphabet="ab\x00\x01\u00e9", min_size=1, max_size=4)
+
+
+@given(st.lists(st.sets(words, min_size=1, max_size=8), max_size=20), words, words, st.booleans())
+def test_fresh_records_give_the_keys_of_a_range(per_doc: list[set[str]], a: str, b: str, prefix: bool) -> None:
+    """What a fresh record holds in [start, end), found by one search of its bytes first, is what
+    splitting every record would find (`prefix`: a prefix range, as `union` asks)."""
+    start, end = sorted([a.encode(), b.encode()])
+    if prefix:
+        end = start + K.KEY_END
+    fresh = [(d, S.fresh_record(ks)) for d, ks in enumerate(per_doc)]
+    expected = [(d, sorted(k.encode() for k in ks if start <= k.encode() < end)) for d, ks in enumerate(per_doc)]
+    assert list(fresh_in_range(fresh, start, end)) == [(d, ks) for d, ks in expected if ks]
 
 
 def _store_fresh(store: RdictStore, per_doc: list[set[bytes]]) -> None:
