@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 
 from router import read_repair
@@ -88,16 +88,20 @@ def listing_order(summary: types_pb2.MessageSummary) -> tuple[int, str]:
     return -summary.received_ms, summary.id
 
 
-def _merge(answers: list[storage_pb2.NodeSummaries]) -> tuple[dict[str, types_pb2.MessageSummary], set[str]]:
-    """Newest version of each id across replicas, and the ids some replica holds as deleted."""
+def _newest(pages: Iterable[Iterable[types_pb2.MessageSummary]]) -> dict[str, types_pb2.MessageSummary]:
+    """Newest version of each id across replicas' pages."""
     best: dict[str, types_pb2.MessageSummary] = {}
-    for answer in answers:
-        for summary in answer.messages:
+    for page in pages:
+        for summary in page:
             held = best.get(summary.id)
             if held is None or summary.version > held.version:
                 best[summary.id] = summary
-    dead = {i for answer in answers for i in answer.tombstones}
-    return best, dead
+    return best
+
+
+def _merge(answers: list[storage_pb2.NodeSummaries]) -> tuple[dict[str, types_pb2.MessageSummary], set[str]]:
+    """Newest version of each id across replicas, and the ids some replica holds as deleted."""
+    return _newest(a.messages for a in answers), {i for answer in answers for i in answer.tombstones}
 
 
 def _intent_of(summary: types_pb2.MessageSummary, moved_to: str | None, expunged: bool) -> storage_pb2.OrderIntent:
@@ -435,7 +439,7 @@ class Coordinator:
         request = storage_pb2.NodeSearchRequest(user_id=user_id, query=query, limit=limit, cursor=page_cursor)
         outcome = await self.replicas.read(user_id, lambda stub: stub.Search(request))
         answers = [a for _, a in outcome.answers]
-        best, _ = _merge([storage_pb2.NodeSummaries(messages=a.messages) for a in answers])
+        best = _newest(a.messages for a in answers)     # not copied into a NodeSummaries
         stale = await self._stale_hits(user_id, answers, best, limit)
         ranked = sorted((s for i, s in best.items() if i not in stale), key=lambda s: (s.received_ms, s.id), reverse=True)
         page = ranked[:limit]
