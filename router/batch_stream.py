@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from tidings.v1 import storage_pb2
-from tidings_runtime.id_stream import IdStream, rpc_error
+from tidings_runtime.id_stream import IdStream
 
-__all__ = ["BatchStream", "rpc_error"]
+__all__ = ["BatchStream"]
 
 
 class BatchStream(IdStream[storage_pb2.BatchRequest, storage_pb2.BatchResponse]):

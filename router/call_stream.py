@@ -23,13 +23,9 @@ from google.protobuf.message_factory import GetMessageClass
 
 from tidings.v1 import mail_pb2
 from tidings_runtime import logs
+from tidings_runtime.id_stream import CARRIED
 
 log = logging.getLogger(__name__)
-
-# The idempotent calls whose requests and answers are small: a large body (GetRawMessage,
-# GetAttachment, a message's text) would hold up the answers behind it on the one stream.
-CARRIED = ("Authenticate", "CheckRecipient", "Deliver", "ListFolders", "ListMessages", "GetThread", "Search",
-           "Changes", "Mailbox")
 
 Method = Callable[[Message, Any], Awaitable[Message]]
 

@@ -29,8 +29,9 @@ from typing import Any
 import grpc
 from prometheus_client import Histogram
 
-from router.batch_stream import BatchStream, rpc_error
+from router.batch_stream import BatchStream
 from tidings.v1 import storage_pb2, storage_pb2_grpc
+from tidings_runtime.id_stream import answered_error, rpc_error
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,6 @@ def method_of(field: str) -> str:
 ALONE = {"get_message"}
 BATCHED = {method_of(field): field for field in CALL_FIELDS if field not in ALONE}
 BATCH_BYTES = 4 * 1024 * 1024    # requests of one batch, at most (a larger request goes alone)
-
-
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 @dataclass
@@ -145,7 +143,7 @@ class NodeBatcher:
             return
         for call, result in zip(calls, response.results):
             if result.WhichOneof("result") == "error":
-                _fail(call, rpc_error(_CODES.get(result.error.code, grpc.StatusCode.UNKNOWN), result.error.details))
+                _fail(call, answered_error(result.error.code, result.error.details))
             else:
                 _answer(call, getattr(result, call.field))
 

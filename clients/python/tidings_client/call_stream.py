@@ -19,12 +19,15 @@ from google.protobuf.message import Message
 
 from tidings.v1 import mail_pb2
 
-from .id_stream import IdStream, rpc_error
+from .id_stream import IdStream, answered_error
 
 M = TypeVar("M", bound=Message)
 
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
-
+# The idempotent calls whose requests and answers are small, carried on the stream (the router
+# serves these, router/call_stream.py): a large body (GetRawMessage, GetAttachment, a message's
+# text) would hold up the answers behind it on the one stream.
+CARRIED = ("Authenticate", "CheckRecipient", "Deliver", "ListFolders", "ListMessages", "GetThread", "Search",
+           "Changes", "Mailbox")
 
 class StreamBroken(Exception):
     """The stream failed (the router went away, or has no `Mail.Calls`): `error` says how."""
@@ -55,7 +58,7 @@ class CallStream:
                 raise StreamBroken(exc) from None
             raise
         if answer.code:
-            raise rpc_error(_CODES.get(answer.code, grpc.StatusCode.UNKNOWN), answer.details)
+            raise answered_error(answer.code, answer.details)
         return response_type.FromString(answer.response)
 
     async def close(self) -> None:

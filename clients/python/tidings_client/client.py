@@ -30,7 +30,7 @@ from google.protobuf.message_factory import GetMessageClass
 
 from tidings.v1 import mail_pb2, mail_pb2_grpc, types_pb2
 
-from .call_stream import CallStream, StreamBroken
+from .call_stream import CARRIED, CallStream, StreamBroken
 from .errors import Unavailable, from_rpc_error
 from .paging import MessagePager
 
@@ -55,11 +55,8 @@ _IDEMPOTENT_MAIL = (
 )
 _IDEMPOTENT_ADMIN = ("AddDomain",)
 
-# Carried on the Mail.Calls stream: the idempotent calls whose requests and answers are small
-# (the router's list, router/call_stream.py); a request over CARRY_LIMIT bytes goes unary, so
-# that a large message never holds up the calls behind it on the one stream.
-CARRIED = ("Authenticate", "CheckRecipient", "Deliver", "ListFolders", "ListMessages", "GetThread", "Search",
-           "Changes", "Mailbox")
+# A carried call's request over this many bytes goes unary, so that a large message never holds
+# up the calls behind it on the Mail.Calls stream (call_stream.CARRIED).
 CARRY_LIMIT = 256 * 1024
 
 DEFAULT_TIMEOUT = 10.0

@@ -28,9 +28,17 @@ Request = TypeVar("Request", bound=_Identified)
 Answer = TypeVar("Answer", bound=_Identified)
 
 
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
 def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
     """A failure made here (a request's, a stream's), as grpc.aio raises its own."""
     return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=details)
+
+
+def answered_error(code: int, details: str) -> grpc.aio.AioRpcError:
+    """A failure an answer carries as a status number (a batch result's, a carried call's)."""
+    return rpc_error(_CODES.get(code, grpc.StatusCode.UNKNOWN), details)
 
 
 class IdStream(Generic[Request, Answer]):
